@@ -1,0 +1,290 @@
+// The `vial` command line.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "client/vial.h"
+#include "pool/log.h"
+
+namespace {
+
+constexpr const char* kMainHelp =
+    R"(vial - run Python snippets in a pool of worker processes, each embedding CPython
+
+Usage:
+  vial run [-c CODE | FILE | -] [options]   run code once and print what it _return()ed
+  vial --help                               this text
+  vial run --help                           every option of `run`, with examples
+  vial --version
+
+Inside the code, every _return(x) call adds x to the result list; variables given with
+--var/--str are globals. Each call runs in a fresh namespace in a worker process, so a hung or
+crashing snippet never takes the caller down: --timeout kills it and the pool carries on.
+
+Example:
+  vial run --var testvar=3 -c 'val = testvar + 5
+_return(val)
+_return(val + 5)'
+  [8, 13]
+)";
+
+constexpr const char* kRunHelp = R"(vial run - run Python source once on an in-process pool
+
+Usage:
+  vial run -c CODE [options]
+  vial run FILE [options]
+  vial run - [options]          (read the code from stdin)
+
+Options:
+  -c CODE            the code to run
+  --var NAME=JSON    a variable holding a typed value: --var n=3  --var items='[1, "a"]'
+                     (JSON objects become dicts; integers of any size stay ints)
+  --str NAME=TEXT    a variable holding TEXT as a str, no JSON quoting needed
+  --timeout SEC      kill the worker if the code runs longer than SEC seconds (default: none)
+  --workers N        worker processes in the pool (default: 1)
+  --json             print one JSON object instead of the code's output and result line:
+                       {"outcome": "ok", "returns": [...], "stdout": "...", "stderr": "...",
+                        "elapsed_ms": 1.2}  (failures add "error": {...})
+  --worker PATH      the vial-worker executable (default: $VIAL_WORKER, else next to vial)
+  -v, --verbose      log worker spawns and exits to stderr
+  -h, --help         this text
+
+Output: what the code printed (stdout to stdout, stderr to stderr), then the result list as one
+JSON line on stdout. Bytes print as {"$bytes": "<base64>"}, tuples as lists.
+
+Exit status:
+  0    the code ran to the end
+  1    the code raised (the traceback is on stderr)
+  2    usage error or invalid input (bad --var, unreadable file, bad variable name, bad UTF-8)
+  3    the worker crashed (stderr names the exit code or signal)
+  4    no worker could be started (stderr says why)
+  124  timed out (stderr says after how long; the worker and its processes were killed)
+
+Examples:
+  vial run -c '_return(1 + 2)'                          # [3]
+  vial run --var testvar=3 examples/original_pool_example.py
+  echo 'import sys; _return(sys.version)' | vial run -
+  vial run --str name=bob -c 'print("hi", name); _return(len(name))'
+  vial run --timeout 0.5 -c 'while True: pass'          # exit 124
+)";
+
+struct UsageError {
+  std::string message;
+};
+
+struct RunArgs {
+  std::optional<std::string> code;
+  std::optional<std::string> file;
+  vial::Vars vars;
+  vial::PoolOptions pool;
+  vial::CallOptions call;
+  bool json = false;
+  bool verbose = false;
+};
+
+std::string readAll(std::istream& in) {
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+double parsePositiveSeconds(const std::string& option, const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used != text.size() || !(value > 0))
+    throw UsageError{option + " needs a positive number of seconds, got '" + text + "'"};
+  return value;
+}
+
+std::pair<std::string, std::string> splitAssignment(const std::string& option,
+                                                    const std::string& text) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw UsageError{option + " needs NAME=VALUE, got '" + text + "'"};
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+RunArgs parseRunArgs(int argc, char** argv) {
+  RunArgs args;
+  std::set<std::string> names;
+  auto addVar = [&](const std::string& option, std::string name, vial::Value value) {
+    if (!names.insert(name).second) throw UsageError{"variable '" + name + "' is given twice"};
+    args.vars.emplace_back(std::move(name), std::move(value));
+  };
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kRunHelp, stdout);
+      std::exit(0);
+    } else if (arg == "-c") {
+      if (args.code || args.file) throw UsageError{"give the code once: -c CODE, FILE or -"};
+      args.code = next();
+    } else if (arg == "--var") {
+      auto [name, json] = splitAssignment(arg, next());
+      try {
+        addVar(arg, name, vial::parse_json(json));
+      } catch (const std::invalid_argument& e) {
+        throw UsageError{"--var " + name + ": invalid JSON: " + e.what() +
+                         " (use --str for plain text)"};
+      }
+    } else if (arg == "--str") {
+      auto [name, text] = splitAssignment(arg, next());
+      addVar(arg, name, vial::Value(text));
+    } else if (arg == "--timeout") {
+      args.call.proc_timeout = parsePositiveSeconds(arg, next());
+    } else if (arg == "--workers") {
+      std::string n = next();
+      char* end = nullptr;
+      long workers = std::strtol(n.c_str(), &end, 10);
+      if (*end || workers < 1 || workers > 1024)
+        throw UsageError{"--workers needs a whole number from 1 to 1024, got '" + n + "'"};
+      args.pool.workers = workers;
+    } else if (arg == "--json") {
+      args.json = true;
+    } else if (arg == "--worker") {
+      args.pool.worker_path = next();
+    } else if (arg == "-v" || arg == "--verbose") {
+      args.verbose = true;
+    } else if (arg == "-" || arg[0] != '-') {
+      if (args.code || args.file) throw UsageError{"give the code once: -c CODE, FILE or -"};
+      args.file = arg;
+    } else {
+      throw UsageError{"unknown option '" + arg + "' (see vial run --help)"};
+    }
+  }
+  if (!args.code && !args.file) throw UsageError{"no code given: use -c CODE, FILE or -"};
+  if (args.file) {
+    if (*args.file == "-") {
+      args.code = readAll(std::cin);
+    } else {
+      std::ifstream in(*args.file, std::ios::binary);
+      if (!in) throw UsageError{"cannot read '" + *args.file + "': " + std::strerror(errno)};
+      args.code = readAll(in);
+    }
+  }
+  return args;
+}
+
+std::string jsonString(const std::string& s) {
+  return vial::to_json(vial::Value(s));
+}
+
+void writeOutput(const vial::Output& output) {
+  if (!output.stdout_text.empty()) {
+    std::fwrite(output.stdout_text.data(), 1, output.stdout_text.size(), stdout);
+    if (output.stdout_text.back() != '\n') std::fputc('\n', stdout);
+  }
+  std::fflush(stdout);
+  std::fwrite(output.stderr_text.data(), 1, output.stderr_text.size(), stderr);
+  if (output.stdout_truncated)
+    std::fputs("vial: the code's stdout was truncated at 1 MiB\n", stderr);
+  if (output.stderr_truncated)
+    std::fputs("vial: the code's stderr was truncated at 1 MiB\n", stderr);
+}
+
+int exitCodeOf(const vial::Result& result) {
+  struct Visitor {
+    int operator()(const vial::Ok&) { return 0; }
+    int operator()(const vial::PythonError&) { return 1; }
+    int operator()(const vial::Rejected&) { return 2; }
+    int operator()(const vial::WorkerCrashed&) { return 3; }
+    int operator()(const vial::Unavailable&) { return 4; }
+    int operator()(const vial::Cancelled&) { return 4; }
+    int operator()(const vial::Timeout&) { return 124; }
+  };
+  return std::visit(Visitor{}, result.outcome());
+}
+
+void printJson(const vial::Result& result, double elapsedMs) {
+  std::ostringstream out;
+  out << "{\"outcome\": " << jsonString(result.kind());
+  const vial::Output* output = result.output();
+  out << ", \"returns\": " << (result.ok() ? vial::to_json(result.values()) : "null");
+  out << ", \"stdout\": " << jsonString(output ? output->stdout_text : "");
+  out << ", \"stderr\": " << jsonString(output ? output->stderr_text : "");
+  if (output && (output->stdout_truncated || output->stderr_truncated))
+    out << ", \"truncated\": {\"stdout\": " << (output->stdout_truncated ? "true" : "false")
+        << ", \"stderr\": " << (output->stderr_truncated ? "true" : "false") << "}";
+  char elapsed[32];
+  std::snprintf(elapsed, sizeof elapsed, "%.3f", elapsedMs);
+  out << ", \"elapsed_ms\": " << elapsed;
+  if (!result.ok()) {
+    out << ", \"error\": {\"message\": " << jsonString(result.describe());
+    if (auto* e = result.get_if<vial::PythonError>())
+      out << ", \"type\": " << jsonString(e->type)
+          << ", \"traceback\": " << jsonString(e->traceback);
+    if (auto* t = result.get_if<vial::Timeout>())
+      out << ", \"limit_seconds\": " << t->limit_seconds << ", \"worker_pid\": " << t->worker_pid;
+    if (auto* c = result.get_if<vial::WorkerCrashed>()) {
+      out << ", \"worker_pid\": " << c->worker_pid;
+      if (c->exit_code) out << ", \"exit_code\": " << *c->exit_code;
+      if (c->signal) out << ", \"signal\": " << *c->signal;
+    }
+    out << "}";
+  }
+  out << "}\n";
+  std::fputs(out.str().c_str(), stdout);
+}
+
+int runCommand(int argc, char** argv) {
+  RunArgs args = parseRunArgs(argc, argv);
+  if (args.pool.workers == 0) args.pool.workers = 1;
+  vial::log().set_level(args.verbose ? spdlog::level::info : spdlog::level::warn);
+  vial::Pool pool(args.pool);
+  auto start = std::chrono::steady_clock::now();
+  vial::Result result = pool.run_async(*args.code, args.vars, args.call).get();
+  double elapsedMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+
+  if (args.json) {
+    printJson(result, elapsedMs);
+  } else {
+    if (const vial::Output* output = result.output()) writeOutput(*output);
+    if (result.ok()) {
+      std::printf("%s\n", vial::to_json(result.values()).c_str());
+    } else if (auto* error = result.get_if<vial::PythonError>()) {
+      std::fputs(
+          error->traceback.empty() ? (result.describe() + "\n").c_str() : error->traceback.c_str(),
+          stderr);
+    } else {
+      std::fprintf(stderr, "vial: %s\n", result.describe().c_str());
+    }
+  }
+  return exitCodeOf(result);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::fputs(kMainHelp, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (std::strcmp(argv[1], "--version") == 0) {
+    std::printf("vial %s\n", VIAL_VERSION);
+    return 0;
+  }
+  try {
+    if (std::strcmp(argv[1], "run") == 0) return runCommand(argc - 2, argv + 2);
+    std::fprintf(stderr, "vial: unknown command '%s' (see vial --help)\n", argv[1]);
+    return 2;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "vial %s: %s\n", argv[1], e.message.c_str());
+    return 2;
+  }
+}

@@ -1,0 +1,250 @@
+#include "client/vial.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/io.h>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "pool/log.h"
+#include "pool/worker_pool.h"
+
+namespace vial {
+
+namespace detail {
+
+// Shared by a Future's copies and the pool's resolve callback.
+struct CallState {
+  std::mutex mutex;
+  std::condition_variable resolved;
+  bool done = false;
+  Result result;
+  std::function<void(const Result&)> callback;
+
+  void resolve(Result&& r) {
+    std::function<void(const Result&)> run;
+    {
+      std::lock_guard lock(mutex);
+      if (done) return;  // exactly once, whatever happens upstream
+      result = std::move(r);
+      done = true;
+      run = std::move(callback);
+      callback = nullptr;
+    }
+    resolved.notify_all();
+    if (run) runCallback(run, result);
+  }
+
+  static void runCallback(const std::function<void(const Result&)>& callback,
+                          const Result& result) {
+    try {
+      callback(result);
+    } catch (const std::exception& e) {
+      log().error("a vial callback threw: {}", e.what());
+    } catch (...) {
+      log().error("a vial callback threw a non-standard exception");
+    }
+  }
+};
+
+}  // namespace detail
+
+const Result& Future::get() const& {
+  std::unique_lock lock(state_->mutex);
+  state_->resolved.wait(lock, [&] { return state_->done; });
+  return state_->result;
+}
+
+Result Future::get() && {
+  std::unique_lock lock(state_->mutex);
+  state_->resolved.wait(lock, [&] { return state_->done; });
+  // Other copies of this Future may exist; only move when this is the last handle left.
+  if (state_.use_count() == 1) return std::move(state_->result);
+  return state_->result;
+}
+
+bool Future::ready() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->done;
+}
+
+bool Future::wait_for(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(state_->mutex);
+  return state_->resolved.wait_for(lock, timeout, [&] { return state_->done; });
+}
+
+void Future::then(std::function<void(const Result&)> callback) const {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->done) {
+      if (auto previous = std::move(state_->callback)) {
+        state_->callback = [previous = std::move(previous),
+                            callback = std::move(callback)](const Result& r) {
+          previous(r);
+          callback(r);
+        };
+      } else {
+        state_->callback = std::move(callback);
+      }
+      return;
+    }
+  }
+  detail::CallState::runCallback(callback, state_->result);
+}
+
+// The pool's thread runs a kj event loop holding the WorkerPool. Other threads hand it calls
+// through `submissions` and wake it with an eventfd; one write covers any number of calls.
+struct Pool::Impl {
+  explicit Impl(PoolOptions o) : options(std::move(o)) {
+    if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
+    wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    KJ_SYSCALL(wakeFd, "eventfd for the pool");
+    thread = std::thread([this] { runLoop(); });
+  }
+
+  ~Impl() {
+    stop(options.shutdown_grace);
+    close(wakeFd);
+  }
+
+  void submit(pool::Call call) {
+    bool wakeLoop = false;
+    {
+      std::lock_guard lock(mutex);
+      if (!stopping) {
+        wakeLoop = !wakePending;
+        wakePending = true;
+        submissions.push_back(std::move(call));
+        call.resolve = nullptr;
+      }
+    }
+    if (call.resolve) return call.resolve(Result(Cancelled{"the pool is shut down"}));
+    if (wakeLoop) wake();
+  }
+
+  void wake() {
+    uint64_t one = 1;
+    ssize_t n = write(wakeFd, &one, sizeof one);
+    (void)n;  // EAGAIN only when the counter is already huge: the loop is awake anyway
+  }
+
+  void stop(double grace) {
+    {
+      std::lock_guard lock(mutex);
+      if (!stopping) {
+        stopping = true;
+        stopGrace = grace;
+      }
+    }
+    wake();
+    std::lock_guard joinLock(joinMutex);
+    if (thread.joinable()) thread.join();
+  }
+
+  void runLoop() {
+    try {
+      auto io = kj::setupAsyncIo();
+      pool::WorkerPool workers(io, options, [this](const pool::Counts& counts) {
+        std::lock_guard lock(countsMutex);
+        ready = counts.ready;
+        countsChanged.notify_all();
+      });
+      kj::UnixEventPort::FdObserver observer(io.unixEventPort, wakeFd,
+                                             kj::UnixEventPort::FdObserver::OBSERVE_READ);
+      for (;;) {
+        std::vector<pool::Call> batch;
+        bool stopNow;
+        double grace;
+        uint64_t count;
+        while (read(wakeFd, &count, sizeof count) > 0) {
+        }
+        {
+          std::lock_guard lock(mutex);
+          batch.swap(submissions);
+          wakePending = false;
+          stopNow = stopping;
+          grace = stopGrace;
+        }
+        for (auto& call : batch) workers.submit(std::move(call));
+        if (stopNow) {
+          workers.shutdown(grace).wait(io.waitScope);
+          break;
+        }
+        observer.whenBecomesReadable().wait(io.waitScope);
+      }
+    } catch (const kj::Exception& e) {
+      log().critical("the pool's event loop failed: {}", e.getDescription().cStr());
+    } catch (const std::exception& e) {
+      log().critical("the pool's event loop failed: {}", e.what());
+    }
+    // Anything still handed in resolves; nothing hangs.
+    std::vector<pool::Call> rest;
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+      rest.swap(submissions);
+    }
+    for (auto& call : rest) call.resolve(Result(Cancelled{"the pool is shut down"}));
+  }
+
+  PoolOptions options;
+  int wakeFd = -1;
+  std::mutex mutex;  // guards the four below
+  std::vector<pool::Call> submissions;
+  bool wakePending = false;
+  bool stopping = false;
+  double stopGrace = 0;
+
+  mutable std::mutex countsMutex;
+  mutable std::condition_variable countsChanged;
+  std::size_t ready = 0;
+
+  std::mutex joinMutex;
+  std::thread thread;
+};
+
+Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Pool::~Pool() = default;
+
+Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
+  auto state = std::make_shared<detail::CallState>();
+  impl_->submit(pool::Call{std::move(source), std::move(vars), options,
+                           [state](Result&& r) { state->resolve(std::move(r)); }});
+  return Future(state);
+}
+
+void Pool::run_async(std::string source, Vars vars,
+                     std::function<void(const std::vector<Value>&)> at_return,
+                     std::function<void(const Result&)> at_err, CallOptions options) {
+  Future future = run_async(std::move(source), std::move(vars), options);
+  future.then([at_return = std::move(at_return), at_err = std::move(at_err)](const Result& r) {
+    if (r.ok()) {
+      if (at_return) at_return(r.values());
+    } else if (at_err) {
+      at_err(r);
+    } else {
+      log().error("run_async call failed ({}): {}", r.kind(), r.describe());
+    }
+  });
+}
+
+void Pool::shutdown(std::optional<double> grace) {
+  impl_->stop(grace.value_or(impl_->options.shutdown_grace));
+}
+
+bool Pool::wait_ready(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->countsMutex);
+  return impl_->countsChanged.wait_for(lock, timeout,
+                                       [&] { return impl_->ready >= impl_->options.workers; });
+}
+
+std::size_t Pool::size() const {
+  return impl_->options.workers;
+}
+
+}  // namespace vial

@@ -1,0 +1,87 @@
+// vial: run Python source in a pool of worker processes, each embedding CPython.
+//
+//   vial::Pool pool;                                    // workers = number of CPUs
+//   auto future = pool.run_async("_return(testvar + 5)", {{"testvar", 3}});
+//   const vial::Result& result = future.get();          // blocks; result.values() == [8]
+//
+// This header is the whole public API: plain C++, no Cap'n Proto, kj, Python or spdlog types.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pool/options.h"
+#include "protocol/result.h"
+#include "protocol/value.h"
+
+namespace vial {
+
+namespace detail {
+struct CallState;
+}
+
+/// The pending outcome of one call. Copyable handle; every copy sees the same outcome.
+class Future {
+ public:
+  /// Blocks until the call has resolved. The reference lives as long as any copy of the
+  /// Future; on a temporary (`pool.run_async(...).get()`) the result is moved out instead.
+  const Result& get() const&;
+  Result get() &&;
+  /// True once the call has resolved (never blocks).
+  bool ready() const;
+  /// Waits up to `timeout`; true if the call resolved.
+  bool wait_for(std::chrono::milliseconds timeout) const;
+  /// Runs `callback` once with the outcome: on the pool's event-loop thread when the call
+  /// resolves, or at once on this thread if it already has. Callbacks must not block.
+  void then(std::function<void(const Result&)> callback) const;
+
+ private:
+  friend class Pool;
+  explicit Future(std::shared_ptr<detail::CallState> state) : state_(std::move(state)) {}
+  std::shared_ptr<detail::CallState> state_;
+};
+
+/// A pool of vial-worker processes run from this process (the embedded, in-process pool).
+/// Thread-safe: run_async may be called from any thread. The pool's event loop runs on a
+/// thread of its own, which is where callbacks run.
+class Pool {
+ public:
+  /// Starts the workers in the background; calls made before they are ready wait in the queue.
+  explicit Pool(PoolOptions options = {});
+  /// Same as shutdown() with the configured grace period.
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  /// Runs `source` with `vars` as globals of a fresh namespace; `_return(x)` adds x to the
+  /// result. Never throws for bad input: the future resolves Rejected instead.
+  Future run_async(std::string source, Vars vars = {}, CallOptions options = {});
+
+  /// The original's callback form: `at_return(values)` on success, `at_err(result)` on any
+  /// other outcome. Without at_err, failures are logged (spdlog logger "vial"). Both run on the
+  /// pool's thread. Extra arguments for the callbacks: capture them in the lambdas.
+  void run_async(std::string source, Vars vars,
+                 std::function<void(const std::vector<Value>&)> at_return,
+                 std::function<void(const Result&)> at_err = nullptr, CallOptions options = {});
+
+  /// Stops taking calls (new ones resolve Cancelled), cancels queued calls, lets running ones
+  /// finish for up to `grace` seconds (default: PoolOptions::shutdown_grace), then kills the
+  /// workers. Blocks until every worker is gone. Idempotent.
+  void shutdown(std::optional<double> grace = std::nullopt);
+
+  /// Waits until all configured workers have reported ready; false on timeout.
+  bool wait_ready(std::chrono::milliseconds timeout) const;
+
+  /// Number of workers configured (PoolOptions::workers resolved).
+  std::size_t size() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vial

@@ -1,0 +1,176 @@
+#define BOOST_PROCESS_USE_STD_FS
+#include "pool/worker_process.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/io.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <system_error>
+
+#include "pool/log.h"
+#include "protocol/wire_value.h"
+
+namespace vial::pool {
+
+namespace bp = boost::process;
+
+std::string ExitStatus::describe() const {
+  if (signal) {
+    const char* name = sigabbrev_np(*signal);
+    return "killed by signal " + std::to_string(*signal) +
+           (name ? std::string(" (SIG") + name + ")" : "");
+  }
+  if (code) return "exited with code " + std::to_string(*code);
+  return "ended (status unknown: reaped elsewhere)";
+}
+
+std::string resolve_worker_path(const std::string& configured) {
+  namespace fs = std::filesystem;
+  auto executable = [](const std::string& p) { return access(p.c_str(), X_OK) == 0; };
+  if (!configured.empty()) {
+    if (executable(configured)) return configured;
+    throw std::runtime_error("vial-worker not found or not executable at '" + configured +
+                             "' (from PoolOptions::worker_path / --worker)");
+  }
+  if (const char* env = std::getenv("VIAL_WORKER"); env && *env) {
+    if (executable(env)) return env;
+    throw std::runtime_error(std::string("vial-worker not found or not executable at '") + env +
+                             "' (from $VIAL_WORKER)");
+  }
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  std::string beside = ec ? "" : (self.parent_path() / "vial-worker").string();
+  if (!beside.empty() && executable(beside)) return beside;
+  if (executable(VIAL_BUILD_WORKER_PATH)) return VIAL_BUILD_WORKER_PATH;
+  throw std::runtime_error("cannot find vial-worker: looked next to the program ('" + beside +
+                           "') and in the build tree ('" VIAL_BUILD_WORKER_PATH
+                           "'); set $VIAL_WORKER or PoolOptions::worker_path");
+}
+
+namespace {
+
+int pidfdOpen(pid_t pid) {
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+
+}  // namespace
+
+WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const std::string& path) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+    throw std::system_error(errno, std::generic_category(), "socketpair for a worker");
+  kj::AutoCloseFd parentEnd(fds[0]);
+  kj::AutoCloseFd childEnd(fds[1]);
+  const int childFd = childEnd.get();
+  const pid_t parentPid = getpid();
+
+  // Runs in the child between fork and exec: async-signal-safe calls only.
+  auto setupChild = [childFd](auto&) {
+    setpgid(0, 0);  // own group: a kill reaches everything the worker started
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (childFd == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else {
+      dup2(childFd, 3);
+    }
+    syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);  // no other fd leaks into a worker
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+  };
+
+  std::error_code ec;
+  bp::child child(bp::exe = path, bp::args = {"--parent-pid", std::to_string(parentPid)},
+                  bp::std_in<bp::null, bp::std_out> bp::null,
+                  bp::extend::on_exec_setup = setupChild, ec);
+  if (ec) throw std::runtime_error("cannot start worker '" + path + "': " + ec.message());
+  pid_ = child.id();
+  child.detach();  // reaping is ours (pidfd + waitpid on this pid only)
+  childEnd = nullptr;
+
+  pidfd_ = kj::AutoCloseFd(pidfdOpen(pid_));
+  if (pidfd_.get() < 0) {
+    int error = errno;
+    ::kill(-pid_, SIGKILL);
+    reap(true);
+    throw std::system_error(error, std::generic_category(), "pidfd_open for a worker");
+  }
+  pidfdObserver_ = kj::heap<kj::UnixEventPort::FdObserver>(
+      io.unixEventPort, pidfd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  exit_ = watchExit().fork();
+
+  stream_ = io.lowLevelProvider->wrapSocketFd(parentEnd.release(),
+                                              kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  network_ = kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
+                                                 reader_options());
+  rpc_ = kj::heap(capnp::makeRpcClient(*network_));
+  capnp::MallocMessageBuilder vatIdMessage(8);
+  auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
+  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+  worker_ = rpc_->bootstrap(vatId).castAs<wire::Worker>();
+  log().info("worker {} spawned ({})", pid_, path);
+}
+
+WorkerProcess::~WorkerProcess() noexcept(false) {
+  worker_ = nullptr;
+  rpc_ = nullptr;
+  network_ = nullptr;
+  stream_ = nullptr;
+  if (!reaped_) {
+    kill();
+    reap(true);
+  }
+}
+
+kj::Promise<ExitStatus> WorkerProcess::onExit() {
+  KJ_IF_MAYBE (exit, exit_) {
+    return exit->addBranch();
+  }
+  KJ_FAIL_ASSERT("worker has no exit watch");
+}
+
+void WorkerProcess::kill() {
+  // The pid cannot have been reused while we have not reaped it, so the group id is still ours.
+  if (!reaped_) ::kill(-pid_, SIGKILL);
+}
+
+kj::Promise<ExitStatus> WorkerProcess::watchExit() {
+  return pidfdObserver_->whenBecomesReadable().then([this]() {
+    // Still unreaped, so the group id is ours: take down anything the worker left running.
+    ::kill(-pid_, SIGKILL);
+    return reap(false);
+  });
+}
+
+ExitStatus WorkerProcess::reap(bool block) {
+  ExitStatus status;
+  int raw = 0;
+  pid_t got;
+  do {
+    got = waitpid(pid_, &raw, block ? 0 : WNOHANG);
+  } while (got < 0 && errno == EINTR);
+  if (got == pid_) {
+    if (WIFEXITED(raw)) status.code = WEXITSTATUS(raw);
+    if (WIFSIGNALED(raw)) status.signal = WTERMSIG(raw);
+  }
+  // got < 0 (ECHILD): someone else reaped it; the process is gone either way.
+  reaped_ = true;
+  return status;
+}
+
+}  // namespace vial::pool

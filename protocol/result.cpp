@@ -1,0 +1,64 @@
+#include "protocol/result.h"
+
+#include <cstring>
+#include <sstream>
+
+namespace vial {
+
+const std::vector<Value>& Result::values() const {
+  if (auto* ok = std::get_if<Ok>(&outcome_)) return ok->values;
+  throw CallFailed(describe());
+}
+
+const Output* Result::output() const {
+  if (auto* ok = std::get_if<Ok>(&outcome_)) return &ok->output;
+  if (auto* error = std::get_if<PythonError>(&outcome_)) return &error->output;
+  return nullptr;
+}
+
+const char* Result::kind() const {
+  static constexpr const char* kKinds[] = {
+      "ok", "python error", "timeout", "worker crashed", "rejected", "cancelled", "unavailable"};
+  return kKinds[outcome_.index()];
+}
+
+namespace {
+
+std::string formatSeconds(double seconds) {
+  std::ostringstream out;
+  out << seconds;
+  return out.str();
+}
+
+}  // namespace
+
+std::string Result::describe() const {
+  struct Visitor {
+    std::string operator()(const Ok& ok) { return to_json(ok.values); }
+    std::string operator()(const PythonError& e) {
+      return e.message.empty() ? e.type : e.type + ": " + e.message;
+    }
+    std::string operator()(const Timeout& t) {
+      return "timed out after " + formatSeconds(t.limit_seconds) + " s; worker " +
+             std::to_string(t.worker_pid) + " and its process group were killed";
+    }
+    std::string operator()(const WorkerCrashed& c) {
+      std::string how;
+      if (c.signal) {
+        const char* name = sigabbrev_np(*c.signal);
+        how = "was killed by signal " + std::to_string(*c.signal) +
+              (name ? std::string(" (SIG") + name + ")" : "");
+      } else {
+        how = "exited with code " + std::to_string(c.exit_code.value_or(-1));
+      }
+      return "worker " + std::to_string(c.worker_pid) + " crashed: it " + how +
+             " while running the call";
+    }
+    std::string operator()(const Rejected& r) { return "rejected: " + r.reason; }
+    std::string operator()(const Cancelled& c) { return "cancelled: " + c.reason; }
+    std::string operator()(const Unavailable& u) { return "unavailable: " + u.reason; }
+  };
+  return std::visit(Visitor{}, outcome_);
+}
+
+}  // namespace vial

@@ -1,0 +1,110 @@
+// The outcome of one call: exactly one of Ok, PythonError, Timeout, WorkerCrashed, Rejected,
+// Cancelled or Unavailable. Outcomes are values, never thrown strings.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "protocol/value.h"
+
+namespace vial {
+
+/// What the code printed, captured per call (bounded; see kMaxCapturedOutputBytes).
+struct Output {
+  std::string stdout_text;
+  std::string stderr_text;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+};
+
+/// The code ran to the end. `values` holds every `_return(x)` in order (empty if none).
+struct Ok {
+  std::vector<Value> values;
+  Output output;
+};
+
+/// The code raised (including SyntaxError, SystemExit, KeyboardInterrupt, RecursionError), or
+/// a value it passed to `_return` cannot cross the process boundary.
+struct PythonError {
+  std::string type;       ///< e.g. "ZeroDivisionError", "json.decoder.JSONDecodeError"
+  std::string message;    ///< str(exception)
+  std::string traceback;  ///< full traceback text, as Python prints it
+  Output output;
+};
+
+/// The call ran past its `proc_timeout`; its worker (and the worker's process group) was killed
+/// with SIGKILL and replaced.
+struct Timeout {
+  double limit_seconds = 0;
+  int worker_pid = 0;
+};
+
+/// The worker died while running the call (os._exit, a signal, a crash in C code).
+struct WorkerCrashed {
+  int worker_pid = 0;
+  std::optional<int> exit_code;  ///< set when the worker exited
+  std::optional<int> signal;     ///< set when a signal killed it
+};
+
+/// The call was refused before running: invalid input (bad variable name, non-UTF-8 source,
+/// message over the size limit, bad options). `reason` says what was wrong.
+struct Rejected {
+  std::string reason;
+};
+
+/// The call never ran to completion because the pool shut down (or the caller cancelled it).
+struct Cancelled {
+  std::string reason;
+};
+
+/// The pool could not serve the call: no worker could be started, or the pool is gone.
+struct Unavailable {
+  std::string reason;
+};
+
+using Outcome =
+    std::variant<Ok, PythonError, Timeout, WorkerCrashed, Rejected, Cancelled, Unavailable>;
+
+/// Thrown by Result::values() when the call did not succeed; carries a description.
+class CallFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The outcome of a call plus convenience accessors.
+class Result {
+ public:
+  Result() : outcome_(Cancelled{"no outcome"}) {}
+  Result(Outcome outcome) : outcome_(std::move(outcome)) {}
+
+  const Outcome& outcome() const { return outcome_; }
+  bool ok() const { return std::holds_alternative<Ok>(outcome_); }
+
+  /// The `_return` values of a successful call; throws CallFailed(describe()) otherwise.
+  const std::vector<Value>& values() const;
+
+  /// The outcome as T (e.g. result.get_if<vial::Timeout>()), or nullptr.
+  template <class T>
+  const T* get_if() const {
+    return std::get_if<T>(&outcome_);
+  }
+
+  /// Captured output, for Ok and PythonError; nullptr for other outcomes.
+  const Output* output() const;
+
+  /// The outcome's name: "ok", "python error", "timeout", "worker crashed", "rejected",
+  /// "cancelled" or "unavailable".
+  const char* kind() const;
+
+  /// One line for people: "[8, 13]", "ZeroDivisionError: division by zero",
+  /// "timed out after 0.5 s; worker 1234 was killed", ...
+  std::string describe() const;
+
+ private:
+  Outcome outcome_;
+};
+
+}  // namespace vial

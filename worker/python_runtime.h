@@ -1,0 +1,46 @@
+// The embedded interpreter of one worker process, and the execution of one call in it.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+
+#include "protocol/vial.capnp.h"
+
+typedef struct _object PyObject;
+typedef struct _ts PyThreadState;
+
+namespace vial::worker {
+
+/// Owns CPython for the life of the process (one interpreter per process). Construct once on
+/// the main thread; user code then runs on that thread, so signal.signal() works as usual.
+/// Between calls the GIL is released, so threads started by user code keep running.
+class PythonRuntime {
+ public:
+  /// Starts CPython (isolated config, Debian's stdlib). Throws std::runtime_error on failure.
+  PythonRuntime();
+  PythonRuntime(const PythonRuntime&) = delete;
+  PythonRuntime& operator=(const PythonRuntime&) = delete;
+  // No destructor work: the worker leaves with _exit(), since finalizing could wait forever on
+  // threads the user's code started.
+
+  /// "3.11.2 (main, ...)".
+  std::string version() const;
+
+  /// Runs one call and writes its outcome (ok / python error / rejected, plus output) to `out`.
+  /// Never throws for anything the user's code or input does.
+  void run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out);
+
+ private:
+  class Gil;
+  PyObject* compile(const char* source, size_t size);
+
+  PyThreadState* mainThread_ = nullptr;  // saved while the GIL is released between calls
+  PyObject* captureType_ = nullptr;      // _vial.Capture
+  PyObject* formatException_ = nullptr;  // traceback.format_exception
+  PyObject* isKeyword_ = nullptr;        // keyword.iskeyword
+  PyObject* lineCache_ = nullptr;        // linecache.cache, so tracebacks show source lines
+  PyObject* sys_ = nullptr;
+  std::unordered_map<std::string, PyObject*> codeCache_;  // source -> code object
+};
+
+}  // namespace vial::worker

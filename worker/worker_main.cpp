@@ -1,0 +1,113 @@
+// vial-worker: one embedded CPython serving the vial::wire::Worker capability on fd 3.
+// Started only by a pool (pool/worker_process.cpp); not meant to be run by hand.
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "protocol/limits.h"
+#include "protocol/wire_value.h"
+#include "worker/python_runtime.h"
+
+namespace vial::worker {
+namespace {
+
+constexpr int kSocketFd = 3;
+
+class WorkerServer final : public wire::Worker::Server {
+ public:
+  explicit WorkerServer(PythonRuntime& runtime) : runtime_(runtime) {}
+
+  kj::Promise<void> hello(HelloContext context) override {
+    auto results = context.getResults();
+    results.setPid(getpid());
+    results.setPythonVersion(runtime_.version());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> run(RunContext context) override {
+    // Built in a scratch message so that a result over the size limit, or one abandoned half
+    // way by a conversion error, never reaches the wire.
+    capnp::MallocMessageBuilder scratch;
+    auto result = scratch.initRoot<wire::CallResult>();
+    runtime_.run(context.getParams(), result);
+    context.releaseParams();
+    size_t bytes = result.totalSize().wordCount * sizeof(capnp::word);
+    if (bytes + kMarginBytes > kMaxMessageBytes) {
+      auto stdoutCopy = kj::str(result.getStdout().getText());
+      auto stderrCopy = kj::str(result.getStderr().getText());
+      capnp::MallocMessageBuilder small;
+      auto tooLarge = small.initRoot<wire::CallResult>();
+      auto error = tooLarge.initPythonError();
+      std::string message = "the call's result is " + std::to_string(bytes >> 20) +
+                            " MiB, over vial's limit of " + std::to_string(kMaxMessageBytes >> 20) +
+                            " MiB per message";
+      error.setType("vial.ResultTooLarge");
+      error.setMessage(message);
+      error.setTraceback("vial.ResultTooLarge: " + message + "\n");
+      context.getResults().setResult(tooLarge);
+      return kj::READY_NOW;
+    }
+    auto size = result.totalSize();
+    size.wordCount += 8;
+    context.getResults(size).setResult(result);
+    return kj::READY_NOW;
+  }
+
+ private:
+  static constexpr size_t kMarginBytes = 64 * 1024;
+  PythonRuntime& runtime_;
+};
+
+// A worker inherits kj's blocked signal mask and ignored SIGPIPE from the pool's thread: undo
+// both so SIGTERM/SIGINT act as usual.
+void resetSignals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGCHLD}) signal(sig, SIG_DFL);
+}
+
+int serve() {
+  PythonRuntime runtime;
+  auto io = kj::setupAsyncIo();
+  auto stream =
+      io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options());
+  auto rpc = capnp::makeRpcServer(network, kj::heap<WorkerServer>(runtime));
+  network.onDisconnect().wait(io.waitScope);
+  return 0;
+}
+
+}  // namespace
+}  // namespace vial::worker
+
+int main(int argc, char** argv) {
+  vial::worker::resetSignals();
+  // The pool passes its pid: if it died between fork and PR_SET_PDEATHSIG, leave at once.
+  if (argc == 3 && std::strcmp(argv[1], "--parent-pid") == 0) {
+    if (getppid() != std::atoi(argv[2])) _exit(0);
+  } else {
+    std::fprintf(stderr,
+                 "vial-worker is started by a vial pool (the `vial` CLI or the C++ library), "
+                 "not by hand.\n");
+    return 2;
+  }
+  try {
+    int code = vial::worker::serve();
+    std::fflush(nullptr);
+    _exit(code);  // never finalize Python: threads the user's code started could block it
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vial-worker: %s\n", e.what());
+  } catch (const kj::Exception& e) {
+    std::fprintf(stderr, "vial-worker: %s\n", e.getDescription().cStr());
+  }
+  std::fflush(nullptr);
+  _exit(1);
+}
