@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -174,7 +175,14 @@ RunArgs parseRunArgs(int argc, char** argv) {
     } else {
       std::ifstream in(*args.file, std::ios::binary);
       if (!in) throw UsageError{"cannot read '" + *args.file + "': " + std::strerror(errno)};
-      args.code = readAll(in);
+      std::error_code ec;
+      if (std::filesystem::is_directory(*args.file, ec))
+        throw UsageError{"cannot read '" + *args.file + "': it is a directory"};
+      try {
+        args.code = readAll(in);
+      } catch (const std::exception& e) {
+        throw UsageError{"cannot read '" + *args.file + "': " + e.what()};
+      }
     }
   }
   return args;

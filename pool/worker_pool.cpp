@@ -214,6 +214,7 @@ void WorkerPool::onTimeout(Worker& worker, double limit) {
 
 void WorkerPool::onWorkerLost(Worker& worker) {
   if (worker.state == Worker::State::Lost) return;
+  bool wasServing = worker.state == Worker::State::Ready;
   worker.state = Worker::State::Lost;
   // The exit (and the crash it reports) normally follows at once; a worker that merely closed
   // its socket gets a second before it is killed.
@@ -222,7 +223,8 @@ void WorkerPool::onWorkerLost(Worker& worker) {
     if (w->killReason.empty()) w->killReason = "lost its connection";
     w->process->kill();
   }));
-  spawnWorkers();
+  // A worker lost while starting is a start-up failure: its exit decides on backoff.
+  if (wasServing) spawnWorkers();
 }
 
 void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {

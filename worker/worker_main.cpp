@@ -40,10 +40,10 @@ class WorkerServer final : public wire::Worker::Server {
     context.releaseParams();
     size_t bytes = result.totalSize().wordCount * sizeof(capnp::word);
     if (bytes + kMarginBytes > kMaxMessageBytes) {
-      auto stdoutCopy = kj::str(result.getStdout().getText());
-      auto stderrCopy = kj::str(result.getStderr().getText());
       capnp::MallocMessageBuilder small;
       auto tooLarge = small.initRoot<wire::CallResult>();
+      tooLarge.setStdout(result.getStdout());  // output is bounded, so it always fits
+      tooLarge.setStderr(result.getStderr());
       auto error = tooLarge.initPythonError();
       std::string message = "the call's result is " + std::to_string(bytes >> 20) +
                             " MiB, over vial's limit of " + std::to_string(kMaxMessageBytes >> 20) +

@@ -1,0 +1,723 @@
+// Black-box tests of the `vial` command line: each test runs the real binary as a child process
+// (stdin, stdout and stderr on pipes) and checks its exit status and what it printed.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/value.h"
+#include "tests/process_probe.h"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
+const std::string kWorker = std::string(VIAL_BIN_DIR) + "/vial-worker";
+
+// No run of vial may take longer than this; past it the child is killed and the test fails.
+constexpr auto kHardBound = 30s;
+
+struct RunResult {
+  int exitCode = -1;    // the exit status, or -1 when a signal ended vial
+  int termSignal = 0;   // the signal that ended vial, or 0
+  bool hung = false;    // vial outlived kHardBound and was killed
+  std::string out;      // everything vial wrote to stdout
+  std::string err;      // everything vial wrote to stderr
+  double seconds = 0;   // wall time from spawn to exit
+  std::string command;  // for failure messages
+};
+
+std::ostream& operator<<(std::ostream& os, const RunResult& r) {
+  os << "\n  command: " << r.command << "\n  exit code: " << r.exitCode;
+  if (r.termSignal) os << " (killed by signal " << r.termSignal << ")";
+  if (r.hung) os << " (HUNG: killed after the hard bound)";
+  return os << "\n  elapsed: " << r.seconds << " s\n  stdout: [" << r.out << "]\n  stderr: ["
+            << r.err << "]\n";
+}
+
+void setNonBlocking(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+// Reads what is available on `fd` into `into`; closes it and sets it to -1 at EOF.
+void readAvailable(int& fd, std::string& into) {
+  char buffer[65536];
+  while (fd >= 0) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n > 0) {
+      into.append(buffer, static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      return;
+    } else {
+      close(fd);
+      fd = -1;
+    }
+  }
+}
+
+// Runs `vial ARGS...` with `stdinText` on its stdin. The environment is this process's without
+// VIAL_WORKER (so vial finds the worker next to itself), plus `extraEnv` ("NAME=VALUE").
+RunResult runVial(std::vector<std::string> args, std::string stdinText = "",
+                  std::vector<std::string> extraEnv = {}) {
+  static const bool sigpipeIgnored = [] {
+    signal(SIGPIPE, SIG_IGN);  // vial may close its stdin before reading all of stdinText
+    return true;
+  }();
+  (void)sigpipeIgnored;
+  RunResult result;
+  std::vector<std::string> argStrings{kVial};
+  argStrings.insert(argStrings.end(), args.begin(), args.end());
+  for (const auto& a : argStrings) result.command += "'" + a + "' ";
+  std::vector<char*> argv;
+  for (auto& a : argStrings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::vector<std::string> envStrings;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "VIAL_WORKER=", 12) != 0) envStrings.emplace_back(*e);
+  envStrings.insert(envStrings.end(), extraEnv.begin(), extraEnv.end());
+  std::vector<char*> envp;
+  for (auto& e : envStrings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return result;
+  }
+  auto start = std::chrono::steady_clock::now();
+  pid_t pid = fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    return result;
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls until exec.
+    dup2(in[0], STDIN_FILENO);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    setpgid(0, 0);  // its own process group, so a hung vial can be killed with its children
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, nullptr);  // this process ignores SIGPIPE; vial must not inherit it
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  int stdinFd = in[1], stdoutFd = out[0], stderrFd = err[0];
+  setNonBlocking(stdinFd);
+  setNonBlocking(stdoutFd);
+  setNonBlocking(stderrFd);
+  std::size_t written = 0;
+  if (stdinText.empty()) {
+    close(stdinFd);
+    stdinFd = -1;
+  }
+
+  int status = 0;
+  bool exited = false;
+  auto deadline = start + kHardBound;
+  while (true) {
+    pollfd fds[3];
+    nfds_t n = 0;
+    if (stdoutFd >= 0) fds[n++] = {stdoutFd, POLLIN, 0};
+    if (stderrFd >= 0) fds[n++] = {stderrFd, POLLIN, 0};
+    if (stdinFd >= 0) fds[n++] = {stdinFd, POLLOUT, 0};
+    poll(fds, n, 5);
+    readAvailable(stdoutFd, result.out);
+    readAvailable(stderrFd, result.err);
+    if (stdinFd >= 0) {
+      ssize_t w = write(stdinFd, stdinText.data() + written, stdinText.size() - written);
+      if (w > 0) written += static_cast<std::size_t>(w);
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == stdinText.size()) {
+        close(stdinFd);  // all written, or vial closed its stdin (EPIPE)
+        stdinFd = -1;
+      }
+    }
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
+    if (exited) {
+      // Everything vial wrote is in the pipes now. Do not wait for EOF: a process vial left
+      // behind could hold the pipes open, which other tests check for.
+      readAvailable(stdoutFd, result.out);
+      readAvailable(stderrFd, result.err);
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      result.hung = true;
+      break;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int fd : {stdinFd, stdoutFd, stderrFd})
+    if (fd >= 0) close(fd);
+  if (WIFEXITED(status)) result.exitCode = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.termSignal = WTERMSIG(status);
+  if (result.hung)
+    ADD_FAILURE() << "vial did not finish within " << kHardBound.count() << " s" << result;
+  return result;
+}
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+// A file in the test's temporary directory, removed when it goes out of scope.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents) {
+    std::string pattern = ::testing::TempDir() + "vial_cli_test_XXXXXX";
+    int fd = mkstemp(pattern.data());
+    EXPECT_GE(fd, 0) << std::strerror(errno);
+    if (fd >= 0) {
+      EXPECT_EQ(write(fd, contents.data(), contents.size()), static_cast<ssize_t>(contents.size()));
+      close(fd);
+    }
+    path_ = pattern;
+  }
+  ~TempFile() { unlink(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The member `key` of a JSON object parsed with vial::parse_json, or nullptr.
+const vial::Value* field(const vial::Value& object, std::string_view key) {
+  if (!object.is<vial::Dict>()) return nullptr;
+  for (const auto& [name, value] : object.as<vial::Dict>())
+    if (name == key) return &value;
+  return nullptr;
+}
+
+std::string json(const vial::Value* value) {
+  return value ? vial::to_json(*value) : "(missing)";
+}
+
+// The pid in "worker 1234 ..." of a vial error message, or 0.
+int workerPidIn(const std::string& text) {
+  auto at = text.find("worker ");
+  if (at == std::string::npos) return 0;
+  return std::atoi(text.c_str() + at + 7);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running code and printing the result
+
+TEST(VialRun, RunPrintsResultListAsJsonLine) {
+  auto r = runVial({"run", "--var", "testvar=3", "-c",
+                    "from time import sleep\nsleep(0.1)\nval = testvar + 5\n_return(val)\n"
+                    "_return(val + 5)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[8, 13]\n") << r;
+  EXPECT_EQ(r.err, "") << r;
+}
+
+TEST(VialRun, RunWithoutReturnCallsPrintsEmptyList) {
+  auto r = runVial({"run", "-c", "x = 1"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[]\n") << r;
+}
+
+TEST(VialRun, RunReadsCodeFromFile) {
+  TempFile file("val = testvar + 5\n_return(val)\n_return(val + 5)\n");
+  auto r = runVial({"run", "--var", "testvar=3", file.path()});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[8, 13]\n") << r;
+}
+
+TEST(VialRun, RunReadsCodeFromStdinWhenFileIsDash) {
+  auto r = runVial({"run", "--var", "testvar=3", "-"}, "val = testvar + 5\n_return(val)\n");
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[8]\n") << r;
+}
+
+TEST(VialRun, PrintedOutputComesBeforeResultLine) {
+  auto r = runVial({"run", "-c", "print('hello')\n_return(1)\nprint('world')\n_return(2)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "hello\nworld\n[1, 2]\n") << r;
+}
+
+TEST(VialRun, UnterminatedPrintedOutputIsEndedWithNewlineBeforeResultLine) {
+  auto r = runVial({"run", "-c", "import sys\nsys.stdout.write('no newline')\n_return(1)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "no newline\n[1]\n") << r;
+}
+
+TEST(VialRun, CodeStderrGoesToStderr) {
+  auto r = runVial({"run", "-c", "import sys\nprint('oops', file=sys.stderr)\n_return(0)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[0]\n") << r;
+  EXPECT_EQ(r.err, "oops\n") << r;
+}
+
+TEST(VialRun, StrOptionPassesRawText) {
+  auto r = runVial({"run", "--str", "name=bob", "-c", "print('hi', name)\n_return(name)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "hi bob\n[\"bob\"]\n") << r;
+}
+
+TEST(VialRun, StrOptionDoesNotParseJsonAndKeepsEverythingAfterFirstEquals) {
+  auto r = runVial({"run", "--str", "raw=[1, 2]", "--str", "eq=a=b", "--str", "empty=", "--str",
+                    "uni=h\xc3\xa9llo", "-c",
+                    "_return(type(raw).__name__)\n_return(raw)\n_return(eq)\n_return(empty)\n"
+                    "_return(uni.upper())"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[\"str\", \"[1, 2]\", \"a=b\", \"\", \"H\xc3\x89LLO\"]\n") << r;
+}
+
+TEST(VialRun, VarOptionPassesTypedValuesThatComeBackIdentically) {
+  auto r = runVial({"run", "--var", R"(items=[1,"a",{"k":null}])", "-c",
+                    "_return(items)\n_return([type(x).__name__ for x in items])"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[[1, \"a\", {\"k\": null}], [\"int\", \"str\", \"dict\"]]\n") << r;
+  vial::Value parsed = vial::parse_json(r.out);
+  vial::Value expected =
+      vial::List{vial::List{1, "a", vial::Dict{{"k", nullptr}}}, vial::List{"int", "str", "dict"}};
+  EXPECT_EQ(parsed, expected) << vial::to_json(parsed);
+}
+
+TEST(VialRun, VarOptionPassesScalarsWithTheirPythonTypes) {
+  auto r = runVial({"run", "--var", "f=2.5", "--var", "t=true", "--var", "n=null", "--var",
+                    R"(s="text")", "--var", "i=-7", "-c",
+                    "_return([type(v).__name__ for v in (f, t, n, s, i)])\n_return([f, t, n, s, "
+                    "i])"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out,
+            "[[\"float\", \"bool\", \"NoneType\", \"str\", \"int\"], "
+            "[2.5, true, null, \"text\", -7]]\n")
+      << r;
+}
+
+TEST(VialRun, BigIntegersRoundTripExactly) {
+  // 2**100 and -(2**100) - 1.
+  auto r = runVial({"run", "--var", "big=1267650600228229401496703205376", "--var",
+                    "neg=-1267650600228229401496703205377", "-c",
+                    "_return(big == 2**100)\n_return(big)\n_return(neg)\n_return(2**100 + 1)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out,
+            "[true, 1267650600228229401496703205376, -1267650600228229401496703205377, "
+            "1267650600228229401496703205377]\n")
+      << r;
+  vial::Value parsed = vial::parse_json(r.out);
+  ASSERT_TRUE(parsed.is<vial::List>()) << r;
+  ASSERT_EQ(parsed.as<vial::List>().size(), 4u) << r;
+  EXPECT_EQ(parsed.as<vial::List>()[1],
+            vial::Value(vial::BigInt{"1267650600228229401496703205376"}));
+}
+
+TEST(VialRun, BytesAndTuplesPrintAsDocumented) {
+  auto r = runVial({"run", "-c", "_return(b'hi')\n_return((1, 2))"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[{\"$bytes\": \"aGk=\"}, [1, 2]]\n") << r;
+}
+
+TEST(VialRun, WorkersOptionRunsTheCode) {
+  auto r = runVial({"run", "--workers", "2", "-c", "_return(6 * 7)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[42]\n") << r;
+}
+
+TEST(VialRun, TimeoutThatIsNotReachedDoesNotChangeTheResult) {
+  auto r = runVial({"run", "--timeout", "10", "-c", "_return('done')"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[\"done\"]\n") << r;
+}
+
+TEST(VialRun, RunLeavesNoWorkerProcessBehind) {
+  auto r = runVial({"run", "-c", "import os\n_return(os.getpid())"});
+  ASSERT_EQ(r.exitCode, 0) << r;
+  int workerPid = std::atoi(r.out.c_str() + 1);  // "[1234]\n"
+  ASSERT_GT(workerPid, 0) << r;
+  EXPECT_TRUE(vial::testing::eventually([&] { return vial::testing::processGone(workerPid); }))
+      << "worker " << workerPid << " still runs after vial exited" << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --json
+
+TEST(VialRunJson, JsonPrintsOneObjectWithOutcomeReturnsOutputAndElapsed) {
+  auto r = runVial({"run", "--json", "--var", "testvar=3", "-c",
+                    "import sys\nprint('hi')\nprint('warn', file=sys.stderr)\n"
+                    "_return(testvar + 5)\n_return(testvar + 10)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.err, "") << "with --json the code's output belongs in the object" << r;
+  ASSERT_FALSE(r.out.empty()) << r;
+  EXPECT_EQ(r.out.find('\n'), r.out.size() - 1) << "expected exactly one line" << r;
+  vial::Value object = vial::parse_json(r.out);
+  ASSERT_TRUE(object.is<vial::Dict>()) << r;
+
+  const vial::Value* outcome = field(object, "outcome");
+  ASSERT_TRUE(outcome && outcome->is<std::string>()) << r;
+  EXPECT_EQ(outcome->as<std::string>(), "ok");
+  const vial::Value* returns = field(object, "returns");
+  ASSERT_TRUE(returns) << r;
+  EXPECT_EQ(*returns, vial::Value(vial::List{8, 13})) << json(returns);
+  const vial::Value* out = field(object, "stdout");
+  ASSERT_TRUE(out && out->is<std::string>()) << r;
+  EXPECT_EQ(out->as<std::string>(), "hi\n");
+  const vial::Value* err = field(object, "stderr");
+  ASSERT_TRUE(err && err->is<std::string>()) << r;
+  EXPECT_EQ(err->as<std::string>(), "warn\n");
+  const vial::Value* elapsed = field(object, "elapsed_ms");
+  ASSERT_TRUE(elapsed && elapsed->is<double>()) << json(elapsed);
+  EXPECT_GE(elapsed->as<double>(), 0.0);
+  EXPECT_LE(elapsed->as<double>(), r.seconds * 1000.0) << json(elapsed);
+  EXPECT_EQ(field(object, "error"), nullptr) << "a successful call has no error member" << r;
+}
+
+TEST(VialRunJson, JsonReportsPythonErrorWithTypeAndTraceback) {
+  auto r = runVial({"run", "--json", "-c", "print('before')\n1 / 0"});
+  EXPECT_EQ(r.exitCode, 1) << r;
+  vial::Value object = vial::parse_json(r.out);
+  ASSERT_TRUE(object.is<vial::Dict>()) << r;
+  EXPECT_EQ(json(field(object, "outcome")), "\"python error\"") << r;
+  EXPECT_EQ(json(field(object, "returns")), "null") << r;
+  EXPECT_EQ(json(field(object, "stdout")), "\"before\\n\"") << r;
+  const vial::Value* error = field(object, "error");
+  ASSERT_TRUE(error && error->is<vial::Dict>()) << r;
+  EXPECT_EQ(json(field(*error, "type")), "\"ZeroDivisionError\"") << r;
+  const vial::Value* traceback = field(*error, "traceback");
+  ASSERT_TRUE(traceback && traceback->is<std::string>()) << r;
+  EXPECT_TRUE(contains(traceback->as<std::string>(), "Traceback")) << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit 1: the code raised
+
+TEST(VialRunErrors, RaisingCodeExitsWith1AndPrintsTracebackToStderr) {
+  auto r = runVial({"run", "-c", "print('before')\n_return(1)\n1 / 0"});
+  EXPECT_EQ(r.exitCode, 1) << r;
+  EXPECT_TRUE(contains(r.err, "Traceback")) << r;
+  EXPECT_TRUE(contains(r.err, "ZeroDivisionError")) << r;
+  EXPECT_EQ(r.out, "before\n") << "output is shown, but no result line" << r;
+}
+
+TEST(VialRunErrors, SyntaxErrorExitsWith1AndNamesTheLine) {
+  auto r = runVial({"run", "-c", "a = 1\nb = 2\nc = = 3\n"});
+  EXPECT_EQ(r.exitCode, 1) << r;
+  EXPECT_TRUE(contains(r.err, "SyntaxError")) << r;
+  EXPECT_TRUE(contains(r.err, "line 3")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunErrors, UnsendableReturnValueExitsWith1) {
+  auto r = runVial({"run", "-c", "_return(object())"});
+  EXPECT_EQ(r.exitCode, 1) << r;
+  EXPECT_TRUE(contains(r.err, "_return")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit 2: usage errors and invalid input
+
+TEST(VialRunUsage, VarWithInvalidJsonExitsWith2NamingTheVariable) {
+  auto r = runVial({"run", "--var", "items=[1,", "-c", "_return(items)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "invalid JSON")) << r;
+  EXPECT_TRUE(contains(r.err, "items")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, VarWithBareWordSuggestsStr) {
+  auto r = runVial({"run", "--var", "name=bob", "-c", "_return(name)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "invalid JSON")) << r;
+  EXPECT_TRUE(contains(r.err, "name")) << r;
+  EXPECT_TRUE(contains(r.err, "--str")) << r;
+}
+
+TEST(VialRunUsage, VarWithoutEqualsSignExitsWith2) {
+  auto r = runVial({"run", "--var", "testvar", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "NAME=VALUE")) << r;
+  EXPECT_TRUE(contains(r.err, "testvar")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, UnreadableFileExitsWith2NamingTheFile) {
+  const std::string missing = ::testing::TempDir() + "vial_cli_test_no_such_dir/code.py";
+  auto r = runVial({"run", missing});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, missing)) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, DirectoryGivenAsFileExitsWith2NamingIt) {
+  const std::string dir = VIAL_SOURCE_DIR;
+  auto r = runVial({"run", dir});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, dir)) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, VariableNameStartingWithDigitExitsWith2) {
+  auto r = runVial({"run", "--var", "1x=3", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "1x")) << r;
+  EXPECT_TRUE(contains(r.err, "identifier")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, VariableNamedLikeKeywordExitsWith2) {
+  auto r = runVial({"run", "--var", "class=1", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "class")) << r;
+  EXPECT_TRUE(contains(r.err, "identifier")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, VariableNameWithSpaceExitsWith2) {
+  auto r = runVial({"run", "--str", "my var=x", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "my var")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, VariableNamedReturnExitsWith2) {
+  auto r = runVial({"run", "--var", "_return=1", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "_return")) << r;
+  EXPECT_TRUE(contains(r.err, "reserved")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, VariableGivenTwiceExitsWith2) {
+  auto r = runVial({"run", "--var", "x=1", "--str", "x=2", "-c", "_return(x)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "'x'")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, NonUtf8SourceExitsWith2) {
+  auto r = runVial({"run", "-"}, "_return(1)\n# \xff\xfe not UTF-8\n");
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "UTF-8")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, NulByteInSourceExitsWith2) {
+  auto r = runVial({"run", "-"}, std::string("_return(1)\n\0\n", 13));
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "NUL")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, UnknownOptionExitsWith2) {
+  auto r = runVial({"run", "--bogus", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--bogus")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, NoCodeGivenExitsWith2) {
+  auto r = runVial({"run"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "no code")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, CodeGivenTwiceExitsWith2) {
+  auto r = runVial({"run", "-c", "_return(1)", "-c", "_return(2)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, OptionWithoutValueExitsWith2) {
+  auto r = runVial({"run", "-c"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "-c")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, NegativeTimeoutExitsWith2) {
+  auto r = runVial({"run", "--timeout", "-1", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--timeout")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunUsage, ZeroOrNonNumericTimeoutExitsWith2) {
+  for (const char* bad : {"0", "abc", "nan", "1s"}) {
+    auto r = runVial({"run", "--timeout", bad, "-c", "_return(1)"});
+    EXPECT_EQ(r.exitCode, 2) << "--timeout " << bad << r;
+    EXPECT_EQ(r.out, "") << r;
+  }
+}
+
+TEST(VialRunUsage, InvalidWorkerCountExitsWith2) {
+  for (const char* bad : {"0", "-1", "two", "1025"}) {
+    auto r = runVial({"run", "--workers", bad, "-c", "_return(1)"});
+    EXPECT_EQ(r.exitCode, 2) << "--workers " << bad << r;
+    EXPECT_TRUE(contains(r.err, "--workers")) << r;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit 3: the worker crashed
+
+TEST(VialRunCrash, WorkerExitDuringCallExitsWith3NamingTheExitCode) {
+  auto r = runVial({"run", "-c", "import os; os._exit(3)"});
+  EXPECT_EQ(r.exitCode, 3) << r;
+  EXPECT_TRUE(contains(r.err, "exited with code 3")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunCrash, WorkerKilledBySignalExitsWith3NamingTheSignal) {
+  auto r = runVial({"run", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"});
+  EXPECT_EQ(r.exitCode, 3) << r;
+  EXPECT_TRUE(contains(r.err, "SIGSEGV")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit 124: timeout
+
+TEST(VialRunTimeout, TimeoutKillsTheWorkerAndExitsWith124) {
+  auto r = runVial({"run", "--timeout", "0.5", "-c", "while True: pass"});
+  EXPECT_EQ(r.exitCode, 124) << r;
+  EXPECT_TRUE(contains(r.err, "timed out after 0.5 s")) << r;
+  EXPECT_TRUE(contains(r.err, "killed")) << r;
+  EXPECT_GE(r.seconds, 0.5) << r;
+  EXPECT_LT(r.seconds, 3.0) << r;
+  EXPECT_EQ(r.out, "") << r;
+  int workerPid = workerPidIn(r.err);
+  ASSERT_GT(workerPid, 0) << "stderr should name the killed worker" << r;
+  EXPECT_TRUE(vial::testing::eventually([&] { return vial::testing::processGone(workerPid); }))
+      << "worker " << workerPid << " still runs" << r;
+}
+
+TEST(VialRunTimeout, TimeoutAlsoKillsProcessesTheCodeStarted) {
+  TempFile pidFile("");
+  auto r = runVial({"run", "--timeout", "0.5", "--str", "pid_file=" + pidFile.path(), "-c",
+                    "import subprocess, time\n"
+                    "p = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL,\n"
+                    "                     stderr=subprocess.DEVNULL)\n"
+                    "open(pid_file, 'w').write(str(p.pid))\n"
+                    "while True: time.sleep(0.01)"});
+  EXPECT_EQ(r.exitCode, 124) << r;
+  EXPECT_LT(r.seconds, 3.0) << r;
+  std::ifstream in(pidFile.path());
+  int sleepPid = 0;
+  in >> sleepPid;
+  ASSERT_GT(sleepPid, 0) << "the code did not record its child's pid" << r;
+  bool gone = vial::testing::eventually([&] { return vial::testing::processGone(sleepPid); });
+  if (!gone) kill(sleepPid, SIGKILL);
+  EXPECT_TRUE(gone) << "the code's child " << sleepPid << " survived the timeout" << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit 4: no worker
+
+TEST(VialRunNoWorker, MissingWorkerExecutableExitsWith4WithoutHanging) {
+  auto r = runVial({"run", "--worker", "/nonexistent/vial-worker", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 4) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent/vial-worker")) << r;
+  EXPECT_TRUE(contains(r.err, "not found or not executable")) << r;
+  EXPECT_LT(r.seconds, 5.0) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunNoWorker, MissingWorkerFromEnvironmentExitsWith4NamingIt) {
+  auto r = runVial({"run", "-c", "_return(1)"}, "", {"VIAL_WORKER=/nonexistent/env-worker"});
+  EXPECT_EQ(r.exitCode, 4) << r;
+  EXPECT_TRUE(contains(r.err, "/nonexistent/env-worker")) << r;
+  EXPECT_TRUE(contains(r.err, "VIAL_WORKER")) << r;
+  EXPECT_LT(r.seconds, 5.0) << r;
+}
+
+TEST(VialRunNoWorker, WorkerThatExitsAtStartExitsWith4WithoutHanging) {
+  auto r = runVial({"run", "--worker", "/bin/false", "-c", "_return(1)"});
+  EXPECT_EQ(r.exitCode, 4) << r;
+  EXPECT_TRUE(contains(r.err, "exited with code 1")) << r;
+  EXPECT_LT(r.seconds, 5.0) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialRunNoWorker, ExplicitWorkerOptionIsUsed) {
+  auto r = runVial({"run", "--worker", kWorker, "-c", "_return(1)"}, "",
+                   {"VIAL_WORKER=/nonexistent/env-worker"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[1]\n") << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help, version, commands
+
+TEST(VialCommand, HelpExitsZeroAndDescribesRun) {
+  auto r = runVial({"--help"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_TRUE(contains(r.out, "vial run")) << r;
+  EXPECT_EQ(r.err, "") << r;
+}
+
+TEST(VialCommand, HelpPointsToRunHelpForEveryOption) {
+  auto r = runVial({"-h"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_TRUE(contains(r.out, "vial run --help")) << r;
+}
+
+TEST(VialCommand, RunHelpExitsZeroAndMentionsEveryOption) {
+  for (const char* help : {"--help", "-h"}) {
+    auto r = runVial({"run", help});
+    EXPECT_EQ(r.exitCode, 0) << r;
+    EXPECT_EQ(r.err, "") << r;
+    for (const char* option :
+         {"-c", "--var", "--str", "--timeout", "--workers", "--json", "--worker", "--verbose"})
+      EXPECT_TRUE(contains(r.out, option)) << option << " missing from" << r;
+  }
+}
+
+TEST(VialCommand, RunHelpDocumentsExitStatuses) {
+  auto r = runVial({"run", "--help"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  for (const char* code : {"0 ", "1 ", "2 ", "3 ", "4 ", "124 "})
+    EXPECT_TRUE(contains(r.out, std::string("\n  ") + code)) << "exit status " << code << r;
+}
+
+TEST(VialCommand, NoArgumentsExitsWith2AndPrintsUsageToStderr) {
+  auto r = runVial({});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "Usage")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+TEST(VialCommand, VersionExitsZeroAndPrintsVersion) {
+  auto r = runVial({"--version"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out.rfind("vial ", 0), 0u) << r;
+  EXPECT_NE(r.out.find_first_of("0123456789"), std::string::npos) << r;
+}
+
+TEST(VialCommand, UnknownCommandExitsWith2) {
+  auto r = runVial({"frobnicate"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "frobnicate")) << r;
+  EXPECT_EQ(r.out, "") << r;
+}
+
+}  // namespace

@@ -1,0 +1,435 @@
+// vial::Pool end to end: real vial-worker processes, real Cap'n Proto, real CPython.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "client/vial.h"
+#include "pool/log.h"
+#include "protocol/limits.h"
+#include "tests/process_probe.h"
+
+namespace vial {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+using testing::processGone;
+using Clock = std::chrono::steady_clock;
+
+PoolOptions withWorkers(std::size_t n) {
+  PoolOptions options;
+  options.workers = n;
+  return options;
+}
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string tempPath(const std::string& name) {
+  return ::testing::TempDir() + "vial-" + std::to_string(getpid()) + "-" + name;
+}
+
+int readPidFile(const std::string& path) {
+  int pid = 0;
+  eventually([&] {
+    std::ifstream in(path);
+    return static_cast<bool>(in >> pid);
+  });
+  return pid;
+}
+
+int workerPid(Pool& pool) {
+  Result r = pool.run_async("import os\n_return(os.getpid())").get();
+  EXPECT_TRUE(r.ok()) << r.describe();
+  return r.ok() ? static_cast<int>(r.values().at(0).as<std::int64_t>()) : -1;
+}
+
+class PoolTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { log().set_level(spdlog::level::warn); }
+};
+
+TEST_F(PoolTest, OriginalExampleResolvesToEightAndThirteen) {
+  Pool pool(withWorkers(1));
+  Result r = pool.run_async(
+                     "from time import sleep\nsleep(0.1)\nval = testvar + 5\n"
+                     "_return(val)\n_return(val + 5)\n",
+                     {{"testvar", 3}})
+                 .get();
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.values(), (std::vector<Value>{8, 13}));
+}
+
+TEST_F(PoolTest, FutureOffersReadinessWaitAndContinuation) {
+  Pool pool(withWorkers(1));
+  Future f = pool.run_async("import time\ntime.sleep(0.2)\n_return('done')");
+  EXPECT_FALSE(f.ready());
+  std::atomic<int> continuations{0};
+  f.then([&](const Result& r) {
+    EXPECT_TRUE(r.ok());
+    ++continuations;
+  });
+  EXPECT_TRUE(f.wait_for(5s));
+  EXPECT_TRUE(f.ready());
+  EXPECT_EQ(f.get().values().at(0), Value("done"));
+  EXPECT_TRUE(eventually([&] { return continuations == 1; }));
+  f.then([&](const Result&) { ++continuations; });  // already resolved: runs right here
+  EXPECT_EQ(continuations, 2);
+}
+
+TEST_F(PoolTest, CallbackFormMirrorsTheOriginal) {
+  Pool pool(withWorkers(1));
+  std::promise<std::vector<Value>> returned;
+  std::promise<std::string> failed;
+  pool.run_async(
+      "_return(testvar + 5)", {{"testvar", 3}},
+      [&](const std::vector<Value>& values) { returned.set_value(values); },
+      [&](const Result& r) { failed.set_value("unexpected: " + r.describe()); });
+  pool.run_async(
+      "1/0", {}, [&](const std::vector<Value>&) { failed.set_value("at_return ran"); },
+      [&](const Result& r) { failed.set_value(r.describe()); });
+  auto values = returned.get_future();
+  ASSERT_EQ(values.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(values.get(), (std::vector<Value>{8}));
+  auto error = failed.get_future();
+  ASSERT_EQ(error.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(error.get(), "ZeroDivisionError: division by zero");
+}
+
+TEST_F(PoolTest, ZeroDivisionGivesPythonErrorWithTraceback) {
+  Pool pool(withWorkers(1));
+  Result r = pool.run_async("1/0").get();
+  const auto* e = r.get_if<PythonError>();
+  ASSERT_NE(e, nullptr) << r.describe();
+  EXPECT_EQ(e->type, "ZeroDivisionError");
+  EXPECT_NE(e->traceback.find("Traceback"), std::string::npos);
+  EXPECT_NE(e->traceback.find("1/0"), std::string::npos);
+}
+
+TEST_F(PoolTest, TimeoutKillsWorkerAndPoolRecovers) {
+  Pool pool(withWorkers(1));
+  int pid = workerPid(pool);
+  CallOptions half;
+  half.proc_timeout = 0.5;
+  auto start = Clock::now();
+  Result r = pool.run_async("while True: pass", {}, half).get();
+  double took = secondsSince(start);
+  const auto* timeout = r.get_if<Timeout>();
+  ASSERT_NE(timeout, nullptr) << r.describe();
+  EXPECT_EQ(timeout->limit_seconds, 0.5);
+  EXPECT_EQ(timeout->worker_pid, pid);
+  EXPECT_GE(took, 0.5);
+  EXPECT_LT(took, 0.6);
+  EXPECT_TRUE(eventually([&] { return processGone(pid); })) << "worker " << pid << " survived";
+  int replacement = workerPid(pool);
+  EXPECT_GT(replacement, 0);
+  EXPECT_NE(replacement, pid);
+}
+
+TEST_F(PoolTest, PoolDefaultTimeoutAppliesAndCallCanLiftIt) {
+  PoolOptions options = withWorkers(1);
+  options.proc_timeout = 0.2;
+  Pool pool(options);
+  EXPECT_NE(pool.run_async("import time\ntime.sleep(5)").get().get_if<Timeout>(), nullptr);
+  CallOptions unlimited;
+  unlimited.proc_timeout = kNoTimeout;
+  EXPECT_TRUE(pool.run_async("import time\ntime.sleep(0.4)", {}, unlimited).get().ok());
+}
+
+TEST_F(PoolTest, TimeoutAlsoKillsProcessesTheCodeStarted) {
+  Pool pool(withWorkers(1));
+  std::string pidFile = tempPath("grandchild");
+  CallOptions limit;
+  limit.proc_timeout = 0.5;
+  Future f = pool.run_async(
+      "import subprocess\n"
+      "p = subprocess.Popen(['sleep', '60'])\n"
+      "open(path, 'w').write(str(p.pid))\n"
+      "while True: pass\n",
+      {{"path", pidFile}}, limit);
+  ASSERT_NE(f.get().get_if<Timeout>(), nullptr) << f.get().describe();
+  int grandchild = readPidFile(pidFile);
+  ASSERT_GT(grandchild, 0);
+  EXPECT_TRUE(eventually([&] { return processGone(grandchild); }))
+      << "the subprocess " << grandchild << " outlived its timed-out worker";
+  std::remove(pidFile.c_str());
+}
+
+TEST_F(PoolTest, TimeoutLeavesOtherWorkersAndQueuedCallsAlone) {
+  Pool pool(withWorkers(2));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  CallOptions limit;
+  limit.proc_timeout = 0.3;
+  Future slow = pool.run_async("import time\ntime.sleep(0.6)\n_return('slow')");
+  Future hung = pool.run_async("while True: pass", {}, limit);
+  std::vector<Future> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back(pool.run_async("_return(i)", {{"i", i}}));
+  EXPECT_NE(hung.get().get_if<Timeout>(), nullptr);
+  EXPECT_EQ(slow.get().values().at(0), Value("slow"));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(queued[i].get().values().at(0), Value(i));
+}
+
+TEST_F(PoolTest, OsExitGivesWorkerCrashedWithTheExitCode) {
+  Pool pool(withWorkers(1));
+  Result r = pool.run_async("import os\nos._exit(3)").get();
+  const auto* crash = r.get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << r.describe();
+  EXPECT_EQ(crash->exit_code, 3);
+  EXPECT_FALSE(crash->signal);
+  EXPECT_TRUE(pool.run_async("_return(1)").get().ok()) << "the pool did not heal";
+}
+
+TEST_F(PoolTest, SignalDeathsNameTheSignal) {
+  Pool pool(withWorkers(1));
+  struct Case {
+    const char* code;
+    int signal;
+  } cases[] = {
+      {"import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", SIGSEGV},
+      {"import ctypes\nctypes.string_at(0)", SIGSEGV},
+      {"import os\nos.abort()", SIGABRT},
+  };
+  for (const auto& c : cases) {
+    Result r = pool.run_async(c.code).get();
+    const auto* crash = r.get_if<WorkerCrashed>();
+    ASSERT_NE(crash, nullptr) << c.code << ": " << r.describe();
+    EXPECT_EQ(crash->signal, c.signal) << c.code;
+    EXPECT_TRUE(pool.run_async("_return(1)").get().ok()) << "no healing after: " << c.code;
+  }
+}
+
+TEST_F(PoolTest, WorkerKilledFromOutsideFailsOnlyItsCall) {
+  Pool pool(withWorkers(2));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  std::string pidFile = tempPath("victim");
+  Future victim =
+      pool.run_async("import os, time\nopen(path, 'w').write(str(os.getpid()))\ntime.sleep(30)",
+                     {{"path", pidFile}});
+  Future bystander = pool.run_async("import time\ntime.sleep(0.3)\n_return('fine')");
+  int pid = readPidFile(pidFile);
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGKILL);
+  Result r = victim.get();
+  const auto* crash = r.get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << r.describe();
+  EXPECT_EQ(crash->signal, SIGKILL);
+  EXPECT_EQ(bystander.get().values().at(0), Value("fine"));
+  EXPECT_TRUE(pool.run_async("_return(2)").get().ok());
+  std::remove(pidFile.c_str());
+}
+
+TEST_F(PoolTest, ExitAndInterruptAndRecursionDoNotKillTheWorker) {
+  Pool pool(withWorkers(1));
+  int pid = workerPid(pool);
+  for (const char* code : {"raise SystemExit(1)", "raise KeyboardInterrupt", "def f(): f()\nf()",
+                           "import sys\nsys.exit()"}) {
+    EXPECT_NE(pool.run_async(code).get().get_if<PythonError>(), nullptr) << code;
+  }
+  EXPECT_EQ(workerPid(pool), pid);
+}
+
+TEST_F(PoolTest, ThousandCallsFromFourThreadsResolveExactlyOnce) {
+  Pool pool(withWorkers(2));
+  constexpr int kThreads = 4, kPerThread = 250;
+  std::vector<std::atomic<int>> resolutions(kThreads * kPerThread);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        int id = t * kPerThread + i;
+        pool.run_async(
+            "_return(id * 2)", {{"id", id}},
+            [&, id](const std::vector<Value>& v) {
+              if (v != std::vector<Value>{id * 2}) ++wrong;
+              ++resolutions[id];
+            },
+            [&, id](const Result&) {
+              ++wrong;
+              ++resolutions[id];
+            });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (auto& r : resolutions)
+          if (r == 0) return false;
+        return true;
+      },
+      60s));
+  pool.shutdown();  // after this no callback can still be on its way
+  for (int id = 0; id < kThreads * kPerThread; ++id)
+    ASSERT_EQ(resolutions[id], 1) << "call " << id << " resolved " << resolutions[id] << " times";
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST_F(PoolTest, TenMebibytesTravelInAndOut) {
+  Pool pool(withWorkers(1));
+  std::string text(10 << 20, 'x');
+  text[12345] = 'y';
+  Bytes bytes{std::string(10 << 20, '\xfe')};
+  Result r = pool.run_async("_return(text)\n_return(data[::-1])\n_return(len(text))",
+                            {{"text", text}, {"data", bytes}})
+                 .get();
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_TRUE(r.values().at(0) == Value(text));
+  EXPECT_TRUE(r.values().at(1) == Value(bytes));
+  EXPECT_EQ(r.values().at(2), Value(10 << 20));
+}
+
+TEST_F(PoolTest, MessagesOverTheLimitAreRejectedAndThePoolServesOn) {
+  Pool pool(withWorkers(1));
+  std::string huge(kMaxMessageBytes + 1, 'x');
+  Result in = pool.run_async("pass", {{"huge", std::move(huge)}}).get();
+  ASSERT_NE(in.get_if<Rejected>(), nullptr) << in.describe();
+  EXPECT_NE(in.describe().find("MiB"), std::string::npos) << in.describe();
+  Result out = pool.run_async("_return('x' * (300 * 1024 * 1024))").get();
+  const auto* e = out.get_if<PythonError>();
+  ASSERT_NE(e, nullptr) << out.describe();
+  EXPECT_EQ(e->type, "vial.ResultTooLarge");
+  EXPECT_TRUE(pool.run_async("_return(1)").get().ok());
+}
+
+TEST_F(PoolTest, BadInputGetsAClearErrorAndThePoolServesOn) {
+  Pool pool(withWorkers(1));
+  CallOptions negative;
+  negative.proc_timeout = -1;
+  struct Case {
+    Future future;
+    std::string expect;  // fragment of describe()
+  };
+  std::vector<Case> cases;
+  cases.push_back({pool.run_async("x = (\n"), "SyntaxError"});
+  cases.push_back({pool.run_async("_return(1)\xff"), "rejected: source is not valid UTF-8"});
+  cases.push_back({pool.run_async(std::string("a\0b", 3)), "rejected: source contains a NUL byte"});
+  cases.push_back(
+      {pool.run_async("pass", {{"no good", 1}}), "'no good' is not a Python identifier"});
+  cases.push_back({pool.run_async("pass", {{"_return", 1}}), "'_return' is reserved"});
+  cases.push_back(
+      {pool.run_async("pass", {{"s", "\xc3"}}), "variable 's': text is not valid UTF-8"});
+  cases.push_back({pool.run_async("_return(object())"), "unsupported type 'object'"});
+  cases.push_back({pool.run_async("pass", {}, negative), "proc_timeout must be a positive"});
+  for (auto& c : cases) {
+    std::string got = c.future.get().describe();
+    EXPECT_NE(got.find(c.expect), std::string::npos) << "expected '" << c.expect << "' in: " << got;
+  }
+  EXPECT_TRUE(pool.run_async("_return(1)").get().ok());
+}
+
+TEST_F(PoolTest, CallsRunInParallelAcrossWorkers) {
+  Pool pool(withWorkers(2));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  auto start = Clock::now();
+  Future a = pool.run_async("import time\ntime.sleep(0.4)");
+  Future b = pool.run_async("import time\ntime.sleep(0.4)");
+  EXPECT_TRUE(a.get().ok());
+  EXPECT_TRUE(b.get().ok());
+  EXPECT_LT(secondsSince(start), 0.75);
+}
+
+TEST_F(PoolTest, CallsSentAheadToAWorkerThatTimesOutRunElsewhere) {
+  PoolOptions options = withWorkers(1);
+  options.calls_in_flight_per_worker = 4;
+  Pool pool(options);
+  ASSERT_TRUE(pool.wait_ready(10s));
+  CallOptions limit;
+  limit.proc_timeout = 0.3;
+  Future hung = pool.run_async("while True: pass", {}, limit);
+  std::vector<Future> behind;
+  for (int i = 0; i < 3; ++i) behind.push_back(pool.run_async("_return(i)", {{"i", i}}));
+  EXPECT_NE(hung.get().get_if<Timeout>(), nullptr);
+  for (int i = 0; i < 3; ++i) {
+    Result r = behind[i].get();
+    ASSERT_TRUE(r.ok()) << i << ": " << r.describe();
+    EXPECT_EQ(r.values().at(0), Value(i));
+  }
+}
+
+TEST_F(PoolTest, ShutdownLetsRunningCallsFinishAndCancelsQueuedOnes) {
+  Pool pool(withWorkers(1));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  Future running = pool.run_async("import time\ntime.sleep(0.3)\n_return('finished')");
+  std::vector<Future> queued;
+  for (int i = 0; i < 3; ++i) queued.push_back(pool.run_async("_return(1)"));
+  std::this_thread::sleep_for(50ms);  // let the first call reach the worker
+  pool.shutdown(5.0);
+  EXPECT_EQ(running.get().values().at(0), Value("finished"));
+  for (auto& f : queued) {
+    ASSERT_TRUE(f.ready());
+    EXPECT_NE(f.get().get_if<Cancelled>(), nullptr) << f.get().describe();
+  }
+  Result after = pool.run_async("_return(1)").get();
+  EXPECT_NE(after.get_if<Cancelled>(), nullptr) << after.describe();
+}
+
+TEST_F(PoolTest, ShutdownKillsCallsStillRunningAfterTheGracePeriod) {
+  Pool pool(withWorkers(1));
+  int pid = workerPid(pool);
+  Future stuck = pool.run_async("while True: pass");
+  std::this_thread::sleep_for(50ms);
+  auto start = Clock::now();
+  pool.shutdown(0.2);
+  EXPECT_LT(secondsSince(start), 2.0);
+  const auto* cancelled = stuck.get().get_if<Cancelled>();
+  ASSERT_NE(cancelled, nullptr) << stuck.get().describe();
+  EXPECT_NE(cancelled->reason.find("grace"), std::string::npos) << cancelled->reason;
+  EXPECT_TRUE(eventually([&] { return processGone(pid); }));
+}
+
+TEST_F(PoolTest, MissingWorkerExecutableFailsCallsInsteadOfHanging) {
+  PoolOptions options = withWorkers(1);
+  options.worker_path = "/nonexistent/vial-worker";
+  Pool pool(options);
+  Future f = pool.run_async("_return(1)");
+  ASSERT_TRUE(f.wait_for(5s)) << "the call hung with no worker to run it";
+  const auto* unavailable = f.get().get_if<Unavailable>();
+  ASSERT_NE(unavailable, nullptr) << f.get().describe();
+  EXPECT_NE(unavailable->reason.find("/nonexistent/vial-worker"), std::string::npos);
+}
+
+TEST_F(PoolTest, WorkerDyingAtStartUpFailsCallsAndIsRetriedWithBackoff) {
+  PoolOptions options = withWorkers(1);
+  options.worker_path = "/bin/false";
+  Pool pool(options);
+  Future f = pool.run_async("_return(1)");
+  ASSERT_TRUE(f.wait_for(5s));
+  const auto* unavailable = f.get().get_if<Unavailable>();
+  ASSERT_NE(unavailable, nullptr) << f.get().describe();
+  EXPECT_NE(unavailable->reason.find("exited with code 1 before it was ready"), std::string::npos)
+      << unavailable->reason;
+}
+
+TEST_F(PoolTest, WorkersDieWhenTheirParentIsKilled) {
+  // A separate `vial run` process owns the pool; SIGKILL it mid-call.
+  std::string pidFile = tempPath("orphan");
+  std::string vial = std::string(VIAL_BIN_DIR) + "/vial";
+  std::string code =
+      "import os, time\nopen('" + pidFile + "', 'w').write(str(os.getpid()))\n" + "time.sleep(60)";
+  const char* argv[] = {vial.c_str(), "run", "-c", code.c_str(), nullptr};
+  pid_t parent;
+  ASSERT_EQ(posix_spawn(&parent, vial.c_str(), nullptr, nullptr, const_cast<char**>(argv), environ),
+            0);
+  int worker = readPidFile(pidFile);
+  ASSERT_GT(worker, 0);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  EXPECT_TRUE(eventually([&] { return processGone(worker); }))
+      << "worker " << worker << " outlived its SIGKILLed parent";
+  std::remove(pidFile.c_str());
+}
+
+}  // namespace
+}  // namespace vial

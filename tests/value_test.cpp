@@ -1,0 +1,166 @@
+// vial::Value: construction, JSON both ways, UTF-8 checks, and the Cap'n Proto form both ways.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "protocol/limits.h"
+#include "protocol/value.h"
+#include "protocol/wire_value.h"
+
+namespace vial {
+namespace {
+
+Value roundTripThroughWire(const Value& value) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Value>();
+  to_wire(value, root, "test");
+  return from_wire(root.asReader());
+}
+
+TEST(Value, NaturalConstructionPicksPythonTypes) {
+  Vars vars = {{"testvar", 3}, {"name", "bob"}, {"items", List{1, 2.5, "x"}}, {"flag", true}};
+  EXPECT_EQ(vars[0].second.as<std::int64_t>(), 3);
+  EXPECT_EQ(vars[1].second.as<std::string>(), "bob");
+  EXPECT_EQ(vars[2].second.as<List>().size(), 3u);
+  EXPECT_EQ(vars[2].second.as<List>()[1].as<double>(), 2.5);
+  EXPECT_TRUE(vars[3].second.as<bool>());
+  EXPECT_STREQ(Value().type_name(), "NoneType");
+  EXPECT_STREQ(Value(Tuple{1}).type_name(), "tuple");
+  EXPECT_STREQ(Value(Bytes{"ab"}).type_name(), "bytes");
+}
+
+TEST(Value, JsonMatchesPythonJsonDumps) {
+  EXPECT_EQ(to_json(std::vector<Value>{8, 13}), "[8, 13]");
+  EXPECT_EQ(to_json(Value(Dict{{"a", List{1, nullptr, true}}, {"b", "x\"\n"}})),
+            R"({"a": [1, null, true], "b": "x\"\n"})");
+  EXPECT_EQ(to_json(Value(Tuple{1, 2})), "[1, 2]");
+  EXPECT_EQ(to_json(Value(Bytes{std::string("\0ab", 3)})), R"({"$bytes": "AGFi"})");
+  EXPECT_EQ(to_json(Value(BigInt{"123456789012345678901234567890"})),
+            "123456789012345678901234567890");
+}
+
+TEST(Value, FloatsPrintLikePythonRepr) {
+  EXPECT_EQ(to_json(Value(1.0)), "1.0");
+  EXPECT_EQ(to_json(Value(0.1)), "0.1");
+  EXPECT_EQ(to_json(Value(100000.0)), "100000.0");
+  EXPECT_EQ(to_json(Value(1e16)), "1e+16");
+  EXPECT_EQ(to_json(Value(1e-5)), "1e-05");
+  EXPECT_EQ(to_json(Value(0.0001)), "0.0001");
+  EXPECT_EQ(to_json(Value(-2.5)), "-2.5");
+  EXPECT_EQ(to_json(Value(123456789.125)), "123456789.125");
+  EXPECT_EQ(to_json(Value(std::nan(""))), "NaN");
+  EXPECT_EQ(to_json(Value(-std::numeric_limits<double>::infinity())), "-Infinity");
+}
+
+TEST(Value, ParseJsonKeepsIntegersExact) {
+  EXPECT_EQ(parse_json("3"), Value(3));
+  EXPECT_EQ(parse_json("3.0"), Value(3.0));
+  EXPECT_EQ(parse_json("-9223372036854775808"), Value(std::numeric_limits<std::int64_t>::min()));
+  EXPECT_EQ(parse_json("9223372036854775808"), Value(BigInt{"9223372036854775808"}));
+  EXPECT_EQ(parse_json("1267650600228229401496703205376"),
+            Value(BigInt{"1267650600228229401496703205376"}));
+  EXPECT_EQ(parse_json(R"([1, "a", {"k": null, "z": [true]}])"),
+            Value(List{1, "a", Dict{{"k", nullptr}, {"z", List{true}}}}));
+}
+
+TEST(Value, ParseJsonSaysWhatIsWrong) {
+  try {
+    parse_json("[1, 2");
+    FAIL() << "accepted truncated JSON";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("parse error"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_json("{'a': 1}"), std::invalid_argument);
+  EXPECT_THROW(parse_json(""), std::invalid_argument);
+  EXPECT_THROW(parse_json(std::string(300, '[') + std::string(300, ']')), std::invalid_argument);
+}
+
+TEST(Value, Utf8CheckFindsTheFirstBadByte) {
+  EXPECT_FALSE(first_invalid_utf8("plain ascii"));
+  EXPECT_FALSE(first_invalid_utf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
+  EXPECT_EQ(first_invalid_utf8("ab\xff"), 2u);
+  EXPECT_EQ(first_invalid_utf8("a\xc3"), 1u);             // truncated sequence
+  EXPECT_EQ(first_invalid_utf8("\xc0\xaf"), 0u);          // overlong '/'
+  EXPECT_EQ(first_invalid_utf8("x\xed\xa0\x80"), 1u);     // UTF-16 surrogate
+  EXPECT_EQ(first_invalid_utf8("\xf4\x90\x80\x80"), 0u);  // past U+10FFFF
+}
+
+TEST(WireValue, EveryKindRoundTrips) {
+  Value all = List{nullptr,
+                   true,
+                   std::numeric_limits<std::int64_t>::min(),
+                   BigInt{"-340282366920938463463374607431768211456"},
+                   3.25,
+                   "caf\xc3\xa9",
+                   Bytes{std::string("\0\xff", 2)},
+                   Tuple{1, Tuple{}},
+                   Dict{{"b", 1}, {"a", List{}}}};
+  EXPECT_EQ(roundTripThroughWire(all), all);
+}
+
+TEST(WireValue, DictKeepsInsertionOrder) {
+  Value dict = Dict{{"z", 1}, {"a", 2}, {"m", 3}};
+  Value copy = roundTripThroughWire(dict);
+  const Dict& back = copy.as<Dict>();
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(back[0].first, "z");
+  EXPECT_EQ(back[2].first, "m");
+}
+
+TEST(WireValue, DeepNestingIsRefusedWithTheLimitNamed) {
+  Value deep = List{};
+  for (int i = 0; i < kMaxValueDepth + 5; ++i) deep = List{deep};
+  capnp::MallocMessageBuilder message;
+  try {
+    to_wire(deep, message.initRoot<wire::Value>(), "variable 'deep'");
+    FAIL() << "accepted a value nested past the limit";
+  } catch (const ConversionError& e) {
+    EXPECT_NE(std::string(e.what()).find("variable 'deep'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(kMaxValueDepth)), std::string::npos);
+  }
+}
+
+TEST(WireValue, NestingAtTheLimitIsReadableWithVialReaderOptions) {
+  Value deep = Dict{};
+  for (int i = 0; i < kMaxValueDepth / 2 - 1; ++i) deep = Dict{{"k", List{deep}}};
+  capnp::MallocMessageBuilder message;
+  to_wire(deep, message.initRoot<wire::Value>(), "test");
+  auto words = capnp::messageToFlatArray(message);
+  capnp::FlatArrayMessageReader reader(words, reader_options());
+  EXPECT_EQ(from_wire(reader.getRoot<wire::Value>()), deep);
+}
+
+TEST(WireValue, CallResultBecomesTheRightOutcome) {
+  capnp::MallocMessageBuilder message;
+  auto result = message.initRoot<wire::CallResult>();
+  result.initStdout().setText("printed\n");
+  auto error = result.initPythonError();
+  error.setType("ZeroDivisionError");
+  error.setMessage("division by zero");
+  error.setTraceback("Traceback ...");
+  Result r(from_wire(result.asReader()));
+  ASSERT_NE(r.get_if<PythonError>(), nullptr);
+  EXPECT_EQ(r.describe(), "ZeroDivisionError: division by zero");
+  EXPECT_EQ(r.output()->stdout_text, "printed\n");
+  EXPECT_THROW(r.values(), CallFailed);
+  result.setRejected("bad name");
+  EXPECT_EQ(Result(from_wire(result.asReader())).describe(), "rejected: bad name");
+}
+
+TEST(Result, DescribesEveryOutcome) {
+  EXPECT_EQ(Result(Ok{{8, 13}, {}}).describe(), "[8, 13]");
+  EXPECT_EQ(Result(Timeout{0.5, 42}).describe(),
+            "timed out after 0.5 s; worker 42 and its process group were killed");
+  EXPECT_EQ(Result(WorkerCrashed{7, 3, std::nullopt}).describe(),
+            "worker 7 crashed: it exited with code 3 while running the call");
+  EXPECT_EQ(Result(WorkerCrashed{7, std::nullopt, 11}).describe(),
+            "worker 7 crashed: it was killed by signal 11 (SIGSEGV) while running the call");
+  EXPECT_STREQ(Result(Cancelled{"x"}).kind(), "cancelled");
+  EXPECT_STREQ(Result(Unavailable{"x"}).kind(), "unavailable");
+}
+
+}  // namespace
+}  // namespace vial
