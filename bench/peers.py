@@ -1,0 +1,355 @@
+#!/usr/bin/python3.11
+"""The figures of vial-bench, measured for Python's own process pools.
+
+    /usr/bin/python3.11 bench/peers.py [--quick] [--json]
+
+Peers, each with 2 worker processes (default start method: fork on Linux):
+multiprocessing.Pool, concurrent.futures.ProcessPoolExecutor and pebble.ProcessPool.
+The unit of work is vial's: run_source() exec()s a source string in a fresh dict holding the
+injected variables and a `_return` that appends to a list, and returns that list.
+bench/README.md says what each figure means. Exits 1 when a call gives an unexpected result.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+import pebble
+
+WORKERS = 2
+TINY_CALL = "_return(1+2)"
+PID_CALL = "import os; _return(os.getpid())"
+SPIN_CALL = "while True: pass"
+PROBE_CALL = "import time; time.sleep(0.05); _return(1)"
+BLOB_BYTES = 10 << 20
+
+FULL = dict(pool_starts=5, round_trip_warmup=200, round_trips=5000, throughput_calls=20000,
+            timeout_repeats=3, blob_round_trips=5)
+QUICK = dict(pool_starts=2, round_trip_warmup=50, round_trips=500, throughput_calls=2000,
+             timeout_repeats=1, blob_round_trips=2)
+
+
+def run_source(source, variables):
+    """What a vial call does: exec `source` with `variables` and gather `_return(x)` calls."""
+    returned = []
+    namespace = dict(variables)
+    namespace["_return"] = returned.append
+    exec(source, namespace)
+    return returned
+
+
+class BenchError(Exception):
+    pass
+
+
+def require(condition, what):
+    if not condition:
+        raise BenchError(what)
+
+
+def require_three(values):
+    require(values == [3], f"a tiny call returned {values!r} instead of [3]")
+
+
+# One adapter per peer: make() a pool, submit() a call (returns a future-like handle),
+# result() of a handle, close() the pool.
+
+class MultiprocessingPool:
+    name = "multiprocessing.Pool"
+    has_timeout = False
+
+    def make(self):
+        return multiprocessing.Pool(WORKERS)
+
+    def submit(self, pool, source, variables=None, timeout=None):
+        return pool.apply_async(run_source, (source, variables or {}))
+
+    def result(self, handle):
+        return handle.get()
+
+    def close(self, pool):
+        pool.close()
+        pool.join()
+
+
+class ProcessPoolExecutor:
+    name = "concurrent.futures.ProcessPoolExecutor"
+    has_timeout = False
+
+    def make(self):
+        return concurrent.futures.ProcessPoolExecutor(WORKERS)
+
+    def submit(self, pool, source, variables=None, timeout=None):
+        return pool.submit(run_source, source, variables or {})
+
+    def result(self, handle):
+        return handle.result()
+
+    def close(self, pool):
+        pool.shutdown(wait=True)
+
+
+class PebbleProcessPool:
+    name = "pebble.ProcessPool"
+    has_timeout = True
+
+    def make(self):
+        return pebble.ProcessPool(max_workers=WORKERS)
+
+    def submit(self, pool, source, variables=None, timeout=None):
+        return pool.schedule(run_source, args=(source, variables or {}), timeout=timeout)
+
+    def result(self, handle):
+        return handle.result()
+
+    def close(self, pool):
+        pool.close()
+        pool.join()
+
+
+def ms_since(start):
+    return (time.perf_counter() - start) * 1e3
+
+
+def percentile(sorted_samples, p):
+    """Nearest-rank percentile, as vial-bench computes it."""
+    rank = -(-p * len(sorted_samples) // 100)  # ceil
+    return sorted_samples[min(max(int(rank), 1), len(sorted_samples)) - 1]
+
+
+def call(peer, pool, source, variables=None):
+    return peer.result(peer.submit(pool, source, variables))
+
+
+def warm_up(peer, pool, calls=10):
+    for _ in range(calls):
+        require_three(call(peer, pool, TINY_CALL))
+
+
+def until_pids_served(peer, pool, done, what):
+    """Submits trivial calls, 2 at a time, until done(pids that answered) is true."""
+    seen = set()
+    deadline = time.perf_counter() + 60
+    while not done(seen):
+        require(time.perf_counter() < deadline, f"{what}: not within 60 s")
+        handles = [peer.submit(pool, PID_CALL) for _ in range(WORKERS)]
+        for handle in handles:
+            seen.update(peer.result(handle))
+    return seen
+
+
+def pool_start_ms(peer, repeats):
+    """Constructor until each of the 2 worker processes has completed a trivial call (calls
+    are submitted 2 at a time until 2 distinct worker pids have answered). Closing the pool is
+    not timed."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pool = peer.make()
+        until_pids_served(peer, pool, lambda pids: len(pids) >= WORKERS, "start")
+        samples.append(ms_since(start))
+        peer.close(pool)
+    return statistics.median(samples)
+
+
+def round_trip(peer, warmup, calls):
+    """One call at a time on a ready pool: submit and wait for the result. (p50, p99) in us."""
+    pool = peer.make()
+    try:
+        warm_up(peer, pool, warmup)
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            values = call(peer, pool, TINY_CALL)
+            samples.append((time.perf_counter() - start) * 1e6)
+            require_three(values)
+        samples.sort()
+        return percentile(samples, 50), percentile(samples, 99)
+    finally:
+        peer.close(pool)
+
+
+def throughput(peer, calls):
+    """All calls submitted at once (one task each) to a ready, warmed-up pool; from the first
+    submission to the last result. Calls per second."""
+    pool = peer.make()
+    try:
+        warm_up(peer, pool)
+        start = time.perf_counter()
+        handles = [peer.submit(pool, TINY_CALL) for _ in range(calls)]
+        results = [peer.result(handle) for handle in handles]
+        seconds = time.perf_counter() - start
+        for values in results:
+            require_three(values)
+        return calls / seconds
+    finally:
+        peer.close(pool)
+
+
+def starmap_throughput(calls):
+    """multiprocessing.Pool.starmap over the same calls with chunksize=1. Calls per second."""
+    peer = MultiprocessingPool()
+    pool = peer.make()
+    try:
+        warm_up(peer, pool)
+        start = time.perf_counter()
+        results = pool.starmap(run_source, [(TINY_CALL, {})] * calls, chunksize=1)
+        seconds = time.perf_counter() - start
+        for values in results:
+            require_three(values)
+        return calls / seconds
+    finally:
+        peer.close(pool)
+
+
+def timeout_recovery(peer, repeats):
+    """On a ready 2-worker pool, submits `while True: pass` with a 0.5 s timeout. From that
+    submission: (resolved ms) until its future raises TimeoutError; (capacity back ms) until,
+    in this order, (1) two calls of `time.sleep(0.05)` submitted right after have both returned
+    ok, and (2) a worker process that did not exist before the timeout (the replacement) has
+    completed a trivial call, i.e. the pool has 2 serving workers again. Medians of `repeats`
+    rounds on the same pool."""
+    pool = peer.make()
+    try:
+        warm_up(peer, pool)
+        resolved, back = [], []
+        for _ in range(repeats):
+            before = until_pids_served(peer, pool, lambda pids: len(pids) >= WORKERS, "ready")
+            start = time.perf_counter()
+            spin = peer.submit(pool, SPIN_CALL, timeout=0.5)
+            try:
+                peer.result(spin)
+                raise BenchError("the endless loop returned")
+            except TimeoutError:
+                pass
+            resolved.append(ms_since(start))
+            probes = [peer.submit(pool, PROBE_CALL) for _ in range(2)]
+            for probe in probes:
+                require(peer.result(probe) == [1], "a call after the timeout failed")
+            until_pids_served(peer, pool, lambda pids: bool(pids - before), "replacement worker")
+            back.append(ms_since(start))
+        return statistics.median(resolved), statistics.median(back)
+    finally:
+        peer.close(pool)
+
+
+def blob_round_trip_ms(peer, repeats):
+    """`_return(blob)` with a 10 MiB str injected as `blob`: from submission to the result."""
+    blob = "x" * BLOB_BYTES
+    pool = peer.make()
+    try:
+        warm_up(peer, pool)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            values = call(peer, pool, "_return(blob)", {"blob": blob})
+            samples.append(ms_since(start))
+            require(len(values) == 1 and isinstance(values[0], str)
+                    and len(values[0]) == BLOB_BYTES, "the 10 MiB call did not return 10 MiB")
+        return statistics.median(samples)
+    finally:
+        peer.close(pool)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+class Report:
+    def __init__(self, as_json):
+        self.as_json = as_json
+        self.figures = {}
+
+    def add(self, key, label, value, unit, decimals, missing="n/a"):
+        """Records a figure; value None prints `missing`, and null in JSON."""
+        if not self.as_json:
+            shown = missing if value is None else f"{value:12.{decimals}f} {unit}"
+            print(f"  {label:<56} {shown}", flush=True)
+        if value is not None:
+            value = round(value, decimals) if decimals else round(value)
+        self.figures[key] = value
+
+
+def bench_peer(peer, n, report):
+    if not report.as_json:
+        print(f"{peer.name}:", flush=True)
+    report.add("start_ready_ms", f"start to ready (median of {n['pool_starts']})",
+               pool_start_ms(peer, n["pool_starts"]), "ms", 1)
+
+    p50, p99 = round_trip(peer, n["round_trip_warmup"], n["round_trips"])
+    calls = f"{n['round_trips']} calls"
+    report.add("roundtrip_p50_us", f"round trip _return(1+2), p50 of {calls}", p50, "us", 0)
+    report.add("roundtrip_p99_us", f"round trip _return(1+2), p99 of {calls}", p99, "us", 0)
+
+    batch = f"{n['throughput_calls']} calls at once"
+    report.add("throughput_calls_per_s", f"throughput, {batch}, one task each",
+               throughput(peer, n["throughput_calls"]), "calls/s", 0)
+    if isinstance(peer, MultiprocessingPool):
+        report.add("throughput_starmap_chunksize1_calls_per_s",
+                   f"throughput, {batch}, starmap chunksize=1",
+                   starmap_throughput(n["throughput_calls"]), "calls/s", 0)
+
+    of = f"(median of {n['timeout_repeats']})"
+    if peer.has_timeout:
+        resolved, back = timeout_recovery(peer, n["timeout_repeats"])
+    else:
+        resolved = back = None
+    no_timeout = "n/a (no per-call timeout)"
+    report.add("timeout_resolved_ms", f"timeout 0.5 s: until the future resolves {of}",
+               resolved, "ms", 1, no_timeout)
+    report.add("timeout_capacity_back_ms", f"timeout 0.5 s: until capacity is back {of}",
+               back, "ms", 1, no_timeout)
+
+    report.add("blob_10mib_roundtrip_ms",
+               f"10 MiB str in and out (median of {n['blob_round_trips']})",
+               blob_round_trip_ms(peer, n["blob_round_trips"]), "ms", 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    args = parser.parse_args()
+    n = QUICK if args.quick else FULL
+
+    nproc = len(os.sched_getaffinity(0))
+    model = cpu_model()
+    python = sys.version.split()[0]
+    start_method = multiprocessing.get_start_method()
+    if not args.json:
+        print(f"peers{' (quick)' if args.quick else ''}: {WORKERS} workers, Python {python}, "
+              f"start method {start_method}, pebble {pebble.__version__}; "
+              f"machine: nproc {nproc}, {model}", flush=True)
+
+    results = {}
+    try:
+        for peer in (MultiprocessingPool(), ProcessPoolExecutor(), PebbleProcessPool()):
+            report = Report(args.json)
+            bench_peer(peer, n, report)
+            results[peer.name] = report.figures
+    except BenchError as e:
+        print(f"peers.py: {e}", file=sys.stderr)
+        return 1
+
+    if args.json:
+        print(json.dumps({"program": "peers", "quick": args.quick, "nproc": nproc,
+                          "cpu_model": model, "workers": WORKERS, "python": python,
+                          "start_method": start_method, "pebble": pebble.__version__,
+                          "peers": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

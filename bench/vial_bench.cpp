@@ -1,0 +1,371 @@
+// vial-bench: performance figures of an embedded vial::Pool with 2 workers.
+//
+//   vial-bench [--quick] [--json] [--verbose]
+//
+// Prints the machine, then one line per figure (or, with --json, one JSON object at the end).
+// bench/peers.py measures the same figures for Python's process pools; bench/README.md says
+// what each figure means. Exits 1 when a call does not give the expected result.
+#include <sched.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "client/vial.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kWorkers = 2;
+constexpr auto kReadyTimeout = std::chrono::seconds(60);
+constexpr const char* kTinyCall = "_return(1+2)";
+
+struct Settings {
+  bool quick = false;
+  bool json = false;
+  bool verbose = false;
+};
+
+// Iteration counts; --quick uses the smaller ones.
+struct Counts {
+  int pool_starts;
+  int round_trip_warmup;
+  int round_trips;
+  int throughput_calls;
+  int timeout_repeats;
+  int blob_round_trips;
+};
+
+constexpr Counts kFull{5, 200, 5000, 20000, 3, 5};
+constexpr Counts kQuick{2, 50, 500, 2000, 1, 2};
+
+struct Figure {
+  std::string key;    // JSON name
+  std::string label;  // for people
+  double value;
+  const char* unit;
+  int decimals;
+};
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+double us_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  std::size_t n = samples.size();
+  return n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
+}
+
+// Nearest-rank percentile of sorted samples.
+double percentile(const std::vector<double>& sorted, double p) {
+  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
+}
+
+void require(bool condition, const std::string& what) {
+  if (!condition) throw std::runtime_error(what);
+}
+
+void require_ready(const vial::Pool& pool) {
+  require(pool.wait_ready(kReadyTimeout), "the pool's workers were not ready within 60 s");
+}
+
+// Checks that `result` is exactly [3], the answer of kTinyCall.
+void require_three(const vial::Result& result) {
+  require(result.ok(), "a tiny call failed: " + result.describe());
+  const auto& values = result.values();
+  require(values.size() == 1 && values[0] == vial::Value(3),
+          "a tiny call returned " + result.describe() + " instead of [3]");
+}
+
+vial::PoolOptions pool_options(std::size_t calls_in_flight_per_worker = 1) {
+  vial::PoolOptions options;
+  options.workers = kWorkers;
+  options.calls_in_flight_per_worker = calls_in_flight_per_worker;
+  return options;
+}
+
+// A few sequential calls so every worker has run Python code once before a timed section.
+void warm_up(vial::Pool& pool, int calls = 10) {
+  for (int i = 0; i < calls; ++i) require_three(pool.run_async(kTinyCall).get());
+}
+
+// Constructor to wait_ready() returning true, for a new pool each time; the pool's shutdown is
+// not timed.
+double pool_start_ms(int repeats) {
+  std::vector<double> samples;
+  for (int i = 0; i < repeats; ++i) {
+    auto start = Clock::now();
+    vial::Pool pool(pool_options());
+    require_ready(pool);
+    samples.push_back(ms_since(start));
+  }
+  return median(samples);
+}
+
+struct RoundTrip {
+  double p50_us;
+  double p99_us;
+};
+
+// One call at a time on a ready pool: run_async(...).get(), from submission to the result.
+RoundTrip round_trip(int warmup, int calls) {
+  vial::Pool pool(pool_options());
+  require_ready(pool);
+  warm_up(pool, warmup);
+  std::vector<double> samples;
+  samples.reserve(calls);
+  for (int i = 0; i < calls; ++i) {
+    auto start = Clock::now();
+    vial::Result result = pool.run_async(kTinyCall).get();
+    samples.push_back(us_since(start));
+    require_three(result);
+  }
+  std::sort(samples.begin(), samples.end());
+  return {percentile(samples, 50), percentile(samples, 99)};
+}
+
+// All `calls` submitted at once to a ready, warmed-up pool; timed from the first submission to
+// the last result. Calls per second.
+double throughput(int calls, std::size_t calls_in_flight_per_worker) {
+  vial::Pool pool(pool_options(calls_in_flight_per_worker));
+  require_ready(pool);
+  warm_up(pool);
+  std::vector<vial::Future> futures;
+  futures.reserve(calls);
+  auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) futures.push_back(pool.run_async(kTinyCall));
+  for (const auto& future : futures) future.get();  // blocks until that call has resolved
+  double seconds = ms_since(start) / 1000;
+  for (const auto& future : futures) require_three(future.get());
+  return calls / seconds;
+}
+
+struct TimeoutTimes {
+  double resolved_ms;
+  double capacity_back_ms;
+};
+
+// On a ready 2-worker pool, submits `while True: pass` with proc_timeout 0.5 s. Measures, from
+// that submission:
+//   resolved_ms:      until its future resolves (it must be a Timeout);
+//   capacity_back_ms: until, in this order, (1) two calls of `time.sleep(0.05)` submitted right
+//                     after the Timeout resolved have both returned ok, and then (2)
+//                     wait_ready() returns true, i.e. the killed worker's replacement is ready
+//                     and the pool has its 2 workers again. (The first probe runs on the
+//                     surviving worker; the second on whichever worker frees up first.)
+// wait_ready() comes after the probes on purpose: for a few ms after a Timeout resolves, the
+// pool still counts the killed worker as ready (it is counted out only once its replacement has
+// been spawned), so an immediate wait_ready() would return true on a stale count. The probes
+// are dispatched after that update, so by the time they return the count is current.
+// The pool serves `repeats` rounds one after the other; medians of each.
+TimeoutTimes timeout_recovery(int repeats) {
+  vial::Pool pool(pool_options());
+  require_ready(pool);
+  warm_up(pool);
+  vial::CallOptions limit;
+  limit.proc_timeout = 0.5;
+  std::vector<double> resolved, back;
+  for (int i = 0; i < repeats; ++i) {
+    auto start = Clock::now();
+    vial::Result spin = pool.run_async("while True: pass", {}, limit).get();
+    resolved.push_back(ms_since(start));
+    require(spin.get_if<vial::Timeout>() != nullptr,
+            "the endless loop ended as '" + std::string(spin.kind()) + "', not timeout");
+
+    std::vector<vial::Future> probes;
+    for (int p = 0; p < 2; ++p)
+      probes.push_back(pool.run_async("import time; time.sleep(0.05); _return(1)"));
+    for (const auto& probe : probes) {
+      const vial::Result& result = probe.get();
+      require(result.ok(), "a call after the timeout failed: " + result.describe());
+    }
+    require_ready(pool);
+    back.push_back(ms_since(start));
+  }
+  return {median(resolved), median(back)};
+}
+
+// `_return(blob)` with a 10 MiB str injected as `blob`: from submission to the result.
+double blob_round_trip_ms(int repeats) {
+  constexpr std::size_t kBlobBytes = std::size_t{10} << 20;
+  const std::string blob(kBlobBytes, 'x');
+  vial::Pool pool(pool_options());
+  require_ready(pool);
+  warm_up(pool);
+  std::vector<double> samples;
+  for (int i = 0; i < repeats; ++i) {
+    vial::Vars vars{{"blob", blob}};  // the copy is made before the clock starts
+    auto start = Clock::now();
+    vial::Result result = pool.run_async("_return(blob)", std::move(vars)).get();
+    samples.push_back(ms_since(start));
+    require(result.ok(), "the 10 MiB call failed: " + result.describe());
+    const auto& values = result.values();
+    require(values.size() == 1 && values[0].is<std::string>() &&
+                values[0].as<std::string>().size() == kBlobBytes,
+            "the 10 MiB call did not return a 10 MiB str");
+  }
+  return median(samples);
+}
+
+int cpu_count() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+  return 0;
+}
+
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    auto colon = line.find(':');
+    if (colon == std::string::npos) break;
+    auto start = line.find_first_not_of(" \t", colon + 1);
+    return start == std::string::npos ? "" : line.substr(start);
+  }
+  return "unknown";
+}
+
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string fixed(double value, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
+  return buf;
+}
+
+class Report {
+ public:
+  explicit Report(bool json) : json_(json) {}
+
+  void add(Figure figure) {
+    if (!json_) {
+      std::printf("  %-56s %12s %s\n", figure.label.c_str(),
+                  fixed(figure.value, figure.decimals).c_str(), figure.unit);
+      std::fflush(stdout);
+    }
+    figures_.push_back(std::move(figure));
+  }
+
+  void print_json(const Settings& settings, int nproc, const std::string& model) const {
+    std::printf(
+        "{\"program\": \"vial\", \"quick\": %s, \"nproc\": %d, \"cpu_model\": %s, "
+        "\"workers\": %zu, \"figures\": {",
+        settings.quick ? "true" : "false", nproc, json_string(model).c_str(), kWorkers);
+    for (std::size_t i = 0; i < figures_.size(); ++i) {
+      const Figure& f = figures_[i];
+      std::printf("%s%s: %s", i ? ", " : "", json_string(f.key).c_str(),
+                  fixed(f.value, f.decimals).c_str());
+    }
+    std::printf("}}\n");
+  }
+
+ private:
+  bool json_;
+  std::vector<Figure> figures_;
+};
+
+// The pools log every worker start at info level; unless --verbose, only errors are shown.
+void quiet_vial_logger(bool verbose) {
+  auto logger = spdlog::stderr_color_mt("vial");
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ vial: %v");
+  logger->set_level(verbose ? spdlog::level::info : spdlog::level::err);
+}
+
+int usage(const char* program) {
+  std::fprintf(stderr, "usage: %s [--quick] [--json] [--verbose]\n", program);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings settings;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      settings.quick = true;
+    } else if (std::strcmp(argv[i], "--json") == 0) {
+      settings.json = true;
+    } else if (std::strcmp(argv[i], "--verbose") == 0) {
+      settings.verbose = true;
+    } else {
+      return usage(argv[0]);
+    }
+  }
+  quiet_vial_logger(settings.verbose);
+  const Counts& n = settings.quick ? kQuick : kFull;
+  const int nproc = cpu_count();
+  const std::string model = cpu_model();
+  if (!settings.json) {
+    std::printf("vial-bench%s: %zu workers; machine: nproc %d, %s\n",
+                settings.quick ? " (quick)" : "", kWorkers, nproc, model.c_str());
+    std::fflush(stdout);
+  }
+
+  Report report(settings.json);
+  try {
+    report.add({"start_ready_ms",
+                "start to ready (median of " + std::to_string(n.pool_starts) + ")",
+                pool_start_ms(n.pool_starts), "ms", 1});
+
+    RoundTrip rt = round_trip(n.round_trip_warmup, n.round_trips);
+    std::string calls = std::to_string(n.round_trips) + " calls";
+    report.add(
+        {"roundtrip_p50_us", "round trip _return(1+2), p50 of " + calls, rt.p50_us, "us", 0});
+    report.add(
+        {"roundtrip_p99_us", "round trip _return(1+2), p99 of " + calls, rt.p99_us, "us", 0});
+
+    std::string batch = std::to_string(n.throughput_calls) + " calls at once";
+    for (std::size_t in_flight : {1, 16}) {
+      report.add({"throughput_inflight" + std::to_string(in_flight) + "_calls_per_s",
+                  "throughput, " + batch + ", in flight/worker " + std::to_string(in_flight),
+                  throughput(n.throughput_calls, in_flight), "calls/s", 0});
+    }
+
+    TimeoutTimes timeout = timeout_recovery(n.timeout_repeats);
+    std::string of = "(median of " + std::to_string(n.timeout_repeats) + ")";
+    report.add({"timeout_resolved_ms", "timeout 0.5 s: until the future resolves " + of,
+                timeout.resolved_ms, "ms", 1});
+    report.add({"timeout_capacity_back_ms", "timeout 0.5 s: until capacity is back " + of,
+                timeout.capacity_back_ms, "ms", 1});
+
+    report.add({"blob_10mib_roundtrip_ms",
+                "10 MiB str in and out (median of " + std::to_string(n.blob_round_trips) + ")",
+                blob_round_trip_ms(n.blob_round_trips), "ms", 1});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vial-bench: %s\n", e.what());
+    return 1;
+  }
+  if (settings.json) report.print_json(settings, nproc, model);
+  return 0;
+}
