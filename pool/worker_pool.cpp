@@ -207,8 +207,8 @@ void WorkerPool::onTimeout(Worker& worker, double limit) {
   worker.killReason = "proc_timeout";
   worker.state = Worker::State::Lost;
   worker.process->kill();
+  spawnWorkers();  // publishes the lost worker before anyone hears of the timeout
   resolveOnce(worker.inflight.front().call, Timeout{limit, pid});
-  spawnWorkers();
   checkDrained();
 }
 
@@ -225,6 +225,7 @@ void WorkerPool::onWorkerLost(Worker& worker) {
   }));
   // A worker lost while starting is a start-up failure: its exit decides on backoff.
   if (wasServing) spawnWorkers();
+  publish();
 }
 
 void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
@@ -236,6 +237,7 @@ void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
   else
     log().info("worker {} {} (killed: {})", pid, status.describe(), worker.killReason);
 
+  publish();
   if (!worker.inflight.empty()) {
     resolveOnce(worker.inflight.front().call, WorkerCrashed{pid, status.code, status.signal});
     // Calls sent ahead never started: back to the front of the queue, in order.
