@@ -213,6 +213,8 @@ int exitCodeOf(const vial::Result& result) {
     int operator()(const vial::WorkerCrashed&) { return 3; }
     int operator()(const vial::Unavailable&) { return 4; }
     int operator()(const vial::Cancelled&) { return 4; }
+    int operator()(const vial::Overloaded&) { return 4; }
+    int operator()(const vial::CppException&) { return 1; }
     int operator()(const vial::Timeout&) { return 124; }
   };
   return std::visit(Visitor{}, result.outcome());

@@ -15,87 +15,6 @@
 
 namespace vial {
 
-namespace detail {
-
-// Shared by a Future's copies and the pool's resolve callback.
-struct CallState {
-  std::mutex mutex;
-  std::condition_variable resolved;
-  bool done = false;
-  Result result;
-  std::function<void(const Result&)> callback;
-
-  void resolve(Result&& r) {
-    std::function<void(const Result&)> run;
-    {
-      std::lock_guard lock(mutex);
-      if (done) return;  // exactly once, whatever happens upstream
-      result = std::move(r);
-      done = true;
-      run = std::move(callback);
-      callback = nullptr;
-    }
-    resolved.notify_all();
-    if (run) runCallback(run, result);
-  }
-
-  static void runCallback(const std::function<void(const Result&)>& callback,
-                          const Result& result) {
-    try {
-      callback(result);
-    } catch (const std::exception& e) {
-      log().error("a vial callback threw: {}", e.what());
-    } catch (...) {
-      log().error("a vial callback threw a non-standard exception");
-    }
-  }
-};
-
-}  // namespace detail
-
-const Result& Future::get() const& {
-  std::unique_lock lock(state_->mutex);
-  state_->resolved.wait(lock, [&] { return state_->done; });
-  return state_->result;
-}
-
-Result Future::get() && {
-  std::unique_lock lock(state_->mutex);
-  state_->resolved.wait(lock, [&] { return state_->done; });
-  // Other copies of this Future may exist; only move when this is the last handle left.
-  if (state_.use_count() == 1) return std::move(state_->result);
-  return state_->result;
-}
-
-bool Future::ready() const {
-  std::lock_guard lock(state_->mutex);
-  return state_->done;
-}
-
-bool Future::wait_for(std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(state_->mutex);
-  return state_->resolved.wait_for(lock, timeout, [&] { return state_->done; });
-}
-
-void Future::then(std::function<void(const Result&)> callback) const {
-  {
-    std::lock_guard lock(state_->mutex);
-    if (!state_->done) {
-      if (auto previous = std::move(state_->callback)) {
-        state_->callback = [previous = std::move(previous),
-                            callback = std::move(callback)](const Result& r) {
-          previous(r);
-          callback(r);
-        };
-      } else {
-        state_->callback = std::move(callback);
-      }
-      return;
-    }
-  }
-  detail::CallState::runCallback(callback, state_->result);
-}
-
 // The pool's thread runs a kj event loop holding the WorkerPool. Other threads hand it calls
 // through `submissions` and wake it with an eventfd; one write covers any number of calls.
 struct Pool::Impl {
@@ -212,25 +131,17 @@ Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options
 Pool::~Pool() = default;
 
 Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
-  auto state = std::make_shared<detail::CallState>();
+  Promise promise(impl_->options.callback_executor);
   impl_->submit(pool::Call{std::move(source), std::move(vars), options,
-                           [state](Result&& r) { state->resolve(std::move(r)); }});
-  return Future(state);
+                           [promise](Result&& r) { promise.resolve(std::move(r)); }});
+  return promise.future();
 }
 
 void Pool::run_async(std::string source, Vars vars,
                      std::function<void(const std::vector<Value>&)> at_return,
                      std::function<void(const Result&)> at_err, CallOptions options) {
-  Future future = run_async(std::move(source), std::move(vars), options);
-  future.then([at_return = std::move(at_return), at_err = std::move(at_err)](const Result& r) {
-    if (r.ok()) {
-      if (at_return) at_return(r.values());
-    } else if (at_err) {
-      at_err(r);
-    } else {
-      log().error("run_async call failed ({}): {}", r.kind(), r.describe());
-    }
-  });
+  attach_callbacks(run_async(std::move(source), std::move(vars), options), std::move(at_return),
+                   std::move(at_err));
 }
 
 void Pool::shutdown(std::optional<double> grace) {

@@ -14,40 +14,19 @@
 #include <string>
 #include <vector>
 
+#include "client/callback_queue.h"
+#include "client/future.h"
+#include "client/thread_runner.h"
 #include "pool/options.h"
 #include "protocol/result.h"
 #include "protocol/value.h"
 
 namespace vial {
 
-namespace detail {
-struct CallState;
-}
-
-/// The pending outcome of one call. Copyable handle; every copy sees the same outcome.
-class Future {
- public:
-  /// Blocks until the call has resolved. The reference lives as long as any copy of the
-  /// Future; on a temporary (`pool.run_async(...).get()`) the result is moved out instead.
-  const Result& get() const&;
-  Result get() &&;
-  /// True once the call has resolved (never blocks).
-  bool ready() const;
-  /// Waits up to `timeout`; true if the call resolved.
-  bool wait_for(std::chrono::milliseconds timeout) const;
-  /// Runs `callback` once with the outcome: on the pool's event-loop thread when the call
-  /// resolves, or at once on this thread if it already has. Callbacks must not block.
-  void then(std::function<void(const Result&)> callback) const;
-
- private:
-  friend class Pool;
-  explicit Future(std::shared_ptr<detail::CallState> state) : state_(std::move(state)) {}
-  std::shared_ptr<detail::CallState> state_;
-};
-
 /// A pool of vial-worker processes run from this process (the embedded, in-process pool).
 /// Thread-safe: run_async may be called from any thread. The pool's event loop runs on a
-/// thread of its own, which is where callbacks run.
+/// thread of its own, which is where callbacks run unless PoolOptions::callback_executor says
+/// otherwise (e.g. a CallbackQueue drained by the host's main loop).
 class Pool {
  public:
   /// Starts the workers in the background; calls made before they are ready wait in the queue.
@@ -62,8 +41,9 @@ class Pool {
   Future run_async(std::string source, Vars vars = {}, CallOptions options = {});
 
   /// The original's callback form: `at_return(values)` on success, `at_err(result)` on any
-  /// other outcome. Without at_err, failures are logged (spdlog logger "vial"). Both run on the
-  /// pool's thread. Extra arguments for the callbacks: capture them in the lambdas.
+  /// other outcome. Without at_err, failures are logged (spdlog logger "vial"). Both run where
+  /// PoolOptions::callback_executor says (default: the pool's thread). Extra arguments for the
+  /// callbacks (the original's at_return_kwargs / at_err_kwargs): capture them in the lambdas.
   void run_async(std::string source, Vars vars,
                  std::function<void(const std::vector<Value>&)> at_return,
                  std::function<void(const Result&)> at_err = nullptr, CallOptions options = {});
@@ -83,5 +63,10 @@ class Pool {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Sets how much vial logs ("trace", "debug", "info", "warn", "error", "critical", "off");
+/// the default is "info" (every worker spawn, exit and kill). Hosts that want vial's lines in
+/// their own spdlog sinks can register a logger named "vial" before creating a pool.
+void set_log_level(const std::string& level);
 
 }  // namespace vial

@@ -2,11 +2,16 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
 
 namespace vial {
+
+/// Runs a task somewhere: the way a host takes vial's callbacks onto its own thread
+/// (see CallbackQueue::executor()). Must not block for long and must not drop tasks.
+using Executor = std::function<void(std::function<void()>)>;
 
 /// A proc_timeout meaning "no limit".
 constexpr double kNoTimeout = std::numeric_limits<double>::infinity();
@@ -27,6 +32,9 @@ struct PoolOptions {
   std::size_t calls_in_flight_per_worker = 1;
   /// How long a new worker may take to report ready before it counts as failed (seconds).
   double start_timeout = 30.0;
+  /// Where at_return / at_err / Future::then callbacks run. Empty: on the pool's event-loop
+  /// thread. Set it to CallbackQueue::executor() to run them from the host's own loop.
+  Executor callback_executor;
 };
 
 struct CallOptions {

@@ -18,7 +18,8 @@ const Output* Result::output() const {
 
 const char* Result::kind() const {
   static constexpr const char* kKinds[] = {
-      "ok", "python error", "timeout", "worker crashed", "rejected", "cancelled", "unavailable"};
+      "ok",        "python error", "timeout",    "worker crashed", "rejected",
+      "cancelled", "unavailable",  "overloaded", "c++ exception"};
   return kKinds[outcome_.index()];
 }
 
@@ -57,6 +58,10 @@ std::string Result::describe() const {
     std::string operator()(const Rejected& r) { return "rejected: " + r.reason; }
     std::string operator()(const Cancelled& c) { return "cancelled: " + c.reason; }
     std::string operator()(const Unavailable& u) { return "unavailable: " + u.reason; }
+    std::string operator()(const Overloaded& o) { return "overloaded: " + o.reason; }
+    std::string operator()(const CppException& e) {
+      return e.message.empty() ? e.type : e.type + ": " + e.message;
+    }
   };
   return std::visit(Visitor{}, outcome_);
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -55,7 +56,7 @@ struct Rejected {
   std::string reason;
 };
 
-/// The call never ran to completion because the pool shut down (or the caller cancelled it).
+/// The call never ran to completion: the pool shut down, or the caller cancelled it.
 struct Cancelled {
   std::string reason;
 };
@@ -65,8 +66,19 @@ struct Unavailable {
   std::string reason;
 };
 
-using Outcome =
-    std::variant<Ok, PythonError, Timeout, WorkerCrashed, Rejected, Cancelled, Unavailable>;
+/// The queue was full (PoolOptions::max_queue): refused at once, nothing ran. Try later.
+struct Overloaded {
+  std::string reason;
+};
+
+/// A C++ callable run with vial::run_async threw. `type` is the exception's type name.
+struct CppException {
+  std::string type;
+  std::string message;
+};
+
+using Outcome = std::variant<Ok, PythonError, Timeout, WorkerCrashed, Rejected, Cancelled,
+                             Unavailable, Overloaded, CppException>;
 
 /// Thrown by Result::values() when the call did not succeed; carries a description.
 class CallFailed : public std::runtime_error {
@@ -79,6 +91,12 @@ class Result {
  public:
   Result() : outcome_(Cancelled{"no outcome"}) {}
   Result(Outcome outcome) : outcome_(std::move(outcome)) {}
+  /// From any one outcome type: `Result r = vial::Timeout{0.5, pid};`
+  template <class T, std::enable_if_t<std::is_constructible_v<Outcome, T&&> &&
+                                          !std::is_same_v<std::decay_t<T>, Outcome> &&
+                                          !std::is_same_v<std::decay_t<T>, Result>,
+                                      int> = 0>
+  Result(T&& outcome) : outcome_(std::forward<T>(outcome)) {}
 
   const Outcome& outcome() const { return outcome_; }
   bool ok() const { return std::holds_alternative<Ok>(outcome_); }
@@ -96,7 +114,7 @@ class Result {
   const Output* output() const;
 
   /// The outcome's name: "ok", "python error", "timeout", "worker crashed", "rejected",
-  /// "cancelled" or "unavailable".
+  /// "cancelled", "unavailable", "overloaded" or "c++ exception".
   const char* kind() const;
 
   /// One line for people: "[8, 13]", "ZeroDivisionError: division by zero",

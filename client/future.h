@@ -1,0 +1,59 @@
+// vial::Future / vial::Promise: the pending outcome of one call, resolved exactly once.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "pool/options.h"
+#include "protocol/result.h"
+
+namespace vial {
+
+namespace detail {
+struct CallState;
+}
+
+/// The pending outcome of one call. Copyable handle; every copy sees the same outcome.
+class Future {
+ public:
+  /// Blocks until the call has resolved. The reference lives as long as any copy of the
+  /// Future; on a temporary (`pool.run_async(...).get()`) the result is moved out instead.
+  const Result& get() const&;
+  Result get() &&;
+  /// True once the call has resolved (never blocks).
+  bool ready() const;
+  /// Waits up to `timeout`; true if the call resolved.
+  bool wait_for(std::chrono::milliseconds timeout) const;
+  /// Runs `callback` once with the outcome. With a callback executor (PoolOptions /
+  /// ThreadRunner), through it; otherwise on the thread that resolves the call (the pool's
+  /// event-loop thread), or at once on this thread if the call has already resolved.
+  /// Callbacks must not block.
+  void then(std::function<void(const Result&)> callback) const;
+
+ private:
+  friend class Promise;
+  explicit Future(std::shared_ptr<detail::CallState> state) : state_(std::move(state)) {}
+  std::shared_ptr<detail::CallState> state_;
+};
+
+/// The resolving side of a Future. The first resolve() wins; later ones are ignored.
+class Promise {
+ public:
+  /// `callbacks` (may be empty): where Future::then callbacks run.
+  explicit Promise(Executor callbacks = nullptr);
+  Future future() const { return Future(state_); }
+  /// Resolves the future; returns false if it was already resolved.
+  bool resolve(Result result) const;
+
+ private:
+  std::shared_ptr<detail::CallState> state_;
+};
+
+/// Attaches the original run_async's callbacks to `future`: `at_return(values)` when ok,
+/// `at_err(result)` otherwise; without at_err, failures are logged (spdlog logger "vial").
+void attach_callbacks(const Future& future,
+                      std::function<void(const std::vector<Value>&)> at_return,
+                      std::function<void(const Result&)> at_err);
+
+}  // namespace vial
