@@ -17,6 +17,7 @@ struct CallState {
   bool done = false;
   Result result;
   std::vector<std::function<void(const Result&)>> callbacks;
+  std::function<void()> canceller;
   const Executor executor;
 
   void run(std::function<void(const Result&)> callback, std::shared_ptr<CallState> self) {
@@ -74,6 +75,28 @@ void Future::then(std::function<void(const Result&)> callback) const {
   state_->run(std::move(callback), state_);
 }
 
+bool Future::cancel() const {
+  std::function<void()> canceller;
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->done) return false;
+    canceller = state_->canceller;
+  }
+  if (canceller) {
+    canceller();
+  } else {
+    Promise(state_).resolve(Cancelled{"cancelled by the caller"});
+  }
+  return true;
+}
+
+Promise::Promise(std::shared_ptr<detail::CallState> state) : state_(std::move(state)) {}
+
+void Promise::on_cancel(std::function<void()> canceller) const {
+  std::lock_guard lock(state_->mutex);
+  state_->canceller = std::move(canceller);
+}
+
 Promise::Promise(Executor callbacks)
     : state_(std::make_shared<detail::CallState>(std::move(callbacks))) {}
 
@@ -84,6 +107,7 @@ bool Promise::resolve(Result result) const {
     if (state_->done) return false;
     state_->result = std::move(result);
     state_->done = true;
+    state_->canceller = nullptr;
     callbacks.swap(state_->callbacks);
   }
   state_->resolved.notify_all();

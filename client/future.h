@@ -30,6 +30,10 @@ class Future {
   /// event-loop thread), or at once on this thread if the call has already resolved.
   /// Callbacks must not block.
   void then(std::function<void(const Result&)> callback) const;
+  /// Asks for the call to be cancelled: a queued call is dropped, a running one has its worker
+  /// killed (and replaced); it then resolves Cancelled. Returns false if it had already
+  /// resolved. Cancelling is asynchronous: wait on the future for the outcome.
+  bool cancel() const;
 
  private:
   friend class Promise;
@@ -45,8 +49,13 @@ class Promise {
   Future future() const { return Future(state_); }
   /// Resolves the future; returns false if it was already resolved.
   bool resolve(Result result) const;
+  /// What Future::cancel() does (until the future resolves); without it, cancel() resolves
+  /// the future Cancelled directly.
+  void on_cancel(std::function<void()> canceller) const;
 
  private:
+  friend class Future;
+  explicit Promise(std::shared_ptr<detail::CallState> state);
   std::shared_ptr<detail::CallState> state_;
 };
 

@@ -5,9 +5,11 @@
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
-#include <kj/io.h>
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "pool/log.h"
@@ -15,11 +17,78 @@
 
 namespace vial {
 
+namespace {
+
+// Outcome counters and a ring of recent latencies, updated as calls resolve.
+class CallRecord {
+ public:
+  void submitted() {
+    std::lock_guard lock(mutex_);
+    ++stats_.submitted;
+  }
+
+  void resolved(const Result& result, std::chrono::steady_clock::duration latency) {
+    std::lock_guard lock(mutex_);
+    struct Count {
+      PoolStats& s;
+      void operator()(const Ok&) { ++s.ok; }
+      void operator()(const PythonError&) { ++s.python_error; }
+      void operator()(const Timeout&) { ++s.timeout; }
+      void operator()(const WorkerCrashed&) { ++s.worker_crashed; }
+      void operator()(const Rejected&) { ++s.rejected; }
+      void operator()(const Cancelled&) { ++s.cancelled; }
+      void operator()(const Unavailable&) { ++s.unavailable; }
+      void operator()(const Overloaded&) { ++s.overloaded; }
+      void operator()(const CppException&) {}
+    };
+    std::visit(Count{stats_}, result.outcome());
+    latencies_[next_++ % latencies_.size()] =
+        std::chrono::duration<double, std::milli>(latency).count();
+  }
+
+  void fill(PoolStats& out) const {
+    std::lock_guard lock(mutex_);
+    PoolStats copy = stats_;
+    std::size_t n = std::min<std::size_t>(next_, latencies_.size());
+    std::vector<double> recent(latencies_.begin(), latencies_.begin() + n);
+    if (!recent.empty()) {
+      auto at = [&](double q) {
+        auto k = static_cast<std::size_t>(q * (recent.size() - 1));
+        std::nth_element(recent.begin(), recent.begin() + k, recent.end());
+        return recent[k];
+      };
+      copy.latency_p50_ms = at(0.50);
+      copy.latency_p99_ms = at(0.99);
+    }
+    out.submitted = copy.submitted;
+    out.ok = copy.ok;
+    out.python_error = copy.python_error;
+    out.timeout = copy.timeout;
+    out.worker_crashed = copy.worker_crashed;
+    out.rejected = copy.rejected;
+    out.cancelled = copy.cancelled;
+    out.unavailable = copy.unavailable;
+    out.overloaded = copy.overloaded;
+    out.latency_p50_ms = copy.latency_p50_ms;
+    out.latency_p99_ms = copy.latency_p99_ms;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  PoolStats stats_;
+  std::vector<double> latencies_ = std::vector<double>(4096);
+  std::uint64_t next_ = 0;
+};
+
+}  // namespace
+
 // The pool's thread runs a kj event loop holding the WorkerPool. Other threads hand it calls
-// through `submissions` and wake it with an eventfd; one write covers any number of calls.
+// (and cancellations) through locked vectors and wake it with an eventfd; one write covers any
+// number of calls.
 struct Pool::Impl {
   explicit Impl(PoolOptions o) : options(std::move(o)) {
     if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
+    minWorkers = std::min(options.min_workers.value_or(options.workers), options.workers);
     wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     KJ_SYSCALL(wakeFd, "eventfd for the pool");
     thread = std::thread([this] { runLoop(); });
@@ -45,6 +114,18 @@ struct Pool::Impl {
     if (wakeLoop) wake();
   }
 
+  void cancel(std::uint64_t id) {
+    bool wakeLoop = false;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;  // shutdown resolves it anyway
+      wakeLoop = !wakePending;
+      wakePending = true;
+      cancellations.push_back(id);
+    }
+    if (wakeLoop) wake();
+  }
+
   void wake() {
     uint64_t one = 1;
     ssize_t n = write(wakeFd, &one, sizeof one);
@@ -67,15 +148,16 @@ struct Pool::Impl {
   void runLoop() {
     try {
       auto io = kj::setupAsyncIo();
-      pool::WorkerPool workers(io, options, [this](const pool::Counts& counts) {
+      pool::WorkerPool workers(io, options, [this](const pool::Counts& c) {
         std::lock_guard lock(countsMutex);
-        ready = counts.ready;
+        counts = c;
         countsChanged.notify_all();
       });
       kj::UnixEventPort::FdObserver observer(io.unixEventPort, wakeFd,
                                              kj::UnixEventPort::FdObserver::OBSERVE_READ);
       for (;;) {
         std::vector<pool::Call> batch;
+        std::vector<std::uint64_t> cancelled;
         bool stopNow;
         double grace;
         uint64_t count;
@@ -84,11 +166,13 @@ struct Pool::Impl {
         {
           std::lock_guard lock(mutex);
           batch.swap(submissions);
+          cancelled.swap(cancellations);
           wakePending = false;
           stopNow = stopping;
           grace = stopGrace;
         }
         for (auto& call : batch) workers.submit(std::move(call));
+        for (auto id : cancelled) workers.cancel(id);
         if (stopNow) {
           workers.shutdown(grace).wait(io.waitScope);
           break;
@@ -111,16 +195,21 @@ struct Pool::Impl {
   }
 
   PoolOptions options;
+  std::size_t minWorkers = 0;
   int wakeFd = -1;
-  std::mutex mutex;  // guards the four below
+  std::atomic<std::uint64_t> nextCallId{1};
+  CallRecord record;
+
+  std::mutex mutex;  // guards the five below
   std::vector<pool::Call> submissions;
+  std::vector<std::uint64_t> cancellations;
   bool wakePending = false;
   bool stopping = false;
   double stopGrace = 0;
 
   mutable std::mutex countsMutex;
   mutable std::condition_variable countsChanged;
-  std::size_t ready = 0;
+  pool::Counts counts;
 
   std::mutex joinMutex;
   std::thread thread;
@@ -132,8 +221,18 @@ Pool::~Pool() = default;
 
 Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
   Promise promise(impl_->options.callback_executor);
-  impl_->submit(pool::Call{std::move(source), std::move(vars), options,
-                           [promise](Result&& r) { promise.resolve(std::move(r)); }});
+  std::uint64_t id = impl_->nextCallId++;
+  Impl* impl = impl_.get();
+  promise.on_cancel([impl, id] { impl->cancel(id); });
+  impl->record.submitted();
+  auto submittedAt = std::chrono::steady_clock::now();
+  impl->submit(pool::Call{std::move(source), std::move(vars), options,
+                          [impl, promise, submittedAt](Result&& r) {
+                            impl->record.resolved(r,
+                                                  std::chrono::steady_clock::now() - submittedAt);
+                            promise.resolve(std::move(r));
+                          },
+                          id});
   return promise.future();
 }
 
@@ -151,11 +250,94 @@ void Pool::shutdown(std::optional<double> grace) {
 bool Pool::wait_ready(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(impl_->countsMutex);
   return impl_->countsChanged.wait_for(lock, timeout,
-                                       [&] { return impl_->ready >= impl_->options.workers; });
+                                       [&] { return impl_->counts.ready >= impl_->minWorkers; });
+}
+
+PoolStats Pool::stats() const {
+  PoolStats s;
+  {
+    std::lock_guard lock(impl_->countsMutex);
+    const pool::Counts& c = impl_->counts;
+    s.workers_live = c.live;
+    s.workers_starting = c.starting;
+    s.workers_busy = c.busy;
+    s.workers_idle = c.ready - c.busy;
+    s.queued = c.queued;
+    s.running = c.running;
+    s.spawns = c.spawns;
+    s.spawn_failures = c.spawn_failures;
+    s.recycled_after_calls = c.recycled_after_calls;
+    s.recycled_for_rss = c.recycled_for_rss;
+    s.reaped_idle = c.reaped_idle;
+  }
+  impl_->record.fill(s);
+  return s;
 }
 
 std::size_t Pool::size() const {
   return impl_->options.workers;
+}
+
+std::uint64_t PoolStats::resolved() const {
+  return ok + python_error + timeout + worker_crashed + rejected + cancelled + unavailable +
+         overloaded;
+}
+
+std::string PoolStats::to_json() const {
+  std::ostringstream out;
+  out << "{\"workers\": {\"live\": " << workers_live << ", \"starting\": " << workers_starting
+      << ", \"idle\": " << workers_idle << ", \"busy\": " << workers_busy << "}"
+      << ", \"queued\": " << queued << ", \"running\": " << running
+      << ", \"submitted\": " << submitted << ", \"resolved\": " << resolved()
+      << ", \"outcomes\": {\"ok\": " << ok << ", \"python_error\": " << python_error
+      << ", \"timeout\": " << timeout << ", \"worker_crashed\": " << worker_crashed
+      << ", \"rejected\": " << rejected << ", \"cancelled\": " << cancelled
+      << ", \"unavailable\": " << unavailable << ", \"overloaded\": " << overloaded << "}"
+      << ", \"spawns\": " << spawns << ", \"spawn_failures\": " << spawn_failures
+      << ", \"recycled\": {\"after_calls\": " << recycled_after_calls
+      << ", \"rss\": " << recycled_for_rss << "}, \"reaped_idle\": " << reaped_idle
+      << ", \"latency_ms\": {\"p50\": " << latency_p50_ms << ", \"p99\": " << latency_p99_ms
+      << "}}";
+  return out.str();
+}
+
+std::string PoolStats::to_table() const {
+  std::ostringstream out;
+  auto row = [&](const char* name, auto value) {
+    out << "  " << name << std::string(24 - std::string(name).size(), ' ') << value << "\n";
+  };
+  out << "workers\n";
+  row("live", workers_live);
+  row("starting", workers_starting);
+  row("idle", workers_idle);
+  row("busy", workers_busy);
+  out << "calls\n";
+  row("queued", queued);
+  row("running", running);
+  row("submitted", submitted);
+  row("resolved", resolved());
+  row("ok", ok);
+  row("python error", python_error);
+  row("timeout", timeout);
+  row("worker crashed", worker_crashed);
+  row("rejected", rejected);
+  row("cancelled", cancelled);
+  row("unavailable", unavailable);
+  row("overloaded", overloaded);
+  out << "lifecycle\n";
+  row("spawns", spawns);
+  row("spawn failures", spawn_failures);
+  row("recycled (calls)", recycled_after_calls);
+  row("recycled (memory)", recycled_for_rss);
+  row("reaped (idle)", reaped_idle);
+  out << "latency (last 4096 calls)\n";
+  row("p50 ms", latency_p50_ms);
+  row("p99 ms", latency_p99_ms);
+  return out.str();
+}
+
+void set_log_level(const std::string& level) {
+  log().set_level(spdlog::level::from_str(level));
 }
 
 }  // namespace vial

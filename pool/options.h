@@ -6,6 +6,8 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace vial {
 
@@ -17,29 +19,73 @@ using Executor = std::function<void(std::function<void()>)>;
 constexpr double kNoTimeout = std::numeric_limits<double>::infinity();
 
 struct PoolOptions {
-  /// Worker processes kept running. 0 = one per CPU.
+  // ---- size ----
+  /// Most worker processes (0 = one per CPU). The pool grows toward it while every worker is
+  /// busy and calls wait.
   std::size_t workers = 0;
-  /// Default per-call limit in seconds, counted from when the call starts running in a worker.
-  /// When it passes, the worker and its process group are killed and replaced. Unset = none.
-  std::optional<double> proc_timeout;
+  /// Fewest workers kept, started at once (unset = `workers`: a fixed-size pool).
+  std::optional<std::size_t> min_workers;
+  /// Workers above min_workers that stay idle this long (seconds) are stopped.
+  double max_idle = 20.0;
+
+  // ---- recycling (a replacement starts first, so capacity never dips) ----
+  /// Replace a worker after it has served this many calls (0 = never).
+  std::size_t recycle_after = 0;
+  /// Replace a worker whose resident memory exceeds this many bytes after a call (0 = never).
+  std::size_t recycle_above_rss = 0;
+
+  // ---- how workers start ----
+  /// Environment of the workers. The host's environment is NOT passed unless
+  /// inherit_environment is set: workers get PATH=/usr/local/bin:/usr/bin:/bin and
+  /// LANG=C.UTF-8, then these entries (which override).
+  std::vector<std::pair<std::string, std::string>> environment;
+  bool inherit_environment = false;
+  /// Working directory of the workers (empty = the host's).
+  std::string working_directory;
+  /// Prepended to sys.path in every worker.
+  std::vector<std::string> sys_path;
+  /// Modules imported once per worker at start-up (warm imports).
+  std::vector<std::string> preload_modules;
+  /// Python run once per worker at start-up, after the imports.
+  std::string setup_source;
+  /// Drop to this uid / gid (supplementary groups cleared) when the host runs as root.
+  std::optional<unsigned> user_id;
+  std::optional<unsigned> group_id;
   /// Path of vial-worker. Empty: $VIAL_WORKER, else `vial-worker` next to the running program,
   /// else the one in vial's build tree.
   std::string worker_path;
-  /// On shutdown, how long running calls may go on before their workers are killed (seconds).
-  double shutdown_grace = 5.0;
+  /// How long a new worker may take to be ready (start-up work included) before it counts as
+  /// failed (seconds).
+  double start_timeout = 30.0;
+
+  // ---- calls ----
+  /// Default hard per-call limit in seconds, counted from when the call starts running in a
+  /// worker. When it passes, the worker and its process group are killed and replaced.
+  std::optional<double> proc_timeout;
+  /// Default soft limit: vial.SoftTimeout (a TimeoutError) is raised in the running code so
+  /// its `finally` blocks run and the worker survives. Must be below proc_timeout.
+  std::optional<double> soft_timeout;
+  /// Calls allowed to wait for a worker; beyond it run_async resolves Overloaded at once.
+  std::size_t max_queue = 10000;
   /// Calls sent ahead to one worker (they still run one at a time). 1 = a call goes only to an
   /// idle worker; more raises throughput of tiny calls but queues calls behind a slow one.
   std::size_t calls_in_flight_per_worker = 1;
-  /// How long a new worker may take to report ready before it counts as failed (seconds).
-  double start_timeout = 30.0;
+
+  // ---- lifetime ----
+  /// On shutdown, how long running calls may go on before their workers are killed (seconds).
+  double shutdown_grace = 5.0;
   /// Where at_return / at_err / Future::then callbacks run. Empty: on the pool's event-loop
   /// thread. Set it to CallbackQueue::executor() to run them from the host's own loop.
   Executor callback_executor;
 };
 
 struct CallOptions {
-  /// This call's limit in seconds (kNoTimeout for none); unset = the pool's proc_timeout.
+  /// This call's hard limit in seconds (kNoTimeout for none); unset = the pool's proc_timeout.
   std::optional<double> proc_timeout;
+  /// This call's soft limit (see PoolOptions::soft_timeout); unset = the pool's.
+  std::optional<double> soft_timeout;
+  /// Longest wait in the queue (seconds): past it the call resolves Timeout without running.
+  std::optional<double> queue_timeout;
 };
 
 }  // namespace vial

@@ -22,6 +22,12 @@ std::string formatSeconds(double s) {
   return buf;
 }
 
+std::string mebibytes(std::uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  return buf;
+}
+
 void resolveOnce(Call& call, Outcome outcome) {
   if (!call.resolve) return;
   auto resolve = std::move(call.resolve);
@@ -29,14 +35,10 @@ void resolveOnce(Call& call, Outcome outcome) {
   resolve(Result(std::move(outcome)));
 }
 
-// Why a call cannot even be queued, or nothing.
-std::optional<std::string> validate(const Call& call) {
-  if (auto bad = first_invalid_utf8(call.source))
-    return "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
-  if (auto nul = call.source.find('\0'); nul != std::string::npos)
-    return "source contains a NUL byte at offset " + std::to_string(nul);
-  if (auto t = call.options.proc_timeout; t && !(*t > 0))
-    return "proc_timeout must be a positive number of seconds (got " + formatSeconds(*t) + ")";
+std::optional<std::string> checkSeconds(const char* name, std::optional<double> value) {
+  if (value && !(*value > 0))
+    return std::string(name) + " must be a positive number of seconds (got " +
+           formatSeconds(*value) + ")";
   return std::nullopt;
 }
 
@@ -53,9 +55,13 @@ LoggingErrorHandler errorHandler;
 }  // namespace
 
 struct WorkerPool::InFlight {
-  std::uint64_t id;
   Call call;
-  kj::Maybe<kj::Promise<void>> timer;  // the head call's proc_timeout
+  kj::Maybe<kj::Promise<void>> timer;  // the running call's proc_timeout
+};
+
+struct WorkerPool::Queued {
+  Call call;
+  kj::Maybe<kj::Promise<void>> deadline;  // queue_timeout
 };
 
 struct WorkerPool::Worker {
@@ -68,16 +74,29 @@ struct WorkerPool::Worker {
   State state = State::Starting;
   std::string killReason;         // set when the pool killed it on purpose
   std::deque<InFlight> inflight;  // front = the call running now; the rest were sent ahead
-  kj::TaskSet tasks;              // declared last: its promises go before the process does
+  std::size_t callsServed = 0;
+  Clock::time_point idleSince = Clock::now();
+  bool recycling = false;         // to be replaced; serves until its replacement is ready
+  std::uint64_t replacement = 0;  // id of the worker started to replace it
+  bool replaced = false;          // replacement ready: takes no work, retires once idle
+  std::string recycleReason;
+  kj::TaskSet tasks;  // declared last: its promises go before the process does
 };
 
 WorkerPool::WorkerPool(kj::AsyncIoContext& io, PoolOptions options,
                        std::function<void(const Counts&)> onCounts)
     : io_(io), options_(std::move(options)), onCounts_(std::move(onCounts)), tasks_(errorHandler) {
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
+  minWorkers_ = std::min(options_.min_workers.value_or(options_.workers), options_.workers);
   options_.calls_in_flight_per_worker =
       std::max<std::size_t>(1, options_.calls_in_flight_per_worker);
-  spawnWorkers();
+  spawn_.environment = options_.environment;
+  spawn_.inherit_environment = options_.inherit_environment;
+  spawn_.working_directory = options_.working_directory;
+  spawn_.user_id = options_.user_id;
+  spawn_.group_id = options_.group_id;
+  balance();
+  if (minWorkers_ < options_.workers && std::isfinite(options_.max_idle)) reapIdle();
 }
 
 WorkerPool::~WorkerPool() noexcept(false) {
@@ -89,45 +108,131 @@ WorkerPool::~WorkerPool() noexcept(false) {
   workers_.clear();  // each kills its process group and reaps it
 }
 
-std::size_t WorkerPool::liveWorkers() const {
-  return std::count_if(workers_.begin(), workers_.end(),
-                       [](const kj::Own<Worker>& w) { return w->state != Worker::State::Lost; });
+bool WorkerPool::serving(const Worker& w) const {
+  return w.state == Worker::State::Ready && !w.replaced;
+}
+
+std::size_t WorkerPool::capacity() const {
+  return std::count_if(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
+    return w->state != Worker::State::Lost && !w->recycling;
+  });
 }
 
 void WorkerPool::publish() {
   if (!onCounts_) return;
-  Counts counts;
+  Counts counts = totals_;
   counts.queued = queue_.size();
   for (auto& w : workers_) {
-    if (w->state == Worker::State::Ready) ++counts.ready;
+    if (w->state == Worker::State::Lost) continue;
+    ++counts.live;
     if (w->state == Worker::State::Starting) ++counts.starting;
+    if (serving(*w)) ++counts.ready;
+    if (serving(*w) && !w->inflight.empty()) ++counts.busy;
     counts.running += w->inflight.size();
   }
   onCounts_(counts);
 }
 
+// ---- calls ----------------------------------------------------------------------------------
+
 void WorkerPool::submit(Call call) {
   if (shuttingDown_) return resolveOnce(call, Cancelled{"the pool is shut down"});
-  if (auto why = validate(call)) return resolveOnce(call, Rejected{*why});
-  if (spawnFailures_ > 0 && liveWorkers() == 0)
+  const CallOptions& o = call.options;
+  std::optional<std::string> invalid;
+  if (auto bad = first_invalid_utf8(call.source))
+    invalid = "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
+  else if (auto nul = call.source.find('\0'); nul != std::string::npos)
+    invalid = "source contains a NUL byte at offset " + std::to_string(nul);
+  if (!invalid) invalid = checkSeconds("proc_timeout", o.proc_timeout);
+  if (!invalid) invalid = checkSeconds("soft_timeout", o.soft_timeout);
+  if (!invalid) invalid = checkSeconds("queue_timeout", o.queue_timeout);
+  if (!invalid) {
+    double hard = o.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
+    double soft = o.soft_timeout.value_or(options_.soft_timeout.value_or(kNoTimeout));
+    if (std::isfinite(soft) && soft >= hard)
+      invalid = "soft_timeout (" + formatSeconds(soft) + " s) must be below proc_timeout (" +
+                formatSeconds(hard) + " s)";
+  }
+  if (invalid) return resolveOnce(call, Rejected{*invalid});
+  if (spawnFailures_ > 0 && capacity() == 0)
     return resolveOnce(call, Unavailable{"no worker could be started: " + lastSpawnError_});
-  queue_.push_back(std::move(call));
+  if (queue_.size() >= options_.max_queue)
+    return resolveOnce(call, Overloaded{std::to_string(queue_.size()) +
+                                        " calls are already waiting (max_queue); try later"});
+  if (call.id == 0) call.id = nextCallId_++;
+
+  Queued queued{std::move(call), nullptr};
+  if (auto limit = queued.call.options.queue_timeout) {
+    std::uint64_t id = queued.call.id;
+    double seconds_ = *limit;
+    queued.deadline = io_.provider->getTimer()
+                          .afterDelay(seconds(seconds_))
+                          .then([this, id, seconds_]() {
+                            auto it =
+                                std::find_if(queue_.begin(), queue_.end(),
+                                             [id](const Queued& q) { return q.call.id == id; });
+                            if (it == queue_.end()) return;
+                            // This continuation belongs to the entry: destroy it later.
+                            auto expired = kj::heap<Queued>(std::move(*it));
+                            queue_.erase(it);
+                            resolveOnce(expired->call, Timeout{seconds_, 0, true});
+                            tasks_.add(kj::evalLater([expired = kj::mv(expired)]() {}));
+                            publish();
+                          })
+                          .eagerlyEvaluate([](kj::Exception&& e) {
+                            log().error("queue deadline failed: {}", e.getDescription().cStr());
+                          });
+  }
+  queue_.push_back(std::move(queued));
   pump();
+  balance();
+}
+
+void WorkerPool::cancel(std::uint64_t id) {
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->call.id != id) continue;
+    Queued dropped = std::move(*it);
+    queue_.erase(it);
+    resolveOnce(dropped.call, Cancelled{"cancelled by the caller before it ran"});
+    publish();
+    return;
+  }
+  for (auto& w : workers_) {
+    for (std::size_t i = 0; i < w->inflight.size(); ++i) {
+      Call& call = w->inflight[i].call;
+      if (call.id != id) continue;
+      if (i > 0 || w->state == Worker::State::Lost) {
+        // Sent ahead to a busy worker: it can no longer be taken back and may still run.
+        resolveOnce(call, Cancelled{"cancelled by the caller before it started"});
+        return;
+      }
+      int pid = w->process->pid();
+      log().info("worker {} killed: its call was cancelled", pid);
+      w->killReason = "its call was cancelled";
+      w->state = Worker::State::Lost;
+      w->process->kill();
+      balance();
+      resolveOnce(call, Cancelled{"cancelled by the caller while running; worker " +
+                                  std::to_string(pid) + " was killed"});
+      checkDrained();
+      return;
+    }
+  }
 }
 
 void WorkerPool::pump() {
   while (!queue_.empty()) {
     Worker* best = nullptr;
     for (auto& w : workers_) {
-      if (w->state != Worker::State::Ready) continue;
+      if (!serving(*w)) continue;
       if (w->inflight.size() >= options_.calls_in_flight_per_worker) continue;
       if (!best || w->inflight.size() < best->inflight.size()) best = w.get();
       if (best->inflight.empty()) break;
     }
     if (!best) break;
-    Call call = std::move(queue_.front());
+    Queued next = std::move(queue_.front());
     queue_.pop_front();
-    dispatch(*best, std::move(call));
+    dispatch(*best, std::move(next.call));
   }
   publish();
 }
@@ -135,6 +240,8 @@ void WorkerPool::pump() {
 void WorkerPool::dispatch(Worker& worker, Call call) {
   auto request = worker.process->worker().runRequest();
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
+  double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
+  request.setSoftTimeout(std::isfinite(soft) ? soft : 0);
   auto variables = request.initVariables(call.vars.size());
   try {
     for (std::size_t i = 0; i < call.vars.size(); ++i) {
@@ -151,8 +258,8 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
         call, Rejected{"the call's source and variables take " + std::to_string(bytes >> 20) +
                        " MiB; the limit is " + std::to_string(kMaxMessageBytes >> 20) + " MiB"});
   }
-  std::uint64_t id = nextCallId_++;
-  worker.inflight.push_back(InFlight{id, std::move(call), nullptr});
+  std::uint64_t id = call.id;
+  worker.inflight.push_back(InFlight{std::move(call), nullptr});
   if (worker.inflight.size() == 1) startHeadTimer(worker);
   Worker* w = &worker;
   worker.tasks.add(request.send().then(
@@ -187,7 +294,7 @@ void WorkerPool::startHeadTimer(Worker& worker) {
 }
 
 void WorkerPool::onReply(Worker& worker, std::uint64_t callId, Outcome outcome) {
-  if (worker.inflight.empty() || worker.inflight.front().id != callId) {
+  if (worker.inflight.empty() || worker.inflight.front().call.id != callId) {
     log().error("worker {} answered call {} out of order; dropping the answer",
                 worker.process->pid(), callId);
     return;
@@ -195,8 +302,179 @@ void WorkerPool::onReply(Worker& worker, std::uint64_t callId, Outcome outcome) 
   InFlight done = std::move(worker.inflight.front());
   worker.inflight.pop_front();
   resolveOnce(done.call, std::move(outcome));
+  afterCall(worker);
   startHeadTimer(worker);
   checkDrained();
+  pump();
+}
+
+// ---- recycling and reaping ------------------------------------------------------------------
+
+void WorkerPool::afterCall(Worker& worker) {
+  ++worker.callsServed;
+  if (worker.inflight.empty()) worker.idleSince = Clock::now();
+  if (worker.state != Worker::State::Ready) return;
+  if (worker.replaced) {
+    if (worker.inflight.empty()) retire(worker, "recycled: " + worker.recycleReason);
+    return;
+  }
+  if (worker.recycling) return;
+  if (options_.recycle_after > 0 && worker.callsServed >= options_.recycle_after) {
+    recycle(worker, "served " + std::to_string(worker.callsServed) + " calls (recycle_after)",
+            false);
+  } else if (options_.recycle_above_rss > 0 && rssRecycling_) {
+    checkRss(worker);
+  }
+}
+
+void WorkerPool::checkRss(Worker& worker) {
+  Worker* w = &worker;
+  w->tasks.add(w->process->worker().rssRequest().send().then(
+      [this, w](capnp::Response<wire::Worker::RssResults>&& response) {
+        std::uint64_t bytes = response.getBytes();
+        if (bytes <= options_.recycle_above_rss || !rssRecycling_) return;
+        if (w->callsServed == 0) {
+          // Already too big before any call ran: recycling would loop forever.
+          rssRecycling_ = false;
+          log().warn(
+              "worker {} uses {} right after start-up, above recycle_above_rss ({}); "
+              "recycling on memory is turned off for this pool",
+              w->process->pid(), mebibytes(bytes), mebibytes(options_.recycle_above_rss));
+          return;
+        }
+        if (w->state == Worker::State::Ready && !w->recycling)
+          recycle(*w,
+                  "resident memory " + mebibytes(bytes) + " above recycle_above_rss " +
+                      mebibytes(options_.recycle_above_rss),
+                  true);
+      }));
+}
+
+void WorkerPool::recycle(Worker& worker, const std::string& reason, bool forRss) {
+  worker.recycling = true;
+  worker.recycleReason = reason;
+  ++(forRss ? totals_.recycled_for_rss : totals_.recycled_after_calls);
+  log().info("worker {} to be recycled ({}); starting its replacement first", worker.process->pid(),
+             reason);
+  balance();
+}
+
+void WorkerPool::retire(Worker& worker, const std::string& reason) {
+  log().info("worker {} retired: {}", worker.process->pid(), reason);
+  worker.killReason = reason;
+  worker.state = Worker::State::Lost;
+  worker.process->kill();  // idle: no call is affected
+  publish();
+}
+
+void WorkerPool::reapIdle() {
+  if (shuttingDown_) return;
+  auto now = Clock::now();
+  auto maxIdle = std::chrono::duration<double>(options_.max_idle);
+  for (auto& w : workers_) {
+    if (capacity() <= minWorkers_) break;
+    if (!serving(*w) || !w->inflight.empty() || w->recycling) continue;
+    if (now - w->idleSince < maxIdle) continue;
+    ++totals_.reaped_idle;
+    retire(*w, "idle for more than " + formatSeconds(options_.max_idle) + " s (max_idle)");
+  }
+  double period = std::clamp(options_.max_idle / 4, 0.05, 1.0);
+  tasks_.add(io_.provider->getTimer().afterDelay(seconds(period)).then([this]() { reapIdle(); }));
+}
+
+// ---- workers coming and going ---------------------------------------------------------------
+
+void WorkerPool::balance() {
+  if (!shuttingDown_) {
+    // Replacements for recycled workers first, then the minimum, then growth under load.
+    for (std::size_t i = 0; i < workers_.size() && !retryScheduled_; ++i) {
+      Worker& w = *workers_[i];
+      if (w.recycling && w.replacement == 0 && w.state != Worker::State::Lost) spawnOne(&w);
+    }
+    while (!retryScheduled_ && capacity() < minWorkers_) spawnOne(nullptr);
+    std::size_t depth = options_.calls_in_flight_per_worker;
+    std::size_t freeSlots = 0, starting = 0;
+    for (auto& w : workers_) {
+      if (serving(*w)) freeSlots += depth - std::min(depth, w->inflight.size());
+      if (w->state == Worker::State::Starting) ++starting;
+    }
+    while (!retryScheduled_ && capacity() < options_.workers &&
+           queue_.size() > freeSlots + starting * depth) {
+      spawnOne(nullptr);
+      ++starting;
+    }
+  }
+  publish();
+}
+
+void WorkerPool::spawnOne(Worker* replacing) {
+  kj::Own<WorkerProcess> process;
+  try {
+    if (spawn_.path.empty()) spawn_.path = resolve_worker_path(options_.worker_path);
+    process = kj::heap<WorkerProcess>(io_, spawn_);
+  } catch (const std::exception& e) {
+    spawn_.path.clear();
+    return onSpawnFailed(e.what());
+  }
+  ++totals_.spawns;
+  auto worker = kj::heap<Worker>(kj::mv(process));
+  worker->id = nextWorkerId_++;
+  if (replacing) replacing->replacement = worker->id;
+  Worker* w = worker.get();
+  auto started = w->process->worker().helloRequest().send().then(
+      [this, w](capnp::Response<wire::Worker::HelloResults>&&) { afterHello(*w); });
+  double limit = options_.start_timeout;
+  auto tooSlow = io_.provider->getTimer().afterDelay(seconds(limit)).then([this, w, limit]() {
+    if (w->state != Worker::State::Starting) return;
+    std::string why = "worker " + std::to_string(w->process->pid()) +
+                      " was not ready within start_timeout (" + formatSeconds(limit) + " s)";
+    w->killReason = "too slow to start";
+    w->state = Worker::State::Lost;
+    w->process->kill();
+    onSpawnFailed(why);
+  });
+  w->tasks.add(started.exclusiveJoin(kj::mv(tooSlow)));
+  w->tasks.add(w->process->onDisconnect().then([this, w]() { onWorkerLost(*w); }));
+  w->tasks.add(w->process->onExit().then([this, w](ExitStatus status) { onExit(*w, status); }));
+  workers_.push_back(kj::mv(worker));
+}
+
+void WorkerPool::afterHello(Worker& worker) {
+  bool setup = !options_.sys_path.empty() || !options_.preload_modules.empty() ||
+               !options_.setup_source.empty();
+  if (!setup) return onReady(worker);
+  auto request = worker.process->worker().setupRequest();
+  auto path = request.initSysPath(options_.sys_path.size());
+  for (std::size_t i = 0; i < options_.sys_path.size(); ++i) path.set(i, options_.sys_path[i]);
+  auto imports = request.initImports(options_.preload_modules.size());
+  for (std::size_t i = 0; i < options_.preload_modules.size(); ++i)
+    imports.set(i, options_.preload_modules[i]);
+  request.setSource(options_.setup_source);
+  Worker* w = &worker;
+  w->tasks.add(
+      request.send().then([this, w](capnp::Response<wire::Worker::SetupResults>&& response) {
+        std::string error = response.getError();
+        if (error.empty()) return onReady(*w);
+        if (w->state != Worker::State::Starting) return;
+        w->killReason = "start-up failed";
+        w->state = Worker::State::Lost;
+        w->process->kill();
+        onSpawnFailed("worker start-up failed: " + error);
+      }));
+}
+
+void WorkerPool::onReady(Worker& worker) {
+  if (worker.state != Worker::State::Starting) return;
+  worker.state = Worker::State::Ready;
+  worker.idleSince = Clock::now();
+  spawnFailures_ = 0;
+  log().info("worker {} ready", worker.process->pid());
+  for (auto& old : workers_) {
+    if (old->replacement != worker.id || old->state != Worker::State::Ready) continue;
+    old->replaced = true;
+    if (old->inflight.empty()) retire(*old, "recycled: " + old->recycleReason);
+  }
+  if (options_.recycle_above_rss > 0 && rssRecycling_) checkRss(worker);
   pump();
 }
 
@@ -207,8 +485,8 @@ void WorkerPool::onTimeout(Worker& worker, double limit) {
   worker.killReason = "proc_timeout";
   worker.state = Worker::State::Lost;
   worker.process->kill();
-  spawnWorkers();  // publishes the lost worker before anyone hears of the timeout
-  resolveOnce(worker.inflight.front().call, Timeout{limit, pid});
+  balance();  // publishes the lost worker before anyone hears of the timeout
+  resolveOnce(worker.inflight.front().call, Timeout{limit, pid, false});
   checkDrained();
 }
 
@@ -224,7 +502,7 @@ void WorkerPool::onWorkerLost(Worker& worker) {
     w->process->kill();
   }));
   // A worker lost while starting is a start-up failure: its exit decides on backoff.
-  if (wasServing) spawnWorkers();
+  if (wasServing) balance();
   publish();
 }
 
@@ -236,20 +514,24 @@ void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
     log().warn("worker {} {}", pid, status.describe());
   else
     log().info("worker {} {} (killed: {})", pid, status.describe(), worker.killReason);
-
   publish();
+
   if (!worker.inflight.empty()) {
     resolveOnce(worker.inflight.front().call, WorkerCrashed{pid, status.code, status.signal});
     // Calls sent ahead never started: back to the front of the queue, in order.
     for (std::size_t i = worker.inflight.size(); i-- > 1;) {
       Call call = std::move(worker.inflight[i].call);
+      if (!call.resolve) continue;  // cancelled meanwhile
       if (shuttingDown_)
         resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
       else
-        queue_.push_front(std::move(call));
+        queue_.push_front(Queued{std::move(call), nullptr});
     }
     worker.inflight.clear();
   }
+  // A replacement that never came up: its predecessor needs another.
+  for (auto& old : workers_)
+    if (old->replacement == worker.id) old->replacement = 0;
   if (wasStarting && worker.killReason.empty())
     onSpawnFailed("worker " + std::to_string(pid) + " " + status.describe() +
                   " before it was ready (its stderr may say why)");
@@ -263,56 +545,18 @@ void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
     publish();
   }));
   checkDrained();
-  spawnWorkers();
+  balance();
   pump();
-}
-
-void WorkerPool::onReady(Worker& worker, int pid) {
-  if (worker.state != Worker::State::Starting) return;
-  worker.state = Worker::State::Ready;
-  spawnFailures_ = 0;
-  log().info("worker {} ready", pid);
-  pump();
-}
-
-void WorkerPool::spawnWorkers() {
-  while (!shuttingDown_ && !retryScheduled_ && liveWorkers() < options_.workers) {
-    kj::Own<WorkerProcess> process;
-    try {
-      if (workerPath_.empty()) workerPath_ = resolve_worker_path(options_.worker_path);
-      process = kj::heap<WorkerProcess>(io_, workerPath_);
-    } catch (const std::exception& e) {
-      workerPath_.clear();
-      return onSpawnFailed(e.what());
-    }
-    auto worker = kj::heap<Worker>(kj::mv(process));
-    worker->id = nextWorkerId_++;
-    Worker* w = worker.get();
-    auto ready = w->process->worker().helloRequest().send().then(
-        [this, w](capnp::Response<wire::Worker::HelloResults>&& hello) {
-          onReady(*w, hello.getPid());
-        });
-    double limit = options_.start_timeout;
-    auto tooSlow = io_.provider->getTimer().afterDelay(seconds(limit)).then([this, w, limit]() {
-      log().error("worker {} did not report ready within {} s; killing it", w->process->pid(),
-                  limit);
-      w->process->kill();
-    });
-    w->tasks.add(ready.exclusiveJoin(kj::mv(tooSlow)));
-    w->tasks.add(w->process->onDisconnect().then([this, w]() { onWorkerLost(*w); }));
-    w->tasks.add(w->process->onExit().then([this, w](ExitStatus status) { onExit(*w, status); }));
-    workers_.push_back(kj::mv(worker));
-  }
-  publish();
 }
 
 void WorkerPool::onSpawnFailed(const std::string& why) {
   ++spawnFailures_;
+  ++totals_.spawn_failures;
   lastSpawnError_ = why;
   double delay = std::min(0.1 * std::pow(2.0, spawnFailures_ - 1), 10.0);
   log().error("cannot start a worker: {} (failure {} in a row; retrying in {} s)", why,
               spawnFailures_, delay);
-  if (liveWorkers() == 0) {
+  if (capacity() == 0) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
                          formatSeconds(delay) + " s)"};
@@ -322,15 +566,15 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   retryScheduled_ = true;
   tasks_.add(io_.provider->getTimer().afterDelay(seconds(delay)).then([this]() {
     retryScheduled_ = false;
-    spawnWorkers();
+    balance();
     pump();
   }));
 }
 
 void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
-  std::deque<Call> failed;
+  std::deque<Queued> failed;
   failed.swap(queue_);
-  for (auto& call : failed) resolveOnce(call, outcome());
+  for (auto& q : failed) resolveOnce(q.call, outcome());
   publish();
 }
 

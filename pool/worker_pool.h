@@ -1,9 +1,11 @@
-// The scheduler: a FIFO queue of calls, a set of worker processes, timeouts and healing.
+// The scheduler: a bounded FIFO queue of calls, a set of worker processes that grows and
+// shrinks between min and max, timeouts, cancellation, recycling and healing.
 // Single-threaded: lives on one kj event loop (client/ runs that loop on the pool's thread).
 #pragma once
 
 #include <kj/async-io.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -23,19 +25,27 @@ struct Call {
   Vars vars;
   CallOptions options;
   std::function<void(Result&&)> resolve;
+  std::uint64_t id = 0;  ///< for cancel(); 0 = the pool assigns one
 };
 
-/// Counts the pool publishes after every change (for readiness waits and, later, stats).
+/// What the pool is doing, published after every change.
 struct Counts {
-  std::size_t ready = 0;     ///< workers that reported ready (idle or busy)
-  std::size_t starting = 0;  ///< spawned, not yet ready
+  std::size_t live = 0;      ///< worker processes not yet lost (starting, idle or busy)
+  std::size_t ready = 0;     ///< workers that reported ready and take work (idle or busy)
+  std::size_t busy = 0;      ///< ready workers running a call
+  std::size_t starting = 0;  ///< spawned, not ready yet
   std::size_t queued = 0;    ///< calls waiting for a worker
   std::size_t running = 0;   ///< calls sent to workers
+  std::uint64_t spawns = 0;
+  std::uint64_t spawn_failures = 0;
+  std::uint64_t recycled_after_calls = 0;
+  std::uint64_t recycled_for_rss = 0;
+  std::uint64_t reaped_idle = 0;
 };
 
 class WorkerPool {
  public:
-  /// Starts `options.workers` workers at once. `onCounts` (may be empty) hears every change.
+  /// Starts min_workers at once. `onCounts` (may be empty) hears every change.
   WorkerPool(kj::AsyncIoContext& io, PoolOptions options,
              std::function<void(const Counts&)> onCounts = {});
   ~WorkerPool() noexcept(false);
@@ -44,6 +54,10 @@ class WorkerPool {
   /// Queues a call, or resolves it at once when it is invalid or the pool cannot take it.
   void submit(Call call);
 
+  /// Cancels call `id`: queued, it is dropped; running, its worker is killed and replaced.
+  /// Either way it resolves Cancelled. Unknown or finished ids are ignored.
+  void cancel(std::uint64_t id);
+
   /// Stops taking calls; queued calls resolve Cancelled; running calls get `grace` seconds,
   /// then their workers are killed and they resolve Cancelled. All workers are gone after.
   kj::Promise<void> shutdown(double grace);
@@ -51,34 +65,47 @@ class WorkerPool {
  private:
   struct Worker;
   struct InFlight;
+  struct Queued;
+  using Clock = std::chrono::steady_clock;
 
   void pump();
   void dispatch(Worker& worker, Call call);
   void startHeadTimer(Worker& worker);
-  void spawnWorkers();
+  void balance();
+  void spawnOne(Worker* replacing);
+  void afterHello(Worker& worker);
   void onSpawnFailed(const std::string& why);
-  void onReady(Worker& worker, int pid);
+  void onReady(Worker& worker);
   void onReply(Worker& worker, std::uint64_t callId, Outcome outcome);
+  void afterCall(Worker& worker);
+  void checkRss(Worker& worker);
+  void recycle(Worker& worker, const std::string& reason, bool forRss);
+  void retire(Worker& worker, const std::string& reason);
   void onTimeout(Worker& worker, double limit);
   void onWorkerLost(Worker& worker);
   void onExit(Worker& worker, const ExitStatus& status);
+  void reapIdle();
   void failQueued(const std::function<Outcome()>& outcome);
   void publish();
   void checkDrained();
-  std::size_t liveWorkers() const;
+  bool serving(const Worker& worker) const;
+  std::size_t capacity() const;
 
   kj::AsyncIoContext& io_;
   PoolOptions options_;
-  std::string workerPath_;
+  std::size_t minWorkers_;
+  SpawnOptions spawn_;
   std::function<void(const Counts&)> onCounts_;
-  std::deque<Call> queue_;
+  std::deque<Queued> queue_;
   std::vector<kj::Own<Worker>> workers_;
-  std::uint64_t nextCallId_ = 1;
+  std::uint64_t nextCallId_ = 1ull << 62;  // above the ids client/ assigns
   std::uint64_t nextWorkerId_ = 1;
   int spawnFailures_ = 0;  // in a row; reset by a worker that reaches ready
   std::string lastSpawnError_;
   bool retryScheduled_ = false;
+  bool rssRecycling_ = true;  // off once a fresh worker is already above the limit
   bool shuttingDown_ = false;
+  Counts totals_;  // the cumulative counters; the rest is derived in publish()
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained_;
   kj::TaskSet tasks_;
 };

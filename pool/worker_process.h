@@ -11,6 +11,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "protocol/vial.capnp.h"
 
@@ -27,11 +29,21 @@ struct ExitStatus {
 /// PoolOptions::worker_path. Throws std::runtime_error naming every place looked at.
 std::string resolve_worker_path(const std::string& configured);
 
+/// How the process is started (see PoolOptions for the meaning of each).
+struct SpawnOptions {
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> environment;
+  bool inherit_environment = false;
+  std::string working_directory;
+  std::optional<unsigned> user_id;
+  std::optional<unsigned> group_id;
+};
+
 class WorkerProcess {
  public:
-  /// Starts `path` in its own process group, dying with this thread (PR_SET_PDEATHSIG), with
+  /// Starts a worker in its own process group, dying with this thread (PR_SET_PDEATHSIG), with
   /// stdin/stdout on /dev/null and the RPC socket as fd 3. Throws std::runtime_error on failure.
-  WorkerProcess(kj::AsyncIoContext& io, const std::string& path);
+  WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options);
   ~WorkerProcess() noexcept(false);
   KJ_DISALLOW_COPY(WorkerProcess);
 

@@ -40,6 +40,9 @@ std::string Result::describe() const {
       return e.message.empty() ? e.type : e.type + ": " + e.message;
     }
     std::string operator()(const Timeout& t) {
+      if (t.in_queue)
+        return "timed out after " + formatSeconds(t.limit_seconds) +
+               " s in the queue; no worker took it, it never ran";
       return "timed out after " + formatSeconds(t.limit_seconds) + " s; worker " +
              std::to_string(t.worker_pid) + " and its process group were killed";
     }

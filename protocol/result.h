@@ -36,11 +36,12 @@ struct PythonError {
   Output output;
 };
 
-/// The call ran past its `proc_timeout`; its worker (and the worker's process group) was killed
-/// with SIGKILL and replaced.
+/// The call ran past its `proc_timeout`: its worker (and the worker's process group) was killed
+/// with SIGKILL and replaced. Or it waited in the queue past its `queue_timeout` and never ran.
 struct Timeout {
   double limit_seconds = 0;
-  int worker_pid = 0;
+  int worker_pid = 0;     ///< 0 when it timed out in the queue
+  bool in_queue = false;  ///< true: its queue_timeout passed before any worker took it
 };
 
 /// The worker died while running the call (os._exit, a signal, a crash in C code).

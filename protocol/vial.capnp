@@ -54,7 +54,16 @@ interface Worker {
   hello @0 () -> (pid :Int32, pythonVersion :Text);
   # Answered once the interpreter is up: a worker is ready only after this returns.
 
-  run @1 (source :Text, variables :List(Variable)) -> (result :CallResult);
+  run @1 (source :Text, variables :List(Variable), softTimeout :Float64)
+      -> (result :CallResult);
   # Runs `source` in a fresh namespace holding `variables` and `_return`. Calls are executed one
   # at a time in arrival order, so several may be sent ahead (pipelined) on one connection.
+  # softTimeout > 0: after that many seconds of running, vial.SoftTimeout is raised in the code.
+
+  setup @2 (sysPath :List(Text), imports :List(Text), source :Text) -> (error :Text);
+  # Once, before the first call: prepend sysPath to sys.path, import `imports`, run `source`.
+  # `error` is empty on success, else says what failed (the worker is then useless).
+
+  rss @3 () -> (bytes :UInt64);
+  # Resident set size of the worker, for recycling on memory growth.
 }

@@ -4,8 +4,12 @@
 #include <Python.h>
 #include <capnp/message.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "protocol/limits.h"
 
@@ -58,6 +62,18 @@ class Capture(io.TextIOBase):
         return "".join(self._parts)
 
 sys.stdin = io.StringIO()
+
+import types
+vial = types.ModuleType("vial", "What code running in a vial worker can use.")
+
+class SoftTimeout(TimeoutError):
+    """Raised in running code when its soft_timeout passes: clean up and stop.
+
+    If the code swallows it, or is stuck in C, the hard proc_timeout still kills the worker."""
+
+SoftTimeout.__module__ = "vial"
+vial.SoftTimeout = SoftTimeout
+sys.modules["vial"] = vial
 )PY";
 
 // A new reference, or a C++ exception carrying the pending Python error's text.
@@ -327,6 +343,77 @@ void writeOutput(PyObject* capture, wire::Output::Builder out) {
 
 }  // namespace
 
+// Raises vial.SoftTimeout in the main thread when an armed deadline passes. The exception is
+// set while holding the GIL and only if the same call is still armed: the main thread disarms
+// while it holds the GIL, so a late firing can never hit the next call.
+class PythonRuntime::SoftTimeoutWatch {
+ public:
+  SoftTimeoutWatch(unsigned long mainThreadId, PyObject* exceptionType)
+      : mainThreadId_(mainThreadId), exceptionType_(exceptionType), thread_([this] { watch(); }) {}
+
+  ~SoftTimeoutWatch() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+
+  // Both called with the GIL held, by the main thread.
+  void arm(double seconds) {
+    std::lock_guard lock(mutex_);
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(seconds));
+    armed_ = true;
+    ++generation_;
+    changed_.notify_all();
+  }
+  void disarm() {
+    std::lock_guard lock(mutex_);
+    armed_ = false;
+    ++generation_;
+    // A SoftTimeout set but not yet raised must not leak into the next call.
+    PyThreadState_SetAsyncExc(mainThreadId_, nullptr);
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      if (!armed_) {
+        changed_.wait(lock);
+        continue;
+      }
+      if (changed_.wait_until(lock, deadline_) != std::cv_status::timeout) continue;
+      if (!armed_ || std::chrono::steady_clock::now() < deadline_) continue;
+      std::uint64_t firing = generation_;
+      lock.unlock();
+      PyGILState_STATE gil = PyGILState_Ensure();
+      {
+        std::lock_guard again(mutex_);
+        if (armed_ && generation_ == firing) {
+          PyThreadState_SetAsyncExc(mainThreadId_, exceptionType_);
+          armed_ = false;
+        }
+      }
+      PyGILState_Release(gil);
+      lock.lock();
+    }
+  }
+
+  const unsigned long mainThreadId_;
+  PyObject* const exceptionType_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool armed_ = false;
+  bool stopping_ = false;
+  std::uint64_t generation_ = 0;
+  std::chrono::steady_clock::time_point deadline_;
+  std::thread thread_;  // last: starts once the rest is initialised
+};
+
 // Holds the GIL for a scope; the worker's main thread releases it between calls.
 class PythonRuntime::Gil {
  public:
@@ -385,8 +472,60 @@ PythonRuntime::PythonRuntime() {
   isKeyword_ = importAttr("keyword", "iskeyword");
   lineCache_ = importAttr("linecache", "cache");
   sys_ = PyImport_ImportModule("sys");
-  if (!captureType_ || !sys_) throw std::runtime_error("vial's Python bootstrap is incomplete");
+  PyObject* softTimeout = PyDict_GetItemString(globals, "SoftTimeout");  // borrowed
+  if (!captureType_ || !sys_ || !softTimeout)
+    throw std::runtime_error("vial's Python bootstrap is incomplete");
+  Py_INCREF(softTimeout);
+  softTimeouts_ = std::make_unique<SoftTimeoutWatch>(PyThread_get_thread_ident(), softTimeout);
   mainThread_ = PyEval_SaveThread();
+}
+
+PythonRuntime::~PythonRuntime() = default;
+
+std::string PythonRuntime::describePendingError() {
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  if (traceback && value) PyException_SetTraceback(value, traceback);
+  PyRef typeRef(type), valueRef(value), tracebackRef(traceback);
+  if (!value) return "unknown error";
+  PyRef formatted(PyObject_CallOneArg(formatException_, value));
+  if (formatted) {
+    PyRef empty(PyUnicode_FromString(""));
+    PyRef joined(PyUnicode_Join(empty.get(), formatted.get()));
+    if (joined) return toStdString(joined.get());
+  }
+  PyErr_Clear();
+  return typeName(value) + ": " + toStdString(value);
+}
+
+std::string PythonRuntime::setup(wire::Worker::SetupParams::Reader params) {
+  Gil gil(*this);
+  PyObject* path = PySys_GetObject("path");  // borrowed
+  Py_ssize_t at = 0;
+  for (auto entry : params.getSysPath()) {
+    PyRef text(PyUnicode_DecodeUTF8(entry.begin(), entry.size(), "strict"));
+    if (!text || !path || PyList_Insert(path, at++, text.get()) < 0)
+      return "cannot add '" + std::string(entry.cStr()) +
+             "' to sys.path: " + describePendingError();
+  }
+  for (auto name : params.getImports()) {
+    PyRef module(PyImport_ImportModule(name.cStr()));
+    if (!module)
+      return "cannot import '" + std::string(name.cStr()) + "':\n" + describePendingError();
+  }
+  auto source = params.getSource();
+  if (source.size() > 0) {
+    PyRef globals(PyDict_New());
+    PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
+    PyRef name(PyUnicode_FromString("__vial_setup__"));
+    PyDict_SetItemString(globals.get(), "__name__", name.get());
+    PyRef code(Py_CompileStringExFlags(source.cStr(), "<vial setup>", Py_file_input, nullptr, -1));
+    PyRef ran;
+    if (code) ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    if (!ran) return "the setup source failed:\n" + describePendingError();
+  }
+  return "";
 }
 
 std::string PythonRuntime::version() const {
@@ -484,7 +623,12 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
 
   PyRef code(compile(source.begin(), source.size()));
   PyRef ran;
-  if (code) ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+  double softTimeout = params.getSoftTimeout();
+  if (code) {
+    if (softTimeout > 0) softTimeouts_->arm(softTimeout);
+    ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    if (softTimeout > 0) softTimeouts_->disarm();
+  }
 
   if (!ran) {
     PyObject *type, *value, *traceback;

@@ -1,6 +1,7 @@
 // The embedded interpreter of one worker process, and the execution of one call in it.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -18,10 +19,11 @@ class PythonRuntime {
  public:
   /// Starts CPython (isolated config, Debian's stdlib). Throws std::runtime_error on failure.
   PythonRuntime();
+  ~PythonRuntime();
   PythonRuntime(const PythonRuntime&) = delete;
   PythonRuntime& operator=(const PythonRuntime&) = delete;
-  // No destructor work: the worker leaves with _exit(), since finalizing could wait forever on
-  // threads the user's code started.
+  // The interpreter is never finalized: the worker leaves with _exit(), since finalizing could
+  // wait forever on threads the user's code started.
 
   /// "3.11.2 (main, ...)".
   std::string version() const;
@@ -30,9 +32,15 @@ class PythonRuntime {
   /// Never throws for anything the user's code or input does.
   void run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out);
 
+  /// Start-up work (sys.path entries, warm imports, setup source). Returns "" or what failed,
+  /// with the traceback.
+  std::string setup(wire::Worker::SetupParams::Reader params);
+
  private:
   class Gil;
+  class SoftTimeoutWatch;
   PyObject* compile(const char* source, size_t size);
+  std::string describePendingError();
 
   PyThreadState* mainThread_ = nullptr;  // saved while the GIL is released between calls
   PyObject* captureType_ = nullptr;      // _vial.Capture
@@ -41,6 +49,7 @@ class PythonRuntime {
   PyObject* lineCache_ = nullptr;        // linecache.cache, so tracebacks show source lines
   PyObject* sys_ = nullptr;
   std::unordered_map<std::string, PyObject*> codeCache_;  // source -> code object
+  std::unique_ptr<SoftTimeoutWatch> softTimeouts_;
 };
 
 }  // namespace vial::worker

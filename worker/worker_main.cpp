@@ -31,6 +31,22 @@ class WorkerServer final : public wire::Worker::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> setup(SetupContext context) override {
+    std::string error = runtime_.setup(context.getParams());
+    context.getResults().setError(error);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> rss(RssContext context) override {
+    long pages = 0, resident = 0;
+    if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(statm, "%ld %ld", &pages, &resident) != 2) resident = 0;
+      std::fclose(statm);
+    }
+    context.getResults().setBytes(static_cast<uint64_t>(resident) * sysconf(_SC_PAGESIZE));
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> run(RunContext context) override {
     // Built in a scratch message so that a result over the size limit, or one abandoned half
     // way by a conversion error, never reaches the wire.
