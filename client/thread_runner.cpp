@@ -69,8 +69,8 @@ struct ThreadRunner::Impl {
         return future;
       }
       if (queue.size() >= maxQueue) {
-        promise.resolve(Overloaded{std::to_string(queue.size()) +
-                                   " callables are already waiting for a thread"});
+        promise.resolve(Overloaded{"the queue of callables waiting for a thread is full (" +
+                                   std::to_string(maxQueue) + ", max_queue)"});
         return future;
       }
       queue.push_back(Task{std::move(callable), promise});
@@ -107,14 +107,8 @@ ThreadRunner::ThreadRunner(std::size_t threads, std::size_t max_queue, Executor 
 
 ThreadRunner::~ThreadRunner() = default;
 
-Future ThreadRunner::run_async(std::function<Value()> callable) {
+Future ThreadRunner::submit(std::function<Value()> callable) {
   return impl_->submit(std::move(callable));
-}
-
-void ThreadRunner::run_async(std::function<Value()> callable,
-                             std::function<void(const std::vector<Value>&)> at_return,
-                             std::function<void(const Result&)> at_err) {
-  attach_callbacks(run_async(std::move(callable)), std::move(at_return), std::move(at_err));
 }
 
 ThreadRunner& ThreadRunner::shared() {

@@ -11,33 +11,6 @@
 
 namespace vial {
 
-/// A bounded set of threads running C++ callables. The callable's return value becomes the
-/// single element of the result list; an exception it throws resolves CppException.
-class ThreadRunner {
- public:
-  /// `threads` workers (0 = number of CPUs); at most `max_queue` callables waiting (further
-  /// ones resolve Overloaded at once); `callbacks` (may be empty) runs then/at_return/at_err.
-  explicit ThreadRunner(std::size_t threads = 0, std::size_t max_queue = 10000,
-                        Executor callbacks = nullptr);
-  /// Waiting callables resolve Cancelled; running ones are waited for.
-  ~ThreadRunner();
-  ThreadRunner(const ThreadRunner&) = delete;
-  ThreadRunner& operator=(const ThreadRunner&) = delete;
-
-  Future run_async(std::function<Value()> callable);
-  void run_async(std::function<Value()> callable,
-                 std::function<void(const std::vector<Value>&)> at_return,
-                 std::function<void(const Result&)> at_err = nullptr);
-
-  /// The process-wide runner behind vial::run_async(callable, ...): 4 threads (or the number
-  /// of CPUs if larger), callbacks on the runner's threads.
-  static ThreadRunner& shared();
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-
 namespace detail {
 // Lets callables return void (the result is then [None]) or anything a Value converts from.
 template <class F>
@@ -53,18 +26,52 @@ std::function<Value()> as_value_callable(F&& f) {
 }
 }  // namespace detail
 
+/// A bounded set of threads running C++ callables. The callable's return value becomes the
+/// single element of the result list; an exception it throws resolves CppException.
+class ThreadRunner {
+ public:
+  /// `threads` workers (0 = number of CPUs); at most `max_queue` callables waiting (further
+  /// ones resolve Overloaded at once); `callbacks` (may be empty) runs then/at_return/at_err.
+  explicit ThreadRunner(std::size_t threads = 0, std::size_t max_queue = 10000,
+                        Executor callbacks = nullptr);
+  /// Waiting callables resolve Cancelled; running ones are waited for.
+  ~ThreadRunner();
+  ThreadRunner(const ThreadRunner&) = delete;
+  ThreadRunner& operator=(const ThreadRunner&) = delete;
+
+  /// Runs `callable` (returning anything a Value converts from, or void for [None]).
+  template <class F, class = std::enable_if_t<std::is_invocable_v<F&>>>
+  Future run_async(F&& callable) {
+    return submit(detail::as_value_callable(std::forward<F>(callable)));
+  }
+  template <class F, class = std::enable_if_t<std::is_invocable_v<F&>>>
+  void run_async(F&& callable, std::function<void(const std::vector<Value>&)> at_return,
+                 std::function<void(const Result&)> at_err = nullptr) {
+    attach_callbacks(run_async(std::forward<F>(callable)), std::move(at_return), std::move(at_err));
+  }
+
+  /// The process-wide runner behind vial::run_async(callable, ...): 4 threads (or the number
+  /// of CPUs if larger), callbacks on the runner's threads.
+  static ThreadRunner& shared();
+
+ private:
+  Future submit(std::function<Value()> callable);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 /// Runs `callable` on the shared ThreadRunner: `vial::run_async([] { return slow(); })`.
 template <class F, class = std::enable_if_t<std::is_invocable_v<F&>>>
 Future run_async(F&& callable) {
-  return ThreadRunner::shared().run_async(detail::as_value_callable(std::forward<F>(callable)));
+  return ThreadRunner::shared().run_async(std::forward<F>(callable));
 }
 
 /// The original's `run_async(long_running_function, at_return, at_err)`.
 template <class F, class = std::enable_if_t<std::is_invocable_v<F&>>>
 void run_async(F&& callable, std::function<void(const std::vector<Value>&)> at_return,
                std::function<void(const Result&)> at_err = nullptr) {
-  ThreadRunner::shared().run_async(detail::as_value_callable(std::forward<F>(callable)),
-                                   std::move(at_return), std::move(at_err));
+  ThreadRunner::shared().run_async(std::forward<F>(callable), std::move(at_return),
+                                   std::move(at_err));
 }
 
 }  // namespace vial
