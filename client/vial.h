@@ -20,35 +20,10 @@
 #include "client/thread_runner.h"
 #include "pool/options.h"
 #include "protocol/result.h"
+#include "protocol/stats.h"
 #include "protocol/value.h"
 
 namespace vial {
-
-/// A snapshot of what a pool is doing and has done (Pool::stats()).
-struct PoolStats {
-  // Now.
-  std::size_t workers_live = 0;      ///< processes: starting + idle + busy
-  std::size_t workers_starting = 0;  ///< spawned, not ready yet
-  std::size_t workers_idle = 0;      ///< ready, no call
-  std::size_t workers_busy = 0;      ///< running a call
-  std::size_t queued = 0;            ///< calls waiting for a worker
-  std::size_t running = 0;           ///< calls in workers
-  // Since the pool started.
-  std::uint64_t submitted = 0;  ///< run_async calls
-  std::uint64_t ok = 0, python_error = 0, timeout = 0, worker_crashed = 0, rejected = 0,
-                cancelled = 0, unavailable = 0, overloaded = 0;
-  std::uint64_t spawns = 0, spawn_failures = 0;
-  std::uint64_t recycled_after_calls = 0, recycled_for_rss = 0, reaped_idle = 0;
-  /// Submission-to-outcome latency over the last 4096 resolved calls (ms; 0 with none).
-  double latency_p50_ms = 0, latency_p99_ms = 0;
-
-  /// Calls resolved so far (the sum of the outcome counters).
-  std::uint64_t resolved() const;
-  /// One JSON object.
-  std::string to_json() const;
-  /// A table for people.
-  std::string to_table() const;
-};
 
 /// A pool of vial-worker processes run from this process (the embedded, in-process pool).
 /// Thread-safe: run_async may be called from any thread. The pool's event loop runs on a

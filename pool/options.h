@@ -67,6 +67,8 @@ struct PoolOptions {
   std::optional<double> soft_timeout;
   /// Calls allowed to wait for a worker; beyond it run_async resolves Overloaded at once.
   std::size_t max_queue = 10000;
+  /// vial serve: calls one client connection may have waiting (0 = only max_queue applies).
+  std::size_t max_queue_per_client = 0;
   /// Calls sent ahead to one worker (they still run one at a time). 1 = a call goes only to an
   /// idle worker; more raises throughput of tiny calls but queues calls behind a slow one.
   std::size_t calls_in_flight_per_worker = 1;

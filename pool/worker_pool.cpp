@@ -119,9 +119,8 @@ std::size_t WorkerPool::capacity() const {
 }
 
 void WorkerPool::publish() {
-  if (!onCounts_) return;
   Counts counts = totals_;
-  counts.queued = queue_.size();
+  counts.queued = queued_;
   for (auto& w : workers_) {
     if (w->state == Worker::State::Lost) continue;
     ++counts.live;
@@ -130,7 +129,50 @@ void WorkerPool::publish() {
     if (serving(*w) && !w->inflight.empty()) ++counts.busy;
     counts.running += w->inflight.size();
   }
-  onCounts_(counts);
+  lastCounts_ = counts;
+  if (onCounts_) onCounts_(counts);
+}
+
+void WorkerPool::enqueue(Queued queued, bool atFront) {
+  auto& fifo = queues_[queued.call.group];
+  if (fifo.empty()) rotation_.push_back(queued.call.group);
+  if (atFront)
+    fifo.push_front(std::move(queued));
+  else
+    fifo.push_back(std::move(queued));
+  ++queued_;
+}
+
+WorkerPool::Queued WorkerPool::dequeue() {
+  std::uint64_t group = rotation_.front();
+  rotation_.pop_front();
+  auto& fifo = queues_[group];
+  Queued next = std::move(fifo.front());
+  fifo.pop_front();
+  --queued_;
+  if (fifo.empty())
+    queues_.erase(group);
+  else
+    rotation_.push_back(group);  // the next call of this group waits for the others' turn
+  return next;
+}
+
+std::optional<WorkerPool::Queued> WorkerPool::takeQueued(std::uint64_t id) {
+  for (auto& [group, fifo] : queues_) {
+    auto it =
+        std::find_if(fifo.begin(), fifo.end(), [id](const Queued& q) { return q.call.id == id; });
+    if (it == fifo.end()) continue;
+    Queued taken = std::move(*it);
+    fifo.erase(it);
+    --queued_;
+    if (fifo.empty()) {
+      std::uint64_t emptied = group;
+      queues_.erase(emptied);
+      rotation_.erase(std::find(rotation_.begin(), rotation_.end(), emptied));
+    }
+    return taken;
+  }
+  return std::nullopt;
 }
 
 // ---- calls ----------------------------------------------------------------------------------
@@ -156,9 +198,16 @@ void WorkerPool::submit(Call call) {
   if (invalid) return resolveOnce(call, Rejected{*invalid});
   if (spawnFailures_ > 0 && capacity() == 0)
     return resolveOnce(call, Unavailable{"no worker could be started: " + lastSpawnError_});
-  if (queue_.size() >= options_.max_queue)
-    return resolveOnce(call, Overloaded{std::to_string(queue_.size()) +
+  if (queued_ >= options_.max_queue)
+    return resolveOnce(call, Overloaded{std::to_string(queued_) +
                                         " calls are already waiting (max_queue); try later"});
+  if (options_.max_queue_per_client > 0) {
+    auto fifo = queues_.find(call.group);
+    if (fifo != queues_.end() && fifo->second.size() >= options_.max_queue_per_client)
+      return resolveOnce(
+          call, Overloaded{"this client already has " + std::to_string(fifo->second.size()) +
+                           " calls waiting (max_queue_per_client); try later"});
+  }
   if (call.id == 0) call.id = nextCallId_++;
 
   Queued queued{std::move(call), nullptr};
@@ -168,13 +217,10 @@ void WorkerPool::submit(Call call) {
     queued.deadline = io_.provider->getTimer()
                           .afterDelay(seconds(seconds_))
                           .then([this, id, seconds_]() {
-                            auto it =
-                                std::find_if(queue_.begin(), queue_.end(),
-                                             [id](const Queued& q) { return q.call.id == id; });
-                            if (it == queue_.end()) return;
+                            auto taken = takeQueued(id);
+                            if (!taken) return;
                             // This continuation belongs to the entry: destroy it later.
-                            auto expired = kj::heap<Queued>(std::move(*it));
-                            queue_.erase(it);
+                            auto expired = kj::heap<Queued>(std::move(*taken));
                             resolveOnce(expired->call, Timeout{seconds_, 0, true});
                             tasks_.add(kj::evalLater([expired = kj::mv(expired)]() {}));
                             publish();
@@ -183,17 +229,14 @@ void WorkerPool::submit(Call call) {
                             log().error("queue deadline failed: {}", e.getDescription().cStr());
                           });
   }
-  queue_.push_back(std::move(queued));
+  enqueue(std::move(queued), false);
   pump();
   balance();
 }
 
 void WorkerPool::cancel(std::uint64_t id) {
-  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-    if (it->call.id != id) continue;
-    Queued dropped = std::move(*it);
-    queue_.erase(it);
-    resolveOnce(dropped.call, Cancelled{"cancelled by the caller before it ran"});
+  if (auto dropped = takeQueued(id)) {
+    resolveOnce(dropped->call, Cancelled{"cancelled by the caller before it ran"});
     publish();
     return;
   }
@@ -220,8 +263,28 @@ void WorkerPool::cancel(std::uint64_t id) {
   }
 }
 
+void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
+                             bool letRunningFinish) {
+  auto fifo = queues_.find(group);
+  if (fifo != queues_.end()) {
+    std::deque<Queued> dropped = std::move(fifo->second);
+    queues_.erase(fifo);
+    rotation_.erase(std::find(rotation_.begin(), rotation_.end(), group));
+    queued_ -= dropped.size();
+    for (auto& q : dropped) resolveOnce(q.call, Cancelled{reason});
+  }
+  if (!letRunningFinish) {
+    std::vector<std::uint64_t> running;
+    for (auto& w : workers_)
+      for (auto& f : w->inflight)
+        if (f.call.group == group && f.call.resolve) running.push_back(f.call.id);
+    for (auto id : running) cancel(id);
+  }
+  publish();
+}
+
 void WorkerPool::pump() {
-  while (!queue_.empty()) {
+  while (queued_ > 0) {
     Worker* best = nullptr;
     for (auto& w : workers_) {
       if (!serving(*w)) continue;
@@ -230,8 +293,7 @@ void WorkerPool::pump() {
       if (best->inflight.empty()) break;
     }
     if (!best) break;
-    Queued next = std::move(queue_.front());
-    queue_.pop_front();
+    Queued next = dequeue();
     dispatch(*best, std::move(next.call));
   }
   publish();
@@ -399,7 +461,7 @@ void WorkerPool::balance() {
       if (w->state == Worker::State::Starting) ++starting;
     }
     while (!retryScheduled_ && capacity() < options_.workers &&
-           queue_.size() > freeSlots + starting * depth) {
+           queued_ > freeSlots + starting * depth) {
       spawnOne(nullptr);
       ++starting;
     }
@@ -525,7 +587,7 @@ void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
       if (shuttingDown_)
         resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
       else
-        queue_.push_front(Queued{std::move(call), nullptr});
+        enqueue(Queued{std::move(call), nullptr}, true);
     }
     worker.inflight.clear();
   }
@@ -572,9 +634,12 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
 }
 
 void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
-  std::deque<Queued> failed;
-  failed.swap(queue_);
-  for (auto& q : failed) resolveOnce(q.call, outcome());
+  std::map<std::uint64_t, std::deque<Queued>> failed;
+  failed.swap(queues_);
+  rotation_.clear();
+  queued_ = 0;
+  for (auto& [group, fifo] : failed)
+    for (auto& q : fifo) resolveOnce(q.call, outcome());
   publish();
 }
 

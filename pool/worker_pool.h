@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,9 @@ struct Call {
   CallOptions options;
   std::function<void(Result&&)> resolve;
   std::uint64_t id = 0;  ///< for cancel(); 0 = the pool assigns one
+  /// Calls of different groups (vial serve: one per client connection) are served
+  /// round-robin, so one group flooding the queue cannot starve another.
+  std::uint64_t group = 0;
 };
 
 /// What the pool is doing, published after every change.
@@ -58,6 +63,13 @@ class WorkerPool {
   /// Either way it resolves Cancelled. Unknown or finished ids are ignored.
   void cancel(std::uint64_t id);
 
+  /// Drops every queued call of `group` (resolving Cancelled with `reason`), and kills the
+  /// workers running its calls too unless `letRunningFinish`.
+  void cancelGroup(std::uint64_t group, const std::string& reason, bool letRunningFinish);
+
+  /// The counters as last published.
+  const Counts& counts() const { return lastCounts_; }
+
   /// Stops taking calls; queued calls resolve Cancelled; running calls get `grace` seconds,
   /// then their workers are killed and they resolve Cancelled. All workers are gone after.
   kj::Promise<void> shutdown(double grace);
@@ -86,6 +98,9 @@ class WorkerPool {
   void onExit(Worker& worker, const ExitStatus& status);
   void reapIdle();
   void failQueued(const std::function<Outcome()>& outcome);
+  void enqueue(Queued queued, bool atFront);
+  Queued dequeue();
+  std::optional<Queued> takeQueued(std::uint64_t id);
   void publish();
   void checkDrained();
   bool serving(const Worker& worker) const;
@@ -96,7 +111,11 @@ class WorkerPool {
   std::size_t minWorkers_;
   SpawnOptions spawn_;
   std::function<void(const Counts&)> onCounts_;
-  std::deque<Queued> queue_;
+  // One FIFO per group, served round-robin in `rotation_` order.
+  std::map<std::uint64_t, std::deque<Queued>> queues_;
+  std::deque<std::uint64_t> rotation_;
+  std::size_t queued_ = 0;
+  Counts lastCounts_;
   std::vector<kj::Own<Worker>> workers_;
   std::uint64_t nextCallId_ = 1ull << 62;  // above the ids client/ assigns
   std::uint64_t nextWorkerId_ = 1;

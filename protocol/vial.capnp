@@ -67,3 +67,80 @@ interface Worker {
   rss @3 () -> (bytes :UInt64);
   # Resident set size of the worker, for recycling on memory growth.
 }
+
+# ---- vial serve: the pool as a service for many clients ---------------------------------------
+
+struct CallOptions {
+  # Seconds; 0 = unset (the server's default applies); infinity = no limit.
+  procTimeout @0 :Float64;
+  softTimeout @1 :Float64;
+  queueTimeout @2 :Float64;
+}
+
+struct Outcome {
+  # Every outcome a call can have (vial::Outcome in protocol/result.h).
+  stdout @0 :Output;
+  stderr @1 :Output;
+  union {
+    ok @2 :List(Value);
+    pythonError :group {
+      type @3 :Text;
+      message @4 :Text;
+      traceback @5 :Text;
+    }
+    timeout :group {
+      limitSeconds @6 :Float64;
+      workerPid @7 :Int32;
+      inQueue @8 :Bool;
+    }
+    workerCrashed :group {
+      workerPid @9 :Int32;
+      exitCode @10 :Int32;   # -1 when it did not exit normally
+      signal @11 :Int32;     # 0 when no signal killed it
+    }
+    rejected @12 :Text;
+    cancelled @13 :Text;
+    unavailable @14 :Text;
+    overloaded @15 :Text;
+  }
+}
+
+struct Stats {
+  workersLive @0 :UInt32;
+  workersStarting @1 :UInt32;
+  workersIdle @2 :UInt32;
+  workersBusy @3 :UInt32;
+  queued @4 :UInt32;
+  running @5 :UInt32;
+  submitted @6 :UInt64;
+  ok @7 :UInt64;
+  pythonError @8 :UInt64;
+  timeout @9 :UInt64;
+  workerCrashed @10 :UInt64;
+  rejected @11 :UInt64;
+  cancelled @12 :UInt64;
+  unavailable @13 :UInt64;
+  overloaded @14 :UInt64;
+  spawns @15 :UInt64;
+  spawnFailures @16 :UInt64;
+  recycledAfterCalls @17 :UInt64;
+  recycledForRss @18 :UInt64;
+  reapedIdle @19 :UInt64;
+  latencyP50Ms @20 :Float64;
+  latencyP99Ms @21 :Float64;
+  clients @22 :UInt32;
+}
+
+interface PoolService {
+  run @0 (source :Text, variables :List(Variable), options :CallOptions) -> (outcome :Outcome);
+  # Cancelling this RPC (dropping its promise) cancels the call.
+  stats @1 () -> (stats :Stats);
+  ping @2 () -> (serverPid :Int32, version :Text);
+}
+
+interface Login {
+  # What a `vial serve` connection bootstraps to. Nothing else is reachable before login.
+  login @0 (token :Data) -> (pool :PoolService);
+  # Unix sockets (protected by file permissions) accept an empty token; TCP requires the
+  # server's shared secret. A wrong token fails with an error and closes the connection.
+}

@@ -134,6 +134,150 @@ Outcome from_wire(wire::CallResult::Reader in) {
   throw ConversionError("result: unknown outcome kind " + std::to_string(in.which()));
 }
 
+namespace {
+
+void outputToWire(const std::string& text, bool truncated, wire::Output::Builder out) {
+  out.setText(capnp::Text::Reader(text.data(), text.size()));
+  out.setTruncated(truncated);
+}
+
+}  // namespace
+
+void to_wire(const Result& result, wire::Outcome::Builder out) {
+  if (const Output* o = result.output()) {
+    outputToWire(o->stdout_text, o->stdout_truncated, out.initStdout());
+    outputToWire(o->stderr_text, o->stderr_truncated, out.initStderr());
+  }
+  struct Visitor {
+    wire::Outcome::Builder out;
+    void operator()(const Ok& ok) {
+      auto values = out.initOk(ok.values.size());
+      for (size_t i = 0; i < ok.values.size(); ++i) to_wire(ok.values[i], values[i], "result");
+    }
+    void operator()(const PythonError& e) {
+      auto g = out.initPythonError();
+      g.setType(e.type);
+      g.setMessage(e.message);
+      g.setTraceback(e.traceback);
+    }
+    void operator()(const Timeout& t) {
+      auto g = out.initTimeout();
+      g.setLimitSeconds(t.limit_seconds);
+      g.setWorkerPid(t.worker_pid);
+      g.setInQueue(t.in_queue);
+    }
+    void operator()(const WorkerCrashed& c) {
+      auto g = out.initWorkerCrashed();
+      g.setWorkerPid(c.worker_pid);
+      g.setExitCode(c.exit_code.value_or(-1));
+      g.setSignal(c.signal.value_or(0));
+    }
+    void operator()(const Rejected& r) { out.setRejected(r.reason); }
+    void operator()(const Cancelled& c) { out.setCancelled(c.reason); }
+    void operator()(const Unavailable& u) { out.setUnavailable(u.reason); }
+    void operator()(const Overloaded& o) { out.setOverloaded(o.reason); }
+    void operator()(const CppException& e) {
+      // Never produced by a pool; kept total for completeness.
+      out.setRejected(e.type + ": " + e.message);
+    }
+  };
+  std::visit(Visitor{out}, result.outcome());
+}
+
+Result from_wire(wire::Outcome::Reader in) {
+  Output output{toString(in.getStdout().getText()), toString(in.getStderr().getText()),
+                in.getStdout().getTruncated(), in.getStderr().getTruncated()};
+  switch (in.which()) {
+    case wire::Outcome::OK: {
+      Ok ok;
+      ok.values.reserve(in.getOk().size());
+      for (auto v : in.getOk()) ok.values.push_back(fromWire(v, 0));
+      ok.output = std::move(output);
+      return ok;
+    }
+    case wire::Outcome::PYTHON_ERROR: {
+      auto e = in.getPythonError();
+      return PythonError{toString(e.getType()), toString(e.getMessage()),
+                         toString(e.getTraceback()), std::move(output)};
+    }
+    case wire::Outcome::TIMEOUT: {
+      auto t = in.getTimeout();
+      return Timeout{t.getLimitSeconds(), t.getWorkerPid(), t.getInQueue()};
+    }
+    case wire::Outcome::WORKER_CRASHED: {
+      auto c = in.getWorkerCrashed();
+      WorkerCrashed crash{c.getWorkerPid(), std::nullopt, std::nullopt};
+      if (c.getExitCode() >= 0) crash.exit_code = c.getExitCode();
+      if (c.getSignal() > 0) crash.signal = c.getSignal();
+      return crash;
+    }
+    case wire::Outcome::REJECTED:
+      return Rejected{toString(in.getRejected())};
+    case wire::Outcome::CANCELLED:
+      return Cancelled{toString(in.getCancelled())};
+    case wire::Outcome::UNAVAILABLE:
+      return Unavailable{toString(in.getUnavailable())};
+    case wire::Outcome::OVERLOADED:
+      return Overloaded{toString(in.getOverloaded())};
+  }
+  throw ConversionError("outcome: unknown kind " + std::to_string(in.which()) +
+                        " (client and server built from different schemas?)");
+}
+
+void to_wire(const PoolStats& s, wire::Stats::Builder out) {
+  out.setWorkersLive(s.workers_live);
+  out.setWorkersStarting(s.workers_starting);
+  out.setWorkersIdle(s.workers_idle);
+  out.setWorkersBusy(s.workers_busy);
+  out.setQueued(s.queued);
+  out.setRunning(s.running);
+  out.setSubmitted(s.submitted);
+  out.setOk(s.ok);
+  out.setPythonError(s.python_error);
+  out.setTimeout(s.timeout);
+  out.setWorkerCrashed(s.worker_crashed);
+  out.setRejected(s.rejected);
+  out.setCancelled(s.cancelled);
+  out.setUnavailable(s.unavailable);
+  out.setOverloaded(s.overloaded);
+  out.setSpawns(s.spawns);
+  out.setSpawnFailures(s.spawn_failures);
+  out.setRecycledAfterCalls(s.recycled_after_calls);
+  out.setRecycledForRss(s.recycled_for_rss);
+  out.setReapedIdle(s.reaped_idle);
+  out.setLatencyP50Ms(s.latency_p50_ms);
+  out.setLatencyP99Ms(s.latency_p99_ms);
+  out.setClients(s.clients);
+}
+
+PoolStats from_wire(wire::Stats::Reader in) {
+  PoolStats s;
+  s.workers_live = in.getWorkersLive();
+  s.workers_starting = in.getWorkersStarting();
+  s.workers_idle = in.getWorkersIdle();
+  s.workers_busy = in.getWorkersBusy();
+  s.queued = in.getQueued();
+  s.running = in.getRunning();
+  s.submitted = in.getSubmitted();
+  s.ok = in.getOk();
+  s.python_error = in.getPythonError();
+  s.timeout = in.getTimeout();
+  s.worker_crashed = in.getWorkerCrashed();
+  s.rejected = in.getRejected();
+  s.cancelled = in.getCancelled();
+  s.unavailable = in.getUnavailable();
+  s.overloaded = in.getOverloaded();
+  s.spawns = in.getSpawns();
+  s.spawn_failures = in.getSpawnFailures();
+  s.recycled_after_calls = in.getRecycledAfterCalls();
+  s.recycled_for_rss = in.getRecycledForRss();
+  s.reaped_idle = in.getReapedIdle();
+  s.latency_p50_ms = in.getLatencyP50Ms();
+  s.latency_p99_ms = in.getLatencyP99Ms();
+  s.clients = in.getClients();
+  return s;
+}
+
 capnp::ReaderOptions reader_options() {
   capnp::ReaderOptions options;
   // Traversal counts every word read; allow reading a maximal message twice over.

@@ -5,6 +5,7 @@
 #include <capnp/message.h>
 
 #include "protocol/result.h"
+#include "protocol/stats.h"
 #include "protocol/value.h"
 #include "protocol/vial.capnp.h"
 
@@ -25,6 +26,13 @@ Value from_wire(wire::Value::Reader in);
 
 /// Reads a call's result message into an Outcome (Ok, PythonError or Rejected).
 Outcome from_wire(wire::CallResult::Reader in);
+
+/// A full outcome (any kind) to and from its wire form, for `vial serve` clients.
+void to_wire(const Result& result, wire::Outcome::Builder out);
+Result from_wire(wire::Outcome::Reader in);
+
+void to_wire(const PoolStats& stats, wire::Stats::Builder out);
+PoolStats from_wire(wire::Stats::Reader in);
 
 /// Reader limits for every vial connection: room for kMaxMessageBytes and deep values.
 capnp::ReaderOptions reader_options();
