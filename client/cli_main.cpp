@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "client/server.h"
 #include "client/vial.h"
 #include "pool/log.h"
 
@@ -22,8 +23,11 @@ constexpr const char* kMainHelp =
 
 Usage:
   vial run [-c CODE | FILE | -] [options]   run code once and print what it _return()ed
+  vial serve [options]                      run a pool as a service for many clients
+  vial stats [--connect ADDR] [--json]      what a running server's pool is doing
+  vial ping [--connect ADDR]                check that a server answers
   vial --help                               this text
-  vial run --help                           every option of `run`, with examples
+  vial COMMAND --help                       every option of COMMAND, with examples
   vial --version
 
 Inside the code, every _return(x) call adds x to the result list; variables given with
@@ -55,6 +59,9 @@ Options:
                        {"outcome": "ok", "returns": [...], "stdout": "...", "stderr": "...",
                         "elapsed_ms": 1.2}  (failures add "error": {...})
   --worker PATH      the vial-worker executable (default: $VIAL_WORKER, else next to vial)
+  --connect ADDR     run on a `vial serve` server instead of an in-process pool:
+                     unix:/path, or tcp:HOST:PORT with --token-file (see vial serve --help)
+  --token-file FILE  the server's shared secret (TCP)
   -v, --verbose      log worker spawns and exits to stderr
   -h, --help         this text
 
@@ -66,7 +73,7 @@ Exit status:
   1    the code raised (the traceback is on stderr)
   2    usage error or invalid input (bad --var, unreadable file, bad variable name, bad UTF-8)
   3    the worker crashed (stderr names the exit code or signal)
-  4    no worker could be started (stderr says why)
+  4    no worker could be started, or the server could not be reached (stderr says why)
   124  timed out (stderr says after how long; the worker and its processes were killed)
 
 Examples:
@@ -81,6 +88,93 @@ struct UsageError {
   std::string message;
 };
 
+constexpr const char* kServeHelp =
+    R"(vial serve - run a pool as a Cap'n Proto service for many clients
+
+Usage:
+  vial serve [--listen ADDR] [options]
+
+Listening (locked down by default):
+  --listen unix:PATH   the default; PATH defaults to $XDG_RUNTIME_DIR/vial/vial.sock, else
+                       /tmp/vial-UID/vial.sock. The directory must be owned by you and not
+                       group/world-writable (it is created 0700); the socket is made 0600.
+                       A stale socket is removed only if no server answers on it.
+  --listen tcp:HOST:PORT
+                       opt-in TCP; HOST must be loopback unless --allow-remote. Always needs
+                       --token-file: clients present the token before they can run anything.
+  --allow-remote       allow a non-loopback HOST
+  --token-file FILE    the shared secret (at least 16 characters; the file must be mode 0600)
+  --let-finish         when a client disconnects, let its running calls finish (default: kill
+                       them); its queued calls are dropped either way
+
+Pool:
+  --workers N          most workers (default: number of CPUs)
+  --min-workers N      fewest workers kept (default: --workers)
+  --max-idle SEC       stop workers above the minimum after SEC idle (default 20)
+  --timeout SEC        default hard per-call limit (default: none)
+  --soft-timeout SEC   default soft limit: raises vial.SoftTimeout in the code
+  --recycle-after N    replace a worker after N calls
+  --recycle-above-rss MIB
+                       replace a worker whose memory exceeds MIB mebibytes after a call
+  --max-queue N        calls waiting at most (default 10000); more are refused as overloaded
+  --max-queue-per-client N
+                       calls one client may have waiting (default 1000)
+  --grace SEC          on SIGTERM/SIGINT, how long running calls may finish (default 5)
+  --env NAME=VALUE     set a variable in the workers' environment (repeatable)
+  --inherit-env        pass this process's environment to the workers (default: minimal)
+  --cwd DIR            the workers' working directory
+  --sys-path DIR       prepend DIR to the workers' sys.path (repeatable)
+  --preload MODULE     import MODULE once per worker at start-up (repeatable)
+  --setup-file FILE    run FILE's Python once per worker at start-up
+  --user UID, --group GID
+                       drop the workers to UID/GID (when serving as root)
+  --worker PATH        the vial-worker executable
+  --log-level LEVEL    trace, debug, info (default), warn, error, off
+
+SIGTERM/SIGINT: stop accepting, let running calls finish up to --grace, resolve the rest as
+cancelled, exit 0. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
+vial::Client::connect(ADDR).
+
+Examples:
+  vial serve                                   # unix socket, private to this user
+  vial serve --listen tcp:127.0.0.1:7411 --token-file ~/.config/vial/token
+)";
+
+constexpr const char* kStatsHelp = R"(vial stats - what a running vial server's pool is doing
+
+Usage:
+  vial stats [--connect ADDR] [--token-file FILE] [--json]
+
+ADDR defaults to the default unix socket of `vial serve`. Prints workers (live, starting,
+idle, busy), queued and running calls, calls by outcome, spawns, recycles, reaps and latency
+percentiles; --json prints one JSON object instead.
+)";
+
+constexpr const char* kPingHelp = R"(vial ping - check that a vial server answers
+
+Usage:
+  vial ping [--connect ADDR] [--token-file FILE]
+
+Exit status 0 when the server answered (its version and pid are printed), 4 when not.
+)";
+
+std::string readTokenFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError{"cannot read token file '" + path + "': " + std::strerror(errno)};
+  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  return token;
+}
+
+std::size_t parseCount(const std::string& option, const std::string& text, std::size_t max) {
+  char* end = nullptr;
+  long long n = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end || n < 0 || static_cast<unsigned long long>(n) > max)
+    throw UsageError{option + " needs a whole number from 0 to " + std::to_string(max) + ", got '" +
+                     text + "'"};
+  return static_cast<std::size_t>(n);
+}
+
 struct RunArgs {
   std::optional<std::string> code;
   std::optional<std::string> file;
@@ -89,6 +183,8 @@ struct RunArgs {
   vial::CallOptions call;
   bool json = false;
   bool verbose = false;
+  std::optional<std::string> connect;
+  std::string token;
 };
 
 std::string readAll(std::istream& in) {
@@ -161,6 +257,10 @@ RunArgs parseRunArgs(int argc, char** argv) {
       args.pool.worker_path = next();
     } else if (arg == "-v" || arg == "--verbose") {
       args.verbose = true;
+    } else if (arg == "--connect") {
+      args.connect = next();
+    } else if (arg == "--token-file") {
+      args.token = readTokenFile(next());
     } else if (arg == "-" || arg[0] != '-') {
       if (args.code || args.file) throw UsageError{"give the code once: -c CODE, FILE or -"};
       args.file = arg;
@@ -255,9 +355,15 @@ int runCommand(int argc, char** argv) {
   RunArgs args = parseRunArgs(argc, argv);
   if (args.pool.workers == 0) args.pool.workers = 1;
   vial::log().set_level(args.verbose ? spdlog::level::info : spdlog::level::warn);
-  vial::Pool pool(args.pool);
+  std::unique_ptr<vial::Runner> runner;
+  try {
+    runner = vial::open(args.connect.value_or("embedded"), args.pool, args.token);
+  } catch (const vial::ConnectError& e) {
+    std::fprintf(stderr, "vial run: %s\n", e.what());
+    return 4;
+  }
   auto start = std::chrono::steady_clock::now();
-  vial::Result result = pool.run_async(*args.code, args.vars, args.call).get();
+  vial::Result result = runner->run_async(*args.code, args.vars, args.call).get();
   double elapsedMs =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
@@ -280,6 +386,140 @@ int runCommand(int argc, char** argv) {
 
 }  // namespace
 
+// --connect / --token-file for the client commands.
+struct ConnectArgs {
+  std::string address;
+  std::string token;
+  bool json = false;
+};
+
+ConnectArgs parseConnectArgs(int argc, char** argv, const char* help, bool allowJson) {
+  ConnectArgs args;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(help, stdout);
+      std::exit(0);
+    } else if (arg == "--connect") {
+      args.address = next();
+    } else if (arg == "--token-file") {
+      args.token = readTokenFile(next());
+    } else if (arg == "--json" && allowJson) {
+      args.json = true;
+    } else {
+      throw UsageError{"unknown option '" + arg + "'"};
+    }
+  }
+  return args;
+}
+
+int statsCommand(int argc, char** argv) {
+  ConnectArgs args = parseConnectArgs(argc, argv, kStatsHelp, true);
+  vial::log().set_level(spdlog::level::warn);
+  try {
+    auto client = vial::Client::connect(args.address, args.token);
+    vial::PoolStats stats = client->stats();
+    std::fputs(args.json ? (stats.to_json() + "\n").c_str() : stats.to_table().c_str(), stdout);
+    return 0;
+  } catch (const vial::ConnectError& e) {
+    std::fprintf(stderr, "vial stats: %s\n", e.what());
+    return 4;
+  }
+}
+
+int pingCommand(int argc, char** argv) {
+  ConnectArgs args = parseConnectArgs(argc, argv, kPingHelp, false);
+  vial::log().set_level(spdlog::level::warn);
+  try {
+    auto client = vial::Client::connect(args.address, args.token);
+    std::printf("%s\n", client->ping().c_str());
+    return 0;
+  } catch (const vial::ConnectError& e) {
+    std::fprintf(stderr, "vial ping: %s\n", e.what());
+    return 4;
+  }
+}
+
+int serveCommand(int argc, char** argv) {
+  vial::ServeOptions options;
+  options.pool.max_queue_per_client = 1000;
+  std::string logLevel = "info";
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
+      return argv[++i];
+    };
+    vial::PoolOptions& pool = options.pool;
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kServeHelp, stdout);
+      return 0;
+    } else if (arg == "--listen") {
+      options.listen = next();
+    } else if (arg == "--allow-remote") {
+      options.allow_remote = true;
+    } else if (arg == "--token-file") {
+      options.token_file = next();
+    } else if (arg == "--let-finish") {
+      options.let_running_finish = true;
+    } else if (arg == "--workers") {
+      pool.workers = parseCount(arg, next(), 1024);
+    } else if (arg == "--min-workers") {
+      pool.min_workers = parseCount(arg, next(), 1024);
+    } else if (arg == "--max-idle") {
+      pool.max_idle = parsePositiveSeconds(arg, next());
+    } else if (arg == "--timeout") {
+      pool.proc_timeout = parsePositiveSeconds(arg, next());
+    } else if (arg == "--soft-timeout") {
+      pool.soft_timeout = parsePositiveSeconds(arg, next());
+    } else if (arg == "--recycle-after") {
+      pool.recycle_after = parseCount(arg, next(), 1u << 30);
+    } else if (arg == "--recycle-above-rss") {
+      pool.recycle_above_rss = parseCount(arg, next(), 1u << 20) << 20;
+    } else if (arg == "--max-queue") {
+      pool.max_queue = parseCount(arg, next(), 1u << 24);
+    } else if (arg == "--max-queue-per-client") {
+      pool.max_queue_per_client = parseCount(arg, next(), 1u << 24);
+    } else if (arg == "--grace") {
+      pool.shutdown_grace = parsePositiveSeconds(arg, next());
+    } else if (arg == "--env") {
+      auto [name, value] = splitAssignment(arg, next());
+      pool.environment.emplace_back(name, value);
+    } else if (arg == "--inherit-env") {
+      pool.inherit_environment = true;
+    } else if (arg == "--cwd") {
+      pool.working_directory = next();
+    } else if (arg == "--sys-path") {
+      pool.sys_path.push_back(next());
+    } else if (arg == "--preload") {
+      pool.preload_modules.push_back(next());
+    } else if (arg == "--setup-file") {
+      std::string path = next();
+      std::ifstream in(path);
+      if (!in) throw UsageError{"cannot read '" + path + "': " + std::strerror(errno)};
+      pool.setup_source = readAll(in);
+    } else if (arg == "--user") {
+      pool.user_id = static_cast<unsigned>(parseCount(arg, next(), 1u << 31));
+    } else if (arg == "--group") {
+      pool.group_id = static_cast<unsigned>(parseCount(arg, next(), 1u << 31));
+    } else if (arg == "--worker") {
+      pool.worker_path = next();
+    } else if (arg == "--log-level") {
+      logLevel = next();
+      if (spdlog::level::from_str(logLevel) == spdlog::level::off && logLevel != "off")
+        throw UsageError{"--log-level takes trace, debug, info, warn, error or off"};
+    } else {
+      throw UsageError{"unknown option '" + arg + "' (see vial serve --help)"};
+    }
+  }
+  vial::log().set_level(spdlog::level::from_str(logLevel));
+  return vial::serve(options);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kMainHelp, argc < 2 ? stderr : stdout);
@@ -291,6 +531,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (std::strcmp(argv[1], "run") == 0) return runCommand(argc - 2, argv + 2);
+    if (std::strcmp(argv[1], "serve") == 0) return serveCommand(argc - 2, argv + 2);
+    if (std::strcmp(argv[1], "stats") == 0) return statsCommand(argc - 2, argv + 2);
+    if (std::strcmp(argv[1], "ping") == 0) return pingCommand(argc - 2, argv + 2);
     std::fprintf(stderr, "vial: unknown command '%s' (see vial --help)\n", argv[1]);
     return 2;
   } catch (const UsageError& e) {

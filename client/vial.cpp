@@ -12,75 +12,11 @@
 #include <sstream>
 #include <thread>
 
+#include "pool/call_record.h"
 #include "pool/log.h"
 #include "pool/worker_pool.h"
 
 namespace vial {
-
-namespace {
-
-// Outcome counters and a ring of recent latencies, updated as calls resolve.
-class CallRecord {
- public:
-  void submitted() {
-    std::lock_guard lock(mutex_);
-    ++stats_.submitted;
-  }
-
-  void resolved(const Result& result, std::chrono::steady_clock::duration latency) {
-    std::lock_guard lock(mutex_);
-    struct Count {
-      PoolStats& s;
-      void operator()(const Ok&) { ++s.ok; }
-      void operator()(const PythonError&) { ++s.python_error; }
-      void operator()(const Timeout&) { ++s.timeout; }
-      void operator()(const WorkerCrashed&) { ++s.worker_crashed; }
-      void operator()(const Rejected&) { ++s.rejected; }
-      void operator()(const Cancelled&) { ++s.cancelled; }
-      void operator()(const Unavailable&) { ++s.unavailable; }
-      void operator()(const Overloaded&) { ++s.overloaded; }
-      void operator()(const CppException&) {}
-    };
-    std::visit(Count{stats_}, result.outcome());
-    latencies_[next_++ % latencies_.size()] =
-        std::chrono::duration<double, std::milli>(latency).count();
-  }
-
-  void fill(PoolStats& out) const {
-    std::lock_guard lock(mutex_);
-    PoolStats copy = stats_;
-    std::size_t n = std::min<std::size_t>(next_, latencies_.size());
-    std::vector<double> recent(latencies_.begin(), latencies_.begin() + n);
-    if (!recent.empty()) {
-      auto at = [&](double q) {
-        auto k = static_cast<std::size_t>(q * (recent.size() - 1));
-        std::nth_element(recent.begin(), recent.begin() + k, recent.end());
-        return recent[k];
-      };
-      copy.latency_p50_ms = at(0.50);
-      copy.latency_p99_ms = at(0.99);
-    }
-    out.submitted = copy.submitted;
-    out.ok = copy.ok;
-    out.python_error = copy.python_error;
-    out.timeout = copy.timeout;
-    out.worker_crashed = copy.worker_crashed;
-    out.rejected = copy.rejected;
-    out.cancelled = copy.cancelled;
-    out.unavailable = copy.unavailable;
-    out.overloaded = copy.overloaded;
-    out.latency_p50_ms = copy.latency_p50_ms;
-    out.latency_p99_ms = copy.latency_p99_ms;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  PoolStats stats_;
-  std::vector<double> latencies_ = std::vector<double>(4096);
-  std::uint64_t next_ = 0;
-};
-
-}  // namespace
 
 // The pool's thread runs a kj event loop holding the WorkerPool. Other threads hand it calls
 // (and cancellations) through locked vectors and wake it with an eventfd; one write covers any
@@ -198,7 +134,7 @@ struct Pool::Impl {
   std::size_t minWorkers = 0;
   int wakeFd = -1;
   std::atomic<std::uint64_t> nextCallId{1};
-  CallRecord record;
+  pool::CallRecord record;
 
   std::mutex mutex;  // guards the five below
   std::vector<pool::Call> submissions;
@@ -236,9 +172,9 @@ Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
   return promise.future();
 }
 
-void Pool::run_async(std::string source, Vars vars,
-                     std::function<void(const std::vector<Value>&)> at_return,
-                     std::function<void(const Result&)> at_err, CallOptions options) {
+void Runner::run_async(std::string source, Vars vars,
+                       std::function<void(const std::vector<Value>&)> at_return,
+                       std::function<void(const Result&)> at_err, CallOptions options) {
   attach_callbacks(run_async(std::move(source), std::move(vars), options), std::move(at_return),
                    std::move(at_err));
 }
@@ -257,18 +193,7 @@ PoolStats Pool::stats() const {
   PoolStats s;
   {
     std::lock_guard lock(impl_->countsMutex);
-    const pool::Counts& c = impl_->counts;
-    s.workers_live = c.live;
-    s.workers_starting = c.starting;
-    s.workers_busy = c.busy;
-    s.workers_idle = c.ready - c.busy;
-    s.queued = c.queued;
-    s.running = c.running;
-    s.spawns = c.spawns;
-    s.spawn_failures = c.spawn_failures;
-    s.recycled_after_calls = c.recycled_after_calls;
-    s.recycled_for_rss = c.recycled_for_rss;
-    s.reaped_idle = c.reaped_idle;
+    pool::fill_stats(impl_->counts, s);
   }
   impl_->record.fill(s);
   return s;
@@ -276,6 +201,15 @@ PoolStats Pool::stats() const {
 
 std::size_t Pool::size() const {
   return impl_->options.workers;
+}
+
+std::unique_ptr<Runner> open(const std::string& where, PoolOptions options,
+                             const std::string& token) {
+  if (where.empty() || where == "embedded") return std::make_unique<Pool>(std::move(options));
+  ClientOptions client;
+  client.token = token;
+  client.callback_executor = options.callback_executor;
+  return Client::connect(where, std::move(client));
 }
 
 void set_log_level(const std::string& level) {

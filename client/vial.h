@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,41 +26,57 @@
 
 namespace vial {
 
-/// A pool of vial-worker processes run from this process (the embedded, in-process pool).
-/// Thread-safe: run_async may be called from any thread. The pool's event loop runs on a
-/// thread of its own, which is where callbacks run unless PoolOptions::callback_executor says
-/// otherwise (e.g. a CallbackQueue drained by the host's main loop).
-class Pool {
+/// What an in-process Pool and a Client of `vial serve` have in common: a host can switch
+/// between them by configuration (see vial::open()).
+class Runner {
  public:
-  /// Starts min_workers in the background; calls made before they are ready wait in the queue.
-  explicit Pool(PoolOptions options = {});
-  /// Same as shutdown() with the configured grace period.
-  ~Pool();
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
+  virtual ~Runner() = default;
 
   /// Runs `source` with `vars` as globals of a fresh namespace; `_return(x)` adds x to the
   /// result. Never throws for bad input: the future resolves Rejected instead.
-  Future run_async(std::string source, Vars vars = {}, CallOptions options = {});
+  virtual Future run_async(std::string source, Vars vars = {}, CallOptions options = {}) = 0;
 
   /// The original's callback form: `at_return(values)` on success, `at_err(result)` on any
   /// other outcome. Without at_err, failures are logged (spdlog logger "vial"). Both run where
-  /// PoolOptions::callback_executor says (default: the pool's thread). Extra arguments for the
-  /// callbacks (the original's at_return_kwargs / at_err_kwargs): capture them in the lambdas.
+  /// the callback executor says (default: the pool's or client's thread). Extra arguments for
+  /// the callbacks (the original's at_return_kwargs / at_err_kwargs): capture them in lambdas.
   void run_async(std::string source, Vars vars,
                  std::function<void(const std::vector<Value>&)> at_return,
                  std::function<void(const Result&)> at_err = nullptr, CallOptions options = {});
 
+  /// What the pool is doing now and has done.
+  virtual PoolStats stats() const = 0;
+
+  /// Pool: stops it (see Pool::shutdown). Client: disconnects; its pending calls resolve
+  /// Cancelled (and the server drops or kills them).
+  virtual void shutdown(std::optional<double> grace = std::nullopt) = 0;
+};
+
+/// A pool of vial-worker processes run from this process (the embedded, in-process pool).
+/// Thread-safe: run_async may be called from any thread. The pool's event loop runs on a
+/// thread of its own, which is where callbacks run unless PoolOptions::callback_executor says
+/// otherwise (e.g. a CallbackQueue drained by the host's main loop).
+class Pool : public Runner {
+ public:
+  /// Starts min_workers in the background; calls made before they are ready wait in the queue.
+  explicit Pool(PoolOptions options = {});
+  /// Same as shutdown() with the configured grace period.
+  ~Pool() override;
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  using Runner::run_async;
+  Future run_async(std::string source, Vars vars = {}, CallOptions options = {}) override;
+
   /// Stops taking calls (new ones resolve Cancelled), cancels queued calls, lets running ones
   /// finish for up to `grace` seconds (default: PoolOptions::shutdown_grace), then kills the
   /// workers. Blocks until every worker is gone. Idempotent.
-  void shutdown(std::optional<double> grace = std::nullopt);
+  void shutdown(std::optional<double> grace = std::nullopt) override;
 
   /// Waits until at least min_workers workers are ready; false on timeout.
   bool wait_ready(std::chrono::milliseconds timeout) const;
 
-  /// What the pool is doing now and has done.
-  PoolStats stats() const;
+  PoolStats stats() const override;
 
   /// The most workers the pool may run (PoolOptions::workers resolved).
   std::size_t size() const;
@@ -68,6 +85,51 @@ class Pool {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Options of a connection to `vial serve`.
+struct ClientOptions {
+  /// The server's shared secret (TCP); unix sockets need none.
+  std::string token;
+  /// Where callbacks run (see PoolOptions::callback_executor); empty: the client's thread.
+  Executor callback_executor;
+  /// Give up connecting after this long (seconds).
+  double connect_timeout = 10.0;
+};
+
+/// Thrown by Client::connect when the server cannot be reached or refuses the login.
+class ConnectError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A connection to a `vial serve` daemon, with the same run_async API as Pool. Thread-safe.
+/// If the connection drops, pending and later calls resolve Unavailable.
+class Client : public Runner {
+ public:
+  /// `address`: "unix:/path" (default: the server's default socket) or "tcp:HOST:PORT".
+  static std::unique_ptr<Client> connect(const std::string& address = "",
+                                         ClientOptions options = {});
+  static std::unique_ptr<Client> connect(const std::string& address, const std::string& token);
+  ~Client() override;
+
+  using Runner::run_async;
+  Future run_async(std::string source, Vars vars = {}, CallOptions options = {}) override;
+  PoolStats stats() const override;
+  void shutdown(std::optional<double> grace = std::nullopt) override;
+
+  /// "vial 0.1.0, server pid 1234"; throws ConnectError when the server is gone.
+  std::string ping() const;
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// "embedded" (or "") for an in-process Pool with `options`, else a Client of the server at
+/// `where` ("unix:/path", "tcp:HOST:PORT"), using `token`.
+std::unique_ptr<Runner> open(const std::string& where, PoolOptions options = {},
+                             const std::string& token = "");
 
 /// Sets how much vial logs ("trace", "debug", "info", "warn", "error", "critical", "off");
 /// the default is "info" (every worker spawn, exit and kill). Hosts that want vial's lines in

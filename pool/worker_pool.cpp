@@ -54,6 +54,20 @@ LoggingErrorHandler errorHandler;
 
 }  // namespace
 
+void fill_stats(const Counts& c, PoolStats& s) {
+  s.workers_live = c.live;
+  s.workers_starting = c.starting;
+  s.workers_busy = c.busy;
+  s.workers_idle = c.ready - c.busy;
+  s.queued = c.queued;
+  s.running = c.running;
+  s.spawns = c.spawns;
+  s.spawn_failures = c.spawn_failures;
+  s.recycled_after_calls = c.recycled_after_calls;
+  s.recycled_for_rss = c.recycled_for_rss;
+  s.reaped_idle = c.reaped_idle;
+}
+
 struct WorkerPool::InFlight {
   Call call;
   kj::Maybe<kj::Promise<void>> timer;  // the running call's proc_timeout

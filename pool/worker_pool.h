@@ -18,6 +18,7 @@
 #include "pool/options.h"
 #include "pool/worker_process.h"
 #include "protocol/result.h"
+#include "protocol/stats.h"
 
 namespace vial::pool {
 
@@ -47,6 +48,9 @@ struct Counts {
   std::uint64_t recycled_for_rss = 0;
   std::uint64_t reaped_idle = 0;
 };
+
+/// Copies the worker and queue counters into `stats`.
+void fill_stats(const Counts& counts, PoolStats& stats);
 
 class WorkerPool {
  public:
