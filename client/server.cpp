@@ -154,6 +154,17 @@ std::string peerOf(int fd) {
   return "unix";
 }
 
+// The listening socket systemd passed (LISTEN_PID/LISTEN_FDS), or -1.
+int activatedSocket() {
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  if (!pid || !fds || std::atoi(pid) != getpid() || std::atoi(fds) < 1) return -1;
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  return 3;  // SD_LISTEN_FDS_START
+}
+
 std::string hostOf(const std::string& peer) {
   auto colon = peer.rfind(':');
   return colon == std::string::npos ? peer : peer.substr(0, colon);
@@ -181,9 +192,9 @@ class Connection {
 class VialServer final : public kj::TaskSet::ErrorHandler {
  public:
   VialServer(kj::AsyncIoContext& io, const ServeOptions& options)
-      : io_(io), options_(options), workers_(io, options.pool), tasks_(*this) {}
+      : io_(io), options_(options), tasks_(*this) {}
 
-  pool::WorkerPool& workers() { return workers_; }
+  pool::WorkerPool& workers() { return *workers_; }
   pool::CallRecord& record() { return record_; }
   kj::Timer& timer() { return io_.provider->getTimer(); }
   bool tokenRequired() const { return !token_.empty(); }
@@ -192,7 +203,17 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
   void listen() {
     std::string address =
         options_.listen.empty() ? "unix:" + default_socket_path() : options_.listen;
-    if (address.rfind("unix:", 0) == 0) {
+    if (int fd = activatedSocket(); fd >= 0) {
+      // systemd socket activation: the unit decides where and with which permissions.
+      sockaddr_storage bound{};
+      socklen_t length = sizeof bound;
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0)
+        throw ServeError("LISTEN_FDS is set but fd 3 is not a socket: " + errnoText());
+      if (bound.ss_family != AF_UNIX) token_ = readToken(options_.token_file);
+      listener_ =
+          io_.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+      address = "the socket systemd passed (fd 3)";
+    } else if (address.rfind("unix:", 0) == 0) {
       socketPath_ = prepareUnixSocket(address.substr(5));
       mode_t old = umask(0177);  // the socket is born 0600
       listener_ = bindAndListen("unix:" + socketPath_);
@@ -212,6 +233,8 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
       throw ServeError("--listen takes unix:/path or tcp:HOST:PORT, not '" + address + "'");
     }
     address_ = address;
+    // Workers start only once the listening checks have passed.
+    workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool);
     log().info("vial serve: listening on {} (pid {})", address_, getpid());
     tasks_.add(acceptLoop());
   }
@@ -220,7 +243,7 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
     shuttingDown_ = true;
     listener_ = nullptr;  // accept no one new
     if (!socketPath_.empty()) unlink(socketPath_.c_str());
-    return workers_.shutdown(grace);
+    return workers_->shutdown(grace);
   }
 
   bool checkToken(const std::string& presented) const {
@@ -238,10 +261,16 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
     auto it = connections_.find(id);
     if (it == connections_.end()) return;
     log().info("client {} ({}) {}", id, it->second->peer(), why);
-    workers_.cancelGroup(id, "the client disconnected", options_.let_running_finish);
+    workers_->cancelGroup(id, "the client disconnected", options_.let_running_finish);
     // Destroyed once this turn of the loop is over: we may be inside its own callbacks.
     tasks_.add(kj::evalLater([c = kj::mv(it->second)]() {}));
     connections_.erase(it);
+  }
+
+  // Closes a connection shortly, once what is being sent on it (a refusal) has gone out.
+  void dropSoon(std::uint64_t id, const std::string& why) {
+    tasks_.add(
+        timer().afterDelay(100 * kj::MILLISECONDS).then([this, id, why]() { drop(id, why); }));
   }
 
   std::size_t clients() const { return connections_.size(); }
@@ -280,7 +309,6 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
 
   kj::AsyncIoContext& io_;
   const ServeOptions& options_;
-  pool::WorkerPool workers_;
   pool::CallRecord record_;
   std::string token_;
   std::string address_;
@@ -291,6 +319,7 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
   std::uint64_t nextConnection_ = 1;
   std::uint64_t nextCall_ = 1;
   bool shuttingDown_ = false;
+  kj::Own<pool::WorkerPool> workers_;  // after the connections: calls resolve before they go
   kj::TaskSet tasks_;
 
   friend class PoolServiceImpl;
@@ -397,8 +426,7 @@ class LoginImpl final : public wire::Login::Server {
     return server_.timer()
         .afterDelay(static_cast<int64_t>(delay * 1000) * kj::MILLISECONDS)
         .then([server, connection]() -> kj::Promise<void> {
-          // Close the connection once the refusal has been sent.
-          server->drop(connection, "closed after a failed login");
+          server->dropSoon(connection, "closed after a failed login");
           return KJ_EXCEPTION(FAILED, "vial: login refused: wrong or missing token");
         });
   }
