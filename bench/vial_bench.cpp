@@ -96,6 +96,7 @@ vial::PoolOptions pool_options(std::size_t calls_in_flight_per_worker = 1) {
   vial::PoolOptions options;
   options.workers = kWorkers;
   options.calls_in_flight_per_worker = calls_in_flight_per_worker;
+  options.max_queue = 1 << 20;  // 20,000 submitted at once must all be queued
   return options;
 }
 
