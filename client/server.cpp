@@ -199,6 +199,18 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
   kj::Timer& timer() { return io_.provider->getTimer(); }
   bool tokenRequired() const { return !token_.empty(); }
   bool shuttingDown() const { return shuttingDown_; }
+  const ServeOptions& options() const { return options_; }
+
+  // Calls whose answers are not yet handed to the RPC system; stop() waits for them.
+  void replyStarted() { ++repliesOutstanding_; }
+  void replyFinished() {
+    if (--repliesOutstanding_ == 0) {
+      KJ_IF_MAYBE (f, repliesDone_) {
+        (*f)->fulfill();
+        repliesDone_ = nullptr;
+      }
+    }
+  }
 
   void listen() {
     std::string address =
@@ -236,14 +248,27 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
     // Workers start only once the listening checks have passed.
     workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool);
     log().info("vial serve: listening on {} (pid {})", address_, getpid());
-    tasks_.add(acceptLoop());
+    accepting_ = acceptLoop().eagerlyEvaluate([this](kj::Exception&& e) { taskFailed(kj::mv(e)); });
   }
 
   kj::Promise<void> stop(double grace) {
     shuttingDown_ = true;
-    listener_ = nullptr;  // accept no one new
+    accepting_ = nullptr;  // accept no one new (the loop first, then what it waits on)
+    listener_ = nullptr;
     if (!socketPath_.empty()) unlink(socketPath_.c_str());
-    return workers_->shutdown(grace);
+    return workers_->shutdown(grace).then([this]() -> kj::Promise<void> {
+      // Every call is resolved now; let their answers be handed over and written before the
+      // connections close (a bounded linger for large answers still in the socket).
+      kj::Promise<void> handedOver = kj::READY_NOW;
+      if (repliesOutstanding_ > 0) {
+        auto done = kj::newPromiseAndFulfiller<void>();
+        repliesDone_ = kj::mv(done.fulfiller);
+        handedOver = kj::mv(done.promise);
+      }
+      return handedOver.exclusiveJoin(timer().afterDelay(1 * kj::SECONDS))
+          .then([]() { return kj::evalLast([]() {}); })
+          .then([this]() { return timer().afterDelay(50 * kj::MILLISECONDS); });
+    });
   }
 
   bool checkToken(const std::string& presented) const {
@@ -316,6 +341,9 @@ class VialServer final : public kj::TaskSet::ErrorHandler {
   kj::Maybe<kj::Own<kj::ConnectionReceiver>> listener_;
   std::map<std::uint64_t, kj::Own<Connection>> connections_;
   std::map<std::string, int> loginFailures_;
+  kj::Maybe<kj::Promise<void>> accepting_;
+  int repliesOutstanding_ = 0;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
   std::uint64_t nextConnection_ = 1;
   std::uint64_t nextCall_ = 1;
   bool shuttingDown_ = false;
@@ -371,8 +399,12 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     server_.record().submitted();
     server_.workers().submit(std::move(call));
     // If the client cancels the RPC (or goes away), this promise is dropped: cancel the call.
-    auto cancelOnDrop = kj::defer([server, id, pending]() {
-      if (!pending->result) server->workers().cancel(id);
+    // With --let-finish a running call is left to finish; only a queued one is dropped.
+    bool killRunning = !server_.options().let_running_finish;
+    server_.replyStarted();
+    auto cancelOnDrop = kj::defer([server, id, pending, killRunning]() {
+      if (!pending->result) server->workers().cancel(id, killRunning);
+      server->replyFinished();
     });
     return resolved.promise
         .then([context, pending]() mutable {

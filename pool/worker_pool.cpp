@@ -248,12 +248,13 @@ void WorkerPool::submit(Call call) {
   balance();
 }
 
-void WorkerPool::cancel(std::uint64_t id) {
+void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
   if (auto dropped = takeQueued(id)) {
     resolveOnce(dropped->call, Cancelled{"cancelled by the caller before it ran"});
     publish();
     return;
   }
+  if (!evenIfRunning) return;
   for (auto& w : workers_) {
     for (std::size_t i = 0; i < w->inflight.size(); ++i) {
       Call& call = w->inflight[i].call;

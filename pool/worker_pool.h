@@ -63,9 +63,10 @@ class WorkerPool {
   /// Queues a call, or resolves it at once when it is invalid or the pool cannot take it.
   void submit(Call call);
 
-  /// Cancels call `id`: queued, it is dropped; running, its worker is killed and replaced.
-  /// Either way it resolves Cancelled. Unknown or finished ids are ignored.
-  void cancel(std::uint64_t id);
+  /// Cancels call `id`: queued, it is dropped; running, its worker is killed and replaced
+  /// (unless `evenIfRunning` is false: then a running call is left to finish). A cancelled call
+  /// resolves Cancelled. Unknown or finished ids are ignored.
+  void cancel(std::uint64_t id, bool evenIfRunning = true);
 
   /// Drops every queued call of `group` (resolving Cancelled with `reason`), and kills the
   /// workers running its calls too unless `letRunningFinish`.

@@ -1,0 +1,966 @@
+// Tests of `vial serve` as its clients and its operator see it: each test starts the real
+// server as a child process (its own process group, its stdout and stderr captured to a log
+// file that failure messages quote) and talks to it with vial::Client and the `vial` CLI.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "client/vial.h"
+#include "tests/process_probe.h"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using vial::testing::eventually;
+using vial::testing::processGone;
+using Clock = std::chrono::steady_clock;
+
+const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
+
+// No child run of `vial` (a CLI command, or a server that should refuse to start) may take
+// longer than this; past it the child is killed and the test fails.
+constexpr auto kHardBound = 20s;
+// How long a server may take to answer its first ping.
+constexpr auto kStartBound = 15s;
+// How long a server may take to exit after SIGTERM before it is SIGKILLed.
+constexpr auto kStopBound = 10s;
+
+const std::string kToken = "correct-horse-battery-staple-0123456789";
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void writeFile(const std::string& path, const std::string& contents, mode_t mode) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  ASSERT_EQ(write(fd, contents.data(), contents.size()), static_cast<ssize_t>(contents.size()));
+  fchmod(fd, mode);  // whatever the umask said
+  close(fd);
+}
+
+bool fileExists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// The environment of children: this process's, without VIAL_WORKER (vial finds the worker
+// next to itself).
+std::vector<std::string> childEnvironment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "VIAL_WORKER=", 12) != 0) env.emplace_back(*e);
+  return env;
+}
+
+// Forks and execs `argv` in its own process group with stdin from /dev/null and stdout and
+// stderr on `outFd` / `errFd`. Only async-signal-safe calls between fork and exec: the test
+// process has threads (vial::Client runs one per connection).
+pid_t spawn(const std::vector<std::string>& args, int outFd, int errFd) {
+  std::vector<std::string> argStrings = args;
+  std::vector<char*> argv;
+  for (auto& a : argStrings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> envStrings = childEnvironment();
+  std::vector<char*> envp;
+  for (auto& e : envStrings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int devNull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (devNull >= 0) dup2(devNull, STDIN_FILENO);
+    dup2(outFd, STDOUT_FILENO);
+    dup2(errFd, STDERR_FILENO);
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, nullptr);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  if (devNull >= 0) close(devNull);
+  return pid;
+}
+
+// Waits up to `bound` for child `pid` to exit; its wait status, or nullopt if it still runs.
+std::optional<int> waitExit(pid_t pid, std::chrono::milliseconds bound) {
+  auto deadline = Clock::now() + bound;
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return std::nullopt;
+    if (Clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
+std::string describeStatus(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the CLI (a copy of cli_test.cpp's runVial, without stdin)
+
+struct RunResult {
+  int exitCode = -1;    // the exit status, or -1 when a signal ended vial
+  int termSignal = 0;   // the signal that ended vial, or 0
+  bool hung = false;    // vial outlived kHardBound and was killed
+  std::string out;      // everything vial wrote to stdout
+  std::string err;      // everything vial wrote to stderr
+  double seconds = 0;   // wall time from spawn to exit
+  std::string command;  // for failure messages
+};
+
+std::ostream& operator<<(std::ostream& os, const RunResult& r) {
+  os << "\n  command: " << r.command << "\n  exit code: " << r.exitCode;
+  if (r.termSignal) os << " (killed by signal " << r.termSignal << ")";
+  if (r.hung) os << " (HUNG: killed after the hard bound)";
+  return os << "\n  elapsed: " << r.seconds << " s\n  stdout: [" << r.out << "]\n  stderr: ["
+            << r.err << "]\n";
+}
+
+void readAvailable(int& fd, std::string& into) {
+  char buffer[65536];
+  while (fd >= 0) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n > 0) {
+      into.append(buffer, static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      return;
+    } else {
+      close(fd);
+      fd = -1;
+    }
+  }
+}
+
+RunResult runVial(std::vector<std::string> args) {
+  RunResult result;
+  std::vector<std::string> argv{kVial};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const auto& a : argv) result.command += "'" + a + "' ";
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0 || pipe2(err, O_CLOEXEC | O_NONBLOCK) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return result;
+  }
+  auto start = Clock::now();
+  pid_t pid = spawn(argv, out[1], err[1]);
+  close(out[1]);
+  close(err[1]);
+  int stdoutFd = out[0], stderrFd = err[0];
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    close(stdoutFd);
+    close(stderrFd);
+    return result;
+  }
+  int status = 0;
+  auto deadline = start + kHardBound;
+  while (true) {
+    pollfd fds[2];
+    nfds_t n = 0;
+    if (stdoutFd >= 0) fds[n++] = {stdoutFd, POLLIN, 0};
+    if (stderrFd >= 0) fds[n++] = {stderrFd, POLLIN, 0};
+    poll(fds, n, 5);
+    readAvailable(stdoutFd, result.out);
+    readAvailable(stderrFd, result.err);
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      readAvailable(stdoutFd, result.out);
+      readAvailable(stderrFd, result.err);
+      break;
+    }
+    if (Clock::now() > deadline) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      result.hung = true;
+      break;
+    }
+  }
+  result.seconds = secondsSince(start);
+  for (int fd : {stdoutFd, stderrFd})
+    if (fd >= 0) close(fd);
+  if (WIFEXITED(status)) result.exitCode = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.termSignal = WTERMSIG(status);
+  if (result.hung)
+    ADD_FAILURE() << "vial did not finish within " << kHardBound.count() << " s" << result;
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc probes
+
+// The live (not zombie) children of `parent`.
+std::set<int> childrenOf(int parent) {
+  std::set<int> children;
+  DIR* proc = opendir("/proc");
+  if (!proc) return children;
+  while (dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end || pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z' && state != 'X') children.insert(static_cast<int>(pid));
+  }
+  closedir(proc);
+  return children;
+}
+
+std::size_t openFds(int pid) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+       !ec && it != end; it.increment(ec))
+    ++n;
+  return n;
+}
+
+// VmRSS of `pid` in KiB (0 if unknown).
+long rssKib(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return 0;
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A `vial serve` child process
+
+class Server {
+ public:
+  // Starts `vial serve ARGS...` with stdout and stderr appended to `logPath`.
+  Server(std::vector<std::string> args, std::string logPath) : logPath_(std::move(logPath)) {
+    std::vector<std::string> argv{kVial, "serve"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const auto& a : argv) command_ += "'" + a + "' ";
+    int fd = open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0) << logPath_ << ": " << std::strerror(errno);
+    pid_ = spawn(argv, fd, fd);
+    EXPECT_GT(pid_, 0) << "fork: " << std::strerror(errno);
+    if (fd >= 0) close(fd);
+  }
+
+  ~Server() { stop(); }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  int pid() const { return pid_; }
+  bool running() const { return pid_ > 0 && !exitStatus_; }
+  std::string log() const { return readFile(logPath_); }
+  const std::optional<int>& exitStatus() const { return exitStatus_; }
+
+  // For failure messages: the command and everything the server logged.
+  std::string describe() const {
+    std::string text = "\n  server: " + command_ + "\n  pid: " + std::to_string(pid_);
+    if (exitStatus_) text += "\n  ended: " + describeStatus(*exitStatus_);
+    return text + "\n  server log:\n" + log();
+  }
+
+  // Polls (bounded) until a client can log in and ping it; false if it exited or never answered.
+  bool waitReady(const std::string& address, const std::string& token = "") {
+    auto deadline = Clock::now() + kStartBound;
+    while (Clock::now() < deadline) {
+      if (reapIfExited()) return false;
+      try {
+        vial::ClientOptions options;
+        options.token = token;
+        options.connect_timeout = 2.0;
+        auto client = vial::Client::connect(address, options);
+        client->ping();
+        return true;
+      } catch (const vial::ConnectError&) {
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  // Waits (bounded) for the server to exit on its own; its wait status, or nullopt.
+  std::optional<int> waitForExit(std::chrono::milliseconds bound) {
+    if (!exitStatus_ && pid_ > 0) exitStatus_ = waitExit(pid_, bound);
+    return exitStatus_;
+  }
+
+  void signal(int sig) {
+    if (running()) kill(pid_, sig);
+  }
+
+  // SIGKILLs the server alone (not its workers) and reaps it.
+  void sigkill() {
+    if (!running()) return;
+    kill(pid_, SIGKILL);
+    waitForExit(std::chrono::milliseconds(kStopBound));
+  }
+
+  // SIGTERM, bounded wait, then SIGKILL of its process group. Idempotent.
+  void stop() {
+    if (!running()) return;
+    kill(pid_, SIGTERM);
+    if (waitForExit(std::chrono::milliseconds(kStopBound))) return;
+    ADD_FAILURE() << "the server did not exit within " << kStopBound.count()
+                  << " s of SIGTERM; killing it" << describe();
+    kill(-pid_, SIGKILL);
+    kill(pid_, SIGKILL);
+    waitForExit(std::chrono::milliseconds(kStopBound));
+  }
+
+ private:
+  bool reapIfExited() {
+    if (!exitStatus_) exitStatus_ = waitExit(pid_, 0ms);
+    return exitStatus_.has_value();
+  }
+
+  std::string logPath_;
+  std::string command_;
+  pid_t pid_ = -1;
+  std::optional<int> exitStatus_;
+};
+
+// Every test gets a private (0700) temporary directory for sockets, logs and marker files.
+class VialServe : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    signal(SIGPIPE, SIG_IGN);
+    vial::set_log_level("error");  // the clients' "lost the connection" lines are expected
+  }
+
+  void SetUp() override {
+    std::string pattern = "/tmp/vial_serve_test_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+  }
+
+  void TearDown() override {
+    servers_.clear();  // SIGTERM each, bounded
+    std::error_code ec;
+    std::filesystem::permissions(dir_, std::filesystem::perms::owner_all, ec);
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  const std::string& dir() const { return dir_; }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+  // Starts `vial serve --listen LISTEN --workers N --log-level info EXTRA...` without waiting.
+  Server& launch(const std::string& listen, std::vector<std::string> extra = {}, int workers = 2) {
+    std::vector<std::string> args{"--listen",    listen, "--workers", std::to_string(workers),
+                                  "--log-level", "info"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    servers_.push_back(
+        std::make_unique<Server>(args, path("server" + std::to_string(servers_.size()) + ".log")));
+    return *servers_.back();
+  }
+
+  // Starts a server and waits (bounded) until it answers a ping.
+  Server& start(const std::string& listen, std::vector<std::string> extra = {}, int workers = 2,
+                const std::string& token = "") {
+    Server& server = launch(listen, std::move(extra), workers);
+    bool ready = server.waitReady(listen, token);
+    EXPECT_TRUE(ready) << "the server never answered a ping" << server.describe();
+    return server;
+  }
+
+  // A unix-socket server in the test's private directory.
+  Server& startUnix(std::vector<std::string> extra = {}, int workers = 2) {
+    unixAddress_ = "unix:" + path("vial.sock");
+    return start(unixAddress_, std::move(extra), workers);
+  }
+
+  // A TCP server on 127.0.0.1 with a 0600 token file.
+  Server& startTcp(std::vector<std::string> extra = {}, int workers = 2) {
+    writeFile(tokenFile(), kToken + "\n", 0600);
+    tcpAddress_ = "tcp:127.0.0.1:" + std::to_string(freePort());
+    extra.insert(extra.begin(), {"--token-file", tokenFile()});
+    return start(tcpAddress_, std::move(extra), workers, kToken);
+  }
+
+  std::string tokenFile() const { return path("token"); }
+  const std::string& unixAddress() const { return unixAddress_; }
+  const std::string& tcpAddress() const { return tcpAddress_; }
+
+  std::unique_ptr<vial::Client> connectUnix() { return vial::Client::connect(unixAddress_); }
+
+  // Waits (bounded) until `predicate(stats)` holds, asking through `client`.
+  static bool statsEventually(const vial::Client& client,
+                              const std::function<bool(const vial::PoolStats&)>& predicate,
+                              std::chrono::milliseconds bound = 10s) {
+    return eventually([&] { return predicate(client.stats()); }, bound);
+  }
+
+ private:
+  std::string dir_;
+  std::string unixAddress_;
+  std::string tcpAddress_;
+  std::vector<std::unique_ptr<Server>> servers_;
+};
+
+std::string describe(const vial::Future& future) {
+  return future.ready() ? std::string(future.get().kind()) + ": " + future.get().describe()
+                        : std::string("(not resolved)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many clients
+
+TEST_F(VialServe, ManyClientsManyCallsResolveExactlyOnce) {
+  Server& server = startUnix();
+  constexpr int kClients = 16;
+  constexpr int kCallsPerClient = 500;
+  constexpr int kCalls = kClients * kCallsPerClient;
+  std::vector<std::atomic<int>> resolutions(kCalls);
+  std::vector<std::atomic<int>> rightValue(kCalls);
+  std::atomic<int> connectFailures{0};
+  std::atomic<int> unresolved{0};
+
+  auto started = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      std::unique_ptr<vial::Client> client;
+      try {
+        client = vial::Client::connect(unixAddress());
+      } catch (const vial::ConnectError&) {
+        ++connectFailures;
+        return;
+      }
+      std::vector<vial::Future> futures;
+      futures.reserve(kCallsPerClient);
+      for (int i = 0; i < kCallsPerClient; ++i) {
+        int id = c * kCallsPerClient + i;
+        auto future = client->run_async("_return(n)", {{"n", id}});
+        future.then([&resolutions, &rightValue, id](const vial::Result& r) {
+          resolutions[id].fetch_add(1);
+          if (r.ok() && r.values().size() == 1 && r.values()[0] == vial::Value(id))
+            rightValue[id].fetch_add(1);
+        });
+        futures.push_back(std::move(future));
+      }
+      auto deadline = Clock::now() + 40s;
+      for (auto& f : futures) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (!f.wait_for(std::max(left, 0ms))) ++unresolved;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double seconds = secondsSince(started);
+
+  ASSERT_EQ(connectFailures.load(), 0) << server.describe();
+  EXPECT_EQ(unresolved.load(), 0) << "calls still pending after 40 s" << server.describe();
+  int wrongCount = 0, firstWrong = -1;
+  for (int id = 0; id < kCalls; ++id) {
+    if (resolutions[id].load() != 1 || rightValue[id].load() != 1) {
+      if (firstWrong < 0) firstWrong = id;
+      ++wrongCount;
+    }
+  }
+  EXPECT_EQ(wrongCount, 0) << "e.g. call " << firstWrong << " resolved "
+                           << (firstWrong >= 0 ? resolutions[firstWrong].load() : 0)
+                           << " times, with the right value "
+                           << (firstWrong >= 0 ? rightValue[firstWrong].load() : 0) << " times";
+  auto observer = connectUnix();
+  auto stats = observer->stats();
+  EXPECT_GE(stats.submitted, static_cast<std::uint64_t>(kCalls));
+  EXPECT_GE(stats.ok, static_cast<std::uint64_t>(kCalls));
+  RecordProperty("seconds", std::to_string(seconds));
+  std::cout << "[          ] " << kCalls << " calls from " << kClients << " clients in " << seconds
+            << " s\n";
+}
+
+TEST_F(VialServe, FloodingClientDoesNotStarveATricklingOne) {
+  Server& server = startUnix();
+  auto flooder = connectUnix();
+  auto trickler = connectUnix();
+  auto before = trickler->stats();
+
+  constexpr int kFlood = 400;
+  auto floodStart = Clock::now();
+  std::vector<vial::Future> flood;
+  for (int i = 0; i < kFlood; ++i)
+    flood.push_back(flooder->run_async("import time; time.sleep(0.005)"));
+  // The whole flood is queued on the server before the trickle starts.
+  ASSERT_TRUE(statsEventually(*trickler, [&](const vial::PoolStats& s) {
+    return s.submitted >= before.submitted + kFlood;
+  })) << server.describe();
+
+  double slowest = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto t0 = Clock::now();
+    auto future = trickler->run_async("_return(n)", {{"n", i}});
+    ASSERT_TRUE(future.wait_for(5s)) << "trickling call " << i << " hung" << server.describe();
+    double took = secondsSince(t0);
+    slowest = std::max(slowest, took);
+    ASSERT_TRUE(future.get().ok()) << describe(future);
+    EXPECT_EQ(future.get().values(), std::vector<vial::Value>{vial::Value(i)});
+    EXPECT_LT(took, 0.5) << "trickling call " << i << " waited behind the flood";
+  }
+  int floodDone = 0;
+  for (auto& f : flood) floodDone += f.ready() ? 1 : 0;
+  EXPECT_LT(floodDone, kFlood) << "the flood finished before the trickle: fairness is unproven";
+
+  for (auto& f : flood) ASSERT_TRUE(f.wait_for(30s)) << server.describe();
+  double floodSeconds = secondsSince(floodStart);
+  for (auto& f : flood) EXPECT_TRUE(f.get().ok()) << describe(f);
+  std::cout << "[          ] slowest trickling call " << slowest << " s; " << floodDone << "/"
+            << kFlood << " flood calls done when the trickle ended; flood took " << floodSeconds
+            << " s\n";
+}
+
+TEST_F(VialServe, PerClientQueueLimitAnswersOverloaded) {
+  Server& server = startUnix({"--max-queue-per-client", "5"}, 1);
+  auto greedy = connectUnix();
+  auto other = connectUnix();
+
+  vial::CallOptions bounded;
+  bounded.proc_timeout = 20;
+  auto blocker = greedy->run_async("while True: pass", {}, bounded);
+  ASSERT_TRUE(statsEventually(*other, [](const vial::PoolStats& s) { return s.running == 1; }))
+      << server.describe();
+
+  std::vector<vial::Future> queued, extra;
+  for (int i = 0; i < 5; ++i) queued.push_back(greedy->run_async("_return(n)", {{"n", i}}));
+  for (int i = 0; i < 3; ++i) extra.push_back(greedy->run_async("_return(-1)"));
+  for (auto& f : extra) {
+    ASSERT_TRUE(f.wait_for(3s)) << "a call over the per-client limit was not refused at once"
+                                << server.describe();
+    EXPECT_NE(f.get().get_if<vial::Overloaded>(), nullptr) << describe(f);
+  }
+  for (auto& f : queued)
+    EXPECT_FALSE(f.ready()) << "a call within the limit resolved early: " << describe(f);
+
+  // Another client is not held to the greedy one's limit: its call waits, then runs.
+  auto othersCall = other->run_async("_return('other')");
+  EXPECT_FALSE(othersCall.wait_for(200ms)) << "refused: " << describe(othersCall);
+  EXPECT_TRUE(blocker.cancel());
+  ASSERT_TRUE(othersCall.wait_for(10s)) << server.describe();
+  ASSERT_TRUE(othersCall.get().ok()) << describe(othersCall);
+  EXPECT_EQ(othersCall.get().values(), std::vector<vial::Value>{vial::Value("other")});
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(queued[i].wait_for(10s)) << server.describe();
+    ASSERT_TRUE(queued[i].get().ok()) << describe(queued[i]);
+    EXPECT_EQ(queued[i].get().values(), std::vector<vial::Value>{vial::Value(i)});
+  }
+  ASSERT_TRUE(blocker.wait_for(5s));
+  EXPECT_NE(blocker.get().get_if<vial::Cancelled>(), nullptr) << describe(blocker);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locked down by default
+
+TEST_F(VialServe, SocketIsPrivate) {
+  // The server creates the socket's missing directory itself.
+  std::string socketDir = path("run");
+  std::string socket = socketDir + "/vial.sock";
+  std::string address = "unix:" + socket;
+  Server& first = start(address);
+  struct stat st;
+  ASSERT_EQ(stat(socket.c_str(), &st), 0) << std::strerror(errno) << first.describe();
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u) << std::oct << (st.st_mode & 07777);
+  ASSERT_EQ(stat(socketDir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u) << std::oct << (st.st_mode & 07777);
+
+  // A second server on the same path refuses, and the first one keeps serving.
+  Server& second = launch(address);
+  auto status = second.waitForExit(std::chrono::milliseconds(kHardBound));
+  ASSERT_TRUE(status) << "a second server on a live socket did not exit" << second.describe();
+  EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << second.describe();
+  EXPECT_TRUE(contains(second.log(), "already listening")) << second.describe();
+  EXPECT_TRUE(first.waitReady(address)) << first.describe();
+
+  // A socket in a directory others may write to is refused.
+  for (mode_t mode : {mode_t(01777), mode_t(0777), mode_t(0770)}) {
+    std::string open = path("open" + std::to_string(mode));
+    ASSERT_EQ(mkdir(open.c_str(), 0700), 0);
+    ASSERT_EQ(chmod(open.c_str(), mode), 0);
+    Server& refused = launch("unix:" + open + "/vial.sock");
+    auto refusedStatus = refused.waitForExit(std::chrono::milliseconds(kHardBound));
+    ASSERT_TRUE(refusedStatus) << "served from a mode " << std::oct << mode << " directory"
+                               << refused.describe();
+    EXPECT_FALSE(WIFEXITED(*refusedStatus) && WEXITSTATUS(*refusedStatus) == 0)
+        << refused.describe();
+    EXPECT_TRUE(contains(refused.log(), "writable by group or others")) << refused.describe();
+    EXPECT_FALSE(fileExists(open + "/vial.sock")) << "mode " << std::oct << mode;
+  }
+
+  // A stale socket (its server SIGKILLed) is replaced by a new server.
+  first.sigkill();
+  ASSERT_TRUE(fileExists(socket)) << "expected the SIGKILLed server's socket to remain";
+  Server& third = start(address);
+  EXPECT_TRUE(third.running()) << third.describe();
+  EXPECT_TRUE(contains(third.log(), "removing stale socket")) << third.describe();
+  auto client = vial::Client::connect(address);
+  auto result = client->run_async("_return(7)").get();
+  ASSERT_TRUE(result.ok()) << result.describe() << third.describe();
+  ASSERT_EQ(stat(socket.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u) << std::oct << (st.st_mode & 07777);
+}
+
+TEST_F(VialServe, TcpTokenWorksAndWrongTokenIsRefusedBeforeAnyCodeRuns) {
+  Server& server = startTcp();
+  auto good = vial::Client::connect(tcpAddress(), kToken);
+  auto result = good->run_async("_return(40 + 2)").get();
+  ASSERT_TRUE(result.ok()) << result.describe() << server.describe();
+  EXPECT_EQ(result.values(), std::vector<vial::Value>{vial::Value(42)});
+  auto before = good->stats();
+
+  // Three failed logins in a row: wrong, missing, wrong. Each one is refused, ever more slowly.
+  std::vector<double> took;
+  for (const std::string& token : {std::string("wrong-token-wrong-token-wrong"), std::string(),
+                                   std::string("wrong-token-wrong-token-wrong")}) {
+    auto t0 = Clock::now();
+    std::string message;
+    try {
+      vial::ClientOptions options;
+      options.token = token;
+      options.connect_timeout = 10;
+      auto intruder = vial::Client::connect(tcpAddress(), options);
+      ADD_FAILURE() << "logged in with token '" << token << "'";
+      intruder->run_async("_return(1)").wait_for(2s);
+    } catch (const vial::ConnectError& e) {
+      message = e.what();
+    }
+    took.push_back(secondsSince(t0));
+    EXPECT_TRUE(contains(message, "login refused")) << "token '" << token << "': " << message;
+  }
+  ASSERT_EQ(took.size(), 3u);
+  EXPECT_GT(took[2], took[0] + 0.15) << "1st refusal " << took[0] << " s, 3rd " << took[2] << " s";
+
+  // Nothing was submitted by the refused clients.
+  auto after = good->stats();
+  EXPECT_EQ(after.submitted, before.submitted);
+  EXPECT_EQ(after.clients, 1u) << "refused connections are still open";
+
+  // The refusals are logged with the peer's address.
+  EXPECT_TRUE(
+      eventually([&] { return contains(server.log(), "refused login from 127.0.0.1:"); }, 2000ms))
+      << server.describe();
+
+  // The good client is not affected.
+  auto again = good->run_async("_return(1)").get();
+  EXPECT_TRUE(again.ok()) << again.describe();
+}
+
+TEST_F(VialServe, TcpServerRefusesToStartWithAnUnsafeTokenFileOrAddress) {
+  // A token file others may read.
+  std::string readable = path("readable-token");
+  writeFile(readable, kToken + "\n", 0644);
+  Server& open = launch("tcp:127.0.0.1:" + std::to_string(freePort()), {"--token-file", readable});
+  auto status = open.waitForExit(std::chrono::milliseconds(kHardBound));
+  ASSERT_TRUE(status) << "served with a 0644 token file" << open.describe();
+  EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << open.describe();
+  EXPECT_TRUE(contains(open.log(), "readable by group or others")) << open.describe();
+
+  // No token file at all.
+  Server& tokenless = launch("tcp:127.0.0.1:" + std::to_string(freePort()));
+  status = tokenless.waitForExit(std::chrono::milliseconds(kHardBound));
+  ASSERT_TRUE(status) << "served TCP without a token" << tokenless.describe();
+  EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << tokenless.describe();
+  EXPECT_TRUE(contains(tokenless.log(), "--token-file")) << tokenless.describe();
+
+  // A non-loopback address without --allow-remote.
+  std::string safe = path("token");
+  writeFile(safe, kToken + "\n", 0600);
+  Server& remote = launch("tcp:0.0.0.0:" + std::to_string(freePort()), {"--token-file", safe});
+  status = remote.waitForExit(std::chrono::milliseconds(kHardBound));
+  ASSERT_TRUE(status) << "listened on 0.0.0.0 without --allow-remote" << remote.describe();
+  EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << remote.describe();
+  EXPECT_TRUE(contains(remote.log(), "not a loopback address")) << remote.describe();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients coming and going
+
+TEST_F(VialServe, ConnectDisconnectCyclesLeakNothing) {
+  constexpr int kWorkers = 2;
+  Server& server = startUnix({}, kWorkers);
+  int pid = server.pid();
+  auto observer = connectUnix();
+
+  // Connect, submit, drop. The stats request is answered after the server has taken the call
+  // (one connection's messages are handled in order), so the call is on the server, queued or
+  // running, when the client goes away without waiting for it.
+  auto cycle = [&](int i) {
+    auto client = connectUnix();
+    client->run_async(i % 2 ? "import time; time.sleep(1)" : "_return(1)");
+    client->stats();
+  };
+
+  // The server has settled: only the observer is connected, nothing is queued or running, and
+  // the pool is back to full strength.
+  auto settled = [&] {
+    auto s = observer->stats();
+    return s.clients == 1 && s.queued == 0 && s.running == 0 && s.workers_idle == kWorkers &&
+           childrenOf(pid).size() == static_cast<std::size_t>(kWorkers);
+  };
+
+  for (int i = 0; i < 50; ++i) cycle(i);
+  ASSERT_TRUE(eventually(settled, 15s)) << server.describe();
+  auto baseStats = observer->stats();
+  std::size_t baseFds = openFds(pid);
+  long baseRss = rssKib(pid);
+
+  auto t0 = Clock::now();
+  int cycles = 0;
+  for (; cycles < 1000; ++cycles) cycle(cycles);
+  double cyclingSeconds = secondsSince(t0);
+
+  EXPECT_TRUE(eventually(settled, 15s))
+      << "clients " << observer->stats().clients << ", queued " << observer->stats().queued
+      << ", running " << observer->stats().running << ", idle " << observer->stats().workers_idle
+      << ", children " << childrenOf(pid).size() << server.describe();
+  EXPECT_TRUE(eventually([&] { return openFds(pid) <= baseFds + 5; }, 5s))
+      << "fds: baseline " << baseFds << ", now " << openFds(pid);
+  EXPECT_EQ(childrenOf(pid).size(), static_cast<std::size_t>(kWorkers));
+  long rss = rssKib(pid);
+  EXPECT_LE(rss, baseRss + 20 * 1024) << "RSS grew from " << baseRss << " KiB to " << rss << " KiB";
+  // Every call of a departed client was taken, and has been resolved (dropped or killed).
+  auto endStats = observer->stats();
+  EXPECT_EQ(endStats.submitted - baseStats.submitted, 1000u);
+  EXPECT_EQ(endStats.resolved() - baseStats.resolved(), 1000u);
+  auto result = observer->run_async("_return('still serving')").get();
+  EXPECT_TRUE(result.ok()) << result.describe();
+  std::cout << "[          ] submitted +" << endStats.submitted - baseStats.submitted
+            << ", cancelled +" << endStats.cancelled - baseStats.cancelled << ", ok +"
+            << endStats.ok - baseStats.ok << ", spawns +" << endStats.spawns - baseStats.spawns
+            << "\n";
+  std::cout << "[          ] " << cycles << " cycles in " << cyclingSeconds << " s; fds " << baseFds
+            << " -> " << openFds(pid) << "; RSS " << baseRss << " -> " << rss << " KiB\n";
+}
+
+TEST_F(VialServe, ClientDisconnectKillsItsRunningCall) {
+  Server& server = startUnix({}, 1);
+  std::string pidFile = path("worker.pid");
+  {
+    auto client = connectUnix();
+    client->run_async(
+        "import os\n"
+        "with open(path + '.tmp', 'w') as f: f.write(str(os.getpid()))\n"
+        "os.rename(path + '.tmp', path)\n"
+        "while True: pass\n",
+        {{"path", pidFile}});
+    ASSERT_TRUE(eventually([&] { return fileExists(pidFile); }, 10s)) << server.describe();
+  }  // dropped while its call runs
+  int workerPid = std::atoi(readFile(pidFile).c_str());
+  ASSERT_GT(workerPid, 0);
+  EXPECT_TRUE(eventually([&] { return processGone(workerPid); }, 5s))
+      << "worker " << workerPid << " still runs the call of a client that left"
+      << server.describe();
+
+  auto next = connectUnix();
+  auto result = next->run_async("import os; _return(os.getpid())");
+  ASSERT_TRUE(result.wait_for(10s)) << server.describe();
+  ASSERT_TRUE(result.get().ok()) << describe(result);
+  EXPECT_NE(result.get().values(), std::vector<vial::Value>{vial::Value(workerPid)});
+}
+
+TEST_F(VialServe, WithLetFinishADisconnectedClientsRunningCallCompletes) {
+  Server& server = startUnix({"--let-finish"}, 1);
+  const std::string code = "import time; time.sleep(0.5)\nopen(path, 'w').write('done')";
+
+  // The client object is dropped while its call runs.
+  std::string doneFile = path("done");
+  {
+    auto client = connectUnix();
+    client->run_async(code, {{"path", doneFile}});
+    ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) { return s.running == 1; }))
+        << server.describe();
+  }
+  EXPECT_TRUE(eventually([&] { return readFile(doneFile) == "done"; }, 3s))
+      << "the running call did not finish after its client (vial::Client) was dropped"
+      << server.describe();
+
+  // The client process dies while its call runs.
+  auto observer = connectUnix();
+  ASSERT_TRUE(statsEventually(*observer, [](const vial::PoolStats& s) {
+    return s.running == 0 && s.workers_idle == 1;
+  })) << server.describe();
+  std::string killedDoneFile = path("done-after-kill");
+  std::string clientLog = path("client.log");
+  int logFd = open(clientLog.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(logFd, 0);
+  pid_t clientPid = spawn(
+      {kVial, "run", "--connect", unixAddress(), "--str", "path=" + killedDoneFile, "-c", code},
+      logFd, logFd);
+  close(logFd);
+  ASSERT_GT(clientPid, 0);
+  bool started =
+      statsEventually(*observer, [](const vial::PoolStats& s) { return s.running == 1; });
+  kill(-clientPid, SIGKILL);
+  kill(clientPid, SIGKILL);
+  ASSERT_TRUE(waitExit(clientPid, 5000ms));
+  ASSERT_TRUE(started) << readFile(clientLog) << server.describe();
+  EXPECT_TRUE(eventually([&] { return readFile(killedDoneFile) == "done"; }, 3s))
+      << "the running call did not finish after its client process was killed" << server.describe();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping
+
+TEST_F(VialServe, SigtermFinishesRunningCallsAndExitsZero) {
+  Server& server = startUnix({"--grace", "3"}, 1);
+  std::string socket = path("vial.sock");
+  auto client = connectUnix();
+  auto running = client->run_async("import time; time.sleep(0.5); _return(1)");
+  auto queued = client->run_async("_return(2)");
+  ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) {
+    return s.running == 1 && s.queued == 1;
+  })) << server.describe();
+  std::set<int> workers = childrenOf(server.pid());
+  ASSERT_EQ(workers.size(), 1u);
+
+  auto t0 = Clock::now();
+  server.signal(SIGTERM);
+  ASSERT_TRUE(running.wait_for(5s)) << server.describe();
+  EXPECT_TRUE(running.get().ok()) << describe(running) << server.describe();
+  if (running.get().ok()) {
+    EXPECT_EQ(running.get().values(), std::vector<vial::Value>{vial::Value(1)});
+  }
+  ASSERT_TRUE(queued.wait_for(5s)) << server.describe();
+  EXPECT_TRUE(queued.get().get_if<vial::Cancelled>() || queued.get().get_if<vial::Unavailable>())
+      << describe(queued);
+
+  auto status = server.waitForExit(3s + 5s);
+  ASSERT_TRUE(status) << "no exit within grace + 5 s" << server.describe();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.describe();
+  std::cout << "[          ] exited " << secondsSince(t0) << " s after SIGTERM\n";
+  for (int pid : workers)
+    EXPECT_TRUE(eventually([&] { return processGone(pid); }, 5s)) << "worker " << pid;
+  EXPECT_FALSE(fileExists(socket)) << "the socket file was left behind";
+  EXPECT_TRUE(contains(server.log(), "SIGTERM received")) << server.describe();
+  EXPECT_FALSE(contains(server.log(), " error "))
+      << "a clean stop logged an error" << server.describe();
+}
+
+TEST_F(VialServe, ServerSigkillLeavesNoWorkers) {
+  Server& server = startUnix({}, 2);
+  auto client = connectUnix();
+  auto pending = client->run_async("while True: pass");
+  ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) { return s.running == 1; }))
+      << server.describe();
+  ASSERT_TRUE(eventually([&] { return childrenOf(server.pid()).size() == 2; }, 10s))
+      << server.describe();
+  std::set<int> workers = childrenOf(server.pid());
+
+  server.sigkill();
+  ASSERT_TRUE(server.exitStatus()) << server.describe();
+  for (int pid : workers)
+    EXPECT_TRUE(eventually([&] { return processGone(pid); }, 5s))
+        << "worker " << pid << " outlived its SIGKILLed server";
+  ASSERT_TRUE(pending.wait_for(5s)) << "a pending call hung after the server died";
+  EXPECT_TRUE(pending.get().get_if<vial::Unavailable>() || pending.get().get_if<vial::Cancelled>())
+      << describe(pending);
+  // Later calls on the dead connection resolve at once too.
+  auto later = client->run_async("_return(1)");
+  ASSERT_TRUE(later.wait_for(5s));
+  EXPECT_FALSE(later.get().ok()) << describe(later);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line against a server
+
+TEST_F(VialServe, CliConnect) {
+  Server& server = startUnix();
+  std::string address = unixAddress();
+
+  auto run = runVial({"run", "--connect", address, "-c", "_return(1+2)"});
+  EXPECT_EQ(run.exitCode, 0) << run << server.describe();
+  EXPECT_EQ(run.out, "[3]\n") << run;
+
+  auto stats = runVial({"stats", "--connect", address, "--json"});
+  EXPECT_EQ(stats.exitCode, 0) << stats;
+  EXPECT_EQ(stats.out.rfind("{", 0), 0u) << stats;
+  EXPECT_TRUE(contains(stats.out, "\"submitted\"")) << stats;
+  EXPECT_NO_THROW(vial::parse_json(stats.out)) << stats;
+
+  auto ping = runVial({"ping", "--connect", address});
+  EXPECT_EQ(ping.exitCode, 0) << ping;
+  EXPECT_TRUE(contains(ping.out, "server pid " + std::to_string(server.pid()))) << ping;
+
+  auto nowhere = runVial({"ping", "--connect", "unix:/nonexistent/sock"});
+  EXPECT_EQ(nowhere.exitCode, 4) << nowhere;
+  EXPECT_LT(nowhere.seconds, 5.0) << nowhere;
+
+  Server& tcp = startTcp({}, 1);
+  std::string wrongFile = path("wrong-token");
+  writeFile(wrongFile, "not-the-token-not-the-token\n", 0600);
+  auto refused =
+      runVial({"run", "--connect", tcpAddress(), "--token-file", wrongFile, "-c", "_return(1)"});
+  EXPECT_EQ(refused.exitCode, 4) << refused << tcp.describe();
+  auto accepted = runVial(
+      {"run", "--connect", tcpAddress(), "--token-file", tokenFile(), "-c", "_return(1+2)"});
+  EXPECT_EQ(accepted.exitCode, 0) << accepted << tcp.describe();
+  EXPECT_EQ(accepted.out, "[3]\n") << accepted;
+}
+
+}  // namespace
