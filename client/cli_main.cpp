@@ -27,7 +27,9 @@ Usage:
   vial stats [--connect ADDR] [--json]      what a running server's pool is doing
   vial ping [--connect ADDR]                check that a server answers
   vial --help                               this text
-  vial COMMAND --help                       every option of COMMAND, with examples
+  vial run --help                           every option of `run`, with examples
+  vial serve --help                         every option of `serve` (listening, security, pool)
+  vial stats --help, vial ping --help
   vial --version
 
 Inside the code, every _return(x) call adds x to the result list; variables given with
