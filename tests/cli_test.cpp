@@ -1,9 +1,6 @@
 // Black-box tests of the `vial` command line: each test runs the real binary as a child process
 // (stdin, stdout and stderr on pipes) and checks its exit status and what it printed.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -13,19 +10,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "protocol/value.h"
+#include "tests/child_process.h"
 #include "tests/process_probe.h"
-
-extern char** environ;
 
 namespace {
 
 using namespace std::chrono_literals;
+using vial::testing::contains;
+using vial::testing::runProgram;
+using vial::testing::RunResult;
 
 const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
 const std::string kWorker = std::string(VIAL_BIN_DIR) + "/vial-worker";
@@ -33,155 +32,12 @@ const std::string kWorker = std::string(VIAL_BIN_DIR) + "/vial-worker";
 // No run of vial may take longer than this; past it the child is killed and the test fails.
 constexpr auto kHardBound = 30s;
 
-struct RunResult {
-  int exitCode = -1;    // the exit status, or -1 when a signal ended vial
-  int termSignal = 0;   // the signal that ended vial, or 0
-  bool hung = false;    // vial outlived kHardBound and was killed
-  std::string out;      // everything vial wrote to stdout
-  std::string err;      // everything vial wrote to stderr
-  double seconds = 0;   // wall time from spawn to exit
-  std::string command;  // for failure messages
-};
-
-std::ostream& operator<<(std::ostream& os, const RunResult& r) {
-  os << "\n  command: " << r.command << "\n  exit code: " << r.exitCode;
-  if (r.termSignal) os << " (killed by signal " << r.termSignal << ")";
-  if (r.hung) os << " (HUNG: killed after the hard bound)";
-  return os << "\n  elapsed: " << r.seconds << " s\n  stdout: [" << r.out << "]\n  stderr: ["
-            << r.err << "]\n";
-}
-
-void setNonBlocking(int fd) {
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-// Reads what is available on `fd` into `into`; closes it and sets it to -1 at EOF.
-void readAvailable(int& fd, std::string& into) {
-  char buffer[65536];
-  while (fd >= 0) {
-    ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      into.append(buffer, static_cast<std::size_t>(n));
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && errno == EAGAIN) {
-      return;
-    } else {
-      close(fd);
-      fd = -1;
-    }
-  }
-}
-
 // Runs `vial ARGS...` with `stdinText` on its stdin. The environment is this process's without
 // VIAL_WORKER (so vial finds the worker next to itself), plus `extraEnv` ("NAME=VALUE").
-RunResult runVial(std::vector<std::string> args, std::string stdinText = "",
-                  std::vector<std::string> extraEnv = {}) {
-  static const bool sigpipeIgnored = [] {
-    signal(SIGPIPE, SIG_IGN);  // vial may close its stdin before reading all of stdinText
-    return true;
-  }();
-  (void)sigpipeIgnored;
-  RunResult result;
-  std::vector<std::string> argStrings{kVial};
-  argStrings.insert(argStrings.end(), args.begin(), args.end());
-  for (const auto& a : argStrings) result.command += "'" + a + "' ";
-  std::vector<char*> argv;
-  for (auto& a : argStrings) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  std::vector<std::string> envStrings;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "VIAL_WORKER=", 12) != 0) envStrings.emplace_back(*e);
-  envStrings.insert(envStrings.end(), extraEnv.begin(), extraEnv.end());
-  std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  int in[2], out[2], err[2];
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return result;
-  }
-  auto start = std::chrono::steady_clock::now();
-  pid_t pid = fork();
-  if (pid < 0) {
-    ADD_FAILURE() << "fork: " << std::strerror(errno);
-    return result;
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    dup2(in[0], STDIN_FILENO);
-    dup2(out[1], STDOUT_FILENO);
-    dup2(err[1], STDERR_FILENO);
-    setpgid(0, 0);  // its own process group, so a hung vial can be killed with its children
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigaction(SIGPIPE, &dfl, nullptr);  // this process ignores SIGPIPE; vial must not inherit it
-    execve(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  close(err[1]);
-  int stdinFd = in[1], stdoutFd = out[0], stderrFd = err[0];
-  setNonBlocking(stdinFd);
-  setNonBlocking(stdoutFd);
-  setNonBlocking(stderrFd);
-  std::size_t written = 0;
-  if (stdinText.empty()) {
-    close(stdinFd);
-    stdinFd = -1;
-  }
-
-  int status = 0;
-  bool exited = false;
-  auto deadline = start + kHardBound;
-  while (true) {
-    pollfd fds[3];
-    nfds_t n = 0;
-    if (stdoutFd >= 0) fds[n++] = {stdoutFd, POLLIN, 0};
-    if (stderrFd >= 0) fds[n++] = {stderrFd, POLLIN, 0};
-    if (stdinFd >= 0) fds[n++] = {stdinFd, POLLOUT, 0};
-    poll(fds, n, 5);
-    readAvailable(stdoutFd, result.out);
-    readAvailable(stderrFd, result.err);
-    if (stdinFd >= 0) {
-      ssize_t w = write(stdinFd, stdinText.data() + written, stdinText.size() - written);
-      if (w > 0) written += static_cast<std::size_t>(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == stdinText.size()) {
-        close(stdinFd);  // all written, or vial closed its stdin (EPIPE)
-        stdinFd = -1;
-      }
-    }
-    if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
-    if (exited) {
-      // Everything vial wrote is in the pipes now. Do not wait for EOF: a process vial left
-      // behind could hold the pipes open, which other tests check for.
-      readAvailable(stdoutFd, result.out);
-      readAvailable(stderrFd, result.err);
-      break;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      result.hung = true;
-      break;
-    }
-  }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (int fd : {stdinFd, stdoutFd, stderrFd})
-    if (fd >= 0) close(fd);
-  if (WIFEXITED(status)) result.exitCode = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) result.termSignal = WTERMSIG(status);
-  if (result.hung)
-    ADD_FAILURE() << "vial did not finish within " << kHardBound.count() << " s" << result;
-  return result;
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
+RunResult runVial(std::vector<std::string> args, const std::string& stdinText = "",
+                  const std::vector<std::string>& extraEnv = {}) {
+  args.insert(args.begin(), kVial);
+  return runProgram(std::move(args), stdinText, extraEnv, kHardBound);
 }
 
 // A file in the test's temporary directory, removed when it goes out of scope.

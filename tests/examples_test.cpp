@@ -17,18 +17,27 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
-#include <ostream>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
-extern char** environ;
+#include "tests/child_process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using vial::testing::contains;
+using vial::testing::describeStatus;
+using vial::testing::killAndReap;
+using vial::testing::readAvailable;
+using vial::testing::runProgram;
+using vial::testing::RunResult;
+using vial::testing::setNonBlocking;
+using vial::testing::spawn;
+using vial::testing::waitExit;
 
 // No example may run longer than this; past it the child is killed and the test fails.
 constexpr auto kHardBound = 30s;
@@ -37,160 +46,17 @@ std::string binary(const std::string& name) {
   return std::string(VIAL_BIN_DIR) + "/" + name;
 }
 
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
-
 int millisecondsLeft(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   return left.count() > 0 ? static_cast<int>(left.count()) : 0;
 }
 
-void setNonBlocking(int fd) {
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-// Reads what is available on `fd` into `into`; closes it and sets it to -1 at EOF.
-void readAvailable(int& fd, std::string& into) {
-  char buffer[65536];
-  while (fd >= 0) {
-    ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      into.append(buffer, static_cast<std::size_t>(n));
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && errno == EAGAIN) {
-      return;
-    } else {
-      close(fd);
-      fd = -1;
-    }
-  }
-}
-
-// This process's environment without VIAL_WORKER, so an example finds vial-worker next to it.
-std::vector<std::string> childEnvironment() {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "VIAL_WORKER=", 12) != 0) env.emplace_back(*e);
-  return env;
-}
-
-// fork + exec of `argv` in its own process group, stdin on /dev/null, stdout on a pipe (its
-// read end in `stdoutFd`, non-blocking) and stderr on `stderrFd` (a pipe or a file). -1 on error.
-pid_t spawn(std::vector<std::string> argv, int& stdoutFd, int stderrWrite) {
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  std::vector<std::string> envStrings = childEnvironment();
-  std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  int out[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return -1;
-  int devNull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  pid_t pid = fork();
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    dup2(devNull, STDIN_FILENO);
-    dup2(out[1], STDOUT_FILENO);
-    dup2(stderrWrite, STDERR_FILENO);
-    setpgid(0, 0);  // its own process group, so a hung example is killed with its workers
-    execve(args[0], args.data(), envp.data());
-    _exit(127);
-  }
-  close(devNull);
-  close(out[1]);
-  if (pid < 0) {
-    close(out[0]);
-    return -1;
-  }
-  stdoutFd = out[0];
-  setNonBlocking(stdoutFd);
-  return pid;
-}
-
-// Waits for `pid` until `deadline`; kills its process group at the deadline. True if it exited
-// on its own; `status` is its wait status either way.
-bool waitUntil(pid_t pid, Clock::time_point deadline, int& status) {
-  while (Clock::now() < deadline) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return true;
-    if (r < 0 && errno != EINTR) return false;
-    poll(nullptr, 0, 5);
-  }
-  kill(-pid, SIGKILL);
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return false;
-}
-
-std::string describeStatus(int status) {
-  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "status " + std::to_string(status);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Programs that run to the end
 
-struct RunResult {
-  int status = -1;
-  bool hung = false;
-  std::string out, err, command;
-  double seconds = 0;
-};
-
-std::ostream& operator<<(std::ostream& os, const RunResult& r) {
-  os << "\n  command: " << r.command << "\n  ended: " << describeStatus(r.status);
-  if (r.hung) os << " (HUNG: killed after " << kHardBound.count() << " s)";
-  return os << "\n  elapsed: " << r.seconds << " s\n  stdout: [" << r.out << "]\n  stderr: ["
-            << r.err << "]\n";
-}
-
 RunResult runExample(const std::string& name, std::vector<std::string> args = {}) {
-  RunResult result;
-  std::vector<std::string> argv{binary(name)};
-  argv.insert(argv.end(), args.begin(), args.end());
-  for (const auto& a : argv) result.command += "'" + a + "' ";
-  int err[2];
-  if (pipe2(err, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return result;
-  }
-  auto start = Clock::now();
-  int outFd = -1;
-  pid_t pid = spawn(argv, outFd, err[1]);
-  close(err[1]);
-  int errFd = err[0];
-  if (pid < 0) {
-    ADD_FAILURE() << "cannot start " << result.command << ": " << std::strerror(errno);
-    close(errFd);
-    return result;
-  }
-  setNonBlocking(errFd);
-  auto deadline = start + kHardBound;
-  bool exited = false;
-  while (!exited && Clock::now() < deadline) {
-    pollfd fds[2];
-    nfds_t n = 0;
-    if (outFd >= 0) fds[n++] = {outFd, POLLIN, 0};
-    if (errFd >= 0) fds[n++] = {errFd, POLLIN, 0};
-    poll(fds, n, 5);
-    readAvailable(outFd, result.out);
-    readAvailable(errFd, result.err);
-    exited = waitpid(pid, &result.status, WNOHANG) == pid;
-  }
-  if (!exited) result.hung = !waitUntil(pid, deadline, result.status);
-  // Everything it wrote is in the pipes now; do not wait for EOF (workers could hold them).
-  readAvailable(outFd, result.out);
-  readAvailable(errFd, result.err);
-  for (int fd : {outFd, errFd})
-    if (fd >= 0) close(fd);
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  if (result.hung) ADD_FAILURE() << "the example did not finish in time" << result;
-  return result;
+  args.insert(args.begin(), binary(name));
+  return runProgram(std::move(args), "", {}, kHardBound);
 }
 
 std::vector<std::string> linesOf(const std::string& text) {
@@ -212,13 +78,13 @@ std::string lineStartingWith(const std::string& text, const std::string& prefix)
 
 TEST(Examples, HelloPrintsTheResultListOfOnePlusTwo) {
   auto r = runExample("hello");
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r;
+  EXPECT_EQ(r.exitCode, 0) << r;
   EXPECT_EQ(r.out, "[3]\n") << r;
 }
 
 TEST(Examples, OriginalPoolExamplePrintsBothReturnsAndTheThreadResult) {
   auto r = runExample("original_pool_example");
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r;
+  EXPECT_EQ(r.exitCode, 0) << r;
   auto lines = linesOf(r.out);
   std::vector<std::string> expected = {"before call ...", "after call ...",
                                        "[8, 13]",         "before call ...",
@@ -228,7 +94,7 @@ TEST(Examples, OriginalPoolExamplePrintsBothReturnsAndTheThreadResult) {
 
 TEST(Examples, OutcomesPrintsOneLinePerOutcomeKind) {
   auto r = runExample("outcomes");
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r;
+  EXPECT_EQ(r.exitCode, 0) << r;
   EXPECT_EQ(linesOf(r.out).size(), 9u) << "one line for each of the 9 outcome types" << r;
 
   std::string ok = lineStartingWith(r.out, "Ok: ");
@@ -263,16 +129,18 @@ class MudServer {
     int errFd = open(stderrPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     std::vector<std::string> argv{binary("mud_server")};
     argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = spawn(argv, stdoutFd_, errFd);
-    if (errFd >= 0) close(errFd);
+    int out[2] = {-1, -1};
+    if (pipe2(out, O_CLOEXEC) == 0) {
+      stdoutFd_ = out[0];
+      setNonBlocking(stdoutFd_);
+      pid_ = spawn(argv, out[1], errFd);
+    }
     if (pid_ < 0) ADD_FAILURE() << "cannot start mud_server: " << std::strerror(errno);
+    if (out[1] >= 0) close(out[1]);
+    if (errFd >= 0) close(errFd);
   }
   ~MudServer() {
-    if (pid_ > 0) {
-      kill(-pid_, SIGKILL);
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    if (pid_ > 0) killAndReap(pid_);
     if (stdoutFd_ >= 0) close(stdoutFd_);
     unlink(stderrPath_.c_str());
   }
@@ -305,9 +173,10 @@ class MudServer {
   // Sends SIGTERM; true if it then exits on its own within `timeout` (status in `status`).
   bool terminate(std::chrono::milliseconds timeout, int& status) {
     kill(pid_, SIGTERM);
-    bool exited = waitUntil(pid_, Clock::now() + timeout, status);
+    std::optional<int> exited = waitExit(pid_, timeout);
+    status = exited ? *exited : killAndReap(pid_);
     pid_ = -1;
-    return exited;
+    return exited.has_value();
   }
 
   // Everything the server wrote to stderr so far.
@@ -550,7 +419,7 @@ TEST(MudServer, SigtermWhileACallHangsStillExitsPromptly) {
 
 TEST(MudServer, RejectsBadArgumentsWithUsage) {
   auto r = runExample("mud_server", {"--port", "nope"});
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 2) << r;
+  EXPECT_EQ(r.exitCode, 2) << r;
   EXPECT_TRUE(contains(r.err, "usage: mud_server")) << r;
 }
 

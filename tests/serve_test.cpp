@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,24 +24,29 @@
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <ostream>
 #include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "client/vial.h"
+#include "tests/child_process.h"
 #include "tests/process_probe.h"
-
-extern char** environ;
 
 namespace {
 
 using namespace std::chrono_literals;
+using vial::testing::contains;
+using vial::testing::describeStatus;
 using vial::testing::eventually;
 using vial::testing::processGone;
+using vial::testing::runProgram;
+using vial::testing::RunResult;
+using vial::testing::spawn;
+using vial::testing::waitExit;
 using Clock = std::chrono::steady_clock;
 
 const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
@@ -59,10 +63,6 @@ const std::string kToken = "correct-horse-battery-staple-0123456789";
 
 double secondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
 }
 
 std::string readFile(const std::string& path) {
@@ -83,156 +83,12 @@ bool fileExists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-// The environment of children: this process's, without VIAL_WORKER (vial finds the worker
-// next to itself).
-std::vector<std::string> childEnvironment() {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "VIAL_WORKER=", 12) != 0) env.emplace_back(*e);
-  return env;
-}
-
-// Forks and execs `argv` in its own process group with stdin from /dev/null and stdout and
-// stderr on `outFd` / `errFd`. Only async-signal-safe calls between fork and exec: the test
-// process has threads (vial::Client runs one per connection).
-pid_t spawn(const std::vector<std::string>& args, int outFd, int errFd) {
-  std::vector<std::string> argStrings = args;
-  std::vector<char*> argv;
-  for (auto& a : argStrings) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> envStrings = childEnvironment();
-  std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  int devNull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (devNull >= 0) dup2(devNull, STDIN_FILENO);
-    dup2(outFd, STDOUT_FILENO);
-    dup2(errFd, STDERR_FILENO);
-    setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigaction(SIGPIPE, &dfl, nullptr);
-    execve(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
-  if (devNull >= 0) close(devNull);
-  return pid;
-}
-
-// Waits up to `bound` for child `pid` to exit; its wait status, or nullopt if it still runs.
-std::optional<int> waitExit(pid_t pid, std::chrono::milliseconds bound) {
-  auto deadline = Clock::now() + bound;
-  while (true) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0 && errno != EINTR) return std::nullopt;
-    if (Clock::now() > deadline) return std::nullopt;
-    std::this_thread::sleep_for(2ms);
-  }
-}
-
-std::string describeStatus(int status) {
-  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "status " + std::to_string(status);
-}
-
 // ---------------------------------------------------------------------------------------------
-// Running the CLI (a copy of cli_test.cpp's runVial, without stdin)
-
-struct RunResult {
-  int exitCode = -1;    // the exit status, or -1 when a signal ended vial
-  int termSignal = 0;   // the signal that ended vial, or 0
-  bool hung = false;    // vial outlived kHardBound and was killed
-  std::string out;      // everything vial wrote to stdout
-  std::string err;      // everything vial wrote to stderr
-  double seconds = 0;   // wall time from spawn to exit
-  std::string command;  // for failure messages
-};
-
-std::ostream& operator<<(std::ostream& os, const RunResult& r) {
-  os << "\n  command: " << r.command << "\n  exit code: " << r.exitCode;
-  if (r.termSignal) os << " (killed by signal " << r.termSignal << ")";
-  if (r.hung) os << " (HUNG: killed after the hard bound)";
-  return os << "\n  elapsed: " << r.seconds << " s\n  stdout: [" << r.out << "]\n  stderr: ["
-            << r.err << "]\n";
-}
-
-void readAvailable(int& fd, std::string& into) {
-  char buffer[65536];
-  while (fd >= 0) {
-    ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      into.append(buffer, static_cast<std::size_t>(n));
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && errno == EAGAIN) {
-      return;
-    } else {
-      close(fd);
-      fd = -1;
-    }
-  }
-}
+// Running the CLI
 
 RunResult runVial(std::vector<std::string> args) {
-  RunResult result;
-  std::vector<std::string> argv{kVial};
-  argv.insert(argv.end(), args.begin(), args.end());
-  for (const auto& a : argv) result.command += "'" + a + "' ";
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0 || pipe2(err, O_CLOEXEC | O_NONBLOCK) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return result;
-  }
-  auto start = Clock::now();
-  pid_t pid = spawn(argv, out[1], err[1]);
-  close(out[1]);
-  close(err[1]);
-  int stdoutFd = out[0], stderrFd = err[0];
-  if (pid < 0) {
-    ADD_FAILURE() << "fork: " << std::strerror(errno);
-    close(stdoutFd);
-    close(stderrFd);
-    return result;
-  }
-  int status = 0;
-  auto deadline = start + kHardBound;
-  while (true) {
-    pollfd fds[2];
-    nfds_t n = 0;
-    if (stdoutFd >= 0) fds[n++] = {stdoutFd, POLLIN, 0};
-    if (stderrFd >= 0) fds[n++] = {stderrFd, POLLIN, 0};
-    poll(fds, n, 5);
-    readAvailable(stdoutFd, result.out);
-    readAvailable(stderrFd, result.err);
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      readAvailable(stdoutFd, result.out);
-      readAvailable(stderrFd, result.err);
-      break;
-    }
-    if (Clock::now() > deadline) {
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      result.hung = true;
-      break;
-    }
-  }
-  result.seconds = secondsSince(start);
-  for (int fd : {stdoutFd, stderrFd})
-    if (fd >= 0) close(fd);
-  if (WIFEXITED(status)) result.exitCode = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) result.termSignal = WTERMSIG(status);
-  if (result.hung)
-    ADD_FAILURE() << "vial did not finish within " << kHardBound.count() << " s" << result;
-  return result;
+  args.insert(args.begin(), kVial);
+  return runProgram(std::move(args), "", {}, kHardBound);
 }
 
 // ---------------------------------------------------------------------------------------------

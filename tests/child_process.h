@@ -1,0 +1,236 @@
+// Test helpers that run a program as a child process: in its own process group, with its
+// output on pipes, and never waited for without a bound.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace vial::testing {
+
+inline bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+/// "exit code N", "killed by signal N" or "status N" for a wait status.
+inline std::string describeStatus(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+inline void setNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/// Reads what is available on the non-blocking `fd` into `into`; closes it and sets it to -1 at
+/// EOF.
+inline void readAvailable(int& fd, std::string& into) {
+  char buffer[65536];
+  while (fd >= 0) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0) {
+      into.append(buffer, static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      return;
+    } else {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+}
+
+/// The environment of children: this process's without VIAL_WORKER (so vial and the examples
+/// find vial-worker next to themselves), plus `extra` ("NAME=VALUE").
+inline std::vector<std::string> childEnvironment(const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "VIAL_WORKER=", 12) != 0) env.emplace_back(*e);
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+/// Forks and execs `argv` (argv[0] is a path) in its own process group, with the environment
+/// childEnvironment(extraEnv), stdout and stderr on `stdoutFd` / `stderrFd` and stdin on `stdinFd`
+/// (-1: /dev/null). The child starts with no signal blocked and SIGPIPE at its default. Between
+/// fork and exec it makes only async-signal-safe calls, since the test process may have threads.
+/// The pid, or -1 with errno set.
+inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stderrFd,
+                   int stdinFd = -1, const std::vector<std::string>& extraEnv = {}) {
+  std::vector<std::string> argStrings = argv;
+  std::vector<char*> args;
+  for (auto& a : argStrings) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<std::string> envStrings = childEnvironment(extraEnv);
+  std::vector<char*> envp;
+  for (auto& e : envStrings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int devNull = stdinFd < 0 ? ::open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+  int input = stdinFd < 0 ? devNull : stdinFd;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (input >= 0) ::dup2(input, STDIN_FILENO);
+    ::dup2(stdoutFd, STDOUT_FILENO);
+    ::dup2(stderrFd, STDERR_FILENO);
+    ::setpgid(0, 0);  // its own process group, so a hung child is killed with its children
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGPIPE, &dfl, nullptr);  // the test process may ignore SIGPIPE; the child must not
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  int forkErrno = errno;
+  if (devNull >= 0) ::close(devNull);
+  errno = forkErrno;
+  return pid;
+}
+
+/// Waits up to `bound` for child `pid` to exit; its wait status, or nullopt if it still runs.
+inline std::optional<int> waitExit(pid_t pid, std::chrono::milliseconds bound) {
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return std::nullopt;
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+/// SIGKILLs child `pid` with its process group and reaps it; its wait status.
+inline int killAndReap(pid_t pid) {
+  ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+/// How a program run by runProgram ended, and what it printed.
+struct RunResult {
+  int exitCode = -1;    // the exit status, or -1 when a signal ended the program
+  int termSignal = 0;   // the signal that ended the program, or 0
+  bool hung = false;    // the program outlived the bound and was killed
+  std::string out;      // everything it wrote to stdout
+  std::string err;      // everything it wrote to stderr
+  double seconds = 0;   // wall time from spawn to exit
+  std::string command;  // for failure messages
+};
+
+inline std::ostream& operator<<(std::ostream& os, const RunResult& r) {
+  os << "\n  command: " << r.command << "\n  exit code: " << r.exitCode;
+  if (r.termSignal) os << " (killed by signal " << r.termSignal << ")";
+  if (r.hung) os << " (HUNG: killed after the hard bound)";
+  return os << "\n  elapsed: " << r.seconds << " s\n  stdout: [" << r.out << "]\n  stderr: ["
+            << r.err << "]\n";
+}
+
+/// Runs `argv` (argv[0] is a path) to its end with spawn(), `stdinText` written to its stdin and
+/// its stdout and stderr collected. Once it has exited, what it wrote is read without waiting for
+/// EOF: a process it left behind may hold the pipes open. Past `bound` its process group is
+/// SIGKILLed, the result is marked hung and the test fails.
+inline RunResult runProgram(std::vector<std::string> argv, const std::string& stdinText = "",
+                            const std::vector<std::string>& extraEnv = {},
+                            std::chrono::milliseconds bound = std::chrono::seconds(30)) {
+  if (!stdinText.empty()) {
+    static const bool sigpipeIgnored = [] {
+      ::signal(SIGPIPE, SIG_IGN);  // the child may close its stdin before reading all of stdinText
+      return true;
+    }();
+    (void)sigpipeIgnored;
+  }
+  RunResult result;
+  for (const auto& a : argv) result.command += "'" + a + "' ";
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return result;
+  }
+  auto start = std::chrono::steady_clock::now();
+  pid_t pid = spawn(argv, out[1], err[1], in[0], extraEnv);
+  int forkErrno = errno;
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  int stdinFd = in[1], stdoutFd = out[0], stderrFd = err[0];
+  if (pid < 0) {
+    ADD_FAILURE() << "cannot start " << result.command << ": " << std::strerror(forkErrno);
+    for (int fd : {stdinFd, stdoutFd, stderrFd}) ::close(fd);
+    return result;
+  }
+  setNonBlocking(stdinFd);
+  setNonBlocking(stdoutFd);
+  setNonBlocking(stderrFd);
+  std::size_t written = 0;
+  if (stdinText.empty()) {
+    ::close(stdinFd);
+    stdinFd = -1;
+  }
+
+  int status = 0;
+  auto deadline = start + bound;
+  while (true) {
+    pollfd fds[3];
+    nfds_t n = 0;
+    if (stdoutFd >= 0) fds[n++] = {stdoutFd, POLLIN, 0};
+    if (stderrFd >= 0) fds[n++] = {stderrFd, POLLIN, 0};
+    if (stdinFd >= 0) fds[n++] = {stdinFd, POLLOUT, 0};
+    ::poll(fds, n, 5);
+    readAvailable(stdoutFd, result.out);
+    readAvailable(stderrFd, result.err);
+    if (stdinFd >= 0) {
+      ssize_t w = ::write(stdinFd, stdinText.data() + written, stdinText.size() - written);
+      if (w > 0) written += static_cast<std::size_t>(w);
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == stdinText.size()) {
+        ::close(stdinFd);  // all written, or the child closed its stdin (EPIPE)
+        stdinFd = -1;
+      }
+    }
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      // Everything it wrote is in the pipes now.
+      readAvailable(stdoutFd, result.out);
+      readAvailable(stderrFd, result.err);
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      status = killAndReap(pid);
+      result.hung = true;
+      break;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int fd : {stdinFd, stdoutFd, stderrFd})
+    if (fd >= 0) ::close(fd);
+  if (WIFEXITED(status)) result.exitCode = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.termSignal = WTERMSIG(status);
+  if (result.hung)
+    ADD_FAILURE() << argv[0] << " did not finish within " << bound.count() << " ms" << result;
+  return result;
+}
+
+}  // namespace vial::testing
