@@ -108,7 +108,11 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
       service = response.getPool();
       connected.set_value("");
       reportedConnect = true;
-      serve(io, network);
+      try {
+        serve(io, network);
+      } catch (const kj::Exception& e) {
+        log().error("vial client: {}", e.getDescription().cStr());
+      }
       // Resolve and drop every RPC promise while the connection they belong to still exists.
       resolvePending();
       extras = nullptr;
