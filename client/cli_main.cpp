@@ -90,6 +90,23 @@ struct UsageError {
   std::string message;
 };
 
+// Walks a command's arguments; valueOf() takes the value an option needs.
+class Arguments {
+ public:
+  Arguments(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  bool more() const { return next_ < argc_; }
+  std::string take() { return argv_[next_++]; }
+  std::string valueOf(const std::string& option) {
+    if (!more()) throw UsageError{option + " needs a value"};
+    return take();
+  }
+
+ private:
+  int argc_;
+  char** argv_;
+  int next_ = 0;
+};
+
 constexpr const char* kServeHelp =
     R"(vial serve - run a pool as a Cap'n Proto service for many clients
 
@@ -221,12 +238,9 @@ RunArgs parseRunArgs(int argc, char** argv) {
     if (!names.insert(name).second) throw UsageError{"variable '" + name + "' is given twice"};
     args.vars.emplace_back(std::move(name), std::move(value));
   };
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return argv[++i];
-    };
+  for (Arguments in(argc, argv); in.more();) {
+    std::string arg = in.take();
+    auto next = [&] { return in.valueOf(arg); };
     if (arg == "-h" || arg == "--help") {
       std::fputs(kRunHelp, stdout);
       std::exit(0);
@@ -397,12 +411,9 @@ struct ConnectArgs {
 
 ConnectArgs parseConnectArgs(int argc, char** argv, const char* help, bool allowJson) {
   ConnectArgs args;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return argv[++i];
-    };
+  for (Arguments in(argc, argv); in.more();) {
+    std::string arg = in.take();
+    auto next = [&] { return in.valueOf(arg); };
     if (arg == "-h" || arg == "--help") {
       std::fputs(help, stdout);
       std::exit(0);
@@ -450,12 +461,9 @@ int serveCommand(int argc, char** argv) {
   vial::ServeOptions options;
   options.pool.max_queue_per_client = 1000;
   std::string logLevel = "info";
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return argv[++i];
-    };
+  for (Arguments in(argc, argv); in.more();) {
+    std::string arg = in.take();
+    auto next = [&] { return in.valueOf(arg); };
     vial::PoolOptions& pool = options.pool;
     if (arg == "-h" || arg == "--help") {
       std::fputs(kServeHelp, stdout);
