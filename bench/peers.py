@@ -174,19 +174,28 @@ def round_trip(peer, warmup, calls):
         peer.close(pool)
 
 
+def timed_calls(peer, pool, calls, run_all):
+    """Warms the pool up, times run_all() (which returns every call's values) and checks each
+    result. Calls per second."""
+    warm_up(peer, pool)
+    start = time.perf_counter()
+    results = run_all()
+    seconds = time.perf_counter() - start
+    for values in results:
+        require_three(values)
+    return calls / seconds
+
+
 def throughput(peer, calls):
     """All calls submitted at once (one task each) to a ready, warmed-up pool; from the first
     submission to the last result. Calls per second."""
     pool = peer.make()
     try:
-        warm_up(peer, pool)
-        start = time.perf_counter()
-        handles = [peer.submit(pool, TINY_CALL) for _ in range(calls)]
-        results = [peer.result(handle) for handle in handles]
-        seconds = time.perf_counter() - start
-        for values in results:
-            require_three(values)
-        return calls / seconds
+        def run_all():
+            handles = [peer.submit(pool, TINY_CALL) for _ in range(calls)]
+            return [peer.result(handle) for handle in handles]
+
+        return timed_calls(peer, pool, calls, run_all)
     finally:
         peer.close(pool)
 
@@ -196,13 +205,10 @@ def starmap_throughput(calls):
     peer = MultiprocessingPool()
     pool = peer.make()
     try:
-        warm_up(peer, pool)
-        start = time.perf_counter()
-        results = pool.starmap(run_source, [(TINY_CALL, {})] * calls, chunksize=1)
-        seconds = time.perf_counter() - start
-        for values in results:
-            require_three(values)
-        return calls / seconds
+        def run_all():
+            return pool.starmap(run_source, [(TINY_CALL, {})] * calls, chunksize=1)
+
+        return timed_calls(peer, pool, calls, run_all)
     finally:
         peer.close(pool)
 

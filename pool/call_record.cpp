@@ -30,29 +30,25 @@ void CallRecord::resolved(const Result& result, std::chrono::steady_clock::durat
 
 void CallRecord::fill(PoolStats& out) const {
   std::lock_guard lock(mutex_);
-  PoolStats copy = stats_;
+  out.submitted = stats_.submitted;
+  out.ok = stats_.ok;
+  out.python_error = stats_.python_error;
+  out.timeout = stats_.timeout;
+  out.worker_crashed = stats_.worker_crashed;
+  out.rejected = stats_.rejected;
+  out.cancelled = stats_.cancelled;
+  out.unavailable = stats_.unavailable;
+  out.overloaded = stats_.overloaded;
   std::size_t n = std::min<std::size_t>(next_, latencies_.size());
+  if (n == 0) return;
   std::vector<double> recent(latencies_.begin(), latencies_.begin() + n);
-  if (!recent.empty()) {
-    auto at = [&](double q) {
-      auto k = static_cast<std::size_t>(q * (recent.size() - 1));
-      std::nth_element(recent.begin(), recent.begin() + k, recent.end());
-      return recent[k];
-    };
-    copy.latency_p50_ms = at(0.50);
-    copy.latency_p99_ms = at(0.99);
-  }
-  out.submitted = copy.submitted;
-  out.ok = copy.ok;
-  out.python_error = copy.python_error;
-  out.timeout = copy.timeout;
-  out.worker_crashed = copy.worker_crashed;
-  out.rejected = copy.rejected;
-  out.cancelled = copy.cancelled;
-  out.unavailable = copy.unavailable;
-  out.overloaded = copy.overloaded;
-  out.latency_p50_ms = copy.latency_p50_ms;
-  out.latency_p99_ms = copy.latency_p99_ms;
+  auto at = [&](double q) {
+    auto k = static_cast<std::size_t>(q * (recent.size() - 1));
+    std::nth_element(recent.begin(), recent.begin() + k, recent.end());
+    return recent[k];
+  };
+  out.latency_p50_ms = at(0.50);
+  out.latency_p99_ms = at(0.99);
 }
 
 }  // namespace vial::pool

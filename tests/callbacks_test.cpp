@@ -21,12 +21,16 @@ bool fdReadable(int fd, int timeoutMs) {
   return ::poll(&p, 1, timeoutMs) == 1 && (p.revents & POLLIN);
 }
 
-TEST(CallbackQueue, PoolCallbacksWaitForPollAndRunOnThePollingThread) {
-  CallbackQueue queue;
+PoolOptions oneWorkerDeliveringTo(const CallbackQueue& queue) {
   PoolOptions options;
   options.workers = 1;
   options.callback_executor = queue.executor();
-  Pool pool(options);
+  return options;
+}
+
+TEST(CallbackQueue, PoolCallbacksWaitForPollAndRunOnThePollingThread) {
+  CallbackQueue queue;
+  Pool pool(oneWorkerDeliveringTo(queue));
 
   std::thread::id ranOn;
   std::vector<Value> got;
@@ -53,10 +57,7 @@ TEST(CallbackQueue, PoolCallbacksWaitForPollAndRunOnThePollingThread) {
 
 TEST(CallbackQueue, WaitAndPollRunsCallbacksAsTheyArrive) {
   CallbackQueue queue;
-  PoolOptions options;
-  options.workers = 1;
-  options.callback_executor = queue.executor();
-  Pool pool(options);
+  Pool pool(oneWorkerDeliveringTo(queue));
   std::atomic<int> ran{0};
   pool.run_async("pass").then([&](const Result&) { ++ran; });
   std::size_t total = 0;
