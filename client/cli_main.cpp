@@ -15,6 +15,7 @@
 #include "client/server.h"
 #include "client/vial.h"
 #include "pool/log.h"
+#include "protocol/duration.h"
 
 namespace {
 
@@ -210,16 +211,13 @@ std::string readAll(std::istream& in) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// Seconds from the command line: "0.5", "1e10", "inf" (no limit). Values too large for a double
+// become infinity, which means no limit as well.
 double parsePositiveSeconds(const std::string& option, const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (used != text.size() || !(value > 0))
-    throw UsageError{option + " needs a positive number of seconds, got '" + text + "'"};
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end || vial::invalid_seconds(option, value))
+    throw UsageError{option + " needs a positive number of seconds (or inf), got '" + text + "'"};
   return value;
 }
 

@@ -23,6 +23,7 @@ namespace vial {
 // number of calls.
 struct Pool::Impl {
   explicit Impl(PoolOptions o) : options(std::move(o)) {
+    if (auto invalid = invalid_pool_options(options)) throw std::invalid_argument(*invalid);
     if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
     minWorkers = std::min(options.min_workers.value_or(options.workers), options.workers);
     wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

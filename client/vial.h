@@ -59,6 +59,7 @@ class Runner {
 class Pool : public Runner {
  public:
   /// Starts min_workers in the background; calls made before they are ready wait in the queue.
+  /// Throws std::invalid_argument when the options are unusable (see invalid_pool_options).
   explicit Pool(PoolOptions options = {});
   /// Same as shutdown() with the configured grace period.
   ~Pool() override;

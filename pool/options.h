@@ -81,6 +81,11 @@ struct PoolOptions {
   Executor callback_executor;
 };
 
+/// Why `options` cannot make a pool (a NaN, negative or zero duration, soft_timeout not below
+/// proc_timeout...), or nullopt when they can. Pool's constructor throws
+/// std::invalid_argument with this text.
+std::optional<std::string> invalid_pool_options(const PoolOptions& options);
+
 struct CallOptions {
   /// This call's hard limit in seconds (kNoTimeout for none); unset = the pool's proc_timeout.
   std::optional<double> proc_timeout;

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "pool/log.h"
+#include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/wire_value.h"
 
@@ -12,14 +13,9 @@ namespace vial::pool {
 
 namespace {
 
+// Callers arm no timer at all for an unlimited() value.
 kj::Duration seconds(double s) {
-  return static_cast<int64_t>(s * 1e9) * kj::NANOSECONDS;
-}
-
-std::string formatSeconds(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", s);
-  return buf;
+  return to_nanoseconds(s) * kj::NANOSECONDS;
 }
 
 std::string mebibytes(std::uint64_t bytes) {
@@ -36,10 +32,7 @@ void resolveOnce(Call& call, Outcome outcome) {
 }
 
 std::optional<std::string> checkSeconds(const char* name, std::optional<double> value) {
-  if (value && !(*value > 0))
-    return std::string(name) + " must be a positive number of seconds (got " +
-           formatSeconds(*value) + ")";
-  return std::nullopt;
+  return value ? invalid_seconds(name, *value) : std::nullopt;
 }
 
 class LoggingErrorHandler final : public kj::TaskSet::ErrorHandler {
@@ -100,6 +93,7 @@ struct WorkerPool::Worker {
 WorkerPool::WorkerPool(kj::AsyncIoContext& io, PoolOptions options,
                        std::function<void(const Counts&)> onCounts)
     : io_(io), options_(std::move(options)), onCounts_(std::move(onCounts)), tasks_(errorHandler) {
+  if (auto invalid = invalid_pool_options(options_)) throw std::invalid_argument(*invalid);
   if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
   minWorkers_ = std::min(options_.min_workers.value_or(options_.workers), options_.workers);
   options_.calls_in_flight_per_worker =
@@ -110,7 +104,7 @@ WorkerPool::WorkerPool(kj::AsyncIoContext& io, PoolOptions options,
   spawn_.user_id = options_.user_id;
   spawn_.group_id = options_.group_id;
   balance();
-  if (minWorkers_ < options_.workers && std::isfinite(options_.max_idle)) reapIdle();
+  if (minWorkers_ < options_.workers && !unlimited(options_.max_idle)) reapIdle();
 }
 
 WorkerPool::~WorkerPool() noexcept(false) {
@@ -205,9 +199,9 @@ void WorkerPool::submit(Call call) {
   if (!invalid) {
     double hard = o.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
     double soft = o.soft_timeout.value_or(options_.soft_timeout.value_or(kNoTimeout));
-    if (std::isfinite(soft) && soft >= hard)
-      invalid = "soft_timeout (" + formatSeconds(soft) + " s) must be below proc_timeout (" +
-                formatSeconds(hard) + " s)";
+    if (!unlimited(soft) && soft >= hard)
+      invalid = "soft_timeout (" + format_seconds(soft) + " s) must be below proc_timeout (" +
+                format_seconds(hard) + " s)";
   }
   if (invalid) return resolveOnce(call, Rejected{*invalid});
   if (spawnFailures_ > 0 && capacity() == 0)
@@ -225,7 +219,7 @@ void WorkerPool::submit(Call call) {
   if (call.id == 0) call.id = nextCallId_++;
 
   Queued queued{std::move(call), nullptr};
-  if (auto limit = queued.call.options.queue_timeout) {
+  if (auto limit = queued.call.options.queue_timeout; limit && !unlimited(*limit)) {
     std::uint64_t id = queued.call.id;
     double seconds_ = *limit;
     queued.deadline = io_.provider->getTimer()
@@ -318,7 +312,7 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
   auto request = worker.process->worker().runRequest();
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
-  request.setSoftTimeout(std::isfinite(soft) ? soft : 0);
+  request.setSoftTimeout(unlimited(soft) ? 0 : soft);
   auto variables = request.initVariables(call.vars.size());
   try {
     for (std::size_t i = 0; i < call.vars.size(); ++i) {
@@ -360,7 +354,7 @@ void WorkerPool::startHeadTimer(Worker& worker) {
   InFlight& head = worker.inflight.front();
   double limit =
       head.call.options.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
-  if (!std::isfinite(limit)) return;
+  if (unlimited(limit)) return;
   Worker* w = &worker;
   head.timer = io_.provider->getTimer()
                    .afterDelay(seconds(limit))
@@ -453,7 +447,7 @@ void WorkerPool::reapIdle() {
     if (!serving(*w) || !w->inflight.empty() || w->recycling) continue;
     if (now - w->idleSince < maxIdle) continue;
     ++totals_.reaped_idle;
-    retire(*w, "idle for more than " + formatSeconds(options_.max_idle) + " s (max_idle)");
+    retire(*w, "idle for more than " + format_seconds(options_.max_idle) + " s (max_idle)");
   }
   double period = std::clamp(options_.max_idle / 4, 0.05, 1.0);
   tasks_.add(io_.provider->getTimer().afterDelay(seconds(period)).then([this]() { reapIdle(); }));
@@ -504,7 +498,7 @@ void WorkerPool::spawnOne(Worker* replacing) {
   auto tooSlow = io_.provider->getTimer().afterDelay(seconds(limit)).then([this, w, limit]() {
     if (w->state != Worker::State::Starting) return;
     std::string why = "worker " + std::to_string(w->process->pid()) +
-                      " was not ready within start_timeout (" + formatSeconds(limit) + " s)";
+                      " was not ready within start_timeout (" + format_seconds(limit) + " s)";
     w->killReason = "too slow to start";
     w->state = Worker::State::Lost;
     w->process->kill();
@@ -636,7 +630,7 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   if (capacity() == 0) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
-                         formatSeconds(delay) + " s)"};
+                         format_seconds(delay) + " s)"};
     });
   }
   if (retryScheduled_ || shuttingDown_) return;
@@ -682,7 +676,7 @@ kj::Promise<void> WorkerPool::shutdown(double grace) {
           for (auto& f : worker->inflight)
             resolveOnce(f.call, Cancelled{"the pool shut down; the call was still running after "
                                           "the " +
-                                          formatSeconds(grace) +
+                                          format_seconds(grace) +
                                           " s grace period and its worker was killed"});
         }
         workers_.clear();

@@ -1,5 +1,7 @@
 #include "protocol/result.h"
 
+#include "protocol/duration.h"
+
 #include <cstring>
 #include <sstream>
 
@@ -23,16 +25,6 @@ const char* Result::kind() const {
   return kKinds[outcome_.index()];
 }
 
-namespace {
-
-std::string formatSeconds(double seconds) {
-  std::ostringstream out;
-  out << seconds;
-  return out.str();
-}
-
-}  // namespace
-
 std::string Result::describe() const {
   struct Visitor {
     std::string operator()(const Ok& ok) { return to_json(ok.values); }
@@ -41,10 +33,10 @@ std::string Result::describe() const {
     }
     std::string operator()(const Timeout& t) {
       if (t.in_queue)
-        return "timed out after " + formatSeconds(t.limit_seconds) +
+        return "timed out after " + format_seconds(t.limit_seconds) +
                " s in the queue; no worker took it, it never ran";
-      return "timed out after " + formatSeconds(t.limit_seconds) + " s; worker " +
-             std::to_string(t.worker_pid) + " and its process group were killed";
+      return "timed out after " + format_seconds(t.limit_seconds) + " s; worker " +
+             std::to_string(t.worker_pid) + " and every process it started were killed";
     }
     std::string operator()(const WorkerCrashed& c) {
       std::string how;

@@ -425,6 +425,15 @@ TEST(VialRunUsage, ZeroOrNonNumericTimeoutExitsWith2) {
   }
 }
 
+// D10: 1e10 s once overflowed into a deadline in the past and timed the call out at once.
+TEST(VialRunTimeout, HugeOrInfiniteTimeoutMeansNoLimit) {
+  for (const char* huge : {"1e10", "1e300", "1e400", "inf"}) {
+    auto r = runVial({"run", "--timeout", huge, "-c", "_return(1)"});
+    EXPECT_EQ(r.exitCode, 0) << "--timeout " << huge << r;
+    EXPECT_EQ(r.out, "[1]\n") << "--timeout " << huge << r;
+  }
+}
+
 TEST(VialRunUsage, InvalidWorkerCountExitsWith2) {
   for (const char* bad : {"0", "-1", "two", "1025"}) {
     auto r = runVial({"run", "--workers", bad, "-c", "_return(1)"});

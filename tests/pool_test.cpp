@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -145,6 +146,64 @@ TEST_F(PoolTest, PoolDefaultTimeoutAppliesAndCallCanLiftIt) {
   CallOptions unlimited;
   unlimited.proc_timeout = kNoTimeout;
   EXPECT_TRUE(pool.run_async("import time\ntime.sleep(0.4)", {}, unlimited).get().ok());
+}
+
+// D10: a limit of 1e10 s once overflowed into a deadline in the past and fired at once.
+TEST_F(PoolTest, HugeLimitsMeanNoLimit) {
+  PoolOptions options = withWorkers(1);
+  options.proc_timeout = 1e10;
+  Pool pool(options);
+  for (double huge : {1e10, 1e19, 1e300, kNoTimeout}) {
+    CallOptions call;
+    call.proc_timeout = huge;
+    call.queue_timeout = huge;
+    call.soft_timeout = 1e9;  // 31 years: a real, armed soft limit below every hard one here
+    Result r = pool.run_async("import time\ntime.sleep(0.05)\n_return(1)", {}, call).get();
+    ASSERT_TRUE(r.ok()) << "limits of " << huge << " s: " << r.describe();
+    EXPECT_EQ(r.values(), std::vector<Value>{1});
+  }
+}
+
+TEST_F(PoolTest, NanOrNegativeLimitsAreRejectedNamingTheLimit) {
+  Pool pool(withWorkers(1));
+  struct Case {
+    const char* name;
+    std::optional<double> CallOptions::*field;
+    double value;
+  };
+  for (const Case& c : {Case{"proc_timeout", &CallOptions::proc_timeout, std::nan("")},
+                        Case{"soft_timeout", &CallOptions::soft_timeout, -1},
+                        Case{"queue_timeout", &CallOptions::queue_timeout, std::nan("")},
+                        Case{"proc_timeout", &CallOptions::proc_timeout, -0.5}}) {
+    CallOptions call;
+    call.*c.field = c.value;
+    Result r = pool.run_async("_return(1)", {}, call).get();
+    const auto* rejected = r.get_if<Rejected>();
+    ASSERT_NE(rejected, nullptr) << c.name << " = " << c.value << ": " << r.describe();
+    EXPECT_NE(rejected->reason.find(c.name), std::string::npos) << rejected->reason;
+  }
+  EXPECT_TRUE(pool.run_async("_return(1)").get().ok());
+}
+
+TEST_F(PoolTest, UnusablePoolOptionsThrowNamingTheOption) {
+  auto construct = [](PoolOptions options) {
+    try {
+      Pool pool(options);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no exception)");
+  };
+  PoolOptions nan = withWorkers(1);
+  nan.proc_timeout = std::nan("");
+  EXPECT_NE(construct(nan).find("proc_timeout"), std::string::npos) << construct(nan);
+  PoolOptions negative = withWorkers(1);
+  negative.shutdown_grace = -1;
+  EXPECT_NE(construct(negative).find("shutdown_grace"), std::string::npos);
+  PoolOptions softAboveHard = withWorkers(1);
+  softAboveHard.proc_timeout = 1;
+  softAboveHard.soft_timeout = 2;
+  EXPECT_NE(construct(softAboveHard).find("below proc_timeout"), std::string::npos);
 }
 
 TEST_F(PoolTest, TimeoutAlsoKillsProcessesTheCodeStarted) {

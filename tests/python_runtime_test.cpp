@@ -5,6 +5,8 @@
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "protocol/limits.h"
 #include "protocol/wire_value.h"
 
@@ -15,10 +17,11 @@ class PythonRuntimeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { runtime_ = new PythonRuntime(); }  // one interpreter/process
 
-  Result run(const std::string& source, const Vars& vars = {}) {
+  Result run(const std::string& source, const Vars& vars = {}, double softTimeout = 0) {
     capnp::MallocMessageBuilder in;
     auto params = in.initRoot<wire::Worker::RunParams>();
     params.setSource(capnp::Text::Reader(source.data(), source.size()));
+    params.setSoftTimeout(softTimeout);
     auto variables = params.initVariables(vars.size());
     for (size_t i = 0; i < vars.size(); ++i) {
       variables[i].setName(vars[i].first);
@@ -215,6 +218,14 @@ TEST_F(PythonRuntimeTest, NulInSourceIsRejected) {
 
 TEST_F(PythonRuntimeTest, InputReadsEndOfFile) {
   EXPECT_EQ(errorOf("input()").type, "EOFError");
+}
+
+// D10: a soft limit of 1e10 s once overflowed the watchdog's clock into "already expired".
+TEST_F(PythonRuntimeTest, HugeSoftTimeoutsMeanNoLimit) {
+  for (double huge : {1e9, 1e10, 1e300, std::numeric_limits<double>::infinity()}) {
+    Result r = run("import time\ntime.sleep(0.05)\n_return(1)", {}, huge);
+    ASSERT_TRUE(r.ok()) << "soft timeout " << huge << ": " << r.describe();
+  }
 }
 
 TEST_F(PythonRuntimeTest, CachedCodeSeesFreshVariablesEachTime) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/value.h"
 #include "protocol/wire_value.h"
@@ -148,6 +149,31 @@ TEST(WireValue, CallResultBecomesTheRightOutcome) {
   EXPECT_THROW(r.values(), CallFailed);
   result.setRejected("bad name");
   EXPECT_EQ(Result(from_wire(result.asReader())).describe(), "rejected: bad name");
+}
+
+TEST(Duration, RefusesNanNegativeAndZeroNamingTheLimit) {
+  EXPECT_EQ(invalid_seconds("t", 0.5), std::nullopt);
+  EXPECT_EQ(invalid_seconds("t", 1e300), std::nullopt);
+  EXPECT_EQ(invalid_seconds("t", std::numeric_limits<double>::infinity()), std::nullopt);
+  for (double bad : {std::nan(""), -1.0, -std::numeric_limits<double>::infinity(), 0.0}) {
+    auto why = invalid_seconds("proc_timeout", bad);
+    ASSERT_TRUE(why) << bad;
+    EXPECT_NE(why->find("proc_timeout"), std::string::npos) << *why;
+  }
+  EXPECT_EQ(invalid_seconds("grace", 0.0, true), std::nullopt);
+  EXPECT_TRUE(invalid_seconds("grace", -0.1, true));
+}
+
+TEST(Duration, HugeLimitsAreUnlimitedAndNeverOverflow) {
+  EXPECT_FALSE(unlimited(3600));
+  EXPECT_FALSE(unlimited(90 * 365.25 * 86400));
+  for (double huge : {1e10, 1e19, 1e300, std::numeric_limits<double>::infinity()}) {
+    EXPECT_TRUE(unlimited(huge)) << huge;
+    EXPECT_GT(to_nanoseconds(huge), std::int64_t{3'000'000'000} * 1'000'000'000) << huge;
+  }
+  EXPECT_EQ(to_nanoseconds(1.5), 1'500'000'000);
+  EXPECT_EQ(to_nanoseconds(std::nan("")), 0);
+  EXPECT_EQ(to_nanoseconds(-5), 0);
 }
 
 TEST(Result, DescribesEveryOutcome) {

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "protocol/duration.h"
 #include "protocol/limits.h"
 
 namespace vial::worker {
@@ -363,9 +364,8 @@ class PythonRuntime::SoftTimeoutWatch {
   // Both called with the GIL held, by the main thread.
   void arm(double seconds) {
     std::lock_guard lock(mutex_);
-    deadline_ = std::chrono::steady_clock::now() +
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    std::chrono::duration<double>(seconds));
+    deadline_ =
+        std::chrono::steady_clock::now() + std::chrono::nanoseconds(to_nanoseconds(seconds));
     armed_ = true;
     ++generation_;
     changed_.notify_all();
@@ -624,6 +624,7 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
   PyRef code(compile(source.begin(), source.size()));
   PyRef ran;
   double softTimeout = params.getSoftTimeout();
+  if (!(softTimeout > 0) || unlimited(softTimeout)) softTimeout = 0;  // 0: none
   if (code) {
     if (softTimeout > 0) softTimeouts_->arm(softTimeout);
     ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
