@@ -186,6 +186,15 @@ TEST(VialRun, BigIntegersRoundTripExactly) {
             vial::Value(vial::BigInt{"1267650600228229401496703205376"}));
 }
 
+// D12: a --var integer of ~400 digits once failed with "number overflow".
+TEST(VialRun, IntegersOfAnyLengthRoundTripExactly) {
+  std::string big = "9" + std::string(5000, '1');
+  auto r =
+      runVial({"run", "--var", "n=" + big, "-c", "_return(n)\n_return(-n)\n_return(10**4300)"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[" + big + ", -" + big + ", 1" + std::string(4300, '0') + "]\n") << r;
+}
+
 TEST(VialRun, BytesAndTuplesPrintAsDocumented) {
   auto r = runVial({"run", "-c", "_return(b'hi')\n_return((1, 2))"});
   EXPECT_EQ(r.exitCode, 0) << r;

@@ -228,6 +228,24 @@ TEST_F(PythonRuntimeTest, HugeSoftTimeoutsMeanNoLimit) {
   }
 }
 
+// D12: _return(10**4300) once failed with TypeError (Python 3.11's 4300-digit str limit).
+TEST_F(PythonRuntimeTest, IntsOfAnySizeTravelBothWays) {
+  Result out = run("_return(10**4300)\n_return(-7 * 10**20000)");
+  ASSERT_TRUE(out.ok()) << out.describe();
+  EXPECT_EQ(out.values().at(0), Value(BigInt{"1" + std::string(4300, '0')}));
+  EXPECT_EQ(out.values().at(1), Value(BigInt{"-7" + std::string(20000, '0')}));
+  Result in =
+      run("_return(n == 10**9999 + 1)", {{"n", BigInt{"1" + std::string(9998, '0') + "1"}}});
+  ASSERT_TRUE(in.ok()) << in.describe();
+  EXPECT_EQ(in.values().at(0), Value(true));
+}
+
+TEST_F(PythonRuntimeTest, UserCodeKeepsPythonsOwnIntStringLimit) {
+  run("_return(10**5000)");  // the limit is lifted only inside vial's own conversion
+  EXPECT_EQ(errorOf("int('1' * 5000)").type, "ValueError");
+  EXPECT_EQ(errorOf("str(10**5000)").type, "ValueError");
+}
+
 TEST_F(PythonRuntimeTest, CachedCodeSeesFreshVariablesEachTime) {
   for (int i = 0; i < 3; ++i) {
     Result r = run("_return(n * 2)", {{"n", i}});

@@ -67,6 +67,47 @@ TEST(Value, ParseJsonKeepsIntegersExact) {
             Value(List{1, "a", Dict{{"k", nullptr}, {"z", List{true}}}}));
 }
 
+// D12: integers of ~400 digits and more once failed with "number overflow".
+TEST(Value, ParseJsonKeepsIntegersOfAnyLength) {
+  for (std::size_t digits : {19u, 20u, 309u, 400u, 5000u, 100000u}) {
+    std::string number = "-" + std::string(digits, '9');
+    EXPECT_EQ(parse_json(number), Value(BigInt{number})) << digits << " digits";
+    EXPECT_EQ(parse_json("[" + number.substr(1) + "]"), Value(List{BigInt{number.substr(1)}}));
+  }
+}
+
+TEST(Value, ParseJsonReadsWhatPythonsJsonWrites) {
+  EXPECT_EQ(parse_json(R"("caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t")"),
+            Value("caf\xc3\xa9 \xf0\x9f\x98\x80 \"q\" \\ / \b\f\n\r\t"));
+  EXPECT_EQ(parse_json("\"caf\xc3\xa9\""), Value("caf\xc3\xa9"));
+  EXPECT_TRUE(std::isnan(parse_json("NaN").as<double>()));
+  EXPECT_EQ(parse_json("[Infinity, -Infinity]"),
+            Value(List{std::numeric_limits<double>::infinity(),
+                       -std::numeric_limits<double>::infinity()}));
+  EXPECT_EQ(parse_json("1e400"), Value(std::numeric_limits<double>::infinity()));
+  EXPECT_EQ(parse_json("-1e400"), Value(-std::numeric_limits<double>::infinity()));
+  EXPECT_EQ(parse_json("1e-400"), Value(0.0));
+  EXPECT_EQ(parse_json(" {\"a\" : [ ] , \"b\":{}}\n"), Value(Dict{{"a", List{}}, {"b", Dict{}}}));
+  EXPECT_EQ(parse_json("-0"), Value(0));
+  EXPECT_EQ(parse_json("2.5E+3"), Value(2500.0));
+  for (const Value& v :
+       {Value(List{1, -2.5, "x\ny", nullptr, Dict{{"k", BigInt{"123456789012345678901"}}}}),
+        Value(std::numeric_limits<double>::infinity())})
+    EXPECT_EQ(parse_json(to_json(v)), v) << to_json(v);
+}
+
+TEST(Value, ParseJsonRefusesWhatIsNotJson) {
+  for (const char* bad : {"01",         "1.",          ".5",
+                          "1e",         "+1",          "[1,]",
+                          "{\"a\":1,}", "\"\\ud800\"", "\"\\udc00\\ud800\"",
+                          "\"a\tb\"",   "\"\\x41\"",   "\"\xff\"",
+                          "nul",        "[1] 2",       "{1: 2}",
+                          "\"open",     "-",           "tru",
+                          "[",          "{\"a\" 1}"}) {
+    EXPECT_THROW(parse_json(bad), std::invalid_argument) << bad;
+  }
+}
+
 TEST(Value, ParseJsonSaysWhatIsWrong) {
   try {
     parse_json("[1, 2");
@@ -179,7 +220,7 @@ TEST(Duration, HugeLimitsAreUnlimitedAndNeverOverflow) {
 TEST(Result, DescribesEveryOutcome) {
   EXPECT_EQ(Result(Ok{{8, 13}, {}}).describe(), "[8, 13]");
   EXPECT_EQ(Result(Timeout{0.5, 42}).describe(),
-            "timed out after 0.5 s; worker 42 and its process group were killed");
+            "timed out after 0.5 s; worker 42 and every process it started were killed");
   EXPECT_EQ(Result(WorkerCrashed{7, 3, std::nullopt}).describe(),
             "worker 7 crashed: it exited with code 3 while running the call");
   EXPECT_EQ(Result(WorkerCrashed{7, std::nullopt, 11}).describe(),

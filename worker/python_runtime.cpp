@@ -145,6 +145,35 @@ std::string toStdString(PyObject* o) {
   return std::string(utf8, size);
 }
 
+// Python 3.11 refuses int <-> decimal str conversions past 4300 digits (CVE-2020-10735: a
+// guard for servers parsing untrusted text). vial's ints are of any size by contract, and the
+// quadratic cost lands on the worker's own clock (proc_timeout bounds it), so the limit is lifted
+// for exactly one conversion and restored: the user's code keeps Python's usual limit. Nothing
+// else runs meanwhile: the conversion holds the GIL throughout.
+class IntDigitsUnlimited {
+ public:
+  IntDigitsUnlimited() {
+    PyObject* get = PySys_GetObject("get_int_max_str_digits");  // borrowed
+    PyRef current(get ? PyObject_CallNoArgs(get) : nullptr);
+    if (current) saved_ = PyLong_AsLong(current.get());
+    PyErr_Clear();
+    if (saved_ > 0) set(0);
+  }
+  ~IntDigitsUnlimited() {
+    if (saved_ > 0) set(saved_);
+  }
+  IntDigitsUnlimited(const IntDigitsUnlimited&) = delete;
+  IntDigitsUnlimited& operator=(const IntDigitsUnlimited&) = delete;
+
+ private:
+  static void set(long digits) {
+    PyObject* setter = PySys_GetObject("set_int_max_str_digits");  // borrowed
+    PyRef done(setter ? PyObject_CallFunction(setter, "l", digits) : nullptr);
+    PyErr_Clear();
+  }
+  long saved_ = 0;  // 0: unlimited already, or unknown
+};
+
 // ---- wire -> Python -------------------------------------------------------------------------
 
 PyRef decodeText(const char* data, size_t size) {
@@ -187,11 +216,12 @@ PyRef toPython(wire::Value::Reader in, int depth) {
     case wire::Value::INT:
       return PyRef(PyLong_FromLongLong(in.getInt()));
     case wire::Value::BIG_INT: {
+      IntDigitsUnlimited anyLength;
       PyRef i(PyLong_FromString(in.getBigInt().cStr(), nullptr, 10));
       if (!i) {
         PyErr_Clear();
-        throw ConversionFailure{"'" + std::string(in.getBigInt().cStr()) + "' is not an integer",
-                                ""};
+        std::string text(in.getBigInt().cStr(), std::min<size_t>(in.getBigInt().size(), 40));
+        throw ConversionFailure{"'" + text + "' is not an integer", ""};
       }
       return i;
     }
@@ -275,6 +305,7 @@ void toWire(PyObject* o, wire::Value::Builder out, int depth) {
     if (overflow == 0) {
       out.setInt(i);
     } else {
+      IntDigitsUnlimited anyLength;
       PyRef digits(PyNumber_ToBase(o, 10));
       if (!digits) {
         PyErr_Clear();
