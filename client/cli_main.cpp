@@ -1,6 +1,9 @@
 // The `vial` command line.
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -146,8 +149,9 @@ Pool:
   --sys-path DIR       prepend DIR to the workers' sys.path (repeatable)
   --preload MODULE     import MODULE once per worker at start-up (repeatable)
   --setup-file FILE    run FILE's Python once per worker at start-up
-  --user UID, --group GID
-                       drop the workers to UID/GID (when serving as root)
+  --user USER, --group GROUP
+                       drop the workers to USER (a name or uid) and GROUP (default: USER's
+                       primary group); supplementary groups are cleared (when serving as root)
   --worker PATH        the vial-worker executable
   --log-level LEVEL    trace, debug, info (default), warn, error, off
 
@@ -193,6 +197,18 @@ std::size_t parseCount(const std::string& option, const std::string& text, std::
     throw UsageError{option + " needs a whole number from 0 to " + std::to_string(max) + ", got '" +
                      text + "'"};
   return static_cast<std::size_t>(n);
+}
+
+// A user or group given by number or by name ("65534", "nobody").
+unsigned parseUserOrGroup(const std::string& option, const std::string& text, bool group) {
+  if (!text.empty() && std::isdigit(static_cast<unsigned char>(text[0])))
+    return static_cast<unsigned>(parseCount(option, text, 1u << 31));
+  if (group) {
+    if (const ::group* entry = getgrnam(text.c_str())) return entry->gr_gid;
+  } else if (const ::passwd* entry = getpwnam(text.c_str())) {
+    return entry->pw_uid;
+  }
+  throw UsageError{option + ": no " + (group ? "group" : "user") + " called '" + text + "'"};
 }
 
 struct RunArgs {
@@ -511,9 +527,9 @@ int serveCommand(int argc, char** argv) {
       if (!in) throw UsageError{"cannot read '" + path + "': " + std::strerror(errno)};
       pool.setup_source = readAll(in);
     } else if (arg == "--user") {
-      pool.user_id = static_cast<unsigned>(parseCount(arg, next(), 1u << 31));
+      pool.user_id = parseUserOrGroup(arg, next(), false);
     } else if (arg == "--group") {
-      pool.group_id = static_cast<unsigned>(parseCount(arg, next(), 1u << 31));
+      pool.group_id = parseUserOrGroup(arg, next(), true);
     } else if (arg == "--worker") {
       pool.worker_path = next();
     } else if (arg == "--log-level") {

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <pwd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -71,6 +72,19 @@ std::string resolve_worker_path(const std::string& configured) {
 
 namespace {
 
+// The primary group of `uid` from the user database; throws when the user has no entry.
+long primaryGroupOf(uid_t uid) {
+  passwd entry{};
+  passwd* found = nullptr;
+  std::vector<char> buffer(16384);
+  int error = getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found);
+  if (error != 0 || !found)
+    throw std::runtime_error("user_id " + std::to_string(uid) +
+                             " has no entry in the user database, so its primary group is "
+                             "unknown; give group_id (--group) as well");
+  return static_cast<long>(found->pw_gid);
+}
+
 int pidfdOpen(pid_t pid) {
   return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
@@ -104,7 +118,9 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
     throw std::runtime_error("user_id/group_id need the host to run as root (it runs as uid " +
                              std::to_string(geteuid()) + ")");
   const long uid = options.user_id ? static_cast<long>(*options.user_id) : -1;
-  const long gid = options.group_id ? static_cast<long>(*options.group_id) : -1;
+  // A user without a group takes the user's primary group, never the host's (root's) one.
+  long gid = options.group_id ? static_cast<long>(*options.group_id) : -1;
+  if (uid >= 0 && gid < 0) gid = primaryGroupOf(static_cast<uid_t>(uid));
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair for a worker");
@@ -127,7 +143,8 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     // Raw syscalls: glibc's setuid() would try to signal the parent's threads from a vfork
-    // child. A failure must not leave a worker running as root: exit before exec.
+    // child. A failure must not leave a worker running as root: exit before exec. The host's
+    // supplementary groups never reach a worker that changes identity.
     if (gid >= 0 && (syscall(SYS_setgroups, 0, nullptr) != 0 || syscall(SYS_setgid, gid) != 0))
       _exit(126);
     if (uid >= 0 && syscall(SYS_setuid, uid) != 0) _exit(126);

@@ -9,6 +9,7 @@
 
 #include "client/vial.h"
 #include "tests/process_probe.h"
+#include "tests/value_printer.h"
 
 namespace vial {
 namespace {

@@ -542,6 +542,15 @@ TEST(VialRunNoWorker, ExplicitWorkerOptionIsUsed) {
 // ---------------------------------------------------------------------------------------------
 // Help, version, commands
 
+TEST(VialServeUsage, UnknownUserOrGroupExitsWith2NamingIt) {
+  auto user = runVial({"serve", "--user", "vial_no_such_user"});
+  EXPECT_EQ(user.exitCode, 2) << user;
+  EXPECT_TRUE(contains(user.err, "no user called 'vial_no_such_user'")) << user;
+  auto group = runVial({"serve", "--group", "vial_no_such_group"});
+  EXPECT_EQ(group.exitCode, 2) << group;
+  EXPECT_TRUE(contains(group.err, "no group called 'vial_no_such_group'")) << group;
+}
+
 TEST(VialCommand, HelpExitsZeroAndDescribesRun) {
   auto r = runVial({"--help"});
   EXPECT_EQ(r.exitCode, 0) << r;

@@ -1,17 +1,20 @@
 // Pool lifecycle on real workers: growth and reaping, recycling, start-up options,
 // backpressure, queue deadlines, cancellation, soft timeouts, stats, shutdown while scaling.
 #include <dirent.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "client/vial.h"
 #include "tests/process_probe.h"
+#include "tests/value_printer.h"
 
 namespace vial {
 namespace {
@@ -214,6 +217,30 @@ TEST_F(LifecycleTest, WorkersDropToTheConfiguredUserAndGroup) {
   Pool pool(options);
   EXPECT_EQ(only(pool, "import os\n_return([os.getuid(), os.getgid(), os.getgroups()])"),
             Value(List{65534, 65534, List{}}));
+}
+
+// D8: --user without --group once kept gid 0 and the host's supplementary groups.
+TEST_F(LifecycleTest, AUserWithoutAGroupGetsItsPrimaryGroupAndNoneOfTheHosts) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to change user";
+  const gid_t hostGroups[] = {4, 27};  // a host with supplementary groups, as in the report
+  ASSERT_EQ(setgroups(2, hostGroups), 0) << std::strerror(errno);
+  PoolOptions options = sized(1, 1);
+  options.user_id = 65534;  // nobody, whose primary group is 65534 (nogroup) on Debian
+  options.working_directory = "/";
+  {
+    Pool pool(options);
+    EXPECT_EQ(only(pool,
+                   "import os\n_return([os.getuid(), os.getgid(), os.getegid(), "
+                   "os.getgroups()])"),
+              Value(List{65534, 65534, 65534, List{}}));
+  }
+  EXPECT_EQ(setgroups(0, nullptr), 0);
+  options.user_id = 4242;  // no entry in the user database: no primary group to take
+  Pool unknown(options);
+  Result r = unknown.run_async("_return(1)").get();
+  const auto* unavailable = r.get_if<Unavailable>();
+  ASSERT_NE(unavailable, nullptr) << r.describe();
+  EXPECT_NE(unavailable->reason.find("group_id"), std::string::npos) << unavailable->reason;
 }
 
 TEST_F(LifecycleTest, StartUpFailureIsReportedClearlyWithoutARespawnStorm) {

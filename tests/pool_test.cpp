@@ -18,6 +18,7 @@
 #include "pool/log.h"
 #include "protocol/limits.h"
 #include "tests/process_probe.h"
+#include "tests/value_printer.h"
 
 namespace vial {
 namespace {

@@ -9,6 +9,7 @@
 
 #include "protocol/limits.h"
 #include "protocol/wire_value.h"
+#include "tests/value_printer.h"
 
 namespace vial::worker {
 namespace {

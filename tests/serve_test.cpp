@@ -35,6 +35,7 @@
 #include "client/vial.h"
 #include "tests/child_process.h"
 #include "tests/process_probe.h"
+#include "tests/value_printer.h"
 
 namespace {
 
