@@ -72,14 +72,16 @@ struct WorkerPool::Queued {
 };
 
 struct WorkerPool::Worker {
-  enum class State { Starting, Ready, Lost };
+  // Starting: spawned, not ready. Ready: takes calls. Dying: killed or dead; its calls are
+  // settled once its guard has exited and every answer it sent has been read.
+  enum class State { Starting, Ready, Dying };
 
   explicit Worker(kj::Own<WorkerProcess> p) : process(kj::mv(p)), tasks(errorHandler) {}
 
   std::uint64_t id = 0;
   kj::Own<WorkerProcess> process;
   State state = State::Starting;
-  std::string killReason;         // set when the pool killed it on purpose
+  bool everReady = false;
   std::deque<InFlight> inflight;  // front = the call running now; the rest were sent ahead
   std::size_t callsServed = 0;
   Clock::time_point idleSince = Clock::now();
@@ -87,6 +89,10 @@ struct WorkerPool::Worker {
   std::uint64_t replacement = 0;  // id of the worker started to replace it
   bool replaced = false;          // replacement ready: takes no work, retires once idle
   std::string recycleReason;
+  std::optional<Kill> killed;  // set when the pool killed it on purpose
+  std::optional<ExitStatus> exit;
+  bool disconnected = false;  // its connection has ended: every answer it sent has been read
+  bool settling = false;
   kj::TaskSet tasks;  // declared last: its promises go before the process does
 };
 
@@ -113,7 +119,7 @@ WorkerPool::~WorkerPool() noexcept(false) {
   for (auto& worker : workers_)
     for (auto& f : worker->inflight)
       resolveOnce(f.call, Cancelled{"the pool was destroyed while the call ran"});
-  workers_.clear();  // each kills its process group and reaps it
+  workers_.clear();  // each kills its worker and that worker's processes, and reaps its guard
 }
 
 bool WorkerPool::serving(const Worker& w) const {
@@ -122,7 +128,7 @@ bool WorkerPool::serving(const Worker& w) const {
 
 std::size_t WorkerPool::capacity() const {
   return std::count_if(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
-    return w->state != Worker::State::Lost && !w->recycling;
+    return w->state != Worker::State::Dying && !w->recycling;
   });
 }
 
@@ -130,15 +136,18 @@ void WorkerPool::publish() {
   Counts counts = totals_;
   counts.queued = queued_;
   for (auto& w : workers_) {
-    if (w->state == Worker::State::Lost) continue;
+    // A dying worker's calls are still running until they settle; the worker no longer counts.
+    for (auto& f : w->inflight)
+      if (f.call.resolve) ++counts.running;
+    if (w->state == Worker::State::Dying) continue;
     ++counts.live;
     if (w->state == Worker::State::Starting) ++counts.starting;
     if (serving(*w)) ++counts.ready;
     if (serving(*w) && !w->inflight.empty()) ++counts.busy;
-    counts.running += w->inflight.size();
   }
   lastCounts_ = counts;
   if (onCounts_) onCounts_(counts);
+  checkWaiter();
 }
 
 void WorkerPool::enqueue(Queued queued, bool atFront) {
@@ -253,20 +262,15 @@ void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
     for (std::size_t i = 0; i < w->inflight.size(); ++i) {
       Call& call = w->inflight[i].call;
       if (call.id != id) continue;
-      if (i > 0 || w->state == Worker::State::Lost) {
+      if (i > 0 || w->state == Worker::State::Dying) {
         // Sent ahead to a busy worker: it can no longer be taken back and may still run.
         resolveOnce(call, Cancelled{"cancelled by the caller before it started"});
         return;
       }
       int pid = w->process->pid();
-      log().info("worker {} killed: its call was cancelled", pid);
-      w->killReason = "its call was cancelled";
-      w->state = Worker::State::Lost;
-      w->process->kill();
-      balance();
-      resolveOnce(call, Cancelled{"cancelled by the caller while running; worker " +
-                                  std::to_string(pid) + " was killed"});
-      checkDrained();
+      kill(*w, "its call was cancelled", id,
+           Cancelled{"cancelled by the caller while running; worker " + std::to_string(pid) +
+                     " was killed"});
       return;
     }
   }
@@ -344,21 +348,23 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
         onReply(*w, id, std::move(outcome));
       },
       [this, w, id](kj::Exception&& e) {
-        if (e.getType() == kj::Exception::Type::DISCONNECTED) return onWorkerLost(*w);
+        // Disconnected: the worker is gone; its calls settle once its exit is known.
+        if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
         onReply(*w, id, PythonError{"vial.WorkerError", e.getDescription().cStr(), "", {}});
       }));
 }
 
 void WorkerPool::startHeadTimer(Worker& worker) {
-  if (worker.inflight.empty() || worker.state == Worker::State::Lost) return;
+  if (worker.inflight.empty() || worker.state == Worker::State::Dying) return;
   InFlight& head = worker.inflight.front();
   double limit =
       head.call.options.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
   if (unlimited(limit)) return;
   Worker* w = &worker;
+  std::uint64_t id = head.call.id;
   head.timer = io_.provider->getTimer()
                    .afterDelay(seconds(limit))
-                   .then([this, w, limit]() { onTimeout(*w, limit); })
+                   .then([this, w, id, limit]() { onTimeout(*w, id, limit); })
                    .eagerlyEvaluate([](kj::Exception&& e) {
                      log().error("timeout watch failed: {}", e.getDescription().cStr());
                    });
@@ -372,11 +378,14 @@ void WorkerPool::onReply(Worker& worker, std::uint64_t callId, Outcome outcome) 
   }
   InFlight done = std::move(worker.inflight.front());
   worker.inflight.pop_front();
+  if (worker.state == Worker::State::Dying) {
+    publish();  // a dying worker's answers are read before it settles
+  } else {
+    afterCall(worker);
+    startHeadTimer(worker);
+    pump();  // the next call first; and the counts are published before anyone hears of this one
+  }
   resolveOnce(done.call, std::move(outcome));
-  afterCall(worker);
-  startHeadTimer(worker);
-  checkDrained();
-  pump();
 }
 
 // ---- recycling and reaping ------------------------------------------------------------------
@@ -431,11 +440,7 @@ void WorkerPool::recycle(Worker& worker, const std::string& reason, bool forRss)
 }
 
 void WorkerPool::retire(Worker& worker, const std::string& reason) {
-  log().info("worker {} retired: {}", worker.process->pid(), reason);
-  worker.killReason = reason;
-  worker.state = Worker::State::Lost;
-  worker.process->kill();  // idle: no call is affected
-  publish();
+  kill(worker, reason);  // idle: no call is affected
 }
 
 void WorkerPool::reapIdle() {
@@ -460,7 +465,7 @@ void WorkerPool::balance() {
     // Replacements for recycled workers first, then the minimum, then growth under load.
     for (std::size_t i = 0; i < workers_.size() && !retryScheduled_; ++i) {
       Worker& w = *workers_[i];
-      if (w.recycling && w.replacement == 0 && w.state != Worker::State::Lost) spawnOne(&w);
+      if (w.recycling && w.replacement == 0 && w.state != Worker::State::Dying) spawnOne(&w);
     }
     while (!retryScheduled_ && capacity() < minWorkers_) spawnOne(nullptr);
     std::size_t depth = options_.calls_in_flight_per_worker;
@@ -493,19 +498,19 @@ void WorkerPool::spawnOne(Worker* replacing) {
   if (replacing) replacing->replacement = worker->id;
   Worker* w = worker.get();
   auto started = w->process->worker().helloRequest().send().then(
-      [this, w](capnp::Response<wire::Worker::HelloResults>&&) { afterHello(*w); });
+      [this, w](capnp::Response<wire::Worker::HelloResults>&& hello) {
+        w->process->adoptWorker(hello.getPid());
+        afterHello(*w);
+      });
   double limit = options_.start_timeout;
   auto tooSlow = io_.provider->getTimer().afterDelay(seconds(limit)).then([this, w, limit]() {
     if (w->state != Worker::State::Starting) return;
-    std::string why = "worker " + std::to_string(w->process->pid()) +
-                      " was not ready within start_timeout (" + format_seconds(limit) + " s)";
-    w->killReason = "too slow to start";
-    w->state = Worker::State::Lost;
-    w->process->kill();
-    onSpawnFailed(why);
+    kill(*w, "too slow to start");
+    onSpawnFailed("worker " + std::to_string(w->process->pid()) +
+                  " was not ready within start_timeout (" + format_seconds(limit) + " s)");
   });
   w->tasks.add(started.exclusiveJoin(kj::mv(tooSlow)));
-  w->tasks.add(w->process->onDisconnect().then([this, w]() { onWorkerLost(*w); }));
+  w->tasks.add(w->process->onDisconnect().then([this, w]() { onDisconnect(*w); }));
   w->tasks.add(w->process->onExit().then([this, w](ExitStatus status) { onExit(*w, status); }));
   workers_.push_back(kj::mv(worker));
 }
@@ -527,9 +532,7 @@ void WorkerPool::afterHello(Worker& worker) {
         std::string error = response.getError();
         if (error.empty()) return onReady(*w);
         if (w->state != Worker::State::Starting) return;
-        w->killReason = "start-up failed";
-        w->state = Worker::State::Lost;
-        w->process->kill();
+        kill(*w, "start-up failed");
         onSpawnFailed("worker start-up failed: " + error);
       }));
 }
@@ -537,6 +540,7 @@ void WorkerPool::afterHello(Worker& worker) {
 void WorkerPool::onReady(Worker& worker) {
   if (worker.state != Worker::State::Starting) return;
   worker.state = Worker::State::Ready;
+  worker.everReady = true;
   worker.idleSince = Clock::now();
   spawnFailures_ = 0;
   log().info("worker {} ready", worker.process->pid());
@@ -549,75 +553,120 @@ void WorkerPool::onReady(Worker& worker) {
   pump();
 }
 
-void WorkerPool::onTimeout(Worker& worker, double limit) {
-  if (worker.inflight.empty()) return;
+void WorkerPool::onTimeout(Worker& worker, std::uint64_t callId, double limit) {
+  if (worker.inflight.empty() || worker.inflight.front().call.id != callId) return;
   int pid = worker.process->pid();
   log().warn("worker {} killed: call ran past its proc_timeout of {} s", pid, limit);
-  worker.killReason = "proc_timeout";
-  worker.state = Worker::State::Lost;
-  worker.process->kill();
-  balance();  // publishes the lost worker before anyone hears of the timeout
-  resolveOnce(worker.inflight.front().call, Timeout{limit, pid, false});
-  checkDrained();
+  kill(worker, "proc_timeout", callId, Timeout{limit, pid, false});
 }
 
-void WorkerPool::onWorkerLost(Worker& worker) {
-  if (worker.state == Worker::State::Lost) return;
-  bool wasServing = worker.state == Worker::State::Ready;
-  worker.state = Worker::State::Lost;
-  // The exit (and the crash it reports) normally follows at once; a worker that merely closed
-  // its socket gets a second before it is killed.
-  Worker* w = &worker;
-  worker.tasks.add(io_.provider->getTimer().afterDelay(1 * kj::SECONDS).then([w]() {
-    if (w->killReason.empty()) w->killReason = "lost its connection";
-    w->process->kill();
-  }));
-  // A worker lost while starting is a start-up failure: its exit decides on backoff.
-  if (wasServing) balance();
-  publish();
+// ---- deaths ---------------------------------------------------------------------------------
+// One path for every death. kill() (or a crash) marks the worker Dying at once, so it takes no
+// more calls and a replacement starts. Its calls are settled only once its guard has exited
+// (everything it started is gone) AND its connection has ended (every answer it sent before
+// dying has been read and has resolved its own call): only then is it known which call was
+// running. That call gets the death; the calls sent ahead of it never started and go back to
+// the queue; nothing runs twice.
+
+void WorkerPool::kill(Worker& worker, const std::string& reason, std::uint64_t callId,
+                      std::optional<Outcome> outcome) {
+  if (worker.state == Worker::State::Dying) return;
+  log().info("worker {} killed: {}", worker.process->pid(), reason);
+  worker.killed = Kill{reason, callId, std::move(outcome)};
+  worker.state = Worker::State::Dying;
+  worker.process->kill();
+  balance();  // publishes the lost capacity, and starts a replacement
+}
+
+void WorkerPool::onDisconnect(Worker& worker) {
+  worker.disconnected = true;
+  if (!worker.exit && worker.state != Worker::State::Dying) {
+    // It closed its connection but lives: its exit (and the crash it reports) normally follows
+    // at once; one that merely closed its socket gets a second, then is killed.
+    worker.state = Worker::State::Dying;
+    Worker* w = &worker;
+    worker.tasks.add(io_.provider->getTimer().afterDelay(kDeathGrace).then([w]() {
+      if (!w->exit) {
+        log().info("worker {} killed: it closed its connection to the pool", w->process->pid());
+        w->process->kill();
+      }
+    }));
+    balance();
+  }
+  settleOnceDone(worker);
 }
 
 void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
-  int pid = worker.process->pid();
-  bool wasStarting = worker.state == Worker::State::Starting;
-  worker.state = Worker::State::Lost;
-  if (worker.killReason.empty())
-    log().warn("worker {} {}", pid, status.describe());
-  else
-    log().info("worker {} {} (killed: {})", pid, status.describe(), worker.killReason);
-  publish();
+  worker.exit = status;
+  if (worker.state != Worker::State::Dying) {
+    worker.state = Worker::State::Dying;
+    balance();
+  }
+  if (!worker.disconnected) {
+    // Normally the connection has ended already. Should something still hold the worker's
+    // socket open, its answers cannot be waited for forever.
+    Worker* w = &worker;
+    worker.tasks.add(io_.provider->getTimer().afterDelay(kDeathGrace).then([this, w]() {
+      w->disconnected = true;
+      settleOnceDone(*w);
+    }));
+  }
+  settleOnceDone(worker);
+}
 
-  if (!worker.inflight.empty()) {
-    resolveOnce(worker.inflight.front().call, WorkerCrashed{pid, status.code, status.signal});
+void WorkerPool::settleOnceDone(Worker& worker) {
+  if (worker.settling || !worker.exit || !worker.disconnected) return;
+  worker.settling = true;
+  // Last in this turn of the loop: every answer read before the end of the connection has
+  // resolved its call by then.
+  std::uint64_t id = worker.id;
+  tasks_.add(kj::evalLast([this, id]() {
+    auto it = std::find_if(workers_.begin(), workers_.end(),
+                           [id](const kj::Own<Worker>& w) { return w->id == id; });
+    if (it != workers_.end()) settle(it);
+  }));
+}
+
+void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
+  kj::Own<Worker> worker = kj::mv(*it);
+  workers_.erase(it);
+  worker->process->drainOutput();  // its last words (a fatal error) before the death is told
+  int pid = worker->process->pid();
+  const ExitStatus& status = *worker->exit;
+  if (worker->killed)
+    log().info("worker {} {} (killed: {})", pid, status.describe(), worker->killed->reason);
+  else
+    log().warn("worker {} {}", pid, status.describe());
+
+  std::optional<Call> running;
+  Outcome death = WorkerCrashed{pid, status.code, status.signal};
+  if (!worker->inflight.empty()) {
+    running = std::move(worker->inflight.front().call);
+    const auto& kill = worker->killed;
+    if (kill && kill->outcome && (kill->callId == running->id || kill->callId == 0))
+      death = *kill->outcome;
     // Calls sent ahead never started: back to the front of the queue, in order.
-    for (std::size_t i = worker.inflight.size(); i-- > 1;) {
-      Call call = std::move(worker.inflight[i].call);
+    for (std::size_t i = worker->inflight.size(); i-- > 1;) {
+      Call call = std::move(worker->inflight[i].call);
       if (!call.resolve) continue;  // cancelled meanwhile
       if (shuttingDown_)
         resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
       else
         enqueue(Queued{std::move(call), nullptr}, true);
     }
-    worker.inflight.clear();
+    worker->inflight.clear();
   }
   // A replacement that never came up: its predecessor needs another.
   for (auto& old : workers_)
-    if (old->replacement == worker.id) old->replacement = 0;
-  if (wasStarting && worker.killReason.empty())
+    if (old->replacement == worker->id) old->replacement = 0;
+  if (!worker->everReady && !worker->killed)
     onSpawnFailed("worker " + std::to_string(pid) + " " + status.describe() +
-                  " before it was ready (its stderr may say why)");
-
-  // Remove it once this continuation has returned: it runs inside the worker's own TaskSet.
-  std::uint64_t id = worker.id;
-  tasks_.add(kj::evalLater([this, id]() {
-    workers_.erase(std::remove_if(workers_.begin(), workers_.end(),
-                                  [id](const kj::Own<Worker>& w) { return w->id == id; }),
-                   workers_.end());
-    publish();
-  }));
-  checkDrained();
+                  " before it was ready (see its output logged above)");
+  // Destroyed once this continuation has returned: its own TaskSet may be on the stack.
+  tasks_.add(kj::evalLater([worker = kj::mv(worker)]() {}));
   balance();
-  pump();
+  pump();  // publishes the counts before anyone hears of the death
+  if (running) resolveOnce(*running, std::move(death));
 }
 
 void WorkerPool::onSpawnFailed(const std::string& why) {
@@ -652,34 +701,47 @@ void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
   publish();
 }
 
-void WorkerPool::checkDrained() {
-  if (!shuttingDown_) return;
-  for (auto& w : workers_)
-    if (!w->inflight.empty() && w->state != Worker::State::Lost) return;
-  KJ_IF_MAYBE (fulfiller, drained_) {
-    (*fulfiller)->fulfill();
-    drained_ = nullptr;
+kj::Promise<void> WorkerPool::waitUntil(std::function<bool()> condition, double bound) {
+  auto reached = kj::newPromiseAndFulfiller<void>();
+  waiter_ = Waiter{std::move(condition), kj::mv(reached.fulfiller)};
+  checkWaiter();
+  auto promise = kj::mv(reached.promise);
+  if (unlimited(bound)) return promise;
+  return promise.exclusiveJoin(io_.provider->getTimer().afterDelay(seconds(bound)));
+}
+
+void WorkerPool::checkWaiter() {
+  KJ_IF_MAYBE (waiter, waiter_) {
+    if (!waiter->condition()) return;
+    auto fulfiller = kj::mv(waiter->fulfiller);
+    waiter_ = nullptr;
+    fulfiller->fulfill();
   }
 }
 
 kj::Promise<void> WorkerPool::shutdown(double grace) {
   shuttingDown_ = true;
   failQueued([] { return Cancelled{"the pool is shutting down; the call never started"}; });
-  auto drained = kj::newPromiseAndFulfiller<void>();
-  drained_ = kj::mv(drained.fulfiller);
-  checkDrained();
-  return drained.promise.exclusiveJoin(io_.provider->getTimer().afterDelay(seconds(grace)))
+  auto nothingRunning = [this]() { return lastCounts_.running == 0; };
+  return waitUntil(nothingRunning, grace)
       .then([this, grace]() {
-        for (auto& worker : workers_) {
-          if (!worker->inflight.empty() && worker->killReason.empty())
-            worker->killReason = "shutdown grace period over";
-          for (auto& f : worker->inflight)
-            resolveOnce(f.call, Cancelled{"the pool shut down; the call was still running after "
-                                          "the " +
-                                          format_seconds(grace) +
-                                          " s grace period and its worker was killed"});
+        std::vector<Worker*> all;
+        for (auto& worker : workers_) all.push_back(worker.get());
+        for (Worker* worker : all) {
+          bool running = !worker->inflight.empty();
+          kill(*worker, running ? "shutdown grace period over" : "the pool shut down", 0,
+               Cancelled{"the pool shut down; the call was still running after the " +
+                         format_seconds(grace) + " s grace period and its worker was killed"});
         }
-        workers_.clear();
+        // Every worker settles within moments (its guard's exit is bounded, kGuardBound).
+        auto allSettled = [this]() { return workers_.empty(); };
+        return waitUntil(allSettled, WorkerProcess::kGuardBound.count() + 1.0);
+      })
+      .then([this]() {
+        for (auto& worker : workers_)
+          for (auto& f : worker->inflight)
+            resolveOnce(f.call, Cancelled{"the pool shut down while the call ran"});
+        workers_.clear();  // whatever did not settle: the destructors reap with a bound
         publish();
       });
 }

@@ -85,6 +85,21 @@ class WorkerPool {
   struct Queued;
   using Clock = std::chrono::steady_clock;
 
+  /// Why the pool killed a worker, and what the call it was killed for (0: none) resolves to.
+  struct Kill {
+    std::string reason;
+    std::uint64_t callId = 0;
+    std::optional<Outcome> outcome;
+  };
+  /// Resolves `fulfiller` once `condition` holds (checked whenever the counts change).
+  struct Waiter {
+    std::function<bool()> condition;
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  };
+  /// How long a dead worker's connection may stay open, or a worker that closed its connection
+  /// may stay alive, before the pool stops waiting for the other half of its death.
+  static constexpr kj::Duration kDeathGrace = 1 * kj::SECONDS;
+
   void pump();
   void dispatch(Worker& worker, Call call);
   void startHeadTimer(Worker& worker);
@@ -98,16 +113,21 @@ class WorkerPool {
   void checkRss(Worker& worker);
   void recycle(Worker& worker, const std::string& reason, bool forRss);
   void retire(Worker& worker, const std::string& reason);
-  void onTimeout(Worker& worker, double limit);
-  void onWorkerLost(Worker& worker);
+  void onTimeout(Worker& worker, std::uint64_t callId, double limit);
+  void kill(Worker& worker, const std::string& reason, std::uint64_t callId = 0,
+            std::optional<Outcome> outcome = std::nullopt);
+  void onDisconnect(Worker& worker);
   void onExit(Worker& worker, const ExitStatus& status);
+  void settleOnceDone(Worker& worker);
+  void settle(std::vector<kj::Own<Worker>>::iterator worker);
+  kj::Promise<void> waitUntil(std::function<bool()> condition, double boundSeconds);
+  void checkWaiter();
   void reapIdle();
   void failQueued(const std::function<Outcome()>& outcome);
   void enqueue(Queued queued, bool atFront);
   Queued dequeue();
   std::optional<Queued> takeQueued(std::uint64_t id);
   void publish();
-  void checkDrained();
   bool serving(const Worker& worker) const;
   std::size_t capacity() const;
 
@@ -130,7 +150,7 @@ class WorkerPool {
   bool rssRecycling_ = true;  // off once a fresh worker is already above the limit
   bool shuttingDown_ = false;
   Counts totals_;  // the cumulative counters; the rest is derived in publish()
-  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained_;
+  kj::Maybe<Waiter> waiter_;
   kj::TaskSet tasks_;
 };
 

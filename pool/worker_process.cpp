@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
@@ -32,6 +34,7 @@
 
 #include "pool/log.h"
 #include "protocol/wire_value.h"
+#include "util/process_info.h"
 
 namespace vial::pool {
 
@@ -108,7 +111,8 @@ bp::environment workerEnvironment(const SpawnOptions& options) {
 
 }  // namespace
 
-WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options) {
+WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options)
+    : timer_(io.provider->getTimer()) {
   const std::string& path = options.path;
   if (!options.working_directory.empty() && access(options.working_directory.c_str(), X_OK) != 0)
     throw std::runtime_error("cannot start a worker in '" + options.working_directory +
@@ -121,23 +125,37 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   // A user without a group takes the user's primary group, never the host's (root's) one.
   long gid = options.group_id ? static_cast<long>(*options.group_id) : -1;
   if (uid >= 0 && gid < 0) gid = primaryGroupOf(static_cast<uid_t>(uid));
+
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair for a worker");
   kj::AutoCloseFd parentEnd(fds[0]);
   kj::AutoCloseFd childEnd(fds[1]);
-  const int childFd = childEnd.get();
+  if (pipe2(fds, O_CLOEXEC) < 0)
+    throw std::system_error(errno, std::generic_category(), "pipe for a worker's output");
+  kj::AutoCloseFd outputRead(fds[0]);
+  kj::AutoCloseFd outputWrite(fds[1]);
+  // The child's ends moved above fd 9, so that the dup2()s onto 1, 2 and 3 in the child never
+  // overwrite one another (a host that closed its stdio gets fds 0-2 from socketpair).
+  kj::AutoCloseFd childSocket(fcntl(childEnd.get(), F_DUPFD_CLOEXEC, 10));
+  kj::AutoCloseFd childOutput(fcntl(outputWrite.get(), F_DUPFD_CLOEXEC, 10));
+  if (childSocket.get() < 0 || childOutput.get() < 0)
+    throw std::system_error(errno, std::generic_category(), "fcntl(F_DUPFD) for a worker");
+  childEnd = nullptr;
+  outputWrite = nullptr;
+  const int socketFd = childSocket.get();
+  const int outputFd = childOutput.get();
   const pid_t parentPid = getpid();
 
   // Runs in the child between fork and exec: async-signal-safe calls only.
-  auto setupChild = [childFd, uid, gid](auto&) {
-    setpgid(0, 0);  // own group: a kill reaches everything the worker started
+  auto setupChild = [socketFd, outputFd, uid, gid](auto&) {
+    // A session of its own: the terminal's signals never reach it, and the code cannot join
+    // the host's process group (setpgid needs the same session).
+    setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (childFd == 3) {
-      fcntl(3, F_SETFD, 0);
-    } else {
-      dup2(childFd, 3);
-    }
+    dup2(outputFd, 1);  // never the host's stdout or stderr: see WorkerOutput
+    dup2(outputFd, 2);
+    dup2(socketFd, 3);
     syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);  // no other fd leaks into a worker
     sigset_t none;
     sigemptyset(&none);
@@ -157,25 +175,29 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
     auto env = workerEnvironment(options);
     std::string cwd = options.working_directory.empty() ? "." : options.working_directory;
     child = bp::child(bp::exe = path, bp::args = {"--parent-pid", std::to_string(parentPid)},
-                      bp::env = env, bp::start_dir = cwd, bp::std_in.null(), bp::std_out.null(),
+                      bp::env = env, bp::start_dir = cwd, bp::std_in.null(),
                       bp::extend::on_exec_setup = setupChild, bp::posix::use_vfork);
   } catch (const bp::process_error& e) {
     throw std::runtime_error("cannot start worker '" + path + "': " + e.code().message());
   }
-  pid_ = child.id();
+  guardPid_ = child.id();
   child.detach();  // reaping is ours (pidfd + waitpid on this pid only)
-  childEnd = nullptr;
+  childSocket = nullptr;
+  childOutput = nullptr;
 
-  pidfd_ = kj::AutoCloseFd(pidfdOpen(pid_));
-  if (pidfd_.get() < 0) {
+  guardPidfd_ = kj::AutoCloseFd(pidfdOpen(guardPid_));
+  if (guardPidfd_.get() < 0) {
     int error = errno;
-    ::kill(-pid_, SIGKILL);
-    reap(true);
+    ::kill(guardPid_, SIGKILL);  // not reaped yet: the pid is still this child's
+    while (waitpid(guardPid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
     throw std::system_error(error, std::generic_category(), "pidfd_open for a worker");
   }
-  pidfdObserver_ = kj::heap<kj::UnixEventPort::FdObserver>(
-      io.unixEventPort, pidfd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  exitObserver_ = kj::heap<kj::UnixEventPort::FdObserver>(
+      io.unixEventPort, guardPidfd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
   exit_ = watchExit().fork();
+  output_ = kj::heap<WorkerOutput>(io, outputRead.release(), [this]() { return pid(); });
 
   stream_ = io.lowLevelProvider->wrapSocketFd(parentEnd.release(),
                                               kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
@@ -186,7 +208,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
   vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
   worker_ = rpc_->bootstrap(vatId).castAs<wire::Worker>();
-  log().info("worker {} spawned ({})", pid_, path);
+  log().info("worker spawned: guard {} ({})", guardPid_, path);
 }
 
 WorkerProcess::~WorkerProcess() noexcept(false) {
@@ -194,10 +216,40 @@ WorkerProcess::~WorkerProcess() noexcept(false) {
   rpc_ = nullptr;
   network_ = nullptr;
   stream_ = nullptr;
-  if (!reaped_) {
-    kill();
-    reap(true);
+  escalation_ = nullptr;
+  if (reaped_) return;
+  kill();
+  if (!waitForExit(kGuardBound)) {
+    log().error(
+        "worker {}: its guard {} did not exit within {} s of being told to; killing it (what "
+        "the worker started may survive)",
+        pid(), guardPid_, kGuardBound.count());
+    signalGuard(SIGKILL);
+    if (!waitForExit(std::chrono::seconds(1))) {
+      log().error("worker {}: its guard {} is still there after SIGKILL; leaving it", pid(),
+                  guardPid_);
+      return;
+    }
   }
+  reap();
+}
+
+void WorkerProcess::adoptWorker(pid_t pid) {
+  if (reaped_ || workerPid_ > 0) return;
+  int pidfd = pidfdOpen(pid);
+  // Checked after the pidfd pins the process, in /proc's own numbering (see process_info.h).
+  pid_t parent = pidfd >= 0 ? parent_of(proc_pid_of_pidfd(pidfd)) : -1;
+  if (pidfd >= 0 && (parent < 0 || parent != proc_pid_of_pidfd(guardPidfd_.get()))) {
+    close(pidfd);
+    pidfd = -1;
+  }
+  if (pidfd < 0) {
+    log().warn("worker {} said it is pid {}, which is not its child; killing it by its guard only",
+               guardPid_, pid);
+    return;
+  }
+  workerPid_ = pid;
+  workerPidfd_ = kj::AutoCloseFd(pidfd);
 }
 
 kj::Promise<ExitStatus> WorkerProcess::onExit() {
@@ -208,31 +260,59 @@ kj::Promise<ExitStatus> WorkerProcess::onExit() {
 }
 
 void WorkerProcess::kill() {
-  // The pid cannot have been reused while we have not reaped it, so the group id is still ours.
-  if (!reaped_) ::kill(-pid_, SIGKILL);
+  if (reaped_) return;
+  if (workerPidfd_.get() >= 0)
+    syscall(SYS_pidfd_send_signal, workerPidfd_.get(), SIGKILL, nullptr, 0);
+  signalGuard(SIGTERM);  // kills the worker if it was not reachable above, then its whole tree
+  if (killing_) return;
+  killing_ = true;
+  escalation_ = timer_.afterDelay(kGuardBound.count() * kj::SECONDS)
+                    .then([this]() {
+                      if (reaped_) return;
+                      log().error(
+                          "worker {}: its guard {} did not exit within {} s of being told to; "
+                          "killing it (what the worker started may survive)",
+                          pid(), guardPid_, kGuardBound.count());
+                      signalGuard(SIGKILL);
+                    })
+                    .eagerlyEvaluate(nullptr);
+}
+
+void WorkerProcess::signalGuard(int signal) {
+  if (!reaped_) syscall(SYS_pidfd_send_signal, guardPidfd_.get(), signal, nullptr, 0);
+}
+
+bool WorkerProcess::waitForExit(std::chrono::milliseconds bound) {
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd exited{guardPidfd_.get(), POLLIN, 0};
+    int ready = ::poll(&exited, 1, static_cast<int>(std::max<long long>(0, left.count())));
+    if (ready > 0) return true;
+    if (ready == 0 || (ready < 0 && errno != EINTR)) return false;
+  }
 }
 
 kj::Promise<ExitStatus> WorkerProcess::watchExit() {
-  return pidfdObserver_->whenBecomesReadable().then([this]() {
-    // Still unreaped, so the group id is ours: take down anything the worker left running.
-    ::kill(-pid_, SIGKILL);
-    return reap(false);
-  });
+  return exitObserver_->whenBecomesReadable().then([this]() { return reap(); });
 }
 
-ExitStatus WorkerProcess::reap(bool block) {
+ExitStatus WorkerProcess::reap() {
   ExitStatus status;
   int raw = 0;
   pid_t got;
   do {
-    got = waitpid(pid_, &raw, block ? 0 : WNOHANG);
+    got = waitpid(guardPid_, &raw, WNOHANG);
   } while (got < 0 && errno == EINTR);
-  if (got == pid_) {
+  if (got == guardPid_) {
+    // The guard exits the way its worker did (worker/guard.cpp).
     if (WIFEXITED(raw)) status.code = WEXITSTATUS(raw);
     if (WIFSIGNALED(raw)) status.signal = WTERMSIG(raw);
   }
   // got < 0 (ECHILD): someone else reaped it; the process is gone either way.
   reaped_ = true;
+  workerPidfd_ = nullptr;
   return status;
 }
 

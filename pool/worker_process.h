@@ -1,6 +1,12 @@
-// One vial-worker process: spawned with Boost.Process, connected over a socketpair with
-// Cap'n Proto RPC, reaped through a pidfd. Owning object = owning the process: the destructor
-// kills its process group and reaps it.
+// One vial-worker: spawned with Boost.Process, connected over a socketpair with Cap'n Proto RPC,
+// observed through a pidfd. Owning the object is owning the process: the destructor stops it
+// and reaps it, waiting a bounded time.
+//
+// The process spawned is the worker's guard (worker/guard.h); the worker proper is its child
+// and reports its pid in hello. Killing means: SIGKILL the worker through a pidfd (never a
+// process group, which the code may have left), SIGTERM the guard, which then kills everything
+// the worker started and exits the way the worker did; a guard that has not exited after
+// kGuardBound is SIGKILLed too, and that is logged.
 #pragma once
 
 #include <capnp/rpc-twoparty.h>
@@ -9,11 +15,13 @@
 #include <kj/io.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "pool/worker_output.h"
 #include "protocol/vial.capnp.h"
 
 namespace vial::pool {
@@ -41,37 +49,57 @@ struct SpawnOptions {
 
 class WorkerProcess {
  public:
-  /// Starts a worker in its own process group, dying with this thread (PR_SET_PDEATHSIG), with
-  /// stdin/stdout on /dev/null and the RPC socket as fd 3. Throws std::runtime_error on failure.
+  /// How long a guard may take to clear its worker's tree and exit once told to (it gives up on
+  /// a fork bomb after 10 s itself) before it is SIGKILLed.
+  static constexpr auto kGuardBound = std::chrono::seconds(12);
+
+  /// Starts a worker in a session of its own, dying with this thread (PR_SET_PDEATHSIG), with
+  /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput) and the RPC
+  /// socket as fd 3. Throws std::runtime_error on failure.
   WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options);
   ~WorkerProcess() noexcept(false);
   KJ_DISALLOW_COPY(WorkerProcess);
 
-  pid_t pid() const { return pid_; }
+  /// The worker's pid, as its code sees it (os.getpid()); the guard's until hello.
+  pid_t pid() const { return workerPid_ > 0 ? workerPid_ : guardPid_; }
+  /// Takes the pid the worker reported in hello: from now on kill() reaches it directly.
+  void adoptWorker(pid_t pid);
+
   wire::Worker::Client& worker() { return worker_; }
 
-  /// Resolves when the RPC connection drops (often before the exit is seen).
+  /// Resolves when the RPC connection ends: every answer the worker sent has been read.
   kj::Promise<void> onDisconnect() { return network_->onDisconnect(); }
-  /// Resolves once the process has exited and been reaped.
+  /// Resolves once the guard has exited (so has everything the worker started) and been reaped,
+  /// with the worker's own status.
   kj::Promise<ExitStatus> onExit();
+  /// Logs whatever the worker wrote last, without waiting (see WorkerOutput::drainNow).
+  void drainOutput() { output_->drainNow(); }
 
-  /// SIGKILL to the whole process group (the worker and anything it started). Safe to call
-  /// repeatedly; does nothing once the process has been reaped.
+  /// Kills the worker and, through its guard, every process it started. Idempotent; nothing
+  /// once the guard has been reaped.
   void kill();
 
  private:
   kj::Promise<ExitStatus> watchExit();
-  ExitStatus reap(bool block);
+  void signalGuard(int signal);
+  bool waitForExit(std::chrono::milliseconds bound);
+  ExitStatus reap();
 
-  pid_t pid_ = -1;
+  kj::Timer& timer_;
+  pid_t guardPid_ = -1;
+  pid_t workerPid_ = -1;
   bool reaped_ = false;
-  kj::AutoCloseFd pidfd_;
-  kj::Own<kj::UnixEventPort::FdObserver> pidfdObserver_;
+  bool killing_ = false;
+  kj::AutoCloseFd guardPidfd_;
+  kj::AutoCloseFd workerPidfd_;
+  kj::Own<kj::UnixEventPort::FdObserver> exitObserver_;
+  kj::Maybe<kj::ForkedPromise<ExitStatus>> exit_;
+  kj::Maybe<kj::Promise<void>> escalation_;
+  kj::Own<WorkerOutput> output_;
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyVatNetwork> network_;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   wire::Worker::Client worker_ = nullptr;
-  kj::Maybe<kj::ForkedPromise<ExitStatus>> exit_;
 };
 
 }  // namespace vial::pool

@@ -1,5 +1,7 @@
 #include "protocol/value.h"
 
+#include <cstdio>
+
 namespace vial {
 
 const char* Value::type_name() const {
@@ -42,6 +44,24 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
     i += len;
   }
   return std::nullopt;
+}
+
+std::string utf8_with_escapes(std::string_view bytes) {
+  std::string text;
+  text.reserve(bytes.size());
+  while (!bytes.empty()) {
+    auto bad = first_invalid_utf8(bytes);
+    if (!bad) {
+      text += bytes;
+      break;
+    }
+    text += bytes.substr(0, *bad);
+    char escaped[8];
+    std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned char>(bytes[*bad]));
+    text += escaped;
+    bytes.remove_prefix(*bad + 1);
+  }
+  return text;
 }
 
 }  // namespace vial

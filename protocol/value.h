@@ -94,6 +94,10 @@ using Vars = std::vector<std::pair<std::string, Value>>;
 /// Offset of the first byte that breaks UTF-8 in `text`, or nothing when it is valid.
 std::optional<std::size_t> first_invalid_utf8(std::string_view text);
 
+/// `bytes` as UTF-8 text: valid sequences kept, every byte that breaks UTF-8 written as "\xNN",
+/// as Python's bytes.decode("utf-8", "backslashreplace") does.
+std::string utf8_with_escapes(std::string_view bytes);
+
 /// JSON text of a value, formatted like Python's json.dumps: ", " and ": " separators;
 /// tuples become arrays; NaN/Infinity as Python writes them; bytes as {"$bytes": "<base64>"}.
 std::string to_json(const Value& value);

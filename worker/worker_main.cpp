@@ -13,6 +13,7 @@
 
 #include "protocol/limits.h"
 #include "protocol/wire_value.h"
+#include "worker/guard.h"
 #include "worker/python_runtime.h"
 
 namespace vial::worker {
@@ -108,7 +109,9 @@ int main(int argc, char** argv) {
   vial::worker::resetSignals();
   // The pool passes its pid: if it died between fork and PR_SET_PDEATHSIG, leave at once.
   if (argc == 3 && std::strcmp(argv[1], "--parent-pid") == 0) {
-    if (getppid() != std::atoi(argv[2])) _exit(0);
+    pid_t host = std::atoi(argv[2]);
+    if (getppid() != host) _exit(0);
+    vial::worker::splitOffGuard(host);  // returns in the worker; the guard stays behind
   } else {
     std::fprintf(stderr,
                  "vial-worker is started by a vial pool (the `vial` CLI or the C++ library), "

@@ -1,0 +1,34 @@
+// Facts about processes read from /proc, for code that must not mistake one process for another.
+//
+// Pids here are numbered the way /proc numbers them. That is getpid()'s numbering, except in a
+// process that lives in a pid namespace below the one /proc was mounted for (a container that
+// did not remount /proc, a test's own namespace): there, /proc/self and a pidfd's fdinfo give
+// the numbers to use.
+#pragma once
+
+#include <sys/types.h>
+
+#include <utility>
+#include <vector>
+
+namespace vial {
+
+/// This process's pid as /proc numbers it, or -1.
+pid_t proc_self_pid();
+
+/// The pid /proc gives the process behind `pidfd`, or -1 once it has been reaped.
+pid_t proc_pid_of_pidfd(int pidfd);
+
+/// The parent of `pid` (from /proc/PID/stat), or -1 when there is no such process.
+pid_t parent_of(pid_t pid);
+
+/// Every process below `root` in the process tree as (pid, parent), parents before children.
+/// A snapshot: processes may come and go while it is taken.
+std::vector<std::pair<pid_t, pid_t>> processes_below(pid_t root);
+
+/// An fd of /proc/PID, which pins that very process (pidfd_send_signal() accepts it), if PID
+/// is still a child of `parent`; else -1. Signalling through it never hits a process that took
+/// over a freed pid.
+int open_if_child_of(pid_t pid, pid_t parent);
+
+}  // namespace vial
