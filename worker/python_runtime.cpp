@@ -4,6 +4,8 @@
 #include <Python.h>
 #include <capnp/message.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -13,6 +15,7 @@
 
 #include "protocol/duration.h"
 #include "protocol/limits.h"
+#include "protocol/value.h"
 
 namespace vial::worker {
 
@@ -63,6 +66,16 @@ class Capture(io.TextIOBase):
         return "".join(self._parts)
 
 sys.stdin = io.StringIO()
+
+def _forget_channel_after_fork(channel):
+    """In a process forked by a call's code, the pool's channel becomes /dev/null: nothing the
+    child does can reach the pool or answer for the worker."""
+    import os
+    def forget():
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, channel)
+        os.close(null)
+    os.register_at_fork(after_in_child=forget)
 
 import types
 vial = types.ModuleType("vial", "What code running in a vial worker can use.")
@@ -351,25 +364,27 @@ void toWire(PyObject* o, wire::Value::Builder out, int depth) {
 
 // ---- output ---------------------------------------------------------------------------------
 
-void writeOutput(PyObject* capture, wire::Output::Builder out) {
+// One stream of a call's output: what Python code wrote through sys.stdout/sys.stderr, then
+// what reached the file descriptor (`fd`), as UTF-8, at most kMaxCapturedOutputBytes.
+void writeOutput(PyObject* capture, const FdCapture::Stream& fd, wire::Output::Builder out) {
   PyRef text(PyObject_CallMethod(capture, "getvalue", nullptr));
   PyRef truncated(PyObject_GetAttrString(capture, "truncated"));
-  bool cut = truncated && PyObject_IsTrue(truncated.get()) == 1;
+  bool cut = (truncated && PyObject_IsTrue(truncated.get()) == 1) || fd.truncated;
   PyErr_Clear();
-  if (!text) return;
-  PyRef bytes(PyUnicode_AsEncodedString(text.get(), "utf-8", "backslashreplace"));
-  if (!bytes) {
+  std::string all;
+  if (text) {
+    PyRef bytes(PyUnicode_AsEncodedString(text.get(), "utf-8", "backslashreplace"));
+    if (bytes) all.assign(PyBytes_AS_STRING(bytes.get()), PyBytes_GET_SIZE(bytes.get()));
     PyErr_Clear();
-    return;
   }
-  const char* data = PyBytes_AS_STRING(bytes.get());
-  size_t size = PyBytes_GET_SIZE(bytes.get());
+  if (!fd.bytes.empty()) all += utf8_with_escapes(fd.bytes);
+  size_t size = all.size();
   if (size > kMaxCapturedOutputBytes) {
     size = kMaxCapturedOutputBytes;
-    while (size > 0 && (static_cast<unsigned char>(data[size]) & 0xC0) == 0x80) --size;
+    while (size > 0 && (static_cast<unsigned char>(all[size]) & 0xC0) == 0x80) --size;
     cut = true;
   }
-  out.setText(capnp::Text::Reader(data, size));
+  out.setText(capnp::Text::Reader(all.data(), size));
   out.setTruncated(cut);
 }
 
@@ -478,7 +493,7 @@ PyObject* importAttr(const char* module, const char* attr) {
 
 }  // namespace
 
-PythonRuntime::PythonRuntime() {
+PythonRuntime::PythonRuntime(int channelFd) : ownPid_(getpid()) {
   PyConfig config;
   // Isolated: ignores PYTHONHOME/PYTHONPATH and the user site directory.
   PyConfig_InitIsolatedConfig(&config);
@@ -497,6 +512,11 @@ PythonRuntime::PythonRuntime() {
     PyErr_Print();
     throw std::runtime_error("vial's Python bootstrap failed");
   }
+  if (channelFd >= 0) {
+    PyObject* forget = PyDict_GetItemString(globals, "_forget_channel_after_fork");  // borrowed
+    PyRef registered(forget ? PyObject_CallFunction(forget, "i", channelFd) : nullptr);
+    if (!registered) throw std::runtime_error("cannot register vial's after-fork hook");
+  }
   captureType_ = PyDict_GetItemString(globals, "Capture");
   Py_XINCREF(captureType_);
   formatException_ = importAttr("traceback", "format_exception");
@@ -508,6 +528,7 @@ PythonRuntime::PythonRuntime() {
     throw std::runtime_error("vial's Python bootstrap is incomplete");
   Py_INCREF(softTimeout);
   softTimeouts_ = std::make_unique<SoftTimeoutWatch>(PyThread_get_thread_ident(), softTimeout);
+  fdCapture_ = std::make_unique<FdCapture>();
   mainThread_ = PyEval_SaveThread();
 }
 
@@ -554,9 +575,35 @@ std::string PythonRuntime::setup(wire::Worker::SetupParams::Reader params) {
     PyRef code(Py_CompileStringExFlags(source.cStr(), "<vial setup>", Py_file_input, nullptr, -1));
     PyRef ran;
     if (code) ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    if (getpid() != ownPid_) endForkedChild(static_cast<bool>(ran));
     if (!ran) return "the setup source failed:\n" + describePendingError();
   }
   return "";
+}
+
+void PythonRuntime::endForkedChild(bool succeeded) {
+  // The code forked, and in the child it has now run to its end, as a script would: the child
+  // ends here, as a script's process would, and never reaches the worker's loop.
+  int code = 0;
+  if (!succeeded) {
+    code = 1;
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+      PyObject *type, *value, *traceback;
+      PyErr_Fetch(&type, &value, &traceback);
+      PyRef typeRef(type), valueRef(value), tracebackRef(traceback);
+      PyRef status(value ? PyObject_GetAttrString(value, "code") : nullptr);
+      PyErr_Clear();
+      if (!status || status.get() == Py_None)
+        code = 0;
+      else if (PyLong_Check(status.get()))
+        code = static_cast<int>(PyLong_AsLong(status.get()));
+    } else {
+      std::string text = describePendingError();
+      ssize_t written = write(2, text.data(), text.size());
+      (void)written;
+    }
+  }
+  _exit(code);
 }
 
 std::string PythonRuntime::version() const {
@@ -654,11 +701,15 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
 
   PyRef code(compile(source.begin(), source.size()));
   PyRef ran;
+  FdCapture::Output fdOutput;
   double softTimeout = params.getSoftTimeout();
   if (!(softTimeout > 0) || unlimited(softTimeout)) softTimeout = 0;  // 0: none
   if (code) {
     if (softTimeout > 0) softTimeouts_->arm(softTimeout);
+    fdCapture_->begin();
     ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
+    if (getpid() != ownPid_) endForkedChild(static_cast<bool>(ran));
+    fdOutput = fdCapture_->end();
     if (softTimeout > 0) softTimeouts_->disarm();
   }
 
@@ -712,8 +763,8 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
 
   PySys_SetObject("stdout", oldOut.get());
   PySys_SetObject("stderr", oldErr.get());
-  writeOutput(capturedOut.get(), out.initStdout());
-  writeOutput(capturedErr.get(), out.initStderr());
+  writeOutput(capturedOut.get(), fdOutput.out, out.initStdout());
+  writeOutput(capturedErr.get(), fdOutput.err, out.initStderr());
 }
 
 }  // namespace vial::worker

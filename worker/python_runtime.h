@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "protocol/vial.capnp.h"
+#include "worker/fd_capture.h"
 
 typedef struct _object PyObject;
 typedef struct _ts PyThreadState;
@@ -17,8 +18,11 @@ namespace vial::worker {
 /// Between calls the GIL is released, so threads started by user code keep running.
 class PythonRuntime {
  public:
-  /// Starts CPython (isolated config, Debian's stdlib). Throws std::runtime_error on failure.
-  PythonRuntime();
+  /// Starts CPython (isolated config, Debian's stdlib). `channelFd` (if >= 0) is the pool's
+  /// channel: in a process the code forks it becomes /dev/null, and such a process ends when
+  /// the code it runs does, so only this process ever answers the pool. Throws
+  /// std::runtime_error on failure.
+  explicit PythonRuntime(int channelFd = -1);
   ~PythonRuntime();
   PythonRuntime(const PythonRuntime&) = delete;
   PythonRuntime& operator=(const PythonRuntime&) = delete;
@@ -41,7 +45,9 @@ class PythonRuntime {
   class SoftTimeoutWatch;
   PyObject* compile(const char* source, size_t size);
   std::string describePendingError();
+  [[noreturn]] void endForkedChild(bool succeeded);
 
+  const int ownPid_;                     // a process the code forked has another
   PyThreadState* mainThread_ = nullptr;  // saved while the GIL is released between calls
   PyObject* captureType_ = nullptr;      // _vial.Capture
   PyObject* formatException_ = nullptr;  // traceback.format_exception
@@ -50,6 +56,7 @@ class PythonRuntime {
   PyObject* sys_ = nullptr;
   std::unordered_map<std::string, PyObject*> codeCache_;  // source -> code object
   std::unique_ptr<SoftTimeoutWatch> softTimeouts_;
+  std::unique_ptr<FdCapture> fdCapture_;
 };
 
 }  // namespace vial::worker

@@ -92,7 +92,7 @@ void resetSignals() {
 }
 
 int serve() {
-  PythonRuntime runtime;
+  PythonRuntime runtime(kSocketFd);
   auto io = kj::setupAsyncIo();
   auto stream =
       io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
