@@ -1,0 +1,422 @@
+// Containment, tried the way hostile or careless code would: processes that leave their group
+// and session or daemonize must die with their worker (on timeout, cancel, recycle, shutdown
+// and the host's death); a process the code forks must never answer for the worker; and what
+// the code writes to its file descriptors must reach its own call, never the host's terminal or
+// log. Every probe runs in a Net of its own (tests/net.h) and first checks that it escaped.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/vial.h"
+#include "tests/child_process.h"
+#include "tests/net.h"
+#include "tests/process_probe.h"
+#include "tests/value_printer.h"
+
+namespace vial {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::contains;
+using testing::eventually;
+using testing::LiveProcess;
+using testing::Net;
+using testing::processGone;
+
+const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
+
+// How long a `vial` run in these tests may take before the test calls it hung.
+constexpr auto kBound = 20s;
+
+// Python that escapes its worker in each way open to unprivileged code, records in the JSON
+// file REPORT what it did, then runs `then`:
+//  - a subprocess in a session of its own (start_new_session=True);
+//  - a daemon: fork, setsid, fork again, the middle process exits;
+//  - the worker itself tries to join its parent's process group (the original report), then
+//    leaves its group and session (setsid).
+std::string escapingCode(const std::string& then) {
+  return R"PY(
+import json, os, subprocess, time
+report = {"worker": os.getpid(), "worker_sid": os.getsid(0)}
+report["session_child"] = subprocess.Popen(["sleep", "1000"], start_new_session=True).pid
+r, w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        while True:
+            time.sleep(1)
+    os._exit(0)
+os.close(w)
+os.waitpid(middle, 0)
+report["daemon"] = int(os.read(r, 32))
+try:
+    os.setpgid(0, os.getpgid(os.getppid()))
+except OSError as e:
+    report["join_parent_group"] = str(e)
+try:
+    os.setsid()
+except OSError as e:
+    report["setsid"] = str(e)
+report["worker_sid_after"] = os.getsid(0)
+with open(REPORT + ".tmp", "w") as f:
+    json.dump(report, f)
+os.rename(REPORT + ".tmp", REPORT)
+)PY" + then +
+         "\n";
+}
+
+// What escapingCode() recorded, in the test's pid numbering (see hostPids()).
+struct Escape {
+  int worker = 0, workerSid = 0, sessionChild = 0, daemon = 0, workerSidAfter = 0;
+};
+
+std::optional<Escape> readEscape(const std::string& path, std::chrono::milliseconds bound) {
+  std::optional<Escape> escape;
+  eventually(
+      [&] {
+        std::ifstream in(path);
+        if (!in) return false;
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        Value report = parse_json(text);
+        auto field = [&](const char* name) {
+          for (const auto& [key, value] : report.as<Dict>())
+            if (key == name) return static_cast<int>(value.as<std::int64_t>());
+          return 0;
+        };
+        escape = Escape{field("worker"), field("worker_sid"), field("session_child"),
+                        field("daemon"), field("worker_sid_after")};
+        return true;
+      },
+      bound);
+  return escape;
+}
+
+// `e` as recorded in the net (its own pid numbers) turned into the test's pid numbers, while
+// the processes still run.
+Escape hostPids(const Net& net, const Escape& e) {
+  return Escape{net.hostPid(e.worker), net.hostPid(e.workerSid), net.hostPid(e.sessionChild),
+                net.hostPid(e.daemon), net.hostPid(e.workerSidAfter)};
+}
+
+// The session a live process is in, or 0.
+int sessionOf(int pid) {
+  pid_t sid = getsid(pid);
+  return sid < 0 ? 0 : sid;
+}
+
+// Asserts the probes really escaped: each is alive and in a session other than the worker's
+// first one, and the worker left its own session too.
+void expectEscaped(const Escape& e) {
+  EXPECT_GT(e.worker, 0);
+  EXPECT_NE(sessionOf(e.sessionChild), 0) << "the session child is not running";
+  EXPECT_NE(sessionOf(e.sessionChild), e.workerSid) << "the session child did not leave";
+  EXPECT_NE(sessionOf(e.daemon), 0) << "the daemon is not running";
+  EXPECT_NE(sessionOf(e.daemon), e.workerSid) << "the daemon did not leave the session";
+  EXPECT_EQ(e.workerSidAfter, e.worker) << "the worker did not leave its session";
+}
+
+// Waits (bounded) until the escaped processes are gone; the test fails naming survivors.
+void expectAllGone(const Escape& e, const std::string& when) {
+  for (auto [name, pid] : {std::pair{"the worker", e.worker},
+                           std::pair{"the subprocess in its own session", e.sessionChild},
+                           std::pair{"the double-forked daemon", e.daemon}}) {
+    EXPECT_TRUE(eventually([pid = pid] { return processGone(pid); }, 10s))
+        << name << " (pid " << pid << ") survived " << when;
+  }
+}
+
+class Containment : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { set_log_level("error"); }
+};
+
+// D1 + D7: the timeout kills the worker wherever it went, and everything it started.
+TEST_F(Containment, TimeoutKillsTheWorkerAndEveryProcessItStartedWhateverTheyDid) {
+  Net net;
+  std::string report = net.directory() + "/report.json";
+  auto started = std::chrono::steady_clock::now();
+  Net::Program& host = net.start({kVial, "run", "--timeout", "2", "--str", "REPORT=" + report, "-c",
+                                  escapingCode("while True: pass")});
+  if (!net.started()) GTEST_SKIP() << net.startError();
+  auto escape = readEscape(report, kBound);
+  ASSERT_TRUE(escape) << "the probe never reported" << host.report();
+  *escape = hostPids(net, *escape);
+  expectEscaped(*escape);
+  auto status = host.wait(kBound);
+  ASSERT_TRUE(status) << "vial run did not return after the timeout" << host.report();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 124) << host.report();
+  EXPECT_LT(seconds, 10) << "vial run took " << seconds << " s to end after a 2 s timeout";
+  expectAllGone(*escape, "the timeout");
+  EXPECT_TRUE(eventually([&] { return net.processes().empty(); }, 10s))
+      << "left in the net:" << testing::describe(net.processes());
+}
+
+// D7: the host's death (SIGKILL, no chance to clean up) takes the escaped processes along.
+TEST_F(Containment, TheHostsDeathKillsEveryProcessTheCodeStarted) {
+  Net net;
+  std::string report = net.directory() + "/report.json";
+  Net::Program& host = net.start(
+      {kVial, "run", "--str", "REPORT=" + report, "-c", escapingCode("time.sleep(1000)")});
+  if (!net.started()) GTEST_SKIP() << net.startError();
+  auto escape = readEscape(report, kBound);
+  ASSERT_TRUE(escape) << "the probe never reported" << host.report();
+  *escape = hostPids(net, *escape);
+  expectEscaped(*escape);
+  ASSERT_EQ(kill(host.pid(), SIGKILL), 0);
+  ASSERT_TRUE(host.wait(kBound));
+  expectAllGone(*escape, "the host's SIGKILL");
+  EXPECT_TRUE(eventually([&] { return net.processes().empty(); }, 10s))
+      << "left in the net:" << testing::describe(net.processes());
+}
+
+// The control for the two tests above: the same probe run by a plain Python (no vial) in the
+// same kind of net survives its parent's death, so it is the guard that kills it there.
+TEST_F(Containment, ControlTheProbeOutlivesAPlainPythonParent) {
+  Net net;
+  std::string report = net.directory() + "/report.json";
+  Net::Program& python = net.start(
+      {"/usr/bin/python3.11", "-c", "REPORT = '" + report + "'\n" + escapingCode("os._exit(0)")});
+  if (!net.started()) GTEST_SKIP() << net.startError();
+  auto escape = readEscape(report, kBound);
+  ASSERT_TRUE(escape) << python.report();
+  *escape = hostPids(net, *escape);
+  ASSERT_TRUE(python.wait(kBound)) << python.report();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(processGone(escape->sessionChild)) << "the probe's subprocess died on its own";
+  EXPECT_FALSE(processGone(escape->daemon)) << "the probe's daemon died on its own";
+}
+
+// A `vial serve` in a net of its own, reached through a unix socket in the net's directory.
+class ServerInNet {
+ public:
+  explicit ServerInNet(std::vector<std::string> extra, int workers = 1) {
+    address_ = "unix:" + net_.directory() + "/vial.sock";
+    std::vector<std::string> argv{kVial,         "serve",     "--listen",
+                                  address_,      "--workers", std::to_string(workers),
+                                  "--log-level", "info"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    server_ = &net_.start(argv);
+    if (!net_.started()) return;
+    ready_ = eventually(
+        [&] {
+          try {
+            connect()->ping();
+            return true;
+          } catch (const ConnectError&) {
+            return false;
+          }
+        },
+        15s);
+  }
+
+  bool started() const { return net_.started(); }
+  std::string whyNot() const { return net_.startError(); }
+  bool ready() const { return ready_; }
+  Net& net() { return net_; }
+  Net::Program& server() { return *server_; }
+  std::string log() const { return server_->err(); }
+  std::unique_ptr<Client> connect() { return Client::connect(address_); }
+
+ private:
+  Net net_;
+  std::string address_;
+  Net::Program* server_ = nullptr;
+  bool ready_ = false;
+};
+
+// D7: a cancelled call's worker dies with everything the code started.
+TEST_F(Containment, CancellingARunningCallKillsEveryProcessItStarted) {
+  ServerInNet serve({});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  std::string report = serve.net().directory() + "/report.json";
+  auto client = serve.connect();
+  Future call = client->run_async(escapingCode("time.sleep(1000)"), {{"REPORT", report}});
+  auto escape = readEscape(report, kBound);
+  ASSERT_TRUE(escape) << serve.log();
+  *escape = hostPids(serve.net(), *escape);
+  expectEscaped(*escape);
+  call.cancel();
+  EXPECT_NE(call.get().get_if<Cancelled>(), nullptr) << call.get().describe();
+  expectAllGone(*escape, "the cancel");
+  EXPECT_TRUE(client->run_async("_return(1)").get().ok()) << "the pool did not heal";
+}
+
+// D7: processes a call left running die when its worker is recycled, and at shutdown.
+TEST_F(Containment, RecyclingAndShutdownKillEveryProcessAWorkerStarted) {
+  ServerInNet serve({"--recycle-after", "2"});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto client = serve.connect();
+  std::string first = serve.net().directory() + "/first.json";
+  Result r = client->run_async(escapingCode("_return(1)"), {{"REPORT", first}}).get();
+  ASSERT_TRUE(r.ok()) << r.describe() << serve.log();
+  auto recycled = readEscape(first, kBound);
+  ASSERT_TRUE(recycled);
+  *recycled = hostPids(serve.net(), *recycled);
+  expectEscaped(*recycled);
+  // The second call is the worker's last: it is replaced, and its escaped processes die.
+  ASSERT_TRUE(client->run_async("_return(2)").get().ok());
+  expectAllGone(*recycled, "the recycling of their worker");
+
+  std::string second = serve.net().directory() + "/second.json";
+  r = client->run_async(escapingCode("_return(3)"), {{"REPORT", second}}).get();
+  ASSERT_TRUE(r.ok()) << r.describe();
+  auto shutDown = readEscape(second, kBound);
+  ASSERT_TRUE(shutDown);
+  *shutDown = hostPids(serve.net(), *shutDown);
+  expectEscaped(*shutDown);
+  client.reset();
+  ASSERT_EQ(kill(serve.server().pid(), SIGTERM), 0);
+  auto status = serve.server().wait(kBound);
+  ASSERT_TRUE(status) << "vial serve did not stop" << serve.log();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << serve.log();
+  expectAllGone(*shutDown, "the server's shutdown");
+  EXPECT_TRUE(eventually([&] { return serve.net().processes().empty(); }, 10s))
+      << "left in the net:" << testing::describe(serve.net().processes());
+}
+
+// D4: a process the code forks and leaves running never answers for the worker: client B's
+// calls on the same worker get their own results, never the child's "FORGED".
+TEST_F(Containment, AForkedChildNeverAnswersForItsWorker) {
+  ServerInNet serve({});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto a = serve.connect();
+  auto b = serve.connect();
+  Result forked = a->run_async(
+                       "import os, time\n"
+                       "if os.fork() == 0:\n"
+                       "    time.sleep(0.5)\n"
+                       "    _return('FORGED')\n"
+                       "_return('A')")
+                      .get();
+  ASSERT_TRUE(forked.ok()) << forked.describe();
+  EXPECT_EQ(forked.values(), std::vector<Value>{"A"});
+  auto until = std::chrono::steady_clock::now() + 1500ms;  // well past the child's _return
+  for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+    Result r = b->run_async("import time\ntime.sleep(0.02)\n_return(i)", {{"i", i}}).get();
+    ASSERT_TRUE(r.ok()) << "call " << i << ": " << r.describe();
+    ASSERT_EQ(r.values(), std::vector<Value>{i}) << "client B got someone else's answer";
+  }
+}
+
+// D4, the benign form: a fork whose exec fails raises in the child; the call's result is still
+// the parent's own, and the child's traceback is part of the call's stderr.
+TEST_F(Containment, AFailedExecInAForkedChildDoesNotBecomeTheCallsResult) {
+  ServerInNet serve({});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto client = serve.connect();
+  Result r = client
+                 ->run_async(
+                     "import os\n"
+                     "child = os.fork()\n"
+                     "if child == 0:\n"
+                     "    os.execvp('/nonexistent/program', ['program'])\n"
+                     "_, status = os.waitpid(child, 0)\n"
+                     "_return(['parent', os.waitstatus_to_exitcode(status)])")
+                 .get();
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.values(), (std::vector<Value>{List{"parent", 1}}));
+  EXPECT_TRUE(contains(r.output()->stderr_text, "FileNotFoundError")) << r.output()->stderr_text;
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(client->run_async("_return(i)", {{"i", i}}).get().values().at(0), Value(i));
+}
+
+// D11: what the code writes past sys.stderr — to sys.__stderr__, to fd 2, from a subprocess —
+// is the call's own stderr; the host's stderr (here `vial run`'s) gets none of it.
+TEST_F(Containment, WritesToFileDescriptorsBelongToTheCall) {
+  auto r = testing::runProgram({kVial, "run", "--json", "-c",
+                                "import os, subprocess, sys\n"
+                                "print('via sys.__stderr__', file=sys.__stderr__, flush=True)\n"
+                                "os.write(2, b'via fd 2\\n')\n"
+                                "os.write(1, b'via fd 1\\n')\n"
+                                "subprocess.run(['sh', '-c', 'echo from a subprocess >&2'])\n"
+                                "_return(1)"},
+                               "", {}, kBound);
+  ASSERT_EQ(r.exitCode, 0) << r;
+  Value json = parse_json(r.out);
+  std::string stdoutText, stderrText;
+  for (const auto& [key, value] : json.as<Dict>()) {
+    if (key == "stdout") stdoutText = value.as<std::string>();
+    if (key == "stderr") stderrText = value.as<std::string>();
+  }
+  EXPECT_EQ(stdoutText, "via fd 1\n");
+  EXPECT_EQ(stderrText, "via sys.__stderr__\nvia fd 2\nfrom a subprocess\n");
+  EXPECT_EQ(r.err, "") << "the code reached the host's stderr";
+}
+
+// D11: a thread the code leaves behind cannot forge the server's log lines (every line it
+// writes is logged as the worker's, escaped, rate-limited), and truncating fd 2 cannot wipe
+// the server's log file.
+TEST_F(Containment, CodeCannotForgeOrWipeTheServersLog) {
+  ServerInNet serve({});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto client = serve.connect();
+  Result wipe = client->run_async("import os\nos.ftruncate(2, 0)").get();
+  EXPECT_NE(wipe.get_if<PythonError>(), nullptr) << wipe.describe();
+  Result forge = client
+                     ->run_async(
+                         "import sys, threading, time\n"
+                         "def forge():\n"
+                         "    time.sleep(0.3)\n"
+                         "    for i in range(2000):\n"
+                         "        print('2026-01-01 00:00:00.000 error vial: FORGED', i, "
+                         "file=sys.__stderr__, flush=True)\n"
+                         "threading.Thread(target=forge).start()\n"
+                         "_return(1)")
+                     .get();
+  ASSERT_TRUE(forge.ok()) << forge.describe();
+  ASSERT_TRUE(eventually([&] { return contains(serve.log(), "FORGED 1"); }, 10s)) << serve.log();
+  std::this_thread::sleep_for(500ms);
+  std::string log = serve.log();
+  EXPECT_TRUE(contains(log, "vial serve: listening")) << "the log was wiped:\n" << log;
+  std::istringstream lines(log);
+  int forged = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!contains(line, "FORGED")) continue;
+    ++forged;
+    EXPECT_TRUE(contains(line, " wrote: 2026-01-01 00:00:00.000 error vial: FORGED"))
+        << "a line the code wrote is not marked as the worker's: " << line;
+  }
+  EXPECT_LT(forged, 500) << "2000 lines were logged without a rate limit";
+  EXPECT_TRUE(contains(log, "lines of its output were not logged")) << log;
+}
+
+// The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.
+TEST_F(Containment, TheNetCapsTheNumberOfProcesses) {
+  Net net(40);
+  if (!net.capped()) GTEST_SKIP() << "no cgroup could be made here (not root?)";
+  Net::Program& python = net.start({"/usr/bin/python3.11", "-c",
+                                    "import os, time\n"
+                                    "started = 0\n"
+                                    "try:\n"
+                                    "    for _ in range(200):\n"
+                                    "        if os.fork() == 0:\n"
+                                    "            time.sleep(30)\n"
+                                    "            os._exit(0)\n"
+                                    "        started += 1\n"
+                                    "except OSError as e:\n"
+                                    "    print('refused after', started, type(e).__name__)\n"});
+  if (!net.started()) GTEST_SKIP() << net.startError();
+  ASSERT_TRUE(python.wait(kBound)) << python.report();
+  EXPECT_TRUE(contains(python.out(), "refused after")) << python.report();
+  EXPECT_LE(net.processes().size(), 40u) << testing::describe(net.processes());
+}
+
+}  // namespace
+}  // namespace vial
