@@ -12,9 +12,9 @@
 #include <sstream>
 #include <string>
 
-#include "client/server.h"
 #include "client/vial.h"
 #include "pool/log.h"
+#include "server/serve.h"
 
 namespace {
 

@@ -10,10 +10,10 @@
 #include <mutex>
 #include <thread>
 
-#include "client/server.h"
 #include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/wire_value.h"
+#include "util/private_socket.h"
 
 namespace vial {
 
@@ -21,7 +21,7 @@ namespace {
 
 // "unix:/p" stays; "tcp:HOST:PORT" becomes kj's "HOST:PORT"; "" is the default socket.
 std::string kjAddress(const std::string& address) {
-  if (address.empty()) return "unix:" + default_socket_path();
+  if (address.empty()) return "unix:" + util::defaultSocketPath();
   if (address.rfind("unix:", 0) == 0) return address;
   if (address.rfind("tcp:", 0) == 0) return address.substr(4);
   throw ConnectError("cannot connect to '" + address + "': use unix:/path or tcp:HOST:PORT");
@@ -119,7 +119,7 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
       service = nullptr;
     } catch (const kj::Exception& e) {
       std::string why = "cannot connect to the vial server at '" +
-                        (target.empty() ? "unix:" + default_socket_path() : target) +
+                        (target.empty() ? "unix:" + util::defaultSocketPath() : target) +
                         "': " + e.getDescription().cStr();
       if (!connectedOnce(connected, why)) log().error("vial client: {}", why);
     } catch (const std::exception& e) {

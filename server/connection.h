@@ -1,0 +1,62 @@
+// One client connection of `vial serve`: its own RPC system over the socket, the Login
+// capability it starts with, and the pool service it gets once logged in.
+#pragma once
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <cstdint>
+#include <string>
+
+#include "pool/call_record.h"
+#include "pool/worker_pool.h"
+#include "server/login.h"
+#include "server/peer.h"
+
+namespace vial::server {
+
+/// What a connection needs from the server that accepted it.
+class ConnectionOwner {
+ public:
+  virtual pool::WorkerPool& workers() = 0;
+  virtual pool::CallRecord& record() = 0;
+  virtual std::uint64_t newCallId() = 0;
+  virtual bool letRunningFinish() const = 0;
+  virtual std::size_t clientCount() const = 0;
+  /// Answers not yet handed to the RPC system are counted: the stop sequence waits for them.
+  virtual void replyStarted() = 0;
+  virtual void replyFinished() = 0;
+  /// Closes connection `id` once this turn of the event loop is over, logging `why`.
+  virtual void close(std::uint64_t id, const std::string& why) = 0;
+
+ protected:
+  ~ConnectionOwner() = default;
+};
+
+/// Its calls form one fairness group of the pool (the group is the connection's id).
+class Connection final : private LoginTarget {
+ public:
+  /// `gate`: how logins are checked; none on a unix socket (file permissions protect it).
+  Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream, Peer peer,
+             kj::Timer& timer, kj::Maybe<LoginGate&> gate);
+
+  std::uint64_t id() const { return id_; }
+  const Peer& peer() const override { return peer_; }
+  /// Resolves when the client is gone.
+  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
+
+ private:
+  wire::PoolService::Client admit() override;
+  void closeAfterRefusal() override;
+
+  ConnectionOwner& owner_;
+  std::uint64_t id_;
+  Peer peer_;
+  kj::Timer& timer_;
+  kj::Own<kj::AsyncIoStream> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+  kj::Promise<void> closing_ = nullptr;
+};
+
+}  // namespace vial::server

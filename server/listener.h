@@ -1,0 +1,44 @@
+// Where `vial serve` listens (a unix socket by default, TCP, or the socket systemd passed), and
+// the loop that accepts connections there.
+#pragma once
+
+#include <kj/async-io.h>
+#include <kj/function.h>
+
+#include <string>
+
+#include "server/peer.h"
+
+namespace vial::server {
+
+class Listener {
+ public:
+  /// Listens at `address`: "unix:PATH", "tcp:HOST:PORT" (HOST must be loopback unless
+  /// `allowRemote`), empty for the default unix socket; or on the socket systemd passed
+  /// (LISTEN_FDS), whatever `address` says. Throws ServeError saying what to fix.
+  Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote);
+  /// Removes the unix socket file it made.
+  ~Listener() noexcept(false);
+  KJ_DISALLOW_COPY(Listener);
+
+  /// Where it listens, for the log.
+  const std::string& where() const { return where_; }
+  /// Whether clients must present the shared secret: everywhere but on a unix socket.
+  bool needsToken() const { return needsToken_; }
+
+  using Handler = kj::Function<void(kj::Own<kj::AsyncIoStream>, Peer)>;
+  /// Hands every accepted connection to `handler`, until the promise is dropped.
+  kj::Promise<void> acceptEach(Handler handler);
+
+ private:
+  kj::Promise<void> acceptLoop();
+
+  kj::AsyncIoContext& io_;
+  std::string where_;
+  bool needsToken_ = false;
+  std::string socketPath_;  // the unix socket file made here, if any
+  kj::Own<kj::ConnectionReceiver> receiver_;
+  Handler handler_;
+};
+
+}  // namespace vial::server
