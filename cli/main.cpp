@@ -115,9 +115,9 @@ Usage:
 
 Listening (locked down by default):
   --listen unix:PATH   the default; PATH defaults to $XDG_RUNTIME_DIR/vial/vial.sock, else
-                       /tmp/vial-UID/vial.sock. The directory must be owned by you and not
-                       group/world-writable (it is created 0700); the socket is made 0600.
-                       A stale socket is removed only if no server answers on it.
+                       /tmp/vial-UID/vial.sock. The directory must be a real directory (not a
+                       symlink) owned by you with mode 0700 (it is created so); the socket is
+                       made 0600. A stale socket is removed only if no server answers on it.
   --listen tcp:HOST:PORT
                        opt-in TCP; HOST must be loopback unless --allow-remote. Always needs
                        --token-file: clients present the token before they can run anything.
@@ -152,7 +152,8 @@ Pool:
 
 SIGTERM/SIGINT: stop accepting, let running calls finish up to --grace, resolve the rest as
 cancelled, exit 0. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
-vial::Client::connect(ADDR).
+vial::Client::connect(ADDR). On a unix socket they send nothing unless the server runs as
+themselves or root and its directory is theirs (the default path: mode 0700) or root's.
 
 Examples:
   vial serve                                   # unix socket, private to this user

@@ -3,8 +3,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,56 +18,6 @@ namespace {
 
 std::string errnoText() {
   return std::strerror(errno);
-}
-
-// The private directory of a unix socket: ours, not writable by anyone else.
-void checkSocketDirectory(const std::string& dir) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) throw ServeError("cannot inspect '" + dir + "': " + errnoText());
-    if (mkdir(dir.c_str(), 0700) != 0)
-      throw ServeError("cannot create '" + dir + "': " + errnoText());
-    if (stat(dir.c_str(), &st) != 0) throw ServeError("cannot inspect '" + dir + "'");
-  }
-  if (!S_ISDIR(st.st_mode)) throw ServeError("'" + dir + "' is not a directory");
-  if (st.st_uid != geteuid())
-    throw ServeError("refusing to serve: '" + dir + "' belongs to uid " +
-                     std::to_string(st.st_uid) + ", not to this user (uid " +
-                     std::to_string(geteuid()) + ")");
-  if (st.st_mode & (S_IWGRP | S_IWOTH))
-    throw ServeError("refusing to serve: '" + dir +
-                     "' is writable by group or others; use a private directory (chmod 700)");
-}
-
-// True when a server answers on `path`.
-bool somethingListens(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  bool answered = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-  close(fd);
-  return answered;
-}
-
-std::string prepareUnixSocket(const std::string& path) {
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
-    throw ServeError("socket path '" + path + "' is too long for a unix socket");
-  auto slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
-  checkSocketDirectory(dir);
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode))
-      throw ServeError("'" + path + "' exists and is not a socket; not touching it");
-    if (somethingListens(path))
-      throw ServeError("another server is already listening on '" + path + "'");
-    log().info("removing stale socket {}", path);
-    if (unlink(path.c_str()) != 0)
-      throw ServeError("cannot remove stale socket '" + path + "': " + errnoText());
-  }
-  return path;
 }
 
 bool isLoopback(const std::string& host) {
@@ -107,11 +55,16 @@ Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allo
         io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     where = "the socket systemd passed (fd 3)";
   } else if (where.rfind("unix:", 0) == 0) {
-    socketPath_ = prepareUnixSocket(where.substr(5));
-    mode_t old = umask(0177);  // the socket is born 0600
-    receiver_ = bindAndListen("unix:" + socketPath_);
-    umask(old);
-    chmod(socketPath_.c_str(), 0600);
+    util::PrivateSocket socket;
+    try {
+      socket = util::listenOnPrivateSocket(where.substr(5));
+    } catch (const util::SocketPathError& e) {
+      throw ServeError(e.what());
+    }
+    if (socket.replacedStale) log().info("removing stale socket {}", socket.file.path());
+    receiver_ = io.lowLevelProvider->wrapListenSocketFd(
+        socket.listener.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    socketFile_ = std::move(socket.file);
   } else if (where.rfind("tcp:", 0) == 0) {
     std::string hostPort = where.substr(4);
     auto colon = hostPort.rfind(':');
@@ -128,9 +81,7 @@ Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allo
   where_ = where;
 }
 
-Listener::~Listener() noexcept(false) {
-  if (!socketPath_.empty()) unlink(socketPath_.c_str());
-}
+Listener::~Listener() noexcept(false) {}
 
 kj::Promise<void> Listener::acceptEach(Handler handler) {
   handler_ = kj::mv(handler);

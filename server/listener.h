@@ -8,6 +8,7 @@
 #include <string>
 
 #include "server/peer.h"
+#include "util/private_socket.h"
 
 namespace vial::server {
 
@@ -17,7 +18,7 @@ class Listener {
   /// `allowRemote`), empty for the default unix socket; or on the socket systemd passed
   /// (LISTEN_FDS), whatever `address` says. Throws ServeError saying what to fix.
   Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote);
-  /// Removes the unix socket file it made.
+  /// Removes the unix socket file it made (if it is still there).
   ~Listener() noexcept(false);
   KJ_DISALLOW_COPY(Listener);
 
@@ -36,8 +37,8 @@ class Listener {
   kj::AsyncIoContext& io_;
   std::string where_;
   bool needsToken_ = false;
-  std::string socketPath_;  // the unix socket file made here, if any
   kj::Own<kj::ConnectionReceiver> receiver_;
+  util::SocketFile socketFile_;  // the unix socket made here, removed with the listener
   Handler handler_;
 };
 
