@@ -123,6 +123,9 @@ Listening (locked down by default):
                        --token-file: clients present the token before they can run anything.
   --allow-remote       allow a non-loopback HOST
   --token-file FILE    the shared secret (at least 16 characters; the file must be mode 0600)
+  --login-timeout SEC  close a connection that has not logged in after SEC seconds (default
+                       10); at most 128 connections may wait to log in at once, beyond that the
+                       oldest is closed
   --let-finish         when a client disconnects, let its running calls finish (default: kill
                        them); its queued calls are dropped either way
 
@@ -477,6 +480,8 @@ int serveCommand(int argc, char** argv) {
       options.token_file = next();
     } else if (arg == "--let-finish") {
       options.let_running_finish = true;
+    } else if (arg == "--login-timeout") {
+      options.login_timeout = parsePositiveSeconds(arg, next());
     } else if (arg == "--workers") {
       pool.workers = parseCount(arg, next(), 1024);
     } else if (arg == "--min-workers") {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
 
@@ -101,7 +102,8 @@ class PoolServiceImpl final : public wire::PoolService::Server {
 }  // namespace
 
 Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream,
-                       Peer peer, kj::Timer& timer, kj::Maybe<LoginGate&> gate)
+                       Peer peer, kj::Timer& timer, kj::Maybe<LoginGate&> gate,
+                       kj::Duration loginTimeout)
     : owner_(owner),
       id_(id),
       peer_(std::move(peer)),
@@ -112,9 +114,20 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
                                 kj::heap<LoginImpl>(gate, static_cast<LoginTarget&>(*this)))) {
   // Bounds what one client may have in flight in memory at once.
   rpc_.setFlowLimit(2 * kMaxMessageBytes / sizeof(capnp::word));
+  loginDeadline_ =
+      timer_.afterDelay(loginTimeout)
+          .then([this, loginTimeout]() {
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%g",
+                          static_cast<double>(loginTimeout / kj::MILLISECONDS) / 1000);
+            owner_.close(id_, std::string("closed: it did not log in within ") + seconds + " s");
+          })
+          .eagerlyEvaluate(nullptr);
 }
 
 wire::PoolService::Client Connection::admit() {
+  loginDeadline_ = kj::READY_NOW;
+  owner_.loggedIn(id_);
   return kj::heap<PoolServiceImpl>(owner_, id_);
 }
 

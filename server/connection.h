@@ -28,17 +28,20 @@ class ConnectionOwner {
   virtual void replyFinished() = 0;
   /// Closes connection `id` once this turn of the event loop is over, logging `why`.
   virtual void close(std::uint64_t id, const std::string& why) = 0;
+  /// Connection `id` has logged in: it no longer waits to.
+  virtual void loggedIn(std::uint64_t id) = 0;
 
  protected:
   ~ConnectionOwner() = default;
 };
 
-/// Its calls form one fairness group of the pool (the group is the connection's id).
+/// Its calls form one fairness group of the pool (the group is the connection's id). Until it
+/// logs in, it has `loginTimeout` to do so, or it is closed.
 class Connection final : private LoginTarget {
  public:
   /// `gate`: how logins are checked; none on a unix socket (file permissions protect it).
   Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream, Peer peer,
-             kj::Timer& timer, kj::Maybe<LoginGate&> gate);
+             kj::Timer& timer, kj::Maybe<LoginGate&> gate, kj::Duration loginTimeout);
 
   std::uint64_t id() const { return id_; }
   const Peer& peer() const override { return peer_; }
@@ -56,6 +59,7 @@ class Connection final : private LoginTarget {
   kj::Own<kj::AsyncIoStream> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+  kj::Promise<void> loginDeadline_ = nullptr;
   kj::Promise<void> closing_ = nullptr;
 };
 

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <kj/debug.h>
+
 #include "pool/log.h"
 #include "server/serve.h"
 #include "util/private_socket.h"
@@ -15,6 +17,9 @@
 namespace vial::server {
 
 namespace {
+
+constexpr kj::Duration kFirstRetryDelay = 10 * kj::MILLISECONDS;
+constexpr kj::Duration kLastRetryDelay = 1 * kj::SECONDS;
 
 std::string errnoText() {
   return std::strerror(errno);
@@ -89,14 +94,39 @@ kj::Promise<void> Listener::acceptEach(Handler handler) {
 }
 
 kj::Promise<void> Listener::acceptLoop() {
-  return receiver_->accept().then([this](kj::Own<kj::AsyncIoStream> stream) {
-    Peer peer{"unknown", "unknown"};
-    KJ_IF_MAYBE (fd, stream->getFd()) {
-      peer = peerOf(*fd);
-    }
-    handler_(kj::mv(stream), kj::mv(peer));
-    return acceptLoop();
-  });
+  // evalNow: kj's accept() throws at once when accept(2) fails at once.
+  return kj::evalNow([this]() { return receiver_->accept(); })
+      .then(
+          [this](kj::Own<kj::AsyncIoStream> stream) {
+            if (failedAccepts_ > 0)
+              log().info("accepting connections again after {} failed attempts", failedAccepts_);
+            failedAccepts_ = 0;
+            retryDelay_ = kFirstRetryDelay;
+            Peer peer{"unknown", "unknown"};
+            KJ_IF_MAYBE (fd, stream->getFd()) {
+              peer = peerOf(*fd);
+            }
+            std::string name = peer.name;
+            KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                                [&]() { handler_(kj::mv(stream), kj::mv(peer)); })) {
+              log().error("dropped the connection from {}: {}", name, e->getDescription().cStr());
+            }
+            return acceptLoop();
+          },
+          [this](kj::Exception&& e) { return retryAfterFailure(kj::mv(e)); });
+}
+
+// Out of fds (EMFILE/ENFILE), of buffers (ENOBUFS) or memory: the connections wait in the
+// backlog meanwhile, and resources come back as connections close.
+kj::Promise<void> Listener::retryAfterFailure(kj::Exception&& e) {
+  if (failedAccepts_++ == 0)
+    log().warn(
+        "cannot accept connections on {}: {}; retrying after pauses growing from 10 ms to 1 s "
+        "(logged once until accepting works again)",
+        where_, e.getDescription().cStr());
+  kj::Duration delay = retryDelay_;
+  retryDelay_ = kj::min(retryDelay_ * 2, kLastRetryDelay);
+  return io_.provider->getTimer().afterDelay(delay).then([this]() { return acceptLoop(); });
 }
 
 }  // namespace vial::server

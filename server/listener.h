@@ -5,6 +5,7 @@
 #include <kj/async-io.h>
 #include <kj/function.h>
 
+#include <cstdint>
 #include <string>
 
 #include "server/peer.h"
@@ -28,11 +29,14 @@ class Listener {
   bool needsToken() const { return needsToken_; }
 
   using Handler = kj::Function<void(kj::Own<kj::AsyncIoStream>, Peer)>;
-  /// Hands every accepted connection to `handler`, until the promise is dropped.
+  /// Hands every accepted connection to `handler`, until the promise is dropped. A failure to
+  /// accept (out of fds, of memory...) is logged once per streak and retried after a pause
+  /// that doubles from 10 ms to 1 s: it never ends the loop.
   kj::Promise<void> acceptEach(Handler handler);
 
  private:
   kj::Promise<void> acceptLoop();
+  kj::Promise<void> retryAfterFailure(kj::Exception&& e);
 
   kj::AsyncIoContext& io_;
   std::string where_;
@@ -40,6 +44,8 @@ class Listener {
   kj::Own<kj::ConnectionReceiver> receiver_;
   util::SocketFile socketFile_;  // the unix socket made here, removed with the listener
   Handler handler_;
+  std::uint64_t failedAccepts_ = 0;  // in a row
+  kj::Duration retryDelay_;
 };
 
 }  // namespace vial::server

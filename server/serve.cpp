@@ -3,9 +3,13 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <map>
+#include <set>
 
 #include "pool/call_record.h"
 #include "pool/log.h"
@@ -17,6 +21,32 @@
 namespace vial {
 
 namespace {
+
+// Connections that have not logged in cost an fd and some memory each, and may never do
+// anything: at most this many wait at once, and beyond it the oldest is closed. So a flood of
+// idle connections can exhaust neither the fd limit nor the memory, and cannot lock legitimate
+// clients out: a real client logs in within a round trip, long before 128 newer connections
+// could push it out.
+constexpr std::size_t kMaxWaitingForLogin = 128;
+
+// Every client holds an fd: take all of the soft limit that the hard limit allows.
+void raiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur >= limit.rlim_max) {
+    log().info("vial serve: open-file limit {} (the hard limit)", limit.rlim_cur);
+    return;
+  }
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    log().warn("vial serve: cannot raise the open-file limit from {}: {}", before,
+               std::strerror(errno));
+    return;
+  }
+  log().info("vial serve: raised the open-file limit from {} to {} (the hard limit)", before,
+             limit.rlim_max);
+}
 
 using server::Connection;
 using server::Listener;
@@ -82,11 +112,14 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     auto it = connections_.find(id);
     if (it == connections_.end()) return;
     log().info("client {} ({}) {}", id, it->second->peer().name, why);
+    waitingForLogin_.erase(id);
     workers_->cancelGroup(id, "the client disconnected", options_.let_running_finish);
     // Destroyed once this turn of the loop is over: we may be inside its own callbacks.
     tasks_.add(kj::evalLater([c = kj::mv(it->second)]() {}));
     connections_.erase(it);
   }
+
+  void loggedIn(std::uint64_t id) override { waitingForLogin_.erase(id); }
 
   void taskFailed(kj::Exception&& e) override {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
@@ -101,10 +134,17 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     std::uint64_t id = nextConnection_++;
     kj::Maybe<LoginGate&> gate;
     if (gate_) gate = *gate_;
-    auto connection = kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate);
+    auto loginTimeout = static_cast<int64_t>(options_.login_timeout * 1000) * kj::MILLISECONDS;
+    auto connection =
+        kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
     tasks_.add(connection->onDisconnect().then([this, id]() { close(id, "disconnected"); }));
     log().info("client {} connected ({})", id, connection->peer().name);
     connections_.emplace(id, kj::mv(connection));
+    waitingForLogin_.insert(id);
+    if (waitingForLogin_.size() > kMaxWaitingForLogin)
+      close(*waitingForLogin_.begin(), "closed: it was the oldest of more than " +
+                                           std::to_string(kMaxWaitingForLogin) +
+                                           " connections waiting to log in");
   }
 
   kj::AsyncIoContext& io_;
@@ -113,6 +153,7 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
   kj::Own<Listener> listener_;
   kj::Own<LoginGate> gate_;  // TCP only
   std::map<std::uint64_t, kj::Own<Connection>> connections_;
+  std::set<std::uint64_t> waitingForLogin_;  // ids grow with age: the oldest comes first
   kj::Maybe<kj::Promise<void>> accepting_;
   int repliesOutstanding_ = 0;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
@@ -129,6 +170,7 @@ int serve(const ServeOptions& options) {
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   try {
+    raiseOpenFileLimit();
     auto io = kj::setupAsyncIo();
     Server server(io, options);
     server.listen();

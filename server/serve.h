@@ -19,6 +19,8 @@ struct ServeOptions {
   /// When a client disconnects, let its running calls finish instead of killing them (its
   /// queued calls are dropped either way).
   bool let_running_finish = false;
+  /// A connection that has not logged in after this many seconds is closed.
+  double login_timeout = 10.0;
   PoolOptions pool;
 };
 
