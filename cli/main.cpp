@@ -122,7 +122,7 @@ Listening (locked down by default):
                        opt-in TCP; HOST must be loopback unless --allow-remote. Always needs
                        --token-file: clients present the token before they can run anything.
   --allow-remote       allow a non-loopback HOST
-  --token-file FILE    the shared secret (at least 16 characters; the file must be mode 0600)
+  --token-file FILE    the shared secret (16 to 1024 characters; the file must be mode 0600)
   --login-timeout SEC  close a connection that has not logged in after SEC seconds (default
                        10); at most 128 connections may wait to log in at once, beyond that the
                        oldest is closed

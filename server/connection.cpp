@@ -14,6 +14,9 @@ namespace vial::server {
 
 namespace {
 
+// Words of unanswered calls a logged-in client may have in memory at once: two of the largest.
+constexpr std::size_t kMaxCallWordsInFlight = 2 * kMaxMessageBytes / sizeof(capnp::word);
+
 // The pool, as one connection sees it.
 class PoolServiceImpl final : public wire::PoolService::Server {
  public:
@@ -108,12 +111,23 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
       id_(id),
       peer_(std::move(peer)),
       timer_(timer),
-      stream_(kj::mv(stream)),
+      stream_(kj::heap<MessageGate>(kj::mv(stream), kMaxMessageBytesBeforeLogin)),
       network_(*stream_, capnp::rpc::twoparty::Side::SERVER, reader_options()),
       rpc_(capnp::makeRpcServer(network_,
                                 kj::heap<LoginImpl>(gate, static_cast<LoginTarget&>(*this)))) {
-  // Bounds what one client may have in flight in memory at once.
-  rpc_.setFlowLimit(2 * kMaxMessageBytes / sizeof(capnp::word));
+  // Before login, no message is read while a call is outstanding: one login at a time. (capnp
+  // stops reading while the words of unanswered calls exceed the flow limit, and resumes as
+  // soon as the limit is raised: RpcConnectionState::setFlowLimit calls maybeUnblockFlow.)
+  rpc_.setFlowLimit(0);
+  disconnected_ = network_.onDisconnect()
+                      .then([this]() {
+                        std::string why = "disconnected";
+                        KJ_IF_MAYBE (refusal, stream_->refusal()) {
+                          why = std::string("closed: ") + refusal->getDescription().cStr();
+                        }
+                        owner_.close(id_, why);
+                      })
+                      .eagerlyEvaluate(nullptr);
   loginDeadline_ =
       timer_.afterDelay(loginTimeout)
           .then([this, loginTimeout]() {
@@ -127,15 +141,22 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
 
 wire::PoolService::Client Connection::admit() {
   loginDeadline_ = kj::READY_NOW;
+  // The limits for calls: messages as large as the reader accepts (it enforces the rest), and
+  // what one client may have in flight in memory at once.
+  stream_->setLimit(reader_options().traversalLimitInWords * sizeof(capnp::word));
+  rpc_.setFlowLimit(kMaxCallWordsInFlight);
   owner_.loggedIn(id_);
   return kj::heap<PoolServiceImpl>(owner_, id_);
 }
 
 void Connection::closeAfterRefusal() {
-  // Shortly, once the refusal has gone out.
-  closing_ = timer_.afterDelay(100 * kj::MILLISECONDS)
-                 .then([this]() { owner_.close(id_, "closed after a failed login"); })
-                 .eagerlyEvaluate(nullptr);
+  // The refusal is written once the RPC system has handled the failed call: after every event
+  // queued now (evalLast). Then close, once that write has completed.
+  closing_ = kj::evalLast([this]() {
+               return stream_->whenWritten();
+             }).then([this]() {
+                 owner_.close(id_, "closed after a failed login");
+               }).eagerlyEvaluate(nullptr);
 }
 
 }  // namespace vial::server

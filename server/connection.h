@@ -11,9 +11,15 @@
 #include "pool/call_record.h"
 #include "pool/worker_pool.h"
 #include "server/login.h"
+#include "server/message_gate.h"
 #include "server/peer.h"
 
 namespace vial::server {
+
+/// Largest message a connection may send before it has logged in: a login with the longest
+/// token is a few hundred bytes more than kMaxTokenBytes. The 256 MiB of kMaxMessageBytes are
+/// for calls, which only logged-in clients make.
+constexpr std::size_t kMaxMessageBytesBeforeLogin = std::size_t{64} << 10;
 
 /// What a connection needs from the server that accepted it.
 class ConnectionOwner {
@@ -26,7 +32,8 @@ class ConnectionOwner {
   /// Answers not yet handed to the RPC system are counted: the stop sequence waits for them.
   virtual void replyStarted() = 0;
   virtual void replyFinished() = 0;
-  /// Closes connection `id` once this turn of the event loop is over, logging `why`.
+  /// Closes connection `id` once this turn of the event loop is over, logging `why`. Also how
+  /// a connection reports that its client has gone.
   virtual void close(std::uint64_t id, const std::string& why) = 0;
   /// Connection `id` has logged in: it no longer waits to.
   virtual void loggedIn(std::uint64_t id) = 0;
@@ -36,7 +43,8 @@ class ConnectionOwner {
 };
 
 /// Its calls form one fairness group of the pool (the group is the connection's id). Until it
-/// logs in, it has `loginTimeout` to do so, or it is closed.
+/// logs in, it has `loginTimeout` to do so or is closed, its messages may be no larger than
+/// kMaxMessageBytesBeforeLogin, and it may have one call outstanding.
 class Connection final : private LoginTarget {
  public:
   /// `gate`: how logins are checked; none on a unix socket (file permissions protect it).
@@ -45,8 +53,6 @@ class Connection final : private LoginTarget {
 
   std::uint64_t id() const { return id_; }
   const Peer& peer() const override { return peer_; }
-  /// Resolves when the client is gone.
-  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
 
  private:
   wire::PoolService::Client admit() override;
@@ -56,9 +62,11 @@ class Connection final : private LoginTarget {
   std::uint64_t id_;
   Peer peer_;
   kj::Timer& timer_;
-  kj::Own<kj::AsyncIoStream> stream_;
+  kj::Own<MessageGate> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+  // These three call back into the connection: declared last, they go first.
+  kj::Promise<void> disconnected_ = nullptr;
   kj::Promise<void> loginDeadline_ = nullptr;
   kj::Promise<void> closing_ = nullptr;
 };

@@ -40,6 +40,10 @@ std::string readTokenFile(const std::string& file) {
     throw ServeError("the token in '" + file + "' is shorter than " +
                      std::to_string(kMinTokenBytes) +
                      " characters; use e.g. `head -c 32 /dev/urandom | base64 > FILE`");
+  if (token.size() > kMaxTokenBytes)
+    throw ServeError("the token in '" + file + "' is longer than " +
+                     std::to_string(kMaxTokenBytes) +
+                     " characters; use e.g. `head -c 32 /dev/urandom | base64 > FILE`");
   return token;
 }
 
@@ -58,13 +62,21 @@ LoginGate::LoginGate(kj::Timer& timer, std::string token)
     : timer_(timer), token_(std::move(token)) {}
 
 kj::Promise<bool> LoginGate::attempt(const Peer& peer, std::string presented) {
-  if (constantTimeEquals(presented, token_)) {
+  bool tooLong = presented.size() > kMaxTokenBytes;
+  if (!tooLong && constantTimeEquals(presented, token_)) {
     failures_.erase(peer.host);
     return true;
   }
   int failures = ++failures_[peer.host];
   double delay = std::min(0.1 * (1 << std::min(failures - 1, 10)), 5.0);
-  log().warn("refused login from {}: wrong or missing token (answering in {} s)", peer.name, delay);
+  if (tooLong)
+    log().warn(
+        "refused login from {}: a token of {} bytes, longer than any valid one ({}) "
+        "(answering in {} s)",
+        peer.name, presented.size(), kMaxTokenBytes, delay);
+  else
+    log().warn("refused login from {}: wrong or missing token (answering in {} s)", peer.name,
+               delay);
   return timer_.afterDelay(static_cast<int64_t>(delay * 1000) * kj::MILLISECONDS).then([]() {
     return false;
   });

@@ -14,8 +14,13 @@
 
 namespace vial::server {
 
+/// Longest token a login may present; a longer one is refused as wrong without being compared.
+/// Comparing takes time in proportion to the length, and the secret itself is no longer.
+constexpr std::size_t kMaxTokenBytes = 1024;
+
 /// Reads the shared secret from `file`, which must be mode 0600 or stricter and owned by this
-/// user; the secret must be at least 16 characters. Throws ServeError saying what to fix.
+/// user; the secret must be 16 to kMaxTokenBytes characters. Throws ServeError saying what to
+/// fix.
 std::string readTokenFile(const std::string& file);
 
 /// Compares without an early exit, so the time taken says nothing about how much matched.

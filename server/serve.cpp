@@ -137,7 +137,6 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     auto loginTimeout = static_cast<int64_t>(options_.login_timeout * 1000) * kj::MILLISECONDS;
     auto connection =
         kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
-    tasks_.add(connection->onDisconnect().then([this, id]() { close(id, "disconnected"); }));
     log().info("client {} connected ({})", id, connection->peer().name);
     connections_.emplace(id, kj::mv(connection));
     waitingForLogin_.insert(id);

@@ -10,13 +10,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "client/vial.h"
+#include "protocol/wire_value.h"
 #include "tests/serve_fixture.h"
 
 namespace {
@@ -26,6 +29,8 @@ using namespace std::chrono_literals;
 
 // server/serve.cpp's kMaxWaitingForLogin.
 constexpr std::size_t kMaxWaitingForLogin = 128;
+// server/connection.h's kMaxMessageBytesBeforeLogin.
+constexpr std::size_t kMaxMessageBytesBeforeLogin = 64 << 10;
 
 // A TCP connection to 127.0.0.1:port (blocking connect: it completes in the listen backlog even
 // while the server does not accept); -1 on failure.
@@ -101,15 +106,16 @@ class ServeLimits : public VialServe {
     return server;
   }
 
-  const std::string& address() const { return address_; }
+  // The server's address: startTcpWithFdLimit's, else startTcp's.
+  const std::string& address() const { return address_.empty() ? tcpAddress() : address_; }
 
   // A real client logs in and runs a call; the failure, or "" when all went well.
-  std::string clientRunsACall() {
+  std::string clientRunsACall(const std::string& token = kToken) {
     try {
       vial::ClientOptions options;
-      options.token = kToken;
+      options.token = token;
       options.connect_timeout = 10;
-      auto client = vial::Client::connect(address_, options);
+      auto client = vial::Client::connect(address(), options);
       auto result = client->run_async("_return(1 + 2)");
       if (!result.wait_for(20s)) return "the call did not resolve within 20 s";
       if (!result.get().ok()) return result.get().describe();
@@ -209,6 +215,119 @@ TEST_F(ServeLimits, AConnectionThatDoesNotLogInIsClosedAtTheLoginDeadline) {
   auto result = client->run_async("_return('still here')");
   ASSERT_TRUE(result.wait_for(10s)) << server.describe();
   EXPECT_TRUE(result.get().ok()) << describe(result) << server.describe();
+}
+
+// What an attacker sending one oversized message before login achieved.
+struct Flood {
+  std::uint64_t sent = 0;  // bytes the kernel took before the server hung up
+  bool closed = false;     // the server closed the connection
+  std::string error;
+};
+
+// Connects and sends a frame header declaring one segment of `declared` bytes, then streams
+// zeros toward that size, until the server hangs up or 20 s pass.
+Flood sendOversizedMessage(int port, std::uint64_t declared) {
+  Flood flood;
+  int fd = connectLoopback(port);
+  if (fd < 0) {
+    flood.error = std::string("connect: ") + std::strerror(errno);
+    return flood;
+  }
+  timeval twoSeconds{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &twoSeconds, sizeof twoSeconds);
+  std::uint32_t header[2] = {0, static_cast<std::uint32_t>(declared / 8)};  // 1 segment
+  std::vector<char> zeros(1 << 20);
+  auto deadline = Clock::now() + 20s;
+  bool headerSent = false;
+  while (flood.sent < declared + sizeof header && Clock::now() < deadline) {
+    const char* data = headerSent ? zeros.data() : reinterpret_cast<const char*>(header);
+    std::size_t size = headerSent ? zeros.size() : sizeof header;
+    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n > 0) {
+      flood.sent += static_cast<std::uint64_t>(n);
+      headerSent = headerSent || n == static_cast<ssize_t>(size);
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (closedByPeer(fd)) break;  // the server stopped reading and hung up
+    } else if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      flood.closed = true;  // the server hung up
+      break;
+    } else if (n < 0 && errno != EINTR) {
+      flood.error = std::string("send: ") + std::strerror(errno);
+      break;
+    }
+  }
+  flood.closed = flood.closed || eventually([&] { return closedByPeer(fd); }, 5s);
+  close(fd);
+  return flood;
+}
+
+TEST_F(ServeLimits, MessagesDeclaringHundredsOfMiBBeforeLoginCostTheServerNothing) {
+  Server& server = startTcp({}, 1);
+  int pid = server.pid();
+  // 480 MiB: far above the limit before login, yet a frame the reader would take (and make room
+  // for) were it let through.
+  constexpr std::uint64_t kDeclared = std::uint64_t{480} << 20;
+  ASSERT_GT(kDeclared, kMaxMessageBytesBeforeLogin);
+  ASSERT_LE(kDeclared / 8, vial::reader_options().traversalLimitInWords);
+  long baseRss = rssKib(pid);
+
+  constexpr int kAttackers = 3;
+  std::vector<Flood> floods(kAttackers);
+  std::atomic<int> done{0};
+  std::vector<std::thread> attackers;
+  for (int i = 0; i < kAttackers; ++i)
+    attackers.emplace_back([&, i] {
+      floods[i] = sendOversizedMessage(portOf(tcpAddress()), kDeclared);
+      ++done;
+    });
+  long peakRss = baseRss;
+  while (done < kAttackers) {
+    peakRss = std::max(peakRss, rssKib(pid));
+    std::this_thread::sleep_for(5ms);
+  }
+  for (auto& t : attackers) t.join();
+  peakRss = std::max(peakRss, rssKib(pid));
+
+  for (const auto& flood : floods) {
+    EXPECT_EQ(flood.error, "");
+    EXPECT_TRUE(flood.closed) << "the server kept the connection open";
+    EXPECT_LT(flood.sent, std::uint64_t{64} << 20) << "the server read on";
+  }
+  std::cout << "[          ] server RSS " << baseRss << " KiB, at most " << peakRss
+            << " KiB during the floods; sent " << floods[0].sent << ", " << floods[1].sent << ", "
+            << floods[2].sent << " bytes\n";
+  EXPECT_LT(peakRss - baseRss, 64 * 1024)
+      << "server RSS went from " << baseRss << " KiB to " << peakRss << " KiB" << server.describe();
+  EXPECT_TRUE(contains(server.log(), "refused a message of at least")) << server.describe();
+  EXPECT_EQ(clientRunsACall(), "") << server.describe();
+}
+
+TEST_F(ServeLimits, ALoginMessageOverTheLimitClosesTheConnection) {
+  Server& server = startTcp({}, 1);
+  std::string hugeToken(100 << 10, 'x');
+  EXPECT_NE(clientRunsACall(hugeToken), "") << "logged in with a 100 KiB token";
+  EXPECT_TRUE(eventually(
+      [&] {
+        return contains(server.log(), "(127.0.0.1:") &&
+               contains(server.log(), "closed: vial: refused a message of at least");
+      },
+      5s))
+      << server.describe();
+  EXPECT_EQ(clientRunsACall(), "") << server.describe();
+}
+
+TEST_F(ServeLimits, ATokenLongerThan1KiBIsRefusedWithoutComparing) {
+  Server& server = startTcp({}, 1);
+  std::string longToken = kToken + std::string(2048 - kToken.size(), 'x');
+  std::string failure = clientRunsACall(longToken);
+  EXPECT_TRUE(contains(failure, "login refused")) << failure;
+  EXPECT_TRUE(eventually(
+      [&] {
+        return contains(server.log(), "a token of 2048 bytes, longer than any valid one (1024)");
+      },
+      5s))
+      << server.describe();
+  EXPECT_EQ(clientRunsACall(), "") << server.describe();
 }
 
 }  // namespace
