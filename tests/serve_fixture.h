@@ -69,6 +69,13 @@ inline void writeFile(const std::string& path, const std::string& contents, mode
   close(fd);
 }
 
+// How many times `needle` occurs in `text` (a server's log, say).
+inline std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 inline bool fileExists(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0;

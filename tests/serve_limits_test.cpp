@@ -81,12 +81,6 @@ class IdleConnections {
   std::vector<int> fds_;
 };
 
-std::size_t occurrences(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
-
 // The port of a "tcp:127.0.0.1:PORT" address.
 int portOf(const std::string& address) {
   return std::atoi(address.substr(address.rfind(':') + 1).c_str());
