@@ -110,7 +110,6 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
     : owner_(owner),
       id_(id),
       peer_(std::move(peer)),
-      timer_(timer),
       stream_(kj::heap<MessageGate>(kj::mv(stream), kMaxMessageBytesBeforeLogin)),
       network_(*stream_, capnp::rpc::twoparty::Side::SERVER, reader_options()),
       rpc_(capnp::makeRpcServer(network_,
@@ -129,7 +128,7 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
                       })
                       .eagerlyEvaluate(nullptr);
   loginDeadline_ =
-      timer_.afterDelay(loginTimeout)
+      timer.afterDelay(loginTimeout)
           .then([this, loginTimeout]() {
             char seconds[32];
             std::snprintf(seconds, sizeof seconds, "%g",

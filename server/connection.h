@@ -61,7 +61,6 @@ class Connection final : private LoginTarget {
   ConnectionOwner& owner_;
   std::uint64_t id_;
   Peer peer_;
-  kj::Timer& timer_;
   kj::Own<MessageGate> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;

@@ -1,14 +1,13 @@
 #include "server/listener.h"
 
 #include <arpa/inet.h>
+#include <kj/debug.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <kj/debug.h>
 
 #include "pool/log.h"
 #include "server/serve.h"
@@ -85,8 +84,6 @@ Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allo
   }
   where_ = where;
 }
-
-Listener::~Listener() noexcept(false) {}
 
 kj::Promise<void> Listener::acceptEach(Handler handler) {
   handler_ = kj::mv(handler);

@@ -17,10 +17,9 @@ class Listener {
  public:
   /// Listens at `address`: "unix:PATH", "tcp:HOST:PORT" (HOST must be loopback unless
   /// `allowRemote`), empty for the default unix socket; or on the socket systemd passed
-  /// (LISTEN_FDS), whatever `address` says. Throws ServeError saying what to fix.
+  /// (LISTEN_FDS), whatever `address` says. Throws ServeError saying what to fix. A unix
+  /// socket file it made goes with it.
   Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote);
-  /// Removes the unix socket file it made (if it is still there).
-  ~Listener() noexcept(false);
   KJ_DISALLOW_COPY(Listener);
 
   /// Where it listens, for the log.

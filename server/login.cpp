@@ -1,5 +1,6 @@
 #include "server/login.h"
 
+#include <kj/debug.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-
-#include <kj/debug.h>
 
 #include "pool/log.h"
 #include "server/serve.h"
