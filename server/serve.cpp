@@ -22,13 +22,6 @@ namespace vial {
 
 namespace {
 
-// Connections that have not logged in cost an fd and some memory each, and may never do
-// anything: at most this many wait at once, and beyond it the oldest is closed. So a flood of
-// idle connections can exhaust neither the fd limit nor the memory, and cannot lock legitimate
-// clients out: a real client logs in within a round trip, long before 128 newer connections
-// could push it out.
-constexpr std::size_t kMaxWaitingForLogin = 128;
-
 // Every client holds an fd: take all of the soft limit that the hard limit allows.
 void raiseOpenFileLimit() {
   rlimit limit{};
@@ -49,6 +42,7 @@ void raiseOpenFileLimit() {
 }
 
 using server::Connection;
+using server::kMaxWaitingForLogin;
 using server::Listener;
 using server::LoginGate;
 using server::Peer;

@@ -8,15 +8,12 @@
 #include <kj/async-io.h>
 #include <kj/timer.h>
 
-#include <optional>
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <iostream>
-#include <mutex>
-#include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>

@@ -20,6 +20,7 @@
 
 #include "client/vial.h"
 #include "protocol/wire_value.h"
+#include "server/connection.h"
 #include "tests/serve_fixture.h"
 
 namespace {
@@ -27,10 +28,8 @@ namespace {
 using namespace vial::testing;
 using namespace std::chrono_literals;
 
-// server/serve.cpp's kMaxWaitingForLogin.
-constexpr std::size_t kMaxWaitingForLogin = 128;
-// server/connection.h's kMaxMessageBytesBeforeLogin.
-constexpr std::size_t kMaxMessageBytesBeforeLogin = 64 << 10;
+using vial::server::kMaxMessageBytesBeforeLogin;
+using vial::server::kMaxWaitingForLogin;
 
 // A TCP connection to 127.0.0.1:port (blocking connect: it completes in the listen backlog even
 // while the server does not accept); -1 on failure.
