@@ -226,10 +226,10 @@ TEST_F(LoginServe, PipelinedWrongTokensThenTheRightOneAreAllRefused) {
   Server& server = startTcp({}, 1);
   auto io = kj::setupAsyncIo();
   std::string hostPort = tcpAddress().substr(4);
-  auto stream = io.provider->getNetwork()
-                    .parseAddress(hostPort)
-                    .then([](kj::Own<kj::NetworkAddress> a) { return a->connect(); })
-                    .wait(io.waitScope);
+  auto connecting = io.provider->getNetwork().parseAddress(hostPort).then(
+      [](kj::Own<kj::NetworkAddress> a) { return a->connect(); });
+  auto stream =
+      io.provider->getTimer().timeoutAfter(10 * kj::SECONDS, kj::mv(connecting)).wait(io.waitScope);
   capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
                                     vial::reader_options());
   auto rpc = capnp::makeRpcClient(network);
