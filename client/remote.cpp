@@ -5,26 +5,45 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
 #include <map>
 #include <mutex>
 #include <thread>
 
-#include "client/server.h"
 #include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/wire_value.h"
+#include "util/private_socket.h"
 
 namespace vial {
 
 namespace {
 
-// "unix:/p" stays; "tcp:HOST:PORT" becomes kj's "HOST:PORT"; "" is the default socket.
-std::string kjAddress(const std::string& address) {
-  if (address.empty()) return "unix:" + default_socket_path();
-  if (address.rfind("unix:", 0) == 0) return address;
-  if (address.rfind("tcp:", 0) == 0) return address.substr(4);
-  throw ConnectError("cannot connect to '" + address + "': use unix:/path or tcp:HOST:PORT");
+// The address a client of `address` reaches: "" is the default socket.
+std::string fullAddress(const std::string& address) {
+  return address.empty() ? "unix:" + util::defaultSocketPath() : address;
+}
+
+// Connects to `address` within `timeout`. A unix socket is reached only through the checks of
+// util::connectToPrivateSocket, so nothing is sent to a server that may be an impostor.
+kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& address,
+                                     double timeoutSeconds) {
+  auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));
+  if (address.empty() || address.rfind("unix:", 0) == 0) {
+    auto trusted =
+        address.empty() ? util::TrustedDirectory::kOwnPrivate : util::TrustedDirectory::kOwnOrRoot;
+    util::UniqueFd fd =
+        util::connectToPrivateSocket(fullAddress(address).substr(5), trusted, timeout);
+    return io.lowLevelProvider->wrapSocketFd(fd.release(),
+                                             kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  }
+  if (address.rfind("tcp:", 0) != 0)
+    throw ConnectError("cannot connect to '" + address + "': use unix:/path or tcp:HOST:PORT");
+  auto parsed = io.provider->getNetwork().parseAddress(address.substr(4)).wait(io.waitScope);
+  return io.provider->getTimer()
+      .timeoutAfter(timeout.count() * kj::MILLISECONDS, parsed->connect())
+      .wait(io.waitScope);
 }
 
 }  // namespace
@@ -89,10 +108,8 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
     try {
       ioHolder = kj::setupAsyncIo();
       auto& io = KJ_ASSERT_NONNULL(ioHolder);
-      auto address = io.provider->getNetwork().parseAddress(kjAddress(target)).wait(io.waitScope);
+      auto stream = connectTo(io, target, options.connect_timeout);
       auto timeout = static_cast<int64_t>(options.connect_timeout * 1000) * kj::MILLISECONDS;
-      auto stream =
-          io.provider->getTimer().timeoutAfter(timeout, address->connect()).wait(io.waitScope);
       capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
                                         reader_options());
       auto rpc = capnp::makeRpcClient(network);
@@ -118,10 +135,12 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
       extras = nullptr;
       service = nullptr;
     } catch (const kj::Exception& e) {
-      std::string why = "cannot connect to the vial server at '" +
-                        (target.empty() ? "unix:" + default_socket_path() : target) +
+      std::string why = "cannot connect to the vial server at '" + fullAddress(target) +
                         "': " + e.getDescription().cStr();
       if (!connectedOnce(connected, why)) log().error("vial client: {}", why);
+    } catch (const util::SocketPathError& e) {
+      connectedOnce(connected, "cannot connect to the vial server at '" + fullAddress(target) +
+                                   "': " + e.what());
     } catch (const std::exception& e) {
       connectedOnce(connected, e.what());
     }

@@ -108,6 +108,10 @@ class ConnectError : public std::runtime_error {
 class Client : public Runner {
  public:
   /// `address`: "unix:/path" (default: the server's default socket) or "tcp:HOST:PORT".
+  /// A unix socket is used only in a directory (not a symlink) of this user's, 0700, for the
+  /// default path, or of this user's or root's and not writable by others for an explicit
+  /// one; and nothing is sent unless the server runs as this user or root. ConnectError
+  /// otherwise, saying what to do.
   static std::unique_ptr<Client> connect(const std::string& address = "",
                                          ClientOptions options = {});
   static std::unique_ptr<Client> connect(const std::string& address, const std::string& token);

@@ -1,6 +1,7 @@
 // `vial serve`: a pool exposed over Cap'n Proto RPC to many clients, locked down by default.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 
 #include "pool/options.h"
@@ -8,7 +9,7 @@
 namespace vial {
 
 struct ServeOptions {
-  /// "unix:/path" or "tcp:HOST:PORT". Empty: unix socket at default_socket_path().
+  /// "unix:/path" or "tcp:HOST:PORT". Empty: unix socket at util::defaultSocketPath().
   std::string listen;
   /// TCP only: allow a non-loopback HOST.
   bool allow_remote = false;
@@ -18,11 +19,16 @@ struct ServeOptions {
   /// When a client disconnects, let its running calls finish instead of killing them (its
   /// queued calls are dropped either way).
   bool let_running_finish = false;
+  /// A connection that has not logged in after this many seconds is closed.
+  double login_timeout = 10.0;
   PoolOptions pool;
 };
 
-/// $XDG_RUNTIME_DIR/vial/vial.sock, else /tmp/vial-UID/vial.sock.
-std::string default_socket_path();
+/// Why the server refuses to start (exit code 2); the message says what to do.
+class ServeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 /// Runs the server on this thread until SIGTERM or SIGINT; returns the process exit code.
 /// Must be called before the process starts any thread (it takes over those signals).

@@ -15,10 +15,10 @@
 #include <sstream>
 #include <string>
 
-#include "client/server.h"
 #include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/duration.h"
+#include "server/serve.h"
 
 namespace {
 
@@ -119,14 +119,17 @@ Usage:
 
 Listening (locked down by default):
   --listen unix:PATH   the default; PATH defaults to $XDG_RUNTIME_DIR/vial/vial.sock, else
-                       /tmp/vial-UID/vial.sock. The directory must be owned by you and not
-                       group/world-writable (it is created 0700); the socket is made 0600.
-                       A stale socket is removed only if no server answers on it.
+                       /tmp/vial-UID/vial.sock. The directory must be a real directory (not a
+                       symlink) owned by you with mode 0700 (it is created so); the socket is
+                       made 0600. A stale socket is removed only if no server answers on it.
   --listen tcp:HOST:PORT
                        opt-in TCP; HOST must be loopback unless --allow-remote. Always needs
                        --token-file: clients present the token before they can run anything.
   --allow-remote       allow a non-loopback HOST
-  --token-file FILE    the shared secret (at least 16 characters; the file must be mode 0600)
+  --token-file FILE    the shared secret (16 to 1024 characters; the file must be mode 0600)
+  --login-timeout SEC  close a connection that has not logged in after SEC seconds (default
+                       10); at most 128 connections may wait to log in at once, beyond that the
+                       oldest is closed
   --let-finish         when a client disconnects, let its running calls finish (default: kill
                        them); its queued calls are dropped either way
 
@@ -157,7 +160,8 @@ Pool:
 
 SIGTERM/SIGINT: stop accepting, let running calls finish up to --grace, resolve the rest as
 cancelled, exit 0. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
-vial::Client::connect(ADDR).
+vial::Client::connect(ADDR). On a unix socket they send nothing unless the server runs as
+themselves or root and its directory is theirs (the default path: mode 0700) or root's.
 
 Examples:
   vial serve                                   # unix socket, private to this user
@@ -490,6 +494,8 @@ int serveCommand(int argc, char** argv) {
       options.token_file = next();
     } else if (arg == "--let-finish") {
       options.let_running_finish = true;
+    } else if (arg == "--login-timeout") {
+      options.login_timeout = parsePositiveSeconds(arg, next());
     } else if (arg == "--workers") {
       pool.workers = parseCount(arg, next(), 1024);
     } else if (arg == "--min-workers") {

@@ -1,0 +1,161 @@
+#include "server/connection.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include "protocol/limits.h"
+#include "protocol/wire_value.h"
+
+namespace vial::server {
+
+namespace {
+
+// Words of unanswered calls a logged-in client may have in memory at once: two of the largest.
+constexpr std::size_t kMaxCallWordsInFlight = 2 * kMaxMessageBytes / sizeof(capnp::word);
+
+// The pool, as one connection sees it.
+class PoolServiceImpl final : public wire::PoolService::Server {
+ public:
+  PoolServiceImpl(ConnectionOwner& owner, std::uint64_t connection)
+      : owner_(owner), connection_(connection) {}
+
+  kj::Promise<void> run(RunContext context) override {
+    context.allowCancellation();
+    auto params = context.getParams();
+    pool::Call call;
+    call.source = std::string(params.getSource().begin(), params.getSource().size());
+    try {
+      for (auto variable : params.getVariables())
+        call.vars.emplace_back(std::string(variable.getName().begin(), variable.getName().size()),
+                               from_wire(variable.getValue()));
+    } catch (const std::exception& e) {
+      return reply(context, Rejected{e.what()});
+    }
+    auto options = params.getOptions();
+    if (options.getProcTimeout() != 0) call.options.proc_timeout = options.getProcTimeout();
+    if (options.getSoftTimeout() != 0) call.options.soft_timeout = options.getSoftTimeout();
+    if (options.getQueueTimeout() != 0) call.options.queue_timeout = options.getQueueTimeout();
+    context.releaseParams();
+
+    // The outcome is kept aside and the promise carries no value: a Result inside
+    // kj::ExceptionOr trips GCC 12's -Wmaybe-uninitialized.
+    struct Pending {
+      std::optional<Result> result;
+      kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+    };
+    auto resolved = kj::newPromiseAndFulfiller<void>();
+    auto pending = std::make_shared<Pending>();
+    pending->fulfiller = kj::mv(resolved.fulfiller);
+    auto started = std::chrono::steady_clock::now();
+    call.id = owner_.newCallId();
+    call.group = connection_;
+    ConnectionOwner* owner = &owner_;
+    call.resolve = [owner, pending, started](Result&& r) {
+      owner->record().resolved(r, std::chrono::steady_clock::now() - started);
+      pending->result = std::move(r);
+      pending->fulfiller->fulfill();
+    };
+    std::uint64_t id = call.id;
+    owner_.record().submitted();
+    owner_.workers().submit(std::move(call));
+    // If the client cancels the RPC (or goes away), this promise is dropped: cancel the call.
+    // With --let-finish a running call is left to finish; only a queued one is dropped.
+    bool killRunning = !owner_.letRunningFinish();
+    owner_.replyStarted();
+    auto cancelOnDrop = kj::defer([owner, id, pending, killRunning]() {
+      if (!pending->result) owner->workers().cancel(id, killRunning);
+      owner->replyFinished();
+    });
+    return resolved.promise
+        .then([context, pending]() mutable {
+          to_wire(*pending->result, context.getResults().initOutcome());
+        })
+        .attach(kj::mv(cancelOnDrop));
+  }
+
+  kj::Promise<void> stats(StatsContext context) override {
+    PoolStats s;
+    pool::fill_stats(owner_.workers().counts(), s);
+    owner_.record().fill(s);
+    s.clients = owner_.clientCount();
+    to_wire(s, context.getResults().initStats());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> ping(PingContext context) override {
+    context.getResults().setServerPid(getpid());
+    context.getResults().setVersion(VIAL_VERSION);
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Promise<void> reply(RunContext& context, Result r) {
+    to_wire(r, context.getResults().initOutcome());
+    return kj::READY_NOW;
+  }
+
+  ConnectionOwner& owner_;
+  std::uint64_t connection_;
+};
+
+}  // namespace
+
+Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream,
+                       Peer peer, kj::Timer& timer, kj::Maybe<LoginGate&> gate,
+                       kj::Duration loginTimeout)
+    : owner_(owner),
+      id_(id),
+      peer_(std::move(peer)),
+      stream_(kj::heap<MessageGate>(kj::mv(stream), kMaxMessageBytesBeforeLogin)),
+      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, reader_options()),
+      rpc_(capnp::makeRpcServer(network_,
+                                kj::heap<LoginImpl>(gate, static_cast<LoginTarget&>(*this)))) {
+  // Before login, no message is read while a call is outstanding: one login at a time. (capnp
+  // stops reading while the words of unanswered calls exceed the flow limit, and resumes as
+  // soon as the limit is raised: RpcConnectionState::setFlowLimit calls maybeUnblockFlow.)
+  rpc_.setFlowLimit(0);
+  disconnected_ = network_.onDisconnect()
+                      .then([this]() {
+                        std::string why = "disconnected";
+                        KJ_IF_MAYBE (refusal, stream_->refusal()) {
+                          why = std::string("closed: ") + refusal->getDescription().cStr();
+                        }
+                        owner_.close(id_, why);
+                      })
+                      .eagerlyEvaluate(nullptr);
+  loginDeadline_ =
+      timer.afterDelay(loginTimeout)
+          .then([this, loginTimeout]() {
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%g",
+                          static_cast<double>(loginTimeout / kj::MILLISECONDS) / 1000);
+            owner_.close(id_, std::string("closed: it did not log in within ") + seconds + " s");
+          })
+          .eagerlyEvaluate(nullptr);
+}
+
+wire::PoolService::Client Connection::admit() {
+  loginDeadline_ = kj::READY_NOW;
+  // The limits for calls: messages as large as the reader accepts (it enforces the rest), and
+  // what one client may have in flight in memory at once.
+  stream_->setLimit(reader_options().traversalLimitInWords * sizeof(capnp::word));
+  rpc_.setFlowLimit(kMaxCallWordsInFlight);
+  owner_.loggedIn(id_);
+  return kj::heap<PoolServiceImpl>(owner_, id_);
+}
+
+void Connection::closeAfterRefusal() {
+  // The refusal is written once the RPC system has handled the failed call: after every event
+  // queued now (evalLast). Then close, once that write has completed.
+  closing_ = kj::evalLast([this]() {
+               return stream_->whenWritten();
+             }).then([this]() {
+                 owner_.close(id_, "closed after a failed login");
+               }).eagerlyEvaluate(nullptr);
+}
+
+}  // namespace vial::server

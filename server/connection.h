@@ -1,0 +1,80 @@
+// One client connection of `vial serve`: its own RPC system over the socket, the Login
+// capability it starts with, and the pool service it gets once logged in.
+#pragma once
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <cstdint>
+#include <string>
+
+#include "pool/call_record.h"
+#include "pool/worker_pool.h"
+#include "server/login.h"
+#include "server/message_gate.h"
+#include "server/peer.h"
+
+namespace vial::server {
+
+/// Largest message a connection may send before it has logged in: a login with the longest
+/// token is a few hundred bytes more than kMaxTokenBytes. The 256 MiB of kMaxMessageBytes are
+/// for calls, which only logged-in clients make.
+constexpr std::size_t kMaxMessageBytesBeforeLogin = std::size_t{64} << 10;
+
+/// Connections that have not logged in cost an fd and some memory each, and may never do
+/// anything: at most this many wait at once, and beyond it the server closes the oldest. So a
+/// flood of idle connections held open can exhaust neither the fd limit nor the memory, nor lock
+/// legitimate clients out: a real client logs in within a round trip, and 128 newer connections
+/// would have to arrive within that time to push it out.
+constexpr std::size_t kMaxWaitingForLogin = 128;
+
+/// What a connection needs from the server that accepted it.
+class ConnectionOwner {
+ public:
+  virtual pool::WorkerPool& workers() = 0;
+  virtual pool::CallRecord& record() = 0;
+  virtual std::uint64_t newCallId() = 0;
+  virtual bool letRunningFinish() const = 0;
+  virtual std::size_t clientCount() const = 0;
+  /// Answers not yet handed to the RPC system are counted: the stop sequence waits for them.
+  virtual void replyStarted() = 0;
+  virtual void replyFinished() = 0;
+  /// Closes connection `id` once this turn of the event loop is over, logging `why`. Also how
+  /// a connection reports that its client has gone.
+  virtual void close(std::uint64_t id, const std::string& why) = 0;
+  /// Connection `id` has logged in: it no longer waits to.
+  virtual void loggedIn(std::uint64_t id) = 0;
+
+ protected:
+  ~ConnectionOwner() = default;
+};
+
+/// Its calls form one fairness group of the pool (the group is the connection's id). Until it
+/// logs in, it has `loginTimeout` to do so or is closed, its messages may be no larger than
+/// kMaxMessageBytesBeforeLogin, and it may have one call outstanding.
+class Connection final : private LoginTarget {
+ public:
+  /// `gate`: how logins are checked; none on a unix socket (file permissions protect it).
+  Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream, Peer peer,
+             kj::Timer& timer, kj::Maybe<LoginGate&> gate, kj::Duration loginTimeout);
+
+  std::uint64_t id() const { return id_; }
+  const Peer& peer() const override { return peer_; }
+
+ private:
+  wire::PoolService::Client admit() override;
+  void closeAfterRefusal() override;
+
+  ConnectionOwner& owner_;
+  std::uint64_t id_;
+  Peer peer_;
+  kj::Own<MessageGate> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+  // These three call back into the connection: declared last, they go first.
+  kj::Promise<void> disconnected_ = nullptr;
+  kj::Promise<void> loginDeadline_ = nullptr;
+  kj::Promise<void> closing_ = nullptr;
+};
+
+}  // namespace vial::server

@@ -1,0 +1,129 @@
+#include "server/listener.h"
+
+#include <arpa/inet.h>
+#include <kj/debug.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "pool/log.h"
+#include "server/serve.h"
+#include "util/private_socket.h"
+
+namespace vial::server {
+
+namespace {
+
+constexpr kj::Duration kFirstRetryDelay = 10 * kj::MILLISECONDS;
+constexpr kj::Duration kLastRetryDelay = 1 * kj::SECONDS;
+
+std::string errnoText() {
+  return std::strerror(errno);
+}
+
+bool isLoopback(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  in_addr v4;
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+// The listening socket systemd passed (LISTEN_PID/LISTEN_FDS), or -1.
+int activatedSocket() {
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  if (!pid || !fds || std::atoi(pid) != getpid() || std::atoi(fds) < 1) return -1;
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  return 3;  // SD_LISTEN_FDS_START
+}
+
+}  // namespace
+
+Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote) : io_(io) {
+  std::string where = address.empty() ? "unix:" + util::defaultSocketPath() : address;
+  auto bindAndListen = [&io](const std::string& kjAddress) {
+    return io.provider->getNetwork().parseAddress(kjAddress).wait(io.waitScope)->listen();
+  };
+  if (int fd = activatedSocket(); fd >= 0) {
+    // systemd socket activation: the unit decides where and with which permissions.
+    sockaddr_storage bound{};
+    socklen_t length = sizeof bound;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0)
+      throw ServeError("LISTEN_FDS is set but fd 3 is not a socket: " + errnoText());
+    needsToken_ = bound.ss_family != AF_UNIX;
+    receiver_ =
+        io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    where = "the socket systemd passed (fd 3)";
+  } else if (where.rfind("unix:", 0) == 0) {
+    util::PrivateSocket socket;
+    try {
+      socket = util::listenOnPrivateSocket(where.substr(5));
+    } catch (const util::SocketPathError& e) {
+      throw ServeError(e.what());
+    }
+    if (socket.replacedStale) log().info("removing stale socket {}", socket.file.path());
+    receiver_ = io.lowLevelProvider->wrapListenSocketFd(
+        socket.listener.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    socketFile_ = std::move(socket.file);
+  } else if (where.rfind("tcp:", 0) == 0) {
+    std::string hostPort = where.substr(4);
+    auto colon = hostPort.rfind(':');
+    if (colon == std::string::npos) throw ServeError("use --listen tcp:HOST:PORT");
+    std::string host = hostPort.substr(0, colon);
+    if (!isLoopback(host) && !allowRemote)
+      throw ServeError("refusing to listen on '" + host +
+                       "': not a loopback address; pass --allow-remote if you mean it");
+    needsToken_ = true;
+    receiver_ = bindAndListen(hostPort);
+  } else {
+    throw ServeError("--listen takes unix:/path or tcp:HOST:PORT, not '" + where + "'");
+  }
+  where_ = where;
+}
+
+kj::Promise<void> Listener::acceptEach(Handler handler) {
+  handler_ = kj::mv(handler);
+  return acceptLoop();
+}
+
+kj::Promise<void> Listener::acceptLoop() {
+  // evalNow: kj's accept() throws at once when accept(2) fails at once.
+  return kj::evalNow([this]() { return receiver_->accept(); })
+      .then(
+          [this](kj::Own<kj::AsyncIoStream> stream) {
+            if (failedAccepts_ > 0)
+              log().info("accepting connections again after {} failed attempts", failedAccepts_);
+            failedAccepts_ = 0;
+            retryDelay_ = kFirstRetryDelay;
+            Peer peer{"unknown", "unknown"};
+            KJ_IF_MAYBE (fd, stream->getFd()) {
+              peer = peerOf(*fd);
+            }
+            std::string name = peer.name;
+            KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                                [&]() { handler_(kj::mv(stream), kj::mv(peer)); })) {
+              log().error("dropped the connection from {}: {}", name, e->getDescription().cStr());
+            }
+            return acceptLoop();
+          },
+          [this](kj::Exception&& e) { return retryAfterFailure(kj::mv(e)); });
+}
+
+// Out of fds (EMFILE/ENFILE), of buffers (ENOBUFS) or memory: the connections wait in the
+// backlog meanwhile, and resources come back as connections close.
+kj::Promise<void> Listener::retryAfterFailure(kj::Exception&& e) {
+  if (failedAccepts_++ == 0)
+    log().warn(
+        "cannot accept connections on {}: {}; retrying after pauses growing from 10 ms to 1 s "
+        "(logged once until accepting works again)",
+        where_, e.getDescription().cStr());
+  kj::Duration delay = retryDelay_;
+  retryDelay_ = kj::min(retryDelay_ * 2, kLastRetryDelay);
+  return io_.provider->getTimer().afterDelay(delay).then([this]() { return acceptLoop(); });
+}
+
+}  // namespace vial::server

@@ -1,0 +1,335 @@
+// A `vial serve` child process and the fixture the serve suites share: each test starts the real
+// server as a child process (its own process group, its stdout and stderr captured to a log file
+// that failure messages quote) and talks to it with vial::Client, the `vial` CLI or raw sockets.
+#pragma once
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "client/vial.h"
+#include "tests/child_process.h"
+#include "tests/process_probe.h"
+
+namespace vial::testing {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+inline const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
+
+// No child run of `vial` (a CLI command, or a server that should refuse to start) may take
+// longer than this; past it the child is killed and the test fails.
+constexpr auto kHardBound = 20s;
+// How long a server may take to answer its first ping.
+constexpr auto kStartBound = 15s;
+// How long a server may take to exit after SIGTERM before it is SIGKILLed.
+constexpr auto kStopBound = 10s;
+
+inline const std::string kToken = "correct-horse-battery-staple-0123456789";
+
+inline double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+inline std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+inline void writeFile(const std::string& path, const std::string& contents, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  ASSERT_EQ(write(fd, contents.data(), contents.size()), static_cast<ssize_t>(contents.size()));
+  fchmod(fd, mode);  // whatever the umask said
+  close(fd);
+}
+
+// How many times `needle` occurs in `text` (a server's log, say).
+inline std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+inline bool fileExists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the CLI
+
+inline RunResult runVial(std::vector<std::string> args) {
+  args.insert(args.begin(), kVial);
+  return runProgram(std::move(args), "", {}, kHardBound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc probes
+
+// The live (not zombie) children of `parent`.
+inline std::set<int> childrenOf(int parent) {
+  std::set<int> children;
+  DIR* proc = opendir("/proc");
+  if (!proc) return children;
+  while (dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end || pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent && state != 'Z' && state != 'X') children.insert(static_cast<int>(pid));
+  }
+  closedir(proc);
+  return children;
+}
+
+inline std::size_t openFds(int pid) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+       !ec && it != end; it.increment(ec))
+    ++n;
+  return n;
+}
+
+// VmRSS of `pid` in KiB (0 if unknown).
+inline long rssKib(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return 0;
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+inline int freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A `vial serve` child process
+
+class Server {
+ public:
+  // Starts `WRAPPER... vial serve ARGS...` with stdout and stderr appended to `logPath`. The
+  // wrapper (e.g. setpriv or prlimit) must exec the server in its own place, keeping the pid.
+  Server(std::vector<std::string> args, std::string logPath, std::vector<std::string> wrapper = {})
+      : logPath_(std::move(logPath)) {
+    std::vector<std::string> argv = std::move(wrapper);
+    argv.insert(argv.end(), {kVial, "serve"});
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const auto& a : argv) command_ += "'" + a + "' ";
+    int fd = ::open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0) << logPath_ << ": " << std::strerror(errno);
+    pid_ = spawn(argv, fd, fd);
+    EXPECT_GT(pid_, 0) << "fork: " << std::strerror(errno);
+    if (fd >= 0) close(fd);
+  }
+
+  ~Server() { stop(); }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  int pid() const { return pid_; }
+  bool running() const { return pid_ > 0 && !exitStatus_; }
+  std::string log() const { return readFile(logPath_); }
+  const std::optional<int>& exitStatus() const { return exitStatus_; }
+
+  // For failure messages: the command and everything the server logged.
+  std::string describe() const {
+    std::string text = "\n  server: " + command_ + "\n  pid: " + std::to_string(pid_);
+    if (exitStatus_) text += "\n  ended: " + describeStatus(*exitStatus_);
+    return text + "\n  server log:\n" + log();
+  }
+
+  // Polls (bounded) until a client can log in and ping it; false if it exited or never answered.
+  bool waitReady(const std::string& address, const std::string& token = "") {
+    auto deadline = Clock::now() + kStartBound;
+    while (Clock::now() < deadline) {
+      if (reapIfExited()) return false;
+      try {
+        vial::ClientOptions options;
+        options.token = token;
+        options.connect_timeout = 2.0;
+        auto client = vial::Client::connect(address, options);
+        client->ping();
+        return true;
+      } catch (const vial::ConnectError&) {
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  // Waits (bounded) for the server to exit on its own; its wait status, or nullopt.
+  std::optional<int> waitForExit(std::chrono::milliseconds bound) {
+    if (!exitStatus_ && pid_ > 0) exitStatus_ = waitExit(pid_, bound);
+    return exitStatus_;
+  }
+
+  void signal(int sig) {
+    if (running()) kill(pid_, sig);
+  }
+
+  // SIGKILLs the server alone (not its workers) and reaps it.
+  void sigkill() {
+    if (!running()) return;
+    kill(pid_, SIGKILL);
+    waitForExit(std::chrono::milliseconds(kStopBound));
+  }
+
+  // SIGTERM, bounded wait, then SIGKILL of its process group. Idempotent.
+  void stop() {
+    if (!running()) return;
+    kill(pid_, SIGTERM);
+    if (waitForExit(std::chrono::milliseconds(kStopBound))) return;
+    ADD_FAILURE() << "the server did not exit within " << kStopBound.count()
+                  << " s of SIGTERM; killing it" << describe();
+    kill(-pid_, SIGKILL);
+    kill(pid_, SIGKILL);
+    waitForExit(std::chrono::milliseconds(kStopBound));
+  }
+
+ private:
+  bool reapIfExited() {
+    if (!exitStatus_) exitStatus_ = waitExit(pid_, 0ms);
+    return exitStatus_.has_value();
+  }
+
+  std::string logPath_;
+  std::string command_;
+  pid_t pid_ = -1;
+  std::optional<int> exitStatus_;
+};
+
+// Every test gets a private (0700) temporary directory for sockets, logs and marker files.
+class VialServe : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    signal(SIGPIPE, SIG_IGN);
+    vial::set_log_level("error");  // the clients' "lost the connection" lines are expected
+  }
+
+  void SetUp() override {
+    std::string pattern = "/tmp/vial_serve_test_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+  }
+
+  void TearDown() override {
+    servers_.clear();  // SIGTERM each, bounded
+    std::error_code ec;
+    std::filesystem::permissions(dir_, std::filesystem::perms::owner_all, ec);
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  const std::string& dir() const { return dir_; }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+  // Starts `vial serve --listen LISTEN --workers N --log-level info EXTRA...` without waiting.
+  Server& launch(const std::string& listen, std::vector<std::string> extra = {}, int workers = 2) {
+    return launchWrapped({}, listen, std::move(extra), workers);
+  }
+
+  // The same, run through `wrapper` (see Server).
+  Server& launchWrapped(std::vector<std::string> wrapper, const std::string& listen,
+                        std::vector<std::string> extra = {}, int workers = 2) {
+    std::vector<std::string> args{"--workers", std::to_string(workers), "--log-level", "info"};
+    if (!listen.empty()) args.insert(args.begin(), {"--listen", listen});
+    args.insert(args.end(), extra.begin(), extra.end());
+    servers_.push_back(std::make_unique<Server>(
+        args, path("server" + std::to_string(servers_.size()) + ".log"), std::move(wrapper)));
+    return *servers_.back();
+  }
+
+  // Starts a server and waits (bounded) until it answers a ping.
+  Server& start(const std::string& listen, std::vector<std::string> extra = {}, int workers = 2,
+                const std::string& token = "") {
+    Server& server = launch(listen, std::move(extra), workers);
+    bool ready = server.waitReady(listen, token);
+    EXPECT_TRUE(ready) << "the server never answered a ping" << server.describe();
+    return server;
+  }
+
+  // A unix-socket server in the test's private directory.
+  Server& startUnix(std::vector<std::string> extra = {}, int workers = 2) {
+    unixAddress_ = "unix:" + path("vial.sock");
+    return start(unixAddress_, std::move(extra), workers);
+  }
+
+  // A TCP server on 127.0.0.1 with a 0600 token file.
+  Server& startTcp(std::vector<std::string> extra = {}, int workers = 2) {
+    writeFile(tokenFile(), kToken + "\n", 0600);
+    tcpAddress_ = "tcp:127.0.0.1:" + std::to_string(freePort());
+    extra.insert(extra.begin(), {"--token-file", tokenFile()});
+    return start(tcpAddress_, std::move(extra), workers, kToken);
+  }
+
+  std::string tokenFile() const { return path("token"); }
+  const std::string& unixAddress() const { return unixAddress_; }
+  const std::string& tcpAddress() const { return tcpAddress_; }
+
+  std::unique_ptr<vial::Client> connectUnix() { return vial::Client::connect(unixAddress_); }
+
+  // Waits (bounded) until `predicate(stats)` holds, asking through `client`.
+  static bool statsEventually(const vial::Client& client,
+                              const std::function<bool(const vial::PoolStats&)>& predicate,
+                              std::chrono::milliseconds bound = 10s) {
+    return eventually([&] { return predicate(client.stats()); }, bound);
+  }
+
+ private:
+  std::string dir_;
+  std::string unixAddress_;
+  std::string tcpAddress_;
+  std::vector<std::unique_ptr<Server>> servers_;
+};
+
+inline std::string describe(const vial::Future& future) {
+  return future.ready() ? std::string(future.get().kind()) + ": " + future.get().describe()
+                        : std::string("(not resolved)");
+}
+
+}  // namespace vial::testing
