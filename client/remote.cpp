@@ -13,6 +13,7 @@
 
 #include "client/vial.h"
 #include "pool/log.h"
+#include "protocol/duration.h"
 #include "protocol/wire_value.h"
 #include "util/private_socket.h"
 
@@ -29,7 +30,8 @@ std::string fullAddress(const std::string& address) {
 // util::connectToPrivateSocket, so nothing is sent to a server that may be an impostor.
 kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& address,
                                      double timeoutSeconds) {
-  auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));
+  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::nanoseconds(to_nanoseconds(timeoutSeconds)));
   if (address.empty() || address.rfind("unix:", 0) == 0) {
     auto trusted =
         address.empty() ? util::TrustedDirectory::kOwnPrivate : util::TrustedDirectory::kOwnOrRoot;
@@ -52,6 +54,8 @@ kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& 
 // (run it on that thread) through a locked vector and an eventfd.
 struct Client::Impl final : public kj::TaskSet::ErrorHandler {
   Impl(std::string address, ClientOptions o) : target(std::move(address)), options(std::move(o)) {
+    if (auto invalid = invalid_seconds("connect_timeout", options.connect_timeout))
+      throw ConnectError(*invalid);
     wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wakeFd < 0) throw ConnectError("eventfd failed");
     std::promise<std::string> connected;
@@ -109,7 +113,7 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
       ioHolder = kj::setupAsyncIo();
       auto& io = KJ_ASSERT_NONNULL(ioHolder);
       auto stream = connectTo(io, target, options.connect_timeout);
-      auto timeout = static_cast<int64_t>(options.connect_timeout * 1000) * kj::MILLISECONDS;
+      auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
       capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
                                         reader_options());
       auto rpc = capnp::makeRpcClient(network);

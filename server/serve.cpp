@@ -178,6 +178,9 @@ int serve(const ServeOptions& options) {
   } catch (const ServeError& e) {
     log().error("vial serve: {}", e.what());
     return 2;
+  } catch (const std::invalid_argument& e) {  // unusable pool options
+    log().error("vial serve: {}", e.what());
+    return 2;
   } catch (const kj::Exception& e) {
     log().error("vial serve: {}", e.getDescription().cStr());
     return 1;

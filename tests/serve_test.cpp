@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -484,6 +485,30 @@ TEST_F(VialServe, ServerSigkillLeavesNoWorkers) {
 
 // ---------------------------------------------------------------------------------------------
 // The command line against a server
+
+// D10 over RPC: a limit of 1e10 s once overflowed into "already expired" on the server too.
+TEST_F(VialServe, HugeLimitsMeanNoLimitAndNanIsRejectedOverRpc) {
+  Server& server = startUnix({}, 1);
+  auto client = connectUnix();
+  vial::CallOptions huge;
+  huge.proc_timeout = 1e10;
+  huge.queue_timeout = 1e19;
+  huge.soft_timeout = 1e9;
+  vial::Result r = client->run_async("_return(1)", {}, huge).get();
+  EXPECT_TRUE(r.ok()) << r.describe() << server.describe();
+  vial::CallOptions nan;
+  nan.proc_timeout = std::nan("");
+  r = client->run_async("_return(1)", {}, nan).get();
+  const auto* rejected = r.get_if<vial::Rejected>();
+  ASSERT_NE(rejected, nullptr) << r.describe();
+  EXPECT_TRUE(contains(rejected->reason, "proc_timeout")) << rejected->reason;
+  auto cli = runVial({"run", "--connect", unixAddress(), "--timeout", "1e10", "-c", "_return(2)"});
+  EXPECT_EQ(cli.exitCode, 0) << cli << server.describe();
+  EXPECT_EQ(cli.out, "[2]\n") << cli;
+  vial::ClientOptions badTimeout;
+  badTimeout.connect_timeout = std::nan("");
+  EXPECT_THROW(vial::Client::connect(unixAddress(), badTimeout), vial::ConnectError);
+}
 
 TEST_F(VialServe, CliConnect) {
   Server& server = startUnix();
