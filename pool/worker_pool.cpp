@@ -317,6 +317,7 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
   request.setSoftTimeout(unlimited(soft) ? 0 : soft);
+  request.setCallId(call.id);
   auto variables = request.initVariables(call.vars.size());
   try {
     for (std::size_t i = 0; i < call.vars.size(); ++i) {
@@ -638,24 +639,34 @@ void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
   else
     log().warn("worker {} {}", pid, status.describe());
 
-  std::optional<Call> running;
-  Outcome death = WorkerCrashed{pid, status.code, status.signal};
-  if (!worker->inflight.empty()) {
-    running = std::move(worker->inflight.front().call);
-    const auto& kill = worker->killed;
-    if (kill && kill->outcome && (kill->callId == running->id || kill->callId == 0))
-      death = *kill->outcome;
-    // Calls sent ahead never started: back to the front of the queue, in order.
-    for (std::size_t i = worker->inflight.size(); i-- > 1;) {
-      Call call = std::move(worker->inflight[i].call);
-      if (!call.resolve) continue;  // cancelled meanwhile
-      if (shuttingDown_)
-        resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
-      else
-        enqueue(Queued{std::move(call), nullptr}, true);
-    }
-    worker->inflight.clear();
+  // Every answer the worker wrote has been read: the calls left were running or never started.
+  // The one it started last (if unanswered) was running; without that page, the first one is.
+  std::size_t runningAt = 0;
+  bool anyRunning = !worker->inflight.empty();
+  if (auto started = worker->process->startedCall()) {
+    auto it = std::find_if(worker->inflight.begin(), worker->inflight.end(),
+                           [&](const InFlight& f) { return f.call.id == *started; });
+    anyRunning = it != worker->inflight.end();
+    runningAt = anyRunning ? static_cast<std::size_t>(it - worker->inflight.begin()) : 0;
   }
+  std::vector<Call> deaths;  // the running call, and any that ran but whose answer was lost
+  for (std::size_t i = 0; anyRunning && i <= runningAt; ++i)
+    deaths.push_back(std::move(worker->inflight[i].call));
+  std::optional<Outcome> killOutcome;
+  if (anyRunning && worker->killed && worker->killed->outcome &&
+      (worker->killed->callId == deaths.back().id || worker->killed->callId == 0))
+    killOutcome = worker->killed->outcome;
+  // The calls after it never started: back to the front of the queue, in order.
+  std::size_t firstUnstarted = anyRunning ? runningAt + 1 : 0;
+  for (std::size_t i = worker->inflight.size(); i-- > firstUnstarted;) {
+    Call call = std::move(worker->inflight[i].call);
+    if (!call.resolve) continue;  // cancelled meanwhile
+    if (shuttingDown_)
+      resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
+    else
+      enqueue(Queued{std::move(call), nullptr}, true);
+  }
+  worker->inflight.clear();
   // A replacement that never came up: its predecessor needs another.
   for (auto& old : workers_)
     if (old->replacement == worker->id) old->replacement = 0;
@@ -666,7 +677,12 @@ void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
   tasks_.add(kj::evalLater([worker = kj::mv(worker)]() {}));
   balance();
   pump();  // publishes the counts before anyone hears of the death
-  if (running) resolveOnce(*running, std::move(death));
+  for (Call& call : deaths) {
+    bool running = &call == &deaths.back();
+    resolveOnce(call, running && killOutcome
+                          ? *killOutcome
+                          : Outcome(WorkerCrashed{pid, status.code, status.signal}));
+  }
 }
 
 void WorkerPool::onSpawnFailed(const std::string& why) {

@@ -33,6 +33,7 @@
 #include <system_error>
 
 #include "pool/log.h"
+#include "pool/peer_stream.h"
 #include "protocol/wire_value.h"
 #include "util/process_info.h"
 
@@ -112,7 +113,7 @@ bp::environment workerEnvironment(const SpawnOptions& options) {
 }  // namespace
 
 WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options)
-    : timer_(io.provider->getTimer()) {
+    : timer_(io.provider->getTimer()), startedCall_(StartedCall::create()) {
   const std::string& path = options.path;
   if (!options.working_directory.empty() && access(options.working_directory.c_str(), X_OK) != 0)
     throw std::runtime_error("cannot start a worker in '" + options.working_directory +
@@ -139,16 +140,23 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   // overwrite one another (a host that closed its stdio gets fds 0-2 from socketpair).
   kj::AutoCloseFd childSocket(fcntl(childEnd.get(), F_DUPFD_CLOEXEC, 10));
   kj::AutoCloseFd childOutput(fcntl(outputWrite.get(), F_DUPFD_CLOEXEC, 10));
-  if (childSocket.get() < 0 || childOutput.get() < 0)
+  // Without the page the pool cannot tell a running call from one sent ahead: it then treats
+  // the first unanswered call as running (and never runs any call twice).
+  kj::AutoCloseFd childStarted(startedCall_.fd() >= 0
+                                   ? fcntl(startedCall_.fd(), F_DUPFD_CLOEXEC, 10)
+                                   : open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (childSocket.get() < 0 || childOutput.get() < 0 || childStarted.get() < 0)
     throw std::system_error(errno, std::generic_category(), "fcntl(F_DUPFD) for a worker");
+  startedCall_.closeFd();
   childEnd = nullptr;
   outputWrite = nullptr;
   const int socketFd = childSocket.get();
   const int outputFd = childOutput.get();
+  const int startedFd = childStarted.get();
   const pid_t parentPid = getpid();
 
   // Runs in the child between fork and exec: async-signal-safe calls only.
-  auto setupChild = [socketFd, outputFd, uid, gid](auto&) {
+  auto setupChild = [socketFd, outputFd, startedFd, uid, gid](auto&) {
     // A session of its own: the terminal's signals never reach it, and the code cannot join
     // the host's process group (setpgid needs the same session).
     setsid();
@@ -156,7 +164,8 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
     dup2(outputFd, 1);  // never the host's stdout or stderr: see WorkerOutput
     dup2(outputFd, 2);
     dup2(socketFd, 3);
-    syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);  // no other fd leaks into a worker
+    dup2(startedFd, StartedCall::kWorkerFd);
+    syscall(SYS_close_range, 5U, ~0U, CLOSE_RANGE_CLOEXEC);  // no other fd leaks into a worker
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -184,6 +193,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   child.detach();  // reaping is ours (pidfd + waitpid on this pid only)
   childSocket = nullptr;
   childOutput = nullptr;
+  childStarted = nullptr;
 
   guardPidfd_ = kj::AutoCloseFd(pidfdOpen(guardPid_));
   if (guardPidfd_.get() < 0) {
@@ -199,8 +209,8 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   exit_ = watchExit().fork();
   output_ = kj::heap<WorkerOutput>(io, outputRead.release(), [this]() { return pid(); });
 
-  stream_ = io.lowLevelProvider->wrapSocketFd(parentEnd.release(),
-                                              kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  stream_ = kj::heap<PeerStream>(io.lowLevelProvider->wrapSocketFd(
+      parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
   network_ = kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
                                                  reader_options());
   rpc_ = kj::heap(capnp::makeRpcClient(*network_));

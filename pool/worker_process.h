@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "pool/worker_output.h"
+#include "protocol/started_call.h"
 #include "protocol/vial.capnp.h"
 
 namespace vial::pool {
@@ -54,8 +55,8 @@ class WorkerProcess {
   static constexpr auto kGuardBound = std::chrono::seconds(12);
 
   /// Starts a worker in a session of its own, dying with this thread (PR_SET_PDEATHSIG), with
-  /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput) and the RPC
-  /// socket as fd 3. Throws std::runtime_error on failure.
+  /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput), the RPC
+  /// socket as fd 3 and the started-call page as fd 4. Throws std::runtime_error on failure.
   WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options);
   ~WorkerProcess() noexcept(false);
   KJ_DISALLOW_COPY(WorkerProcess);
@@ -72,6 +73,10 @@ class WorkerProcess {
   /// Resolves once the guard has exited (so has everything the worker started) and been reaped,
   /// with the worker's own status.
   kj::Promise<ExitStatus> onExit();
+  /// The id of the call the worker started last (0: none), once it is dead; nothing when the
+  /// page shared with the worker could not be made (see protocol/started_call.h).
+  std::optional<std::uint64_t> startedCall() const { return startedCall_.get(); }
+
   /// Logs whatever the worker wrote last, without waiting (see WorkerOutput::drainNow).
   void drainOutput() { output_->drainNow(); }
 
@@ -86,6 +91,7 @@ class WorkerProcess {
   ExitStatus reap();
 
   kj::Timer& timer_;
+  StartedCall startedCall_;
   pid_t guardPid_ = -1;
   pid_t workerPid_ = -1;
   bool reaped_ = false;

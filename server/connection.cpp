@@ -102,6 +102,13 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   std::uint64_t connection_;
 };
 
+// The connection's stream: writes tracked (to close after a refusal is out), reads gated.
+kj::Own<MessageGate> gated(kj::Own<kj::AsyncIoStream> stream, WriteTrackingStream*& writes) {
+  auto tracked = kj::heap<WriteTrackingStream>(kj::mv(stream));
+  writes = tracked.get();
+  return kj::heap<MessageGate>(kj::mv(tracked), kMaxMessageBytesBeforeLogin);
+}
+
 }  // namespace
 
 Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream,
@@ -110,7 +117,7 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
     : owner_(owner),
       id_(id),
       peer_(std::move(peer)),
-      stream_(kj::heap<MessageGate>(kj::mv(stream), kMaxMessageBytesBeforeLogin)),
+      stream_(gated(kj::mv(stream), writes_)),
       network_(*stream_, capnp::rpc::twoparty::Side::SERVER, reader_options()),
       rpc_(capnp::makeRpcServer(network_,
                                 kj::heap<LoginImpl>(gate, static_cast<LoginTarget&>(*this)))) {
@@ -152,7 +159,7 @@ void Connection::closeAfterRefusal() {
   // The refusal is written once the RPC system has handled the failed call: after every event
   // queued now (evalLast). Then close, once that write has completed.
   closing_ = kj::evalLast([this]() {
-               return stream_->whenWritten();
+               return writes_->whenWritten();
              }).then([this]() {
                  owner_.close(id_, "closed after a failed login");
                }).eagerlyEvaluate(nullptr);

@@ -10,6 +10,7 @@
 
 #include "pool/call_record.h"
 #include "pool/worker_pool.h"
+#include "protocol/write_tracking_stream.h"
 #include "server/login.h"
 #include "server/message_gate.h"
 #include "server/peer.h"
@@ -68,6 +69,7 @@ class Connection final : private LoginTarget {
   ConnectionOwner& owner_;
   std::uint64_t id_;
   Peer peer_;
+  WriteTrackingStream* writes_ = nullptr;  // owned by stream_, which wraps it
   kj::Own<MessageGate> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;

@@ -19,13 +19,13 @@ constexpr std::uint64_t kWordBytes = 8;
 }  // namespace
 
 MessageGate::MessageGate(kj::Own<kj::AsyncIoStream> inner, std::size_t limitBytes)
-    : inner_(kj::mv(inner)), limit_(limitBytes) {}
+    : ForwardingStream(kj::mv(inner)), limit_(limitBytes) {}
 
 kj::Promise<size_t> MessageGate::tryRead(void* buffer, size_t minBytes, size_t maxBytes) {
   KJ_IF_MAYBE (e, refused_) {
     return kj::cp(*e);
   }
-  return inner_->tryRead(buffer, minBytes, maxBytes).then([this, buffer](size_t n) {
+  return inner().tryRead(buffer, minBytes, maxBytes).then([this, buffer](size_t n) {
     follow(kj::arrayPtr(static_cast<const kj::byte*>(buffer), n));
     return n;
   });
@@ -87,60 +87,6 @@ void MessageGate::refuse(kj::String why) {
   kj::Exception refusal(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::mv(why));
   refused_ = kj::cp(refusal);
   kj::throwFatalException(kj::mv(refusal));
-}
-
-kj::Promise<void> MessageGate::write(const void* buffer, size_t size) {
-  return tracked(inner_->write(buffer, size));
-}
-
-kj::Promise<void> MessageGate::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
-  return tracked(inner_->write(pieces));
-}
-
-// The stream's writer (the RPC system) never starts a write before the previous one completed,
-// so the last write started completes last.
-kj::Promise<void> MessageGate::tracked(kj::Promise<void> write) {
-  auto forked = write.fork();
-  lastWrite_ = forked.addBranch().catch_([](kj::Exception&&) {}).eagerlyEvaluate(nullptr);
-  return forked.addBranch();
-}
-
-kj::Promise<void> MessageGate::whenWritten() {
-  auto forked = lastWrite_.fork();
-  lastWrite_ = forked.addBranch();
-  return forked.addBranch();
-}
-
-kj::Promise<void> MessageGate::whenWriteDisconnected() {
-  return inner_->whenWriteDisconnected();
-}
-
-void MessageGate::shutdownWrite() {
-  inner_->shutdownWrite();
-}
-
-void MessageGate::abortRead() {
-  inner_->abortRead();
-}
-
-void MessageGate::getsockopt(int level, int option, void* value, kj::uint* length) {
-  inner_->getsockopt(level, option, value, length);
-}
-
-void MessageGate::setsockopt(int level, int option, const void* value, kj::uint length) {
-  inner_->setsockopt(level, option, value, length);
-}
-
-void MessageGate::getsockname(struct sockaddr* addr, kj::uint* length) {
-  inner_->getsockname(addr, length);
-}
-
-void MessageGate::getpeername(struct sockaddr* addr, kj::uint* length) {
-  inner_->getpeername(addr, length);
-}
-
-kj::Maybe<int> MessageGate::getFd() const {
-  return inner_->getFd();
 }
 
 }  // namespace vial::server

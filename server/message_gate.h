@@ -17,9 +17,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "protocol/forwarding_stream.h"
+
 namespace vial::server {
 
-class MessageGate final : public kj::AsyncIoStream {
+class MessageGate final : public ForwardingStream {
  public:
   /// Most segments a message may declare. Cap'n Proto's own reader refuses 512 and more;
   /// vial's peers build messages with its growing allocator, where even the largest message
@@ -35,20 +37,7 @@ class MessageGate final : public kj::AsyncIoStream {
   /// Why reading failed, once a message has been refused.
   kj::Maybe<const kj::Exception&> refusal() const { return refused_; }
 
-  /// Resolves once every write started so far has completed (the bytes are with the kernel).
-  kj::Promise<void> whenWritten();
-
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
-  kj::Promise<void> write(const void* buffer, size_t size) override;
-  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override;
-  kj::Promise<void> whenWriteDisconnected() override;
-  void shutdownWrite() override;
-  void abortRead() override;
-  void getsockopt(int level, int option, void* value, kj::uint* length) override;
-  void setsockopt(int level, int option, const void* value, kj::uint length) override;
-  void getsockname(struct sockaddr* addr, kj::uint* length) override;
-  void getpeername(struct sockaddr* addr, kj::uint* length) override;
-  kj::Maybe<int> getFd() const override;
 
  private:
   enum class Part { kFirstWord, kSegmentSizes, kSegments };
@@ -58,12 +47,9 @@ class MessageGate final : public kj::AsyncIoStream {
   void onFirstWord();
   void onSegmentSize(std::uint32_t words);
   [[noreturn]] void refuse(kj::String why);
-  kj::Promise<void> tracked(kj::Promise<void> write);
 
-  kj::Own<kj::AsyncIoStream> inner_;
   std::size_t limit_;
   kj::Maybe<kj::Exception> refused_;  // once a message is refused, so is every later read
-  kj::Promise<void> lastWrite_ = kj::READY_NOW;  // the writes, chained in the order started
 
   Part part_ = Part::kFirstWord;
   kj::byte field_[8];            // the first word, then each segment size, as it arrives

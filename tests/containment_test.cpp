@@ -397,6 +397,49 @@ TEST_F(Containment, CodeCannotForgeOrWipeTheServersLog) {
   EXPECT_TRUE(contains(log, "lines of its output were not logged")) << log;
 }
 
+// D9: with calls sent ahead to busy workers, the answers already in the socket of a worker that
+// dies are read first: each completed call keeps its own answer, the crash goes to the call that
+// crashed, the calls behind it run elsewhere, and nothing runs twice.
+TEST_F(Containment, WithCallsSentAheadACrashIsBlamedOnItsCallAndNothingRunsTwice) {
+  PoolOptions options;
+  options.workers = 2;
+  options.calls_in_flight_per_worker = 4;
+  Pool pool(options);
+  ASSERT_TRUE(pool.wait_ready(10s));
+  std::string marks = ::testing::TempDir() + "vial-marks-" + std::to_string(getpid());
+  for (int round = 0; round < 10; ++round) {
+    std::remove(marks.c_str());
+    std::vector<Future> calls;
+    constexpr int kCalls = 70;
+    for (int i = 0; i < kCalls; ++i) {
+      bool crash = i % 7 == 6;
+      calls.push_back(pool.run_async(std::string("with open(marks, 'a') as f:\n"
+                                                 "    f.write(f'{i}\\n')\n") +
+                                         (crash ? "import os\nos._exit(5)\n" : "_return(i)\n"),
+                                     {{"marks", marks}, {"i", i}}));
+    }
+    for (int i = 0; i < kCalls; ++i) {
+      const Result& r = calls[i].get();
+      if (i % 7 == 6) {
+        const auto* crashed = r.get_if<WorkerCrashed>();
+        ASSERT_NE(crashed, nullptr) << "round " << round << ", call " << i << ": " << r.describe();
+        EXPECT_EQ(crashed->exit_code, 5);
+      } else {
+        ASSERT_TRUE(r.ok()) << "round " << round << ", call " << i
+                            << " (an innocent call): " << r.describe();
+        EXPECT_EQ(r.values(), std::vector<Value>{i});
+      }
+    }
+    std::vector<int> runs(kCalls, 0);
+    std::ifstream in(marks);
+    for (int i; in >> i;) ++runs.at(i);
+    for (int i = 0; i < kCalls; ++i)
+      ASSERT_EQ(runs[i], 1) << "round " << round << ": call " << i << " ran " << runs[i]
+                            << " times";
+  }
+  std::remove(marks.c_str());
+}
+
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.
 TEST_F(Containment, TheNetCapsTheNumberOfProcesses) {
   Net net(40);

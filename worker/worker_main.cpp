@@ -12,7 +12,9 @@
 #include <string>
 
 #include "protocol/limits.h"
+#include "protocol/started_call.h"
 #include "protocol/wire_value.h"
+#include "protocol/write_tracking_stream.h"
 #include "worker/guard.h"
 #include "worker/python_runtime.h"
 
@@ -23,7 +25,8 @@ constexpr int kSocketFd = 3;
 
 class WorkerServer final : public wire::Worker::Server {
  public:
-  explicit WorkerServer(PythonRuntime& runtime) : runtime_(runtime) {}
+  WorkerServer(PythonRuntime& runtime, WriteTrackingStream& stream, StartedCall& started)
+      : runtime_(runtime), stream_(stream), started_(started) {}
 
   kj::Promise<void> hello(HelloContext context) override {
     auto results = context.getResults();
@@ -49,6 +52,29 @@ class WorkerServer final : public wire::Worker::Server {
   }
 
   kj::Promise<void> run(RunContext context) override {
+    // One call at a time, in arrival order, each only once every answer before it has been
+    // written out. A call that kills the process then loses no earlier answer, and the pool can
+    // tell the call that was running from those that had finished (protocol/started_call.h).
+    auto turn = previous_.then([this]() { return answersWritten(); })
+                    .then([this, context]() mutable { execute(context); });
+    auto shared = turn.fork();
+    previous_ = shared.addBranch().catch_([](kj::Exception&&) {});
+    return shared.addBranch();
+  }
+
+ private:
+  // Resolves once no write is in progress at a moment when nothing else is queued: the RPC
+  // system starts writing an answer in a continuation, and queues a write behind the one in
+  // progress, so "no write in progress" is only true when checked last (evalLast).
+  kj::Promise<void> answersWritten() {
+    return kj::evalLast([this]() -> kj::Promise<void> {
+      if (stream_.idle()) return kj::READY_NOW;
+      return stream_.whenWritten().then([this]() { return answersWritten(); });
+    });
+  }
+
+  void execute(RunContext& context) {
+    started_.set(context.getParams().getCallId());
     // Built in a scratch message so that a result over the size limit, or one abandoned half
     // way by a conversion error, never reaches the wire.
     capnp::MallocMessageBuilder scratch;
@@ -69,17 +95,18 @@ class WorkerServer final : public wire::Worker::Server {
       error.setMessage(message);
       error.setTraceback("vial.ResultTooLarge: " + message + "\n");
       context.getResults().setResult(tooLarge);
-      return kj::READY_NOW;
+      return;
     }
     auto size = result.totalSize();
     size.wordCount += 8;
     context.getResults(size).setResult(result);
-    return kj::READY_NOW;
   }
 
- private:
   static constexpr size_t kMarginBytes = 64 * 1024;
   PythonRuntime& runtime_;
+  WriteTrackingStream& stream_;
+  StartedCall& started_;
+  kj::Promise<void> previous_ = kj::READY_NOW;
 };
 
 // A worker inherits kj's blocked signal mask and ignored SIGPIPE from the pool's thread: undo
@@ -92,12 +119,13 @@ void resetSignals() {
 }
 
 int serve() {
+  auto started = StartedCall::adopt(StartedCall::kWorkerFd);
   PythonRuntime runtime(kSocketFd);
   auto io = kj::setupAsyncIo();
-  auto stream =
-      io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options());
-  auto rpc = capnp::makeRpcServer(network, kj::heap<WorkerServer>(runtime));
+  WriteTrackingStream stream(
+      io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+  capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, reader_options());
+  auto rpc = capnp::makeRpcServer(network, kj::heap<WorkerServer>(runtime, stream, started));
   network.onDisconnect().wait(io.waitScope);
   return 0;
 }
