@@ -75,7 +75,6 @@ inline std::string describe(const std::vector<LiveProcess>& processes) {
 
 class Net {
  public:
-
   /// A program started in the net; its output goes to files that failure messages can quote.
   class Program {
    public:

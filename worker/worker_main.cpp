@@ -55,8 +55,10 @@ class WorkerServer final : public wire::Worker::Server {
     // One call at a time, in arrival order, each only once every answer before it has been
     // written out. A call that kills the process then loses no earlier answer, and the pool can
     // tell the call that was running from those that had finished (protocol/started_call.h).
-    auto turn = previous_.then([this]() { return answersWritten(); })
-                    .then([this, context]() mutable { execute(context); });
+    auto turn =
+        previous_.then([this]() { return answersWritten(); }).then([this, context]() mutable {
+          execute(context);
+        });
     auto shared = turn.fork();
     previous_ = shared.addBranch().catch_([](kj::Exception&&) {});
     return shared.addBranch();
