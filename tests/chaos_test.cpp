@@ -1,0 +1,93 @@
+// Chaos: 10,000 calls from 8 threads mixing every way code can end (tests/chaos_host.cpp runs
+// them, inside a net of this test's own). Every call must resolve exactly once with the outcome
+// its code asked for; afterwards the pool is at full size, no process is left outside its
+// workers' trees (nothing orphaned, nothing from a dead worker), the host's fds and memory are
+// flat; and once the host ends, nothing at all is left.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "protocol/value.h"
+#include "tests/net.h"
+#include "tests/process_probe.h"
+
+namespace vial {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::eventually;
+using testing::LiveProcess;
+using testing::Net;
+
+const std::string kHost = std::string(VIAL_BIN_DIR) + "/chaos_host";
+
+double number(const Value& summary, const std::string& key) {
+  for (const auto& [name, value] : summary.as<Dict>()) {
+    if (name != key) continue;
+    if (value.is<std::int64_t>()) return static_cast<double>(value.as<std::int64_t>());
+    if (value.is<double>()) return value.as<double>();
+    if (value.is<bool>()) return value.as<bool>() ? 1 : 0;
+  }
+  ADD_FAILURE() << "the summary has no '" << key << "'";
+  return -1;
+}
+
+TEST(Chaos, TenThousandHostileCallsFromEightThreadsEachResolveOnceAndLeaveNothing) {
+  Net net(512, 3LL << 30);
+  Net::Program& host = net.start({kHost, net.directory(), "10000"});
+  if (!net.started()) GTEST_SKIP() << net.startError();
+  ASSERT_TRUE(eventually([&] { return host.out().find('\n') != std::string::npos; }, 240s))
+      << "the chaos host gave no summary" << host.report();
+  Value summary = parse_json(host.out().substr(0, host.out().find('\n')));
+  SCOPED_TRACE("summary: " + to_json(summary) + host.report());
+
+  const double calls = number(summary, "calls");
+  EXPECT_EQ(calls, 10000);
+  EXPECT_EQ(number(summary, "resolved_once"), calls) << "some call did not resolve exactly once";
+  EXPECT_EQ(number(summary, "mismatches"), 0)
+      << "some call got an outcome its code did not ask for";
+  EXPECT_EQ(number(summary, "submitted"), number(summary, "resolved"));
+  EXPECT_EQ(number(summary, "full_size"), 1) << "the pool did not come back to full size";
+  EXPECT_EQ(number(summary, "fds_after"), number(summary, "fds_before")) << "the host leaks fds";
+  EXPECT_LT(number(summary, "rss_after_kb") - number(summary, "rss_before_kb"), 32 * 1024)
+      << "the host's memory grew";
+  EXPECT_LT(number(summary, "seconds"), 60) << "chaos took longer than a minute";
+
+  // While the host lives: every process in the net is the host, one of its two guards, or in a
+  // guard's tree; each guard has its worker. Nothing was orphaned, nothing of a dead worker left.
+  auto processes = net.processes();
+  pid_t hostPid = host.pid();
+  std::map<pid_t, LiveProcess> byPid;
+  for (const auto& p : processes) byPid[p.pid] = p;
+  int guards = 0;
+  for (const auto& p : processes) {
+    if (p.pid == hostPid) continue;
+    pid_t ancestor = p.parent;
+    while (byPid.count(ancestor) && byPid[ancestor].parent != hostPid)
+      ancestor = byPid[ancestor].parent;
+    bool underALiveGuard = byPid.count(ancestor) && byPid[ancestor].name == "vial-guard";
+    if (p.parent == hostPid) {
+      EXPECT_EQ(p.name, "vial-guard") << "the host's child " << p.pid << " is not a guard";
+      ++guards;
+    } else {
+      EXPECT_TRUE(underALiveGuard)
+          << "pid " << p.pid << " (" << p.name << ") is outside every live worker's tree"
+          << testing::describe(processes);
+    }
+  }
+  EXPECT_EQ(guards, 2) << testing::describe(processes);
+
+  std::ofstream(net.directory() + "/release").put('\n');
+  auto status = host.wait(30s);
+  ASSERT_TRUE(status) << "the chaos host did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  EXPECT_TRUE(eventually([&] { return net.processes().empty(); }, 15s))
+      << "left after the host ended:" << testing::describe(net.processes());
+}
+
+}  // namespace
+}  // namespace vial
