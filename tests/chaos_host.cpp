@@ -126,13 +126,26 @@ std::vector<Kind> kinds() {
   };
 }
 
-int openFds() {
+int openFdsNow() {
   int n = 0;
   if (DIR* dir = opendir("/proc/self/fd")) {
     while (readdir(dir)) ++n;
     closedir(dir);
   }
   return n - 3;  // ".", ".." and the directory itself
+}
+
+// The host's open fds once the count has held still for 300 ms: a worker that has just been
+// replaced keeps its fds until its death has been settled.
+int openFds() {
+  int last = openFdsNow();
+  for (int stable = 0, i = 0; stable < 30 && i < 500; ++i) {
+    std::this_thread::sleep_for(10ms);
+    int now = openFdsNow();
+    stable = now == last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
 }
 
 long rssKb() {
