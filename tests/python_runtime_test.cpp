@@ -2,6 +2,7 @@
 // output capture, error reporting and input checks, without a worker process around it.
 #include "worker/python_runtime.h"
 
+#include <capnp/any.h>
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
@@ -215,6 +216,28 @@ TEST_F(PythonRuntimeTest, NulInSourceIsRejected) {
   Result r = run(std::string("x = 1\0", 6));
   ASSERT_NE(r.get_if<Rejected>(), nullptr) << r.describe();
   EXPECT_EQ(r.get_if<Rejected>()->reason, "source contains a NUL byte at offset 5");
+}
+
+// Found by fuzz/python_values_fuzzer: a value whose union says "list" while its pointer holds a
+// struct made the reader throw out of run(). Only a broken or hostile peer sends one; it is
+// refused like any other bad input, and the next call runs.
+TEST_F(PythonRuntimeTest, AMalformedValueIsRejectedNotThrown) {
+  capnp::MallocMessageBuilder in;
+  auto params = in.initRoot<wire::Worker::RunParams>();
+  params.setSource("_return(x)");
+  auto variable = params.initVariables(1)[0];
+  variable.setName("x");
+  auto value = variable.initValue();
+  value.initList(1);
+  capnp::AnyStruct::Builder(kj::mv(value)).getPointerSection()[0].initAs<wire::Variable>();
+  capnp::MallocMessageBuilder out;
+  auto result = out.initRoot<wire::CallResult>();
+  runtime_->run(params.asReader(), result);
+  Result r(from_wire(result.asReader()));
+  ASSERT_NE(r.get_if<Rejected>(), nullptr) << r.describe();
+  EXPECT_NE(r.get_if<Rejected>()->reason.find("malformed"), std::string::npos)
+      << r.get_if<Rejected>()->reason;
+  EXPECT_TRUE(run("_return(1)").ok());
 }
 
 TEST_F(PythonRuntimeTest, InputReadsEndOfFile) {

@@ -650,6 +650,40 @@ void setRejected(wire::CallResult::Builder out, const std::string& reason) {
 
 }  // namespace
 
+std::optional<std::string> PythonRuntime::injectVariables(
+    capnp::List<wire::Variable>::Reader variables, PyObject* globals) {
+  try {
+    for (auto variable : variables) {
+      std::string name(variable.getName().begin(), variable.getName().size());
+      PyRef pyName(PyUnicode_DecodeUTF8(name.data(), name.size(), "strict"));
+      if (!pyName) {
+        PyErr_Clear();
+        return "variable name is not valid UTF-8";
+      }
+      PyRef keyword(PyObject_CallOneArg(isKeyword_, pyName.get()));
+      if (!PyUnicode_IsIdentifier(pyName.get()) || (keyword && keyword.get() == Py_True)) {
+        PyErr_Clear();
+        return "variable name '" + name +
+               "' is not a Python identifier (use letters, digits and _, not starting with a "
+               "digit, not a keyword)";
+      }
+      if (name == "_return" || name == "__builtins__")
+        return "variable name '" + name + "' is reserved by vial";
+      try {
+        PyRef value = toPython(variable.getValue(), 0);
+        PyDict_SetItem(globals, pyName.get(), value.get());
+      } catch (const ConversionFailure& f) {
+        return "variable '" + name + "'" + f.path + ": " + f.problem;
+      }
+    }
+  } catch (const kj::Exception& e) {
+    // Not a valid message (say, a union naming a list where a struct is): only a broken or
+    // hostile peer sends one, and it is refused like any other bad input.
+    return "the variables are malformed: " + std::string(e.getDescription().cStr());
+  }
+  return std::nullopt;
+}
+
 void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out) {
   auto source = params.getSource();
   if (const void* nul = std::memchr(source.begin(), '\0', source.size())) {
@@ -666,30 +700,8 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
   PyRef returnFunction(PyCFunction_New(&kReturnDef, results.get()));
   PyDict_SetItemString(globals.get(), "_return", returnFunction.get());
 
-  for (auto variable : params.getVariables()) {
-    std::string name(variable.getName().begin(), variable.getName().size());
-    PyRef pyName(PyUnicode_DecodeUTF8(name.data(), name.size(), "strict"));
-    if (!pyName) {
-      PyErr_Clear();
-      return setRejected(out, "variable name is not valid UTF-8");
-    }
-    PyRef keyword(PyObject_CallOneArg(isKeyword_, pyName.get()));
-    if (!PyUnicode_IsIdentifier(pyName.get()) || (keyword && keyword.get() == Py_True)) {
-      PyErr_Clear();
-      return setRejected(out, "variable name '" + name +
-                                  "' is not a Python identifier (use letters, digits and _, "
-                                  "not starting with a digit, not a keyword)");
-    }
-    if (name == "_return" || name == "__builtins__") {
-      return setRejected(out, "variable name '" + name + "' is reserved by vial");
-    }
-    try {
-      PyRef value = toPython(variable.getValue(), 0);
-      PyDict_SetItem(globals.get(), pyName.get(), value.get());
-    } catch (const ConversionFailure& f) {
-      return setRejected(out, "variable '" + name + "'" + f.path + ": " + f.problem);
-    }
-  }
+  if (auto rejected = injectVariables(params.getVariables(), globals.get()))
+    return setRejected(out, *rejected);
 
   PyRef limit(PyLong_FromSize_t(kMaxCapturedOutputBytes));
   PyRef capturedOut(PyObject_CallOneArg(captureType_, limit.get()));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -46,6 +47,9 @@ class PythonRuntime {
   PyObject* compile(const char* source, size_t size);
   std::string describePendingError();
   [[noreturn]] void endForkedChild(bool succeeded);
+  /// Puts the call's variables into `globals`; the reason they are refused, if they are.
+  std::optional<std::string> injectVariables(capnp::List<wire::Variable>::Reader variables,
+                                             PyObject* globals);
 
   const int ownPid_;                     // a process the code forked has another
   PyThreadState* mainThread_ = nullptr;  // saved while the GIL is released between calls
