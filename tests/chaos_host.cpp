@@ -4,8 +4,9 @@
 // its timeout, escapes from the process group and session, a double-forked daemon, a fork that
 // returns, output past the limit, runaway recursion, cancellation — with a worker recycled every
 // 50 calls. It checks that every call resolves exactly once with the outcome its code asked
-// for, then that the pool is back at full size and the host's fds and memory are flat, prints
-// one JSON line, and waits (bounded) for the file `DIR/release` before it exits.
+// for, then that the pool is back at full size, has every worker replaced by a fresh one, and
+// the host's fds and memory are flat; prints one JSON line, and waits (bounded) for the file
+// `DIR/release` before it exits.
 //
 // Usage: chaos_host DIR [CALLS]
 #include <dirent.h>
@@ -266,6 +267,13 @@ int main(int argc, char** argv) {
     for (auto& thread : threads) thread.join();
     // The pool heals: back at full size, every worker ready.
     bool full = atRest();
+    // Then every worker is replaced by one that has run nothing but trivial calls, so that
+    // what the chaos left in live workers' trees (daemons, by design, live as long as their
+    // worker) is gone too: calls one at a time go to the first idle worker, so each worker in
+    // turn reaches recycle_after and is replaced.
+    for (std::size_t i = 0; i < kWorkers * (options.recycle_after + 5); ++i)
+      pool.run_async("_return(1)").get();
+    full = atRest() && full;
     auto s = pool.stats();
     int once = 0;
     for (auto& n : resolutions) once += n == 1;
