@@ -122,6 +122,11 @@ WorkerPool::~WorkerPool() noexcept(false) {
   workers_.clear();  // each kills its worker and that worker's processes, and reaps its guard
 }
 
+bool WorkerPool::anyDying() const {
+  return std::any_of(workers_.begin(), workers_.end(),
+                     [](const kj::Own<Worker>& w) { return w->state == Worker::State::Dying; });
+}
+
 bool WorkerPool::serving(const Worker& w) const {
   return w.state == Worker::State::Ready && !w.replaced;
 }
@@ -213,7 +218,7 @@ void WorkerPool::submit(Call call) {
                 format_seconds(hard) + " s)";
   }
   if (invalid) return resolveOnce(call, Rejected{*invalid});
-  if (spawnFailures_ > 0 && capacity() == 0)
+  if (spawnFailures_ > 0 && capacity() == 0 && !anyDying())
     return resolveOnce(call, Unavailable{"no worker could be started: " + lastSpawnError_});
   if (queued_ >= options_.max_queue)
     return resolveOnce(call, Overloaded{std::to_string(queued_) +
@@ -692,7 +697,10 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   double delay = std::min(0.1 * std::pow(2.0, spawnFailures_ - 1), 10.0);
   log().error("cannot start a worker: {} (failure {} in a row; retrying in {} s)", why,
               spawnFailures_, delay);
-  if (capacity() == 0) {
+  // With no worker left, the queued calls fail rather than wait for a retry that may never
+  // work, unless a worker is still dying: its death (a fork bomb filling the process limit, say)
+  // may be what keeps new ones from starting, and frees room when it is done.
+  if (capacity() == 0 && !anyDying()) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
                          format_seconds(delay) + " s)"};

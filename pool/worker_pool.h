@@ -129,6 +129,7 @@ class WorkerPool {
   std::optional<Queued> takeQueued(std::uint64_t id);
   void publish();
   bool serving(const Worker& worker) const;
+  bool anyDying() const;
   std::size_t capacity() const;
 
   kj::AsyncIoContext& io_;

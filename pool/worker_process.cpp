@@ -180,15 +180,21 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   // vfork: the child borrows our address space until exec, so starting a worker costs the same
   // whatever the host's size (fork() of a 200 MiB host took 16-46 ms here).
   bp::child child;
+  std::error_code spawnError;
   try {
     auto env = workerEnvironment(options);
     std::string cwd = options.working_directory.empty() ? "." : options.working_directory;
     child = bp::child(bp::exe = path, bp::args = {"--parent-pid", std::to_string(parentPid)},
                       bp::env = env, bp::start_dir = cwd, bp::std_in.null(),
-                      bp::extend::on_exec_setup = setupChild, bp::posix::use_vfork);
+                      bp::extend::on_exec_setup = setupChild, bp::posix::use_vfork, spawnError);
   } catch (const bp::process_error& e) {
-    throw std::runtime_error("cannot start worker '" + path + "': " + e.code().message());
+    spawnError = e.code();
   }
+  // Boost's vfork launcher returns a child with pid -1 when vfork() itself fails (EAGAIN at a
+  // process limit): that pid must never reach kill() or waitpid(), where -1 means "everyone".
+  if (spawnError || child.id() <= 0)
+    throw std::runtime_error("cannot start worker '" + path + "': " +
+                             (spawnError ? spawnError.message() : std::string("fork failed")));
   guardPid_ = child.id();
   child.detach();  // reaping is ours (pidfd + waitpid on this pid only)
   childSocket = nullptr;
@@ -198,7 +204,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   guardPidfd_ = kj::AutoCloseFd(pidfdOpen(guardPid_));
   if (guardPidfd_.get() < 0) {
     int error = errno;
-    ::kill(guardPid_, SIGKILL);  // not reaped yet: the pid is still this child's
+    ::kill(guardPid_, SIGKILL);  // a real child (checked above), not reaped yet: still ours
     while (waitpid(guardPid_, nullptr, 0) < 0 && errno == EINTR) {
     }
     reaped_ = true;

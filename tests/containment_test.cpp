@@ -440,6 +440,43 @@ TEST_F(Containment, WithCallsSentAheadACrashIsBlamedOnItsCallAndNothingRunsTwice
   std::remove(marks.c_str());
 }
 
+// Found by review: when the code fills the process limit, starting the replacement worker fails
+// in vfork(), and Boost's launcher then returned pid -1, which the pool passed to kill() and
+// waitpid(): SIGKILL to every process it could signal. Now the failed start is logged and
+// retried, the bystander lives, and the run ends as the timeout says.
+TEST_F(Containment, AFullProcessLimitNeverMakesTheHostSignalEveryone) {
+  Net net(48);
+  if (!net.capped()) GTEST_SKIP() << "no cgroup could be made here (not root?)";
+  std::string bystander = net.directory() + "/bystander";
+  Net::Program& host = net.start({"/bin/sh", "-c",
+                                  "sleep 1000 & echo $! > " + bystander + "; exec " + kVial +
+                                      " run --timeout 1 -c 'import os, time\n"
+                                      "def fill():\n"  // keeps the limit full, whatever is freed
+                                      "    while True:\n"
+                                      "        try:\n"
+                                      "            if os.fork() == 0:\n"
+                                      "                time.sleep(1000)\n"
+                                      "        except OSError:\n"
+                                      "            pass\n"
+                                      "for _ in range(8):\n"
+                                      "    try:\n"
+                                      "        if os.fork() == 0:\n"
+                                      "            fill()\n"
+                                      "    except OSError:\n"
+                                      "        break\n"
+                                      "time.sleep(100)'"});
+  if (!net.started()) GTEST_SKIP() << net.startError();
+  int nsPid = 0;
+  ASSERT_TRUE(eventually([&] { return static_cast<bool>(std::ifstream(bystander) >> nsPid); }));
+  pid_t sleeper = 0;
+  ASSERT_TRUE(eventually([&] { return (sleeper = net.hostPid(nsPid)) > 0; }));
+  auto status = host.wait(kBound);
+  ASSERT_TRUE(status) << "vial run did not end" << host.report();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 124) << host.report();
+  EXPECT_FALSE(processGone(sleeper))
+      << "a process that had nothing to do with vial was killed" << host.report();
+}
+
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.
 TEST_F(Containment, TheNetCapsTheNumberOfProcesses) {
   Net net(40);
