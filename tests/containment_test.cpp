@@ -477,6 +477,33 @@ TEST_F(Containment, AFullProcessLimitNeverMakesTheHostSignalEveryone) {
       << "a process that had nothing to do with vial was killed" << host.report();
 }
 
+// Found by review: the worker shared its guard's process group, so a signal the code sent to
+// its own group (`kill -9 0` in a shell script) killed the guard too, and what the code had
+// detached survived. The worker now has a session of its own.
+TEST_F(Containment, ASignalToTheWorkersGroupNeverReachesItsGuard) {
+  ServerInNet serve({});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  std::string pidFile = serve.net().directory() + "/detached";
+  auto client = serve.connect();
+  Result r = client
+                 ->run_async(
+                     "import subprocess\n"
+                     "subprocess.run(f'setsid sleep 1000 & echo $! > {PIDFILE}', shell=True)\n"
+                     "subprocess.run('sleep 0.2; kill -9 0', shell=True)\n",
+                     {{"PIDFILE", pidFile}})
+                 .get();
+  const auto* crashed = r.get_if<WorkerCrashed>();
+  ASSERT_NE(crashed, nullptr) << r.describe();
+  EXPECT_EQ(crashed->signal, SIGKILL) << r.describe();
+  int nsPid = 0;
+  ASSERT_TRUE(static_cast<bool>(std::ifstream(pidFile) >> nsPid));
+  // Gone once the guard has cleared the tree (it may already be, so no host pid to look up).
+  EXPECT_TRUE(eventually([&] { return serve.net().hostPid(nsPid) == 0; }, 10s))
+      << "the detached process survived its worker" << testing::describe(serve.net().processes());
+  EXPECT_TRUE(client->run_async("_return(1)").get().ok()) << "the pool did not heal";
+}
+
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.
 TEST_F(Containment, TheNetCapsTheNumberOfProcesses) {
   Net net(40);

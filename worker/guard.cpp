@@ -116,11 +116,15 @@ void splitOffGuard(pid_t hostPid) {
   // The host's death reaches the guard as SIGTERM, so that it can take the tree down first.
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != hostPid) _exit(0);  // the host died before the line above took effect
-  sigset_t awaited, previous;
+  // The guard blocks every signal it can: SIGCHLD and SIGTERM are taken by sigwaitinfo (never
+  // lost meanwhile), the rest stay pending, so nothing but SIGKILL and SIGSTOP can end or halt
+  // it. The worker gets its own mask back.
+  sigset_t awaited, all, previous;
   sigemptyset(&awaited);
   sigaddset(&awaited, SIGCHLD);
   sigaddset(&awaited, SIGTERM);
-  sigprocmask(SIG_BLOCK, &awaited, &previous);  // received by sigwaitinfo, never lost meanwhile
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &previous);
   const pid_t guardPid = getpid();
   pid_t worker = fork();
   if (worker < 0) {
@@ -129,6 +133,10 @@ void splitOffGuard(pid_t hostPid) {
   }
   if (worker > 0) guard(worker, awaited);
   sigprocmask(SIG_SETMASK, &previous, nullptr);
+  // A session (and process group) of the worker's own: a signal the code sends to its group
+  // (`kill -9 0` in a shell script, os.killpg) never reaches the guard, and the code cannot
+  // join the guard's group either (setpgid needs the same session).
+  setsid();
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // the worker dies with its guard
   if (getppid() != guardPid) _exit(1);
 }
