@@ -163,13 +163,16 @@ Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
   promise.on_cancel([impl, id] { impl->cancel(id); });
   impl->record.submitted();
   auto submittedAt = std::chrono::steady_clock::now();
-  impl->submit(pool::Call{std::move(source), std::move(vars), options,
-                          [impl, promise, submittedAt](Result&& r) {
-                            impl->record.resolved(r,
-                                                  std::chrono::steady_clock::now() - submittedAt);
-                            promise.resolve(std::move(r));
-                          },
-                          id});
+  pool::Call call;
+  call.source = std::move(source);
+  call.vars = std::move(vars);
+  call.options = options;
+  call.resolve = [impl, promise, submittedAt](Result&& r) {
+    impl->record.resolved(r, std::chrono::steady_clock::now() - submittedAt);
+    promise.resolve(std::move(r));
+  };
+  call.id = id;
+  impl->submit(std::move(call));
   return promise.future();
 }
 

@@ -83,6 +83,7 @@ struct WorkerPool::Worker {
   State state = State::Starting;
   bool everReady = false;
   std::deque<InFlight> inflight;  // front = the call running now; the rest were sent ahead
+  std::uint64_t answered = 0;     // answers read (each for a call the worker started)
   std::size_t callsServed = 0;
   Clock::time_point idleSince = Clock::now();
   bool recycling = false;         // to be replaced; serves until its replacement is ready
@@ -122,9 +123,10 @@ WorkerPool::~WorkerPool() noexcept(false) {
   workers_.clear();  // each kills its worker and that worker's processes, and reaps its guard
 }
 
-bool WorkerPool::anyDying() const {
-  return std::any_of(workers_.begin(), workers_.end(),
-                     [](const kj::Own<Worker>& w) { return w->state == Worker::State::Dying; });
+bool WorkerPool::servingWorkerDying() const {
+  return std::any_of(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
+    return w->state == Worker::State::Dying && w->everReady;
+  });
 }
 
 bool WorkerPool::serving(const Worker& w) const {
@@ -155,7 +157,30 @@ void WorkerPool::publish() {
   checkWaiter();
 }
 
-void WorkerPool::enqueue(Queued queued, bool atFront) {
+void WorkerPool::enqueue(Call call, bool atFront) {
+  Queued queued{std::move(call), nullptr};
+  if (auto startBy = queued.call.startBy) {
+    // Armed anew each time the call is queued (a call sent to a worker that died before it
+    // started is queued again): the limit is on the wait before it starts, from submission.
+    std::uint64_t id = queued.call.id;
+    double limit = queued.call.options.queue_timeout.value_or(0);
+    auto left = std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::nanoseconds>(*startBy - Clock::now()).count());
+    queued.deadline = io_.provider->getTimer()
+                          .afterDelay(left * kj::NANOSECONDS)
+                          .then([this, id, limit]() {
+                            auto taken = takeQueued(id);
+                            if (!taken) return;
+                            // This continuation belongs to the entry: destroy it later.
+                            auto expired = kj::heap<Queued>(std::move(*taken));
+                            resolveOnce(expired->call, Timeout{limit, 0, true});
+                            tasks_.add(kj::evalLater([expired = kj::mv(expired)]() {}));
+                            publish();
+                          })
+                          .eagerlyEvaluate([](kj::Exception&& e) {
+                            log().error("queue deadline failed: {}", e.getDescription().cStr());
+                          });
+  }
   auto& fifo = queues_[queued.call.group];
   if (fifo.empty()) rotation_.push_back(queued.call.group);
   if (atFront)
@@ -218,7 +243,7 @@ void WorkerPool::submit(Call call) {
                 format_seconds(hard) + " s)";
   }
   if (invalid) return resolveOnce(call, Rejected{*invalid});
-  if (spawnFailures_ > 0 && capacity() == 0 && !anyDying())
+  if (spawnFailures_ > 0 && capacity() == 0 && !servingWorkerDying())
     return resolveOnce(call, Unavailable{"no worker could be started: " + lastSpawnError_});
   if (queued_ >= options_.max_queue)
     return resolveOnce(call, Overloaded{std::to_string(queued_) +
@@ -232,26 +257,9 @@ void WorkerPool::submit(Call call) {
   }
   if (call.id == 0) call.id = nextCallId_++;
 
-  Queued queued{std::move(call), nullptr};
-  if (auto limit = queued.call.options.queue_timeout; limit && !unlimited(*limit)) {
-    std::uint64_t id = queued.call.id;
-    double seconds_ = *limit;
-    queued.deadline = io_.provider->getTimer()
-                          .afterDelay(seconds(seconds_))
-                          .then([this, id, seconds_]() {
-                            auto taken = takeQueued(id);
-                            if (!taken) return;
-                            // This continuation belongs to the entry: destroy it later.
-                            auto expired = kj::heap<Queued>(std::move(*taken));
-                            resolveOnce(expired->call, Timeout{seconds_, 0, true});
-                            tasks_.add(kj::evalLater([expired = kj::mv(expired)]() {}));
-                            publish();
-                          })
-                          .eagerlyEvaluate([](kj::Exception&& e) {
-                            log().error("queue deadline failed: {}", e.getDescription().cStr());
-                          });
-  }
-  enqueue(std::move(queued), false);
+  if (auto limit = call.options.queue_timeout; limit && !unlimited(*limit))
+    call.startBy = Clock::now() + std::chrono::nanoseconds(to_nanoseconds(*limit));
+  enqueue(std::move(call), false);
   pump();
   balance();
 }
@@ -322,7 +330,6 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
   request.setSoftTimeout(unlimited(soft) ? 0 : soft);
-  request.setCallId(call.id);
   auto variables = request.initVariables(call.vars.size());
   try {
     for (std::size_t i = 0; i < call.vars.size(); ++i) {
@@ -384,6 +391,7 @@ void WorkerPool::onReply(Worker& worker, std::uint64_t callId, Outcome outcome) 
   }
   InFlight done = std::move(worker.inflight.front());
   worker.inflight.pop_front();
+  ++worker.answered;
   if (worker.state == Worker::State::Dying) {
     publish();  // a dying worker's answers are read before it settles
   } else {
@@ -581,7 +589,10 @@ void WorkerPool::kill(Worker& worker, const std::string& reason, std::uint64_t c
   worker.killed = Kill{reason, callId, std::move(outcome)};
   worker.state = Worker::State::Dying;
   worker.process->kill();
-  balance();  // publishes the lost capacity, and starts a replacement
+  if (worker.everReady)
+    balance();  // publishes the lost capacity, and starts a replacement
+  else
+    publish();  // a failed start: the retry backoff decides when to try again
 }
 
 void WorkerPool::onDisconnect(Worker& worker) {
@@ -633,6 +644,23 @@ void WorkerPool::settleOnceDone(Worker& worker) {
   }));
 }
 
+bool WorkerPool::frontCallStarted(const Worker& worker) const {
+  if (worker.inflight.empty()) return false;
+  auto started = worker.process->startedCall();
+  if (!started) return true;  // no page: the first unanswered call may have been running
+  // The worker counts the calls it starts, each only once the answers before it have been
+  // written; all of those have been read by now. So the count is the number of answers read,
+  // or one more when the first unanswered call had started. Anything else is a page the code
+  // wrote over: assume the worst for that call.
+  if (*started == worker.answered + 1) return true;
+  if (*started == worker.answered) return false;
+  log().warn(
+      "worker {}: its started-call count is {} after {} answers; the code has written "
+      "over it, so its first unanswered call counts as running",
+      worker.process->pid(), *started, worker.answered);
+  return true;
+}
+
 void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
   kj::Own<Worker> worker = kj::mv(*it);
   workers_.erase(it);
@@ -645,31 +673,34 @@ void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
     log().warn("worker {} {}", pid, status.describe());
 
   // Every answer the worker wrote has been read: the calls left were running or never started.
-  // The one it started last (if unanswered) was running; without that page, the first one is.
-  std::size_t runningAt = 0;
-  bool anyRunning = !worker->inflight.empty();
-  if (auto started = worker->process->startedCall()) {
-    auto it = std::find_if(worker->inflight.begin(), worker->inflight.end(),
-                           [&](const InFlight& f) { return f.call.id == *started; });
-    anyRunning = it != worker->inflight.end();
-    runningAt = anyRunning ? static_cast<std::size_t>(it - worker->inflight.begin()) : 0;
+  std::optional<Call> running;
+  Outcome death = WorkerCrashed{pid, status.code, status.signal};
+  bool frontStarted = frontCallStarted(*worker);
+  if (!worker->inflight.empty()) {
+    Call& front = worker->inflight.front().call;
+    const auto& kill = worker->killed;
+    if (kill && kill->outcome && kill->callId != 0 && kill->callId == front.id) {
+      // Killed for this very call (its timeout, its cancellation), which had not answered:
+      // whatever the worker's page says, the call gets what the pool killed it for.
+      running = std::move(front);
+      death = *kill->outcome;
+    } else if (frontStarted || front.requeuedUnstarted) {
+      // It was running; or it was already sent to a worker that died and then looked
+      // unstarted, and a call is given one such second chance, not an endless one.
+      running = std::move(front);
+      if (kill && kill->outcome && kill->callId == 0) death = *kill->outcome;
+    } else {
+      front.requeuedUnstarted = true;
+    }
   }
-  std::vector<Call> deaths;  // the running call, and any that ran but whose answer was lost
-  for (std::size_t i = 0; anyRunning && i <= runningAt; ++i)
-    deaths.push_back(std::move(worker->inflight[i].call));
-  std::optional<Outcome> killOutcome;
-  if (anyRunning && worker->killed && worker->killed->outcome &&
-      (worker->killed->callId == deaths.back().id || worker->killed->callId == 0))
-    killOutcome = worker->killed->outcome;
-  // The calls after it never started: back to the front of the queue, in order.
-  std::size_t firstUnstarted = anyRunning ? runningAt + 1 : 0;
-  for (std::size_t i = worker->inflight.size(); i-- > firstUnstarted;) {
+  // The calls after the running one never started: back to the front of the queue, in order.
+  for (std::size_t i = worker->inflight.size(); i-- > (running ? 1 : 0);) {
     Call call = std::move(worker->inflight[i].call);
     if (!call.resolve) continue;  // cancelled meanwhile
     if (shuttingDown_)
       resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
     else
-      enqueue(Queued{std::move(call), nullptr}, true);
+      enqueue(std::move(call), true);
   }
   worker->inflight.clear();
   // A replacement that never came up: its predecessor needs another.
@@ -682,12 +713,7 @@ void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
   tasks_.add(kj::evalLater([worker = kj::mv(worker)]() {}));
   balance();
   pump();  // publishes the counts before anyone hears of the death
-  for (Call& call : deaths) {
-    bool running = &call == &deaths.back();
-    resolveOnce(call, running && killOutcome
-                          ? *killOutcome
-                          : Outcome(WorkerCrashed{pid, status.code, status.signal}));
-  }
+  if (running) resolveOnce(*running, std::move(death));
 }
 
 void WorkerPool::onSpawnFailed(const std::string& why) {
@@ -700,7 +726,7 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   // With no worker left, the queued calls fail rather than wait for a retry that may never
   // work, unless a worker is still dying: its death (a fork bomb filling the process limit, say)
   // may be what keeps new ones from starting, and frees room when it is done.
-  if (capacity() == 0 && !anyDying()) {
+  if (capacity() == 0 && !servingWorkerDying()) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
                          format_seconds(delay) + " s)"};

@@ -32,6 +32,10 @@ struct Call {
   /// Calls of different groups (vial serve: one per client connection) are served
   /// round-robin, so one group flooding the queue cannot starve another.
   std::uint64_t group = 0;
+  /// Set by the pool: when the call must have started (options.queue_timeout after submission).
+  std::optional<std::chrono::steady_clock::time_point> startBy;
+  /// Set by the pool: the call was sent to a worker that died before it, seemingly, started.
+  bool requeuedUnstarted = false;
 };
 
 /// What the pool is doing, published after every change.
@@ -124,12 +128,13 @@ class WorkerPool {
   void checkWaiter();
   void reapIdle();
   void failQueued(const std::function<Outcome()>& outcome);
-  void enqueue(Queued queued, bool atFront);
+  void enqueue(Call call, bool atFront);
+  bool frontCallStarted(const Worker& worker) const;
   Queued dequeue();
   std::optional<Queued> takeQueued(std::uint64_t id);
   void publish();
   bool serving(const Worker& worker) const;
-  bool anyDying() const;
+  bool servingWorkerDying() const;
   std::size_t capacity() const;
 
   kj::AsyncIoContext& io_;

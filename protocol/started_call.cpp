@@ -1,5 +1,6 @@
 #include "protocol/started_call.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -13,10 +14,13 @@ constexpr std::size_t kPageBytes = 4096;
 
 StartedCall StartedCall::create() {
   StartedCall page;
-  page.fd_ = memfd_create("vial-started-call", MFD_CLOEXEC);
+  page.fd_ = memfd_create("vial-started-call", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (page.fd_ < 0) return page;
   void* mapped = MAP_FAILED;
-  if (ftruncate(page.fd_, kPageBytes) == 0)
+  // Sealed at its size: a worker (root, through /proc/PID/map_files) could otherwise truncate
+  // it and make the pool's read of the page a SIGBUS.
+  if (ftruncate(page.fd_, kPageBytes) == 0 &&
+      fcntl(page.fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
     mapped = mmap(nullptr, kPageBytes, PROT_READ, MAP_SHARED, page.fd_, 0);
   if (mapped == MAP_FAILED) {
     close(page.fd_);

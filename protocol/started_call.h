@@ -1,12 +1,16 @@
-// The id of the call a worker started last, in a page of memory the pool and the worker share.
+// How many calls a worker has started, in a page of memory the pool and the worker share.
 //
 // When a worker dies with calls sent ahead to it, the pool first reads every answer the worker
-// wrote; the calls left unanswered then either were running or had not started. The worker
-// stores each call's id here before it starts the call (a single store, no system call), and the
-// pool reads it after the death: the call it names was running and gets the death; the calls
-// after it never started and go back to the queue, so nothing runs twice.
+// wrote; the calls left unanswered were then either running or not started. The worker counts
+// each call here just before it starts it (a single store, no system call), and starts a call
+// only once every answer before it has been written out; so after a death the count equals the
+// answers read when no unanswered call had started, and is one more when the first unanswered
+// call was running. That call gets the death; the ones after it never started and go back to the
+// queue, so nothing runs twice. Code in the worker can write over the page: a count that is
+// neither is treated as "running", and no call is ever re-queued as unstarted twice.
 //
-// The page is a memfd the pool creates, maps read-only and passes to the worker as fd 4.
+// The page is a sealed memfd (it can be neither shrunk nor grown, so the pool never reads past
+// its end) that the pool creates, maps read-only and passes to the worker as fd 4.
 #pragma once
 
 #include <atomic>
@@ -34,11 +38,11 @@ class StartedCall {
   /// Pool side: closes the fd once the worker has its copy.
   void closeFd();
 
-  /// Worker side: records that call `id` starts now.
-  void set(std::uint64_t id) {
-    if (word_) std::atomic_ref<std::uint64_t>(*word_).store(id, std::memory_order_release);
+  /// Worker side: records that the worker has started `count` calls.
+  void set(std::uint64_t count) {
+    if (word_) std::atomic_ref<std::uint64_t>(*word_).store(count, std::memory_order_release);
   }
-  /// Pool side: the call the worker started last (0: none yet), or nothing without a page.
+  /// Pool side: how many calls the worker has started, or nothing without a page.
   std::optional<std::uint64_t> get() const {
     if (!word_) return std::nullopt;
     return std::atomic_ref<std::uint64_t>(*word_).load(std::memory_order_acquire);

@@ -54,13 +54,13 @@ interface Worker {
   hello @0 () -> (pid :Int32, pythonVersion :Text);
   # Answered once the interpreter is up: a worker is ready only after this returns.
 
-  run @1 (source :Text, variables :List(Variable), softTimeout :Float64, callId :UInt64)
+  run @1 (source :Text, variables :List(Variable), softTimeout :Float64)
       -> (result :CallResult);
   # Runs `source` in a fresh namespace holding `variables` and `_return`. Calls are executed one
   # at a time in arrival order, so several may be sent ahead (pipelined) on one connection; each
   # starts only once the answers to those before it have been written out. Before a call starts,
-  # its callId is stored in the page the pool shares with the worker (fd 4), so that after a
-  # death the pool knows which call was running.
+  # the worker counts it in the page it shares with the pool (fd 4, protocol/started_call.h), so
+  # that after a death the pool knows whether the first unanswered call was running.
   # softTimeout > 0: after that many seconds of running, vial.SoftTimeout is raised in the code.
 
   setup @2 (sysPath :List(Text), imports :List(Text), source :Text) -> (error :Text);

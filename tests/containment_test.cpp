@@ -40,8 +40,8 @@ constexpr auto kBound = 20s;
 // file REPORT what it did, then runs `then`:
 //  - a subprocess in a session of its own (start_new_session=True);
 //  - a daemon: fork, setsid, fork again, the middle process exits;
-//  - the worker itself tries to join its parent's process group (the original report), then
-//    leaves its group and session (setsid).
+//  - the worker itself tries to join its parent's process group (the original report) and to
+//    start a session of its own; a worker is already a session leader, so both are refused.
 std::string escapingCode(const std::string& then) {
   return R"PY(
 import json, os, subprocess, time
@@ -114,15 +114,16 @@ int sessionOf(int pid) {
   return sid < 0 ? 0 : sid;
 }
 
-// Asserts the probes really escaped: each is alive and in a session other than the worker's
-// first one, and the worker left its own session too.
+// Asserts the probes really escaped: each is alive and in a session other than the worker's,
+// which the worker leads.
 void expectEscaped(const Escape& e) {
   EXPECT_GT(e.worker, 0);
   EXPECT_NE(sessionOf(e.sessionChild), 0) << "the session child is not running";
   EXPECT_NE(sessionOf(e.sessionChild), e.workerSid) << "the session child did not leave";
   EXPECT_NE(sessionOf(e.daemon), 0) << "the daemon is not running";
   EXPECT_NE(sessionOf(e.daemon), e.workerSid) << "the daemon did not leave the session";
-  EXPECT_EQ(e.workerSidAfter, e.worker) << "the worker did not leave its session";
+  EXPECT_EQ(e.workerSid, e.worker) << "the worker does not lead a session of its own";
+  EXPECT_EQ(e.workerSidAfter, e.worker) << "the worker left its session";
 }
 
 // Waits (bounded) until the escaped processes are gone; the test fails naming survivors.
@@ -502,6 +503,85 @@ TEST_F(Containment, ASignalToTheWorkersGroupNeverReachesItsGuard) {
   EXPECT_TRUE(eventually([&] { return serve.net().hostPid(nsPid) == 0; }, 10s))
       << "the detached process survived its worker" << testing::describe(serve.net().processes());
   EXPECT_TRUE(client->run_async("_return(1)").get().ok()) << "the pool did not heal";
+}
+
+// Python that sets the worker's started-call count (protocol/started_call.h) to COUNT, as code
+// that knows where the page is can: it is named in /proc/self/maps.
+const char* kOverwriteStartedCount =
+    "def overwrite_started_count(count):\n"
+    "    for line in open('/proc/self/maps'):\n"
+    "        if 'vial-started-call' in line:\n"
+    "            address = int(line.split('-')[0], 16)\n"
+    "    with open('/proc/self/mem', 'r+b', buffering=0) as memory:\n"
+    "        memory.seek(address)\n"
+    "        memory.write(count.to_bytes(8, 'little'))\n";
+
+// Found by review: code that wrote over the page could make its own call look unstarted after
+// each death, so it ran again and again (past its timeout too), or make calls sent ahead look
+// started. Now a call the pool killed for itself gets what it was killed for, a call is re-queued
+// as unstarted at most once, and a count that cannot be right counts as "running".
+TEST_F(Containment, CodeThatWritesOverTheStartedCallPageCannotRunForeverOrBlameOthers) {
+  std::string runs = ::testing::TempDir() + "vial-runs-" + std::to_string(getpid());
+  std::remove(runs.c_str());
+  PoolOptions options;
+  options.workers = 1;
+  options.calls_in_flight_per_worker = 4;
+  Pool pool(options);
+  ASSERT_TRUE(pool.wait_ready(10s));
+  std::string countRun = "with open(RUNS, 'a') as f:\n    f.write('x')\n";
+  // "Nothing started", then exit: re-queued once at most.
+  Future exitedCall = pool.run_async(std::string(kOverwriteStartedCount) + countRun +
+                                         "overwrite_started_count(0)\nimport os\nos._exit(9)",
+                                     {{"RUNS", runs}});
+  ASSERT_TRUE(exitedCall.wait_for(20s)) << "the call was run again and again";
+  Result exited = exitedCall.get();
+  const auto* crashed = exited.get_if<WorkerCrashed>();
+  ASSERT_NE(crashed, nullptr) << exited.describe();
+  EXPECT_EQ(crashed->exit_code, 9);
+  std::ifstream in(runs);
+  std::string marks((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_LE(marks.size(), 2u) << "the call ran " << marks.size() << " times";
+  // "Nothing started", then past its timeout: it gets its Timeout.
+  CallOptions second;
+  second.proc_timeout = 0.5;
+  Future timedOutCall = pool.run_async(
+      std::string(kOverwriteStartedCount) + "overwrite_started_count(0)\nwhile True: pass", {},
+      second);
+  ASSERT_TRUE(timedOutCall.wait_for(20s)) << "the call was run again and again past its timeout";
+  Result timedOut = timedOutCall.get();
+  EXPECT_NE(timedOut.get_if<Timeout>(), nullptr) << timedOut.describe();
+  // A count that cannot be right, with calls sent ahead: the calls behind still run, once each.
+  Future liar = pool.run_async(std::string(kOverwriteStartedCount) +
+                               "overwrite_started_count(10**6)\nimport os\nos._exit(3)");
+  std::vector<Future> behind;
+  for (int i = 0; i < 3; ++i) behind.push_back(pool.run_async("_return(i)", {{"i", i}}));
+  ASSERT_TRUE(liar.wait_for(20s));
+  EXPECT_NE(liar.get().get_if<WorkerCrashed>(), nullptr) << liar.get().describe();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(behind[i].wait_for(20s));
+    ASSERT_TRUE(behind[i].get().ok()) << "call " << i << ": " << behind[i].get().describe();
+    EXPECT_EQ(behind[i].get().values(), std::vector<Value>{i});
+  }
+  std::remove(runs.c_str());
+}
+
+// Found by review: a call sent ahead to a worker that died before it started went back to the
+// queue without its queue_timeout, and so could wait for ever. The limit holds from submission.
+TEST_F(Containment, ACallQueuedAgainKeepsItsQueueTimeout) {
+  PoolOptions options;
+  options.workers = 1;
+  options.calls_in_flight_per_worker = 2;
+  Pool pool(options);
+  ASSERT_TRUE(pool.wait_ready(10s));
+  Future crasher = pool.run_async("import os, time\ntime.sleep(0.4)\nos._exit(1)");
+  CallOptions patient;
+  patient.queue_timeout = 0.2;
+  Future behind = pool.run_async("_return('ran')", {}, patient);
+  ASSERT_TRUE(behind.wait_for(10s));
+  const auto* timeout = behind.get().get_if<Timeout>();
+  ASSERT_NE(timeout, nullptr) << behind.get().describe();
+  EXPECT_TRUE(timeout->in_queue);
+  EXPECT_NE(crasher.get().get_if<WorkerCrashed>(), nullptr) << crasher.get().describe();
 }
 
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.

@@ -76,7 +76,7 @@ class WorkerServer final : public wire::Worker::Server {
   }
 
   void execute(RunContext& context) {
-    started_.set(context.getParams().getCallId());
+    started_.set(++startedCalls_);
     // Built in a scratch message so that a result over the size limit, or one abandoned half
     // way by a conversion error, never reaches the wire.
     capnp::MallocMessageBuilder scratch;
@@ -108,6 +108,7 @@ class WorkerServer final : public wire::Worker::Server {
   PythonRuntime& runtime_;
   WriteTrackingStream& stream_;
   StartedCall& started_;
+  std::uint64_t startedCalls_ = 0;
   kj::Promise<void> previous_ = kj::READY_NOW;
 };
 
