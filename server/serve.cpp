@@ -14,6 +14,7 @@
 #include "pool/call_record.h"
 #include "pool/log.h"
 #include "pool/worker_pool.h"
+#include "protocol/duration.h"
 #include "server/connection.h"
 #include "server/listener.h"
 #include "server/login.h"
@@ -54,6 +55,8 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
       : io_(io), options_(options), tasks_(*this) {}
 
   void listen() {
+    if (auto invalid = invalid_seconds("login_timeout", options_.login_timeout))
+      throw ServeError(*invalid);
     listener_ = kj::heap<Listener>(io_, options_.listen, options_.allow_remote);
     if (listener_->needsToken())
       gate_ = kj::heap<LoginGate>(timer(), server::readTokenFile(options_.token_file));
@@ -128,7 +131,9 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     std::uint64_t id = nextConnection_++;
     kj::Maybe<LoginGate&> gate;
     if (gate_) gate = *gate_;
-    auto loginTimeout = static_cast<int64_t>(options_.login_timeout * 1000) * kj::MILLISECONDS;
+    // Past ~100 years a limit means none (protocol/duration.h): the timer is then as good as
+    // never, and no float-to-integer conversion can overflow.
+    auto loginTimeout = to_nanoseconds(options_.login_timeout) * kj::NANOSECONDS;
     auto connection =
         kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
     log().info("client {} connected ({})", id, connection->peer().name);

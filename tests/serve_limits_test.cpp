@@ -210,6 +210,23 @@ TEST_F(ServeLimits, AConnectionThatDoesNotLogInIsClosedAtTheLoginDeadline) {
   EXPECT_TRUE(result.get().ok()) << describe(result) << server.describe();
 }
 
+// Found by review: --login-timeout 1e10 overflowed into a deadline already past ("did not log
+// in within -8.4e+09 s") and inf into 0 s: every connection was closed at once.
+TEST_F(ServeLimits, AHugeOrInfiniteLoginTimeoutMeansNoDeadline) {
+  for (const char* huge : {"1e10", "inf"}) {
+    Server& server = startTcp({"--login-timeout", huge}, 1);
+    int fd = connectLoopback(portOf(tcpAddress()));
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    pollfd readable{fd, POLLIN, 0};
+    EXPECT_EQ(poll(&readable, 1, 500), 0)
+        << "--login-timeout " << huge << ": an idle connection was closed" << server.describe();
+    close(fd);
+    vial::ClientOptions options;
+    options.token = kToken;
+    EXPECT_NO_THROW(vial::Client::connect(tcpAddress(), options)->ping()) << server.describe();
+  }
+}
+
 // What an attacker sending one oversized message before login achieved.
 struct Flood {
   std::uint64_t sent = 0;  // bytes the kernel took before the server hung up
