@@ -124,7 +124,8 @@ void attach_callbacks(const Future& future,
     } else if (at_err) {
       at_err(r);
     } else {
-      log().error("run_async call failed ({}): {}", r.kind(), r.describe());
+      // The description holds what the code chose (an exception's message): made printable.
+      log().error("run_async call failed ({}): {}", r.kind(), printable(r.describe()));
     }
   });
 }

@@ -100,20 +100,8 @@ void WorkerOutput::emit(std::string line) {
     return;
   }
   lineTokens_ -= 1;
-  // The worker's bytes are not trusted to be text: invalid UTF-8 and control characters are
-  // shown escaped, so a line cannot rewrite the terminal or look like two log lines.
-  std::string shown;
-  for (char c : utf8_with_escapes(line)) {
-    auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 && c != '\t') {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-      shown += escaped;
-    } else {
-      shown += c;
-    }
-  }
-  log().warn("worker {} wrote: {}", pid_(), shown);
+  // The worker's bytes are not trusted to be text, nor to be harmless on a terminal.
+  log().warn("worker {} wrote: {}", pid_(), printable(line));
 }
 
 }  // namespace vial::pool

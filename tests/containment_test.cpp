@@ -377,7 +377,7 @@ TEST_F(Containment, CodeCannotForgeOrWipeTheServersLog) {
                          "    time.sleep(0.3)\n"
                          "    for i in range(2000):\n"
                          "        print('2026-01-01 00:00:00.000 error vial: FORGED', i, "
-                         "file=sys.__stderr__, flush=True)\n"
+                         "'\\x1b[2K\\u009b2J\\u202e', file=sys.__stderr__, flush=True)\n"
                          "threading.Thread(target=forge).start()\n"
                          "_return(1)")
                      .get();
@@ -393,6 +393,8 @@ TEST_F(Containment, CodeCannotForgeOrWipeTheServersLog) {
     ++forged;
     EXPECT_TRUE(contains(line, " wrote: 2026-01-01 00:00:00.000 error vial: FORGED"))
         << "a line the code wrote is not marked as the worker's: " << line;
+    EXPECT_TRUE(contains(line, "\\x1b[2K\\u009b2J\\u202e"))
+        << "terminal controls the code wrote reached the log as they are: " << line;
   }
   EXPECT_LT(forged, 500) << "2000 lines were logged without a rate limit";
   EXPECT_TRUE(contains(log, "lines of its output were not logged")) << log;

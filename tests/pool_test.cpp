@@ -491,5 +491,18 @@ TEST_F(PoolTest, WorkersDieWhenTheirParentIsKilled) {
   std::remove(pidFile.c_str());
 }
 
+// What code chose (an exception's message, a line it printed) reaches the host's log only through
+// printable(): it cannot end the line, move the cursor, recolour or reorder the terminal.
+TEST(Printable, EscapesWhatCouldForgeOrHideALogLine) {
+  EXPECT_EQ(printable("plain caf\xc3\xa9 \xe2\x9c\x93\tend"),
+            "plain caf\xc3\xa9 \xe2\x9c\x93\tend");
+  EXPECT_EQ(printable("a\nb\rc"), "a\\x0ab\\x0dc");
+  EXPECT_EQ(printable("\x1b[31mred"), "\\x1b[31mred");
+  EXPECT_EQ(printable("del\x7f"), "del\\x7f");
+  EXPECT_EQ(printable("csi\xc2\x9b" "2J nel\xc2\x85"), "csi\\u009b2J nel\\u0085");
+  EXPECT_EQ(printable("rlo\xe2\x80\xae lsep\xe2\x80\xa8"), "rlo\\u202e lsep\\u2028");
+  EXPECT_EQ(printable("bad\xff"), "bad\\xff");
+}
+
 }  // namespace
 }  // namespace vial

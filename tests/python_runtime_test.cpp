@@ -240,6 +240,21 @@ TEST_F(PythonRuntimeTest, AMalformedValueIsRejectedNotThrown) {
   EXPECT_TRUE(run("_return(1)").ok());
 }
 
+// Noticed while making output safe to log: the isolated interpreter left the locale at "C", so
+// file names and the standard streams were ASCII and a file called café.txt could not be opened.
+TEST_F(PythonRuntimeTest, FileNamesAndStreamsAreUtf8) {
+  Result r =
+      run("import os, sys, tempfile\n"
+          "with tempfile.TemporaryDirectory() as d:\n"
+          "    path = os.path.join(d, 'caf\\u00e9.txt')\n"
+          "    with open(path, 'w') as f:\n"
+          "        f.write('\\u2713')\n"
+          "    _return(open(path).read())\n"
+          "_return([sys.getfilesystemencoding(), sys.__stderr__.encoding])");
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.values(), (std::vector<Value>{"\xe2\x9c\x93", List{"utf-8", "utf-8"}}));
+}
+
 TEST_F(PythonRuntimeTest, InputReadsEndOfFile) {
   EXPECT_EQ(errorOf("input()").type, "EOFError");
 }

@@ -494,6 +494,16 @@ PyObject* importAttr(const char* module, const char* attr) {
 }  // namespace
 
 PythonRuntime::PythonRuntime(int channelFd) : ownPid_(getpid()) {
+  // UTF-8 mode (PEP 540): file names, open() and the standard streams are UTF-8 whatever the
+  // locale. An isolated interpreter leaves the locale at "C", where they would be ASCII: a file
+  // called café.txt could not even be opened.
+  PyPreConfig preconfig;
+  PyPreConfig_InitIsolatedConfig(&preconfig);
+  preconfig.utf8_mode = 1;
+  PyStatus preinitialized = Py_PreInitialize(&preconfig);
+  if (PyStatus_Exception(preinitialized))
+    throw std::runtime_error(std::string("cannot start Python: ") +
+                             (preinitialized.err_msg ? preinitialized.err_msg : "unknown error"));
   PyConfig config;
   // Isolated: ignores PYTHONHOME/PYTHONPATH and the user site directory.
   PyConfig_InitIsolatedConfig(&config);
