@@ -586,6 +586,30 @@ TEST_F(Containment, ACallQueuedAgainKeepsItsQueueTimeout) {
   EXPECT_NE(crasher.get().get_if<WorkerCrashed>(), nullptr) << crasher.get().describe();
 }
 
+// Found by review: the child's channel was made /dev/null by a Python at-fork hook, which a
+// fork through ctypes never runs and a patched os.dup2 disarms. It is a libc hook now.
+TEST_F(Containment, AChildForkedAroundPythonStillCannotReachThePool) {
+  PoolOptions options;
+  options.workers = 1;
+  Pool pool(options);
+  Result forked = pool.run_async(
+                          "import ctypes, os\n"
+                          "os.dup2 = lambda *args: None\n"
+                          "child = ctypes.CDLL(None).fork()\n"
+                          "if child == 0:\n"
+                          "    os.write(3, b'\\xff' * 4096)\n"  // garbage, if it reached the pool
+                          "    os._exit(0)\n"
+                          "os.waitpid(child, 0)\n"
+                          "_return(os.getpid())")
+                      .get();
+  ASSERT_TRUE(forked.ok()) << forked.describe();
+  for (int i = 0; i < 5; ++i) {
+    Result next = pool.run_async("import os\n_return(os.getpid())").get();
+    ASSERT_TRUE(next.ok()) << next.describe();
+    EXPECT_EQ(next.values(), forked.values()) << "the worker was lost to what the child wrote";
+  }
+}
+
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.
 TEST_F(Containment, TheNetCapsTheNumberOfProcesses) {
   Net net(40);

@@ -4,6 +4,8 @@
 #include <Python.h>
 #include <capnp/message.h>
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,6 +27,21 @@ namespace {
 constexpr size_t kMaxCachedSourceBytes = 16 * 1024;
 constexpr size_t kMaxCachedCodeObjects = 512;
 constexpr const char* kFilename = "<vial>";
+
+// The pool's channel in this process, for forgetChannelInChild.
+int poolChannelFd = -1;
+
+// In a process the code forks: the pool's channel becomes /dev/null, so nothing the child does
+// can reach the pool or answer for the worker. Async-signal-safe calls only.
+void forgetChannelInChild() {
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) {
+    close(poolChannelFd);
+    return;
+  }
+  dup3(null, poolChannelFd, O_CLOEXEC);
+  close(null);
+}
 
 // Runs once at start-up in module `_vial`.
 constexpr const char* kBootstrap = R"PY(
@@ -67,15 +84,6 @@ class Capture(io.TextIOBase):
 
 sys.stdin = io.StringIO()
 
-def _forget_channel_after_fork(channel):
-    """In a process forked by a call's code, the pool's channel becomes /dev/null: nothing the
-    child does can reach the pool or answer for the worker."""
-    import os
-    def forget():
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, channel)
-        os.close(null)
-    os.register_at_fork(after_in_child=forget)
 
 import types
 vial = types.ModuleType("vial", "What code running in a vial worker can use.")
@@ -523,9 +531,10 @@ PythonRuntime::PythonRuntime(int channelFd) : ownPid_(getpid()) {
     throw std::runtime_error("vial's Python bootstrap failed");
   }
   if (channelFd >= 0) {
-    PyObject* forget = PyDict_GetItemString(globals, "_forget_channel_after_fork");  // borrowed
-    PyRef registered(forget ? PyObject_CallFunction(forget, "i", channelFd) : nullptr);
-    if (!registered) throw std::runtime_error("cannot register vial's after-fork hook");
+    // In libc, not in Python (os.register_at_fork): it runs for every fork() of this process,
+    // ctypes' included, and no Python code can undo it by patching os.dup2.
+    poolChannelFd = channelFd;
+    pthread_atfork(nullptr, nullptr, forgetChannelInChild);
   }
   captureType_ = PyDict_GetItemString(globals, "Capture");
   Py_XINCREF(captureType_);
