@@ -169,6 +169,9 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    // No new privileges, for the worker and all it starts: a set-user-ID program (sudo, su)
+    // could otherwise run as a user the guard may not signal, and outlive the worker.
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     // Raw syscalls: glibc's setuid() would try to signal the parent's threads from a vfork
     // child. A failure must not leave a worker running as root: exit before exec. The host's
     // supplementary groups never reach a worker that changes identity.

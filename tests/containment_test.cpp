@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -608,6 +610,46 @@ TEST_F(Containment, AChildForkedAroundPythonStillCannotReachThePool) {
     ASSERT_TRUE(next.ok()) << next.describe();
     EXPECT_EQ(next.values(), forked.values()) << "the worker was lost to what the child wrote";
   }
+}
+
+// Found by review: a worker dropped to another user could run a set-user-ID program, whose root
+// process its guard (same user as the worker) was not allowed to kill: it survived, and the
+// guard spent 10 s trying. Workers now run with no_new_privs: the program stays the worker's.
+TEST_F(Containment, ASetUserIdProgramCannotOutliveItsWorker) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a set-user-ID program and drop a worker";
+  ServerInNet serve({"--user", "65534", "--timeout", "1"});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  // A set-user-ID root stand-in for sudo, in a directory the worker may enter.
+  std::string dir = serve.net().directory() + "/bin";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  chmod(serve.net().directory().c_str(), 0755);
+  std::string sleeper = dir + "/rootsleep";
+  std::filesystem::copy_file(std::string(VIAL_BIN_DIR) + "/become_root", sleeper);
+  ASSERT_EQ(chmod(sleeper.c_str(), 04755), 0) << std::strerror(errno);
+  std::string pidFile = dir + "/pid";
+  auto client = serve.connect();
+  auto started = std::chrono::steady_clock::now();
+  Result r = client
+                 ->run_async(
+                     "import subprocess\n"
+                     "p = subprocess.Popen([SLEEPER, '1000'])\n"
+                     "while True: pass",
+                     {{"SLEEPER", sleeper}})
+                 .get();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_NE(r.get_if<Timeout>(), nullptr) << r.describe();
+  EXPECT_LT(seconds, 5) << "the timeout's answer waited for the guard";
+  EXPECT_TRUE(eventually(
+      [&] {
+        for (const auto& p : serve.net().processes())
+          if (p.name == "rootsleep") return false;
+        return true;
+      },
+      10s))
+      << "the set-user-ID program outlived its worker"
+      << testing::describe(serve.net().processes());
 }
 
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.

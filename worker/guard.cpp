@@ -47,11 +47,22 @@ void clearTree(pid_t worker) {
                    getpid(), tree.size(), worker, static_cast<long long>(kClearBound.count()));
       return;
     }
+    std::size_t refused = 0;
     for (auto [pid, parent] : tree) {
       int process = open_if_child_of(pid, parent);
       if (process < 0) continue;  // gone already, or moved
-      syscall(SYS_pidfd_send_signal, process, SIGKILL, nullptr, 0);
+      if (syscall(SYS_pidfd_send_signal, process, SIGKILL, nullptr, 0) != 0 && errno == EPERM)
+        ++refused;
       close(process);
+    }
+    if (refused > 0 && refused == tree.size()) {
+      // All that is left runs as another user (a set-user-ID program, where the host does not
+      // forbid them): killing it is not the guard's to do, and waiting would not help.
+      std::fprintf(stderr,
+                   "vial-guard %d: %zu processes started by worker %d run as another user and "
+                   "cannot be killed; leaving them\n",
+                   getpid(), refused, worker);
+      return;
     }
     timespec tick{0, 10'000'000};
     sigtimedwait(&childExit, nullptr, &tick);
