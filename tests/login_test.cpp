@@ -2,16 +2,22 @@
 // spreads its guesses (pipelined on one connection, on new connections, in parallel). The gate
 // itself is driven by a fake clock; the server is a real process spoken to over 127.0.0.1.
 #include "server/login.h"
+#include "server/peer.h"
 
+#include <arpa/inet.h>
 #include <capnp/message.h>
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/timer.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -338,6 +344,86 @@ TEST_F(LoginServe, ParallelWrongTokensFromOneHostAreAnsweredOneAfterAnother) {
   }
   std::cout << "[          ] 10 parallel wrong tokens answered after " << total
             << " s (serialized penalties: " << serialized << " s)\n";
+}
+
+// Found by review: failed logins counted per exact address, and any local user may use any of
+// 127.0.0.0/8, so 100 guesses from 100 loopback addresses were answered in 1.3 s.
+TEST(LoginHost, IsARangeOnePartyCanUseAsEasilyAsOneAddress) {
+  auto hostOf = [](const char* text) {
+    sockaddr_storage storage{};
+    if (inet_pton(AF_INET, text, &reinterpret_cast<sockaddr_in&>(storage).sin_addr) == 1) {
+      storage.ss_family = AF_INET;
+    } else {
+      storage.ss_family = AF_INET6;
+      EXPECT_EQ(inet_pton(AF_INET6, text, &reinterpret_cast<sockaddr_in6&>(storage).sin6_addr), 1)
+          << text;
+    }
+    return vial::server::loginHostOf(storage);
+  };
+  EXPECT_EQ(hostOf("127.0.0.1"), "127.0.0.0/8");
+  EXPECT_EQ(hostOf("127.45.6.7"), "127.0.0.0/8");
+  EXPECT_EQ(hostOf("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(hostOf("::1"), "::1");
+  EXPECT_EQ(hostOf("::ffff:127.0.0.5"), "127.0.0.0/8");
+  EXPECT_EQ(hostOf("::ffff:192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(hostOf("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(hostOf("2001:db8:1:2::9"), hostOf("2001:db8:1:2:ffff::1"));
+}
+
+// One login with `token` over a connection from source address `from` (in 127.0.0.0/8):
+// "admitted", or "refused: ..." with why.
+std::string loginFrom(const std::string& from, int port, const std::string& token) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  inet_pton(AF_INET, from.c_str(), &local.sin_addr);
+  sockaddr_in server{};
+  server.sin_family = AF_INET;
+  server.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&server), sizeof server) != 0) {
+    close(fd);
+    return std::string("cannot connect from ") + from + ": " + std::strerror(errno);
+  }
+  auto io = kj::setupAsyncIo();
+  auto stream = io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
+                                    vial::reader_options());
+  auto rpc = capnp::makeRpcClient(network);
+  capnp::MallocMessageBuilder vatIdMessage(8);
+  auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
+  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+  auto login = rpc.bootstrap(vatId).castAs<vial::wire::Login>().loginRequest();
+  login.setToken(
+      capnp::Data::Reader(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
+  try {
+    io.provider->getTimer().timeoutAfter(60 * kj::SECONDS, login.send()).wait(io.waitScope);
+    return "admitted";
+  } catch (const kj::Exception& e) {
+    return std::string("refused: ") + e.getDescription().cStr();
+  }
+}
+
+TEST_F(LoginServe, WrongTokensFromManyLoopbackAddressesShareOnePenalty) {
+  Server& server = startTcp({"--login-timeout", "60"}, 1);
+  int port = portOf(tcpAddress());
+  constexpr int kAddresses = 4;
+  double serialized = 0;
+  for (int failure = 1; failure <= kAddresses; ++failure)
+    serialized += static_cast<double>(penaltyAfter(failure) / kj::MILLISECONDS) / 1000;
+  std::vector<std::string> outcomes(kAddresses);
+  auto started = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kAddresses; ++i)
+    threads.emplace_back(
+        [&, i] { outcomes[i] = loginFrom("127.0.0." + std::to_string(2 + i), port, kWrongToken); });
+  for (auto& t : threads) t.join();
+  double total = secondsSince(started);
+  for (const auto& outcome : outcomes) EXPECT_EQ(outcome.rfind("refused", 0), 0u) << outcome;
+  EXPECT_GE(total, serialized * 0.99)
+      << kAddresses << " wrong tokens from as many loopback addresses took " << total
+      << " s; as one host they take " << serialized << " s" << server.describe();
 }
 
 }  // namespace

@@ -52,6 +52,11 @@ constexpr auto kStopBound = 10s;
 
 inline const std::string kToken = "correct-horse-battery-staple-0123456789";
 
+/// The port of a "tcp:HOST:PORT" address.
+inline int portOf(const std::string& address) {
+  return std::atoi(address.substr(address.rfind(':') + 1).c_str());
+}
+
 inline double secondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }

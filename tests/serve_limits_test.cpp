@@ -81,10 +81,6 @@ class IdleConnections {
 };
 
 // The port of a "tcp:127.0.0.1:PORT" address.
-int portOf(const std::string& address) {
-  return std::atoi(address.substr(address.rfind(':') + 1).c_str());
-}
-
 class ServeLimits : public VialServe {
  protected:
   // Starts a TCP server with a token whose open-file limit is `fds` (soft and hard): prlimit
