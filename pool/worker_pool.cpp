@@ -91,6 +91,7 @@ struct WorkerPool::Worker {
   bool replaced = false;          // replacement ready: takes no work, retires once idle
   std::string recycleReason;
   std::optional<Kill> killed;  // set when the pool killed it on purpose
+  bool leftovers = false;      // a call left something running: it takes no more calls
   std::optional<ExitStatus> exit;
   bool disconnected = false;  // its connection has ended: every answer it sent has been read
   bool settling = false;
@@ -353,12 +354,20 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
   worker.tasks.add(request.send().then(
       [this, w, id](capnp::Response<wire::Worker::RunResults>&& response) {
         Outcome outcome;
+        std::string left;
         try {
           outcome = from_wire(response.getResult());
+          left = response.getResult().getLeftRunning();
         } catch (const std::exception& e) {
           outcome = PythonError{"vial.ProtocolError", e.what(), "", {}};
         }
         onReply(*w, id, std::move(outcome));
+        if (!left.empty()) {
+          // The worker runs nothing more: the next call must not share a process with what
+          // this one left running. Its calls sent ahead go back to the queue.
+          w->leftovers = true;
+          kill(*w, "its call left " + printable(left) + " running");
+        }
       },
       [this, w, id](kj::Exception&& e) {
         // Disconnected: the worker is gone; its calls settle once its exit is known.
@@ -684,6 +693,9 @@ void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
       // whatever the worker's page says, the call gets what the pool killed it for.
       running = std::move(front);
       death = *kill->outcome;
+    } else if (worker->leftovers) {
+      // It stopped on its own after a call that left something running: nothing after that
+      // call started, and that is no sign of a call running twice.
     } else if (frontStarted || front.requeuedUnstarted) {
       // It was running; or it was already sent to a worker that died and then looked
       // unstarted, and a call is given one such second chance, not an endless one.

@@ -48,6 +48,9 @@ struct CallResult {
     }
     rejected @6 :Text;      # the input could not be run (bad variable name, bad UTF-8...)
   }
+  leftRunning @7 :Text;
+  # What the call left running past its end ("2 threads", "a child process"), or empty. A worker
+  # that says so runs no further call: the pool replaces it.
 }
 
 interface Worker {

@@ -257,38 +257,28 @@ TEST_F(Containment, CancellingARunningCallKillsEveryProcessItStarted) {
   EXPECT_TRUE(client->run_async("_return(1)").get().ok()) << "the pool did not heal";
 }
 
-// D7: processes a call left running die when its worker is recycled, and at shutdown.
-TEST_F(Containment, RecyclingAndShutdownKillEveryProcessAWorkerStarted) {
-  ServerInNet serve({"--recycle-after", "2"});
+// D7: at shutdown, what a running call started dies with its worker. (What a call leaves running
+// when it ends dies at once: WhatACallLeavesRunningNeverMeetsTheNextCall.)
+TEST_F(Containment, ShutdownKillsEveryProcessARunningCallStarted) {
+  ServerInNet serve({"--grace", "0.5"});
   if (!serve.started()) GTEST_SKIP() << serve.whyNot();
   ASSERT_TRUE(serve.ready()) << serve.log();
   auto client = serve.connect();
-  std::string first = serve.net().directory() + "/first.json";
-  Result r = client->run_async(escapingCode("_return(1)"), {{"REPORT", first}}).get();
-  ASSERT_TRUE(r.ok()) << r.describe() << serve.log();
-  auto recycled = readEscape(first, kBound);
-  ASSERT_TRUE(recycled);
-  *recycled = hostPids(serve.net(), *recycled);
-  expectEscaped(*recycled);
-  // The second call is the worker's last: it is replaced, and its escaped processes die.
-  ASSERT_TRUE(client->run_async("_return(2)").get().ok());
-  expectAllGone(*recycled, "the recycling of their worker");
-
-  std::string second = serve.net().directory() + "/second.json";
-  r = client->run_async(escapingCode("_return(3)"), {{"REPORT", second}}).get();
-  ASSERT_TRUE(r.ok()) << r.describe();
-  auto shutDown = readEscape(second, kBound);
-  ASSERT_TRUE(shutDown);
-  *shutDown = hostPids(serve.net(), *shutDown);
-  expectEscaped(*shutDown);
-  client.reset();
+  std::string report = serve.net().directory() + "/report.json";
+  Future running = client->run_async(escapingCode("time.sleep(1000)"), {{"REPORT", report}});
+  auto escape = readEscape(report, kBound);
+  ASSERT_TRUE(escape) << serve.log();
+  *escape = hostPids(serve.net(), *escape);
+  expectEscaped(*escape);
   ASSERT_EQ(kill(serve.server().pid(), SIGTERM), 0);
   auto status = serve.server().wait(kBound);
   ASSERT_TRUE(status) << "vial serve did not stop" << serve.log();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << serve.log();
-  expectAllGone(*shutDown, "the server's shutdown");
+  expectAllGone(*escape, "the server's shutdown");
   EXPECT_TRUE(eventually([&] { return serve.net().processes().empty(); }, 10s))
       << "left in the net:" << testing::describe(serve.net().processes());
+  ASSERT_TRUE(running.wait_for(10s));
+  EXPECT_FALSE(running.get().ok()) << running.get().describe();
 }
 
 // D4: a process the code forks and leaves running never answers for the worker: client B's
@@ -362,28 +352,23 @@ TEST_F(Containment, WritesToFileDescriptorsBelongToTheCall) {
   EXPECT_EQ(r.err, "") << "the code reached the host's stderr";
 }
 
-// D11: a thread the code leaves behind cannot forge the server's log lines (every line it
-// writes is logged as the worker's, escaped, rate-limited), and truncating fd 2 cannot wipe
-// the server's log file.
-TEST_F(Containment, CodeCannotForgeOrWipeTheServersLog) {
-  ServerInNet serve({});
+// D11: what a worker writes outside calls (here its start-up code; a CPython fatal error would be
+// the same) cannot forge the server's log lines: every line is logged as the worker's, escaped,
+// rate-limited. And truncating fd 2 in a call cannot wipe the server's log file.
+TEST_F(Containment, WorkerOutputCannotForgeOrWipeTheServersLog) {
+  Net scratch;  // only for a private directory
+  std::string setup = scratch.directory() + "/setup.py";
+  std::ofstream(setup) << "import sys\n"
+                          "for i in range(2000):\n"
+                          "    print('2026-01-01 00:00:00.000 error vial: FORGED', i, "
+                          "'\\x1b[2K\\u009b2J\\u202e', file=sys.stderr if i % 2 else sys.stdout, "
+                          "flush=True)\n";
+  ServerInNet serve({"--setup-file", setup});
   if (!serve.started()) GTEST_SKIP() << serve.whyNot();
   ASSERT_TRUE(serve.ready()) << serve.log();
   auto client = serve.connect();
   Result wipe = client->run_async("import os\nos.ftruncate(2, 0)").get();
   EXPECT_NE(wipe.get_if<PythonError>(), nullptr) << wipe.describe();
-  Result forge = client
-                     ->run_async(
-                         "import sys, threading, time\n"
-                         "def forge():\n"
-                         "    time.sleep(0.3)\n"
-                         "    for i in range(2000):\n"
-                         "        print('2026-01-01 00:00:00.000 error vial: FORGED', i, "
-                         "'\\x1b[2K\\u009b2J\\u202e', file=sys.__stderr__, flush=True)\n"
-                         "threading.Thread(target=forge).start()\n"
-                         "_return(1)")
-                     .get();
-  ASSERT_TRUE(forge.ok()) << forge.describe();
   ASSERT_TRUE(eventually([&] { return contains(serve.log(), "FORGED 1"); }, 10s)) << serve.log();
   std::this_thread::sleep_for(500ms);
   std::string log = serve.log();
@@ -394,9 +379,9 @@ TEST_F(Containment, CodeCannotForgeOrWipeTheServersLog) {
     if (!contains(line, "FORGED")) continue;
     ++forged;
     EXPECT_TRUE(contains(line, " wrote: 2026-01-01 00:00:00.000 error vial: FORGED"))
-        << "a line the code wrote is not marked as the worker's: " << line;
+        << "a line the worker wrote is not marked as the worker's: " << line;
     EXPECT_TRUE(contains(line, "\\x1b[2K\\u009b2J\\u202e"))
-        << "terminal controls the code wrote reached the log as they are: " << line;
+        << "terminal controls the worker wrote reached the log as they are: " << line;
   }
   EXPECT_LT(forged, 500) << "2000 lines were logged without a rate limit";
   EXPECT_TRUE(contains(log, "lines of its output were not logged")) << log;
@@ -649,6 +634,58 @@ TEST_F(Containment, ASetUserIdProgramCannotOutliveItsWorker) {
       },
       10s))
       << "the set-user-ID program outlived its worker"
+      << testing::describe(serve.net().processes());
+}
+
+// Found by review: a thread a call left running could read and answer into later calls (another
+// client's, in vial serve). A worker whose call leaves a thread, a child process or a detached
+// process running now serves no further call: the pool replaces it, and what was left dies with
+// it.
+TEST_F(Containment, WhatACallLeavesRunningNeverMeetsTheNextCall) {
+  ServerInNet serve({});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto client = serve.connect();
+  const char* pidOfWorker = "import os\n_return(os.getpid())\n";
+  struct Case {
+    const char* what;
+    std::string code;
+  };
+  for (const Case& left :
+       {Case{"a thread spying on later calls",
+             "import sys, threading, time\n"
+             "def spy():\n"
+             "    for _ in range(500):\n"
+             "        for frame in list(sys._current_frames().values()):\n"
+             "            if 'secret' in frame.f_globals:\n"
+             "                frame.f_globals['_return']('stolen: ' + frame.f_globals['secret'])\n"
+             "        time.sleep(0.005)\n"
+             "threading.Thread(target=spy, daemon=True).start()\n"},
+        Case{"a child process", "import subprocess\nsubprocess.Popen(['sleep', '1000'])\n"},
+        Case{"a detached process",
+             "import os, time\n"
+             "if os.fork() == 0:\n"
+             "    if os.fork() == 0:\n"
+             "        time.sleep(1000)\n"
+             "    os._exit(0)\n"
+             "os.wait()\n"}}) {
+    Result first = client->run_async(left.code + pidOfWorker).get();
+    ASSERT_TRUE(first.ok()) << left.what << ": " << first.describe();
+    for (int i = 0; i < 3; ++i) {
+      Result next = client
+                        ->run_async(std::string("import time\nsecret = 'hunter2'\n"
+                                                "time.sleep(0.05)\n") +
+                                    pidOfWorker)
+                        .get();
+      ASSERT_TRUE(next.ok()) << left.what << ": " << next.describe();
+      ASSERT_EQ(next.values().size(), 1u)
+          << left.what << " reached a later call: " << next.describe();
+      EXPECT_NE(next.values(), first.values())
+          << "the worker that ran the call leaving " << left.what << " served another call";
+    }
+  }
+  // What was left died with its workers: the net holds the server, one guard and its worker.
+  EXPECT_TRUE(eventually([&] { return serve.net().processes().size() == 3; }, 10s))
       << testing::describe(serve.net().processes());
 }
 

@@ -625,6 +625,14 @@ void PythonRuntime::endForkedChild(bool succeeded) {
   _exit(code);
 }
 
+std::size_t PythonRuntime::pythonThreads() const {
+  std::size_t threads = 0;
+  PyInterpreterState* interpreter = PyThreadState_GetInterpreter(PyThreadState_Get());
+  for (PyThreadState* t = PyInterpreterState_ThreadHead(interpreter); t; t = PyThreadState_Next(t))
+    ++threads;
+  return threads;
+}
+
 std::string PythonRuntime::version() const {
   return Py_GetVersion();
 }
@@ -711,6 +719,8 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
   }
 
   Gil gil(*this);
+  leftThreads_ = 0;
+  const std::size_t threadsBefore = pythonThreads();
   PyRef results(PyList_New(0));
   PyRef globals(PyDict_New());
   PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
@@ -741,6 +751,8 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
     ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
     if (getpid() != ownPid_) endForkedChild(static_cast<bool>(ran));
     fdOutput = fdCapture_->end();
+    std::size_t threadsAfter = pythonThreads();
+    leftThreads_ = threadsAfter > threadsBefore ? threadsAfter - threadsBefore : 0;
     if (softTimeout > 0) softTimeouts_->disarm();
   }
 

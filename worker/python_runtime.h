@@ -37,6 +37,9 @@ class PythonRuntime {
   /// Never throws for anything the user's code or input does.
   void run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out);
 
+  /// Python threads the last call started and left running when it ended (0 normally).
+  std::size_t leftThreads() const { return leftThreads_; }
+
   /// Start-up work (sys.path entries, warm imports, setup source). Returns "" or what failed,
   /// with the traceback.
   std::string setup(wire::Worker::SetupParams::Reader params);
@@ -47,6 +50,7 @@ class PythonRuntime {
   PyObject* compile(const char* source, size_t size);
   std::string describePendingError();
   [[noreturn]] void endForkedChild(bool succeeded);
+  std::size_t pythonThreads() const;  // with the GIL held
   /// Puts the call's variables into `globals`; the reason they are refused, if they are.
   std::optional<std::string> injectVariables(capnp::List<wire::Variable>::Reader variables,
                                              PyObject* globals);
@@ -61,6 +65,7 @@ class PythonRuntime {
   std::unordered_map<std::string, PyObject*> codeCache_;  // source -> code object
   std::unique_ptr<SoftTimeoutWatch> softTimeouts_;
   std::unique_ptr<FdCapture> fdCapture_;
+  std::size_t leftThreads_ = 0;
 };
 
 }  // namespace vial::worker

@@ -16,6 +16,7 @@
 #include "protocol/wire_value.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/guard.h"
+#include "worker/leftovers.h"
 #include "worker/python_runtime.h"
 
 namespace vial::worker {
@@ -55,16 +56,28 @@ class WorkerServer final : public wire::Worker::Server {
     // One call at a time, in arrival order, each only once every answer before it has been
     // written out. A call that kills the process then loses no earlier answer, and the pool can
     // tell the call that was running from those that had finished (protocol/started_call.h).
-    auto turn =
-        previous_.then([this]() { return answersWritten(); }).then([this, context]() mutable {
-          execute(context);
-        });
+    auto turn = previous_.then([this]() { return answersWritten(); })
+                    .then([this, context]() mutable -> kj::Promise<void> {
+                      if (retired_) return kj::NEVER_DONE;  // until the pool kills this worker
+                      execute(context);
+                      return kj::READY_NOW;
+                    });
     auto shared = turn.fork();
     previous_ = shared.addBranch().catch_([](kj::Exception&&) {});
     return shared.addBranch();
   }
 
  private:
+  // What the last call left running, for the pool ("" when nothing).
+  std::string leftRunning() const {
+    std::string left;
+    if (std::size_t threads = runtime_.leftThreads())
+      left = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+    std::string processes = leftovers_.describe();
+    if (!processes.empty()) left += (left.empty() ? "" : " and ") + processes;
+    return left;
+  }
+
   // Resolves once no write is in progress at a moment when nothing else is queued: the RPC
   // system starts writing an answer in a continuation, and queues a write behind the one in
   // progress, so "no write in progress" is only true when checked last (evalLast).
@@ -83,6 +96,11 @@ class WorkerServer final : public wire::Worker::Server {
     auto result = scratch.initRoot<wire::CallResult>();
     runtime_.run(context.getParams(), result);
     context.releaseParams();
+    std::string left = leftRunning();
+    if (!left.empty()) {
+      result.setLeftRunning(left);
+      retired_ = true;  // the pool replaces this worker: no further call runs here
+    }
     size_t bytes = result.totalSize().wordCount * sizeof(capnp::word);
     if (bytes + kMarginBytes > kMaxMessageBytes) {
       capnp::MallocMessageBuilder small;
@@ -109,6 +127,8 @@ class WorkerServer final : public wire::Worker::Server {
   WriteTrackingStream& stream_;
   StartedCall& started_;
   std::uint64_t startedCalls_ = 0;
+  LeftoverProcesses leftovers_;
+  bool retired_ = false;
   kj::Promise<void> previous_ = kj::READY_NOW;
 };
 

@@ -1,0 +1,45 @@
+#include "worker/leftovers.h"
+
+#include <errno.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "util/process_info.h"
+
+namespace vial::worker {
+
+LeftoverProcesses::LeftoverProcesses()
+    : self_(proc_self_pid()), guard_(self_ > 0 ? parent_of(self_) : -1) {}
+
+std::string LeftoverProcesses::describe() const {
+  std::string left;
+  // A child of the worker's own, still running (a zombie has ended: it does not count).
+  siginfo_t info{};
+  if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 || errno != ECHILD) {
+    for (auto [pid, parent] : processes_below(self_)) {
+      if (parent != self_) continue;
+      char path[64];
+      std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+      std::ifstream stat(path);
+      std::string line;
+      std::getline(stat, line);
+      auto close = line.rfind(')');
+      if (close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z') {
+        left = "a child process";
+        break;
+      }
+    }
+  }
+  // An orphan of the worker's children (a double fork) is reparented to the guard.
+  if (guard_ > 0) {
+    std::ifstream children("/proc/" + std::to_string(guard_) + "/task/" + std::to_string(guard_) +
+                           "/children");
+    for (pid_t pid; children >> pid;)
+      if (pid != self_) return left.empty() ? "a detached process" : left + " and a detached one";
+  }
+  return left;
+}
+
+}  // namespace vial::worker
