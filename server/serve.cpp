@@ -3,6 +3,7 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -165,6 +166,10 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
 }  // namespace
 
 int serve(const ServeOptions& options) {
+  // Not dumpable: processes of the same user (the workers' code, when it runs as the serving
+  // user) can then neither trace the server nor open its /proc entries (its stderr, its
+  // memory); exec gives each worker its own setting back.
+  prctl(PR_SET_DUMPABLE, 0);
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   try {

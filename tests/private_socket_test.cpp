@@ -330,4 +330,26 @@ TEST_F(PrivateSocketTest, ClientSendsNothingToAServerRunByAnotherUser) {
       << "control: the victim's ping sent nothing to a listener it trusts" << ping;
 }
 
+// Found by review: code running as the server's own user could open the server's stderr through
+// /proc/PID/fd/2 (and so forge its log), or trace it. vial serve makes itself not dumpable, which
+// leaves its /proc entries to root.
+TEST_F(PrivateSocketTest, CodeRunningAsTheServersUserCannotReachTheServerThroughProc) {
+  constexpr uid_t kOwner = 4204;
+  std::string directory = makeDirectory("/tmp/vial_owner_XXXXXX", kOwner, 0700);
+  std::string address = "unix:" + directory + "/vial.sock";
+  Server& server = launchWrapped(asUser(kOwner), address, {}, 1);
+  ASSERT_TRUE(answersPingOf(kOwner, address)) << server.describe();
+  std::string code =
+      "import os\n"
+      "try:\n"
+      "    os.listdir(f'/proc/{SERVER}/fd')\n"  // what opening its stderr or memory needs
+      "    _return('opened')\n"
+      "except PermissionError:\n"
+      "    _return('refused')\n";
+  auto run = vialAs(kOwner, {"run", "--connect", address, "--var",
+                             "SERVER=" + std::to_string(server.pid()), "-c", code});
+  EXPECT_EQ(run.exitCode, 0) << run << server.describe();
+  EXPECT_EQ(run.out, "[\"refused\"]\n") << run << server.describe();
+}
+
 }  // namespace
