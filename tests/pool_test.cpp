@@ -499,7 +499,9 @@ TEST(Printable, EscapesWhatCouldForgeOrHideALogLine) {
   EXPECT_EQ(printable("a\nb\rc"), "a\\x0ab\\x0dc");
   EXPECT_EQ(printable("\x1b[31mred"), "\\x1b[31mred");
   EXPECT_EQ(printable("del\x7f"), "del\\x7f");
-  EXPECT_EQ(printable("csi\xc2\x9b" "2J nel\xc2\x85"), "csi\\u009b2J nel\\u0085");
+  EXPECT_EQ(printable("csi\xc2\x9b"
+                      "2J nel\xc2\x85"),
+            "csi\\u009b2J nel\\u0085");
   EXPECT_EQ(printable("rlo\xe2\x80\xae lsep\xe2\x80\xa8"), "rlo\\u202e lsep\\u2028");
   EXPECT_EQ(printable("bad\xff"), "bad\\xff");
 }
