@@ -36,6 +36,36 @@ using vial::server::LoginGate;
 using vial::server::Peer;
 using vial::server::penaltyAfter;
 
+// The login capability spoken to directly over `stream`, with no vial::Client in between, so a
+// test can send what vial::Client never would (pipelined guesses, chosen source addresses).
+class RawLogin {
+ public:
+  explicit RawLogin(kj::AsyncIoStream& stream)
+      : network_(stream, capnp::rpc::twoparty::Side::CLIENT, vial::reader_options()),
+        rpc_(capnp::makeRpcClient(network_)),
+        login_(bootstrap()) {}
+
+  capnp::Request<vial::wire::Login::LoginParams, vial::wire::Login::LoginResults> request(
+      const std::string& token) {
+    auto request = login_.loginRequest();
+    request.setToken(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
+    return request;
+  }
+
+ private:
+  vial::wire::Login::Client bootstrap() {
+    capnp::MallocMessageBuilder vatIdMessage(8);
+    auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
+    vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+    return rpc_.bootstrap(vatId).castAs<vial::wire::Login>();
+  }
+
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
+  vial::wire::Login::Client login_;
+};
+
 // ---------------------------------------------------------------------------------------------
 // The gate, on a fake clock
 
@@ -236,19 +266,8 @@ TEST_F(LoginServe, PipelinedWrongTokensThenTheRightOneAreAllRefused) {
       [](kj::Own<kj::NetworkAddress> a) { return a->connect(); });
   auto stream =
       io.provider->getTimer().timeoutAfter(10 * kj::SECONDS, kj::mv(connecting)).wait(io.waitScope);
-  capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
-                                    vial::reader_options());
-  auto rpc = capnp::makeRpcClient(network);
-  capnp::MallocMessageBuilder vatIdMessage(8);
-  auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
-  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
-  auto login = rpc.bootstrap(vatId).castAs<vial::wire::Login>();
-  auto send = [&](const std::string& token) {
-    auto request = login.loginRequest();
-    request.setToken(
-        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
-    return request.send();
-  };
+  RawLogin login(*stream);
+  auto send = [&](const std::string& token) { return login.request(token).send(); };
 
   constexpr int kWrong = 5000;
   std::vector<kj::Promise<void>> wrong;
@@ -388,17 +407,11 @@ std::string loginFrom(const std::string& from, int port, const std::string& toke
   }
   auto io = kj::setupAsyncIo();
   auto stream = io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
-                                    vial::reader_options());
-  auto rpc = capnp::makeRpcClient(network);
-  capnp::MallocMessageBuilder vatIdMessage(8);
-  auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
-  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
-  auto login = rpc.bootstrap(vatId).castAs<vial::wire::Login>().loginRequest();
-  login.setToken(
-      capnp::Data::Reader(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
+  RawLogin login(*stream);
   try {
-    io.provider->getTimer().timeoutAfter(60 * kj::SECONDS, login.send()).wait(io.waitScope);
+    io.provider->getTimer()
+        .timeoutAfter(60 * kj::SECONDS, login.request(token).send())
+        .wait(io.waitScope);
     return "admitted";
   } catch (const kj::Exception& e) {
     return std::string("refused: ") + e.getDescription().cStr();

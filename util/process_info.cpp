@@ -8,25 +8,43 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <string>
 #include <unordered_map>
 
 namespace vial {
 
-pid_t parent_of(pid_t pid) {
+namespace {
+
+// The start of a small /proc file (at most `max` bytes), or "" when it cannot be read.
+std::string read_start(const char* path, std::size_t max = 1024) {
+  std::string text(max, '\0');
+  FILE* file = std::fopen(path, "re");
+  if (!file) return {};
+  text.resize(std::fread(text.data(), 1, max, file));
+  std::fclose(file);
+  return text;
+}
+
+}  // namespace
+
+std::optional<ProcStat> proc_stat(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE* file = std::fopen(path, "re");
-  if (!file) return -1;
-  char buffer[1024];
-  std::size_t n = std::fread(buffer, 1, sizeof buffer - 1, file);
-  std::fclose(file);
-  buffer[n] = '\0';
+  std::string stat = read_start(path);
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-  const char* close = std::strrchr(buffer, ')');
-  char state = 0;
+  std::size_t close = stat.rfind(')');
+  ProcStat fields{};
   int parent = -1;
-  if (!close || std::sscanf(close + 1, " %c %d", &state, &parent) != 2) return -1;
-  return parent;
+  if (close == std::string::npos ||
+      std::sscanf(stat.c_str() + close + 1, " %c %d", &fields.state, &parent) != 2)
+    return std::nullopt;
+  fields.parent = parent;
+  return fields;
+}
+
+pid_t parent_of(pid_t pid) {
+  auto stat = proc_stat(pid);
+  return stat ? stat->parent : -1;
 }
 
 std::vector<std::pair<pid_t, pid_t>> processes_below(pid_t root) {
@@ -76,14 +94,9 @@ pid_t proc_self_pid() {
 pid_t proc_pid_of_pidfd(int pidfd) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-  FILE* file = std::fopen(path, "re");
-  if (!file) return -1;
-  char line[256];
-  pid_t pid = -1;
-  while (std::fgets(line, sizeof line, file))
-    if (std::strncmp(line, "Pid:", 4) == 0) pid = static_cast<pid_t>(std::atoi(line + 4));
-  std::fclose(file);
-  return pid;
+  std::string fdinfo = read_start(path, 4096);
+  std::size_t line = fdinfo.find("\nPid:");
+  return line == std::string::npos ? -1 : static_cast<pid_t>(std::atoi(&fdinfo[line + 5]));
 }
 
 }  // namespace vial

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -18,6 +19,15 @@ pid_t proc_self_pid();
 
 /// The pid /proc gives the process behind `pidfd`, or -1 once it has been reaped.
 pid_t proc_pid_of_pidfd(int pidfd);
+
+/// What /proc/PID/stat says of a process.
+struct ProcStat {
+  char state;    ///< 'R', 'S', 'D', 'Z' (ended, not yet reaped), ...
+  pid_t parent;  ///< 0 for a process whose parent is outside this pid namespace
+};
+
+/// /proc/PID/stat's state and parent, or nothing when there is no such process.
+std::optional<ProcStat> proc_stat(pid_t pid);
 
 /// The parent of `pid` (from /proc/PID/stat), or -1 when there is no such process.
 pid_t parent_of(pid_t pid);

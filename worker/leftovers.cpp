@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <sys/wait.h>
 
-#include <cstdio>
 #include <fstream>
 
 #include "util/process_info.h"
@@ -20,13 +19,8 @@ std::string LeftoverProcesses::describe() const {
   if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 || errno != ECHILD) {
     for (auto [pid, parent] : processes_below(self_)) {
       if (parent != self_) continue;
-      char path[64];
-      std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-      std::ifstream stat(path);
-      std::string line;
-      std::getline(stat, line);
-      auto close = line.rfind(')');
-      if (close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z') {
+      auto stat = proc_stat(pid);
+      if (stat && stat->state != 'Z') {
         left = "a child process";
         break;
       }
