@@ -430,6 +430,34 @@ TEST_F(Containment, WithCallsSentAheadACrashIsBlamedOnItsCallAndNothingRunsTwice
   std::remove(marks.c_str());
 }
 
+// With calls sent ahead: a call that finished within its proc_timeout, but whose answer the
+// pool reads only after that limit has passed, counts as finished, and the call that started
+// behind it is left alone (were the worker killed for the first call's limit, the second would
+// come back as a crash it never caused). The pool's loop is held up here by a callback that
+// blocks it, which the API forbids but a test may do, so the answer and the expired timer are
+// both waiting when the loop resumes.
+TEST_F(Containment, ACallFinishingAsItsTimeoutExpiresNeverTakesTheNextCallDown) {
+  PoolOptions options;
+  options.workers = 1;
+  options.calls_in_flight_per_worker = 3;
+  Pool pool(options);
+  ASSERT_TRUE(pool.wait_ready(10s));
+  Future first = pool.run_async("import time\ntime.sleep(0.3)\n_return('first')");
+  first.then([](const Result&) { std::this_thread::sleep_for(600ms); });  // on the pool's loop
+  CallOptions limited;
+  limited.proc_timeout = 0.3;
+  Future finishing =
+      pool.run_async("import time\ntime.sleep(0.1)\n_return('in time')", {}, limited);
+  Future behind = pool.run_async("import time\ntime.sleep(1)\n_return('behind')");
+  ASSERT_TRUE(behind.wait_for(20s));
+  EXPECT_EQ(first.get().values(), std::vector<Value>{"first"}) << first.get().describe();
+  ASSERT_TRUE(finishing.get().ok())
+      << "the call that finished within its limit: " << finishing.get().describe();
+  EXPECT_EQ(finishing.get().values(), std::vector<Value>{"in time"});
+  ASSERT_TRUE(behind.get().ok()) << "the call behind it: " << behind.get().describe();
+  EXPECT_EQ(behind.get().values(), std::vector<Value>{"behind"});
+}
+
 // Found by review: when the code fills the process limit, starting the replacement worker fails
 // in vfork(), and Boost's launcher then returned pid -1, which the pool passed to kill() and
 // waitpid(): SIGKILL to every process it could signal. Now the failed start is logged and
