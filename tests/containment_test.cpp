@@ -29,6 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::contains;
 using testing::eventually;
+using testing::inOwnNet;
 using testing::LiveProcess;
 using testing::Net;
 using testing::processGone;
@@ -141,6 +142,18 @@ void expectAllGone(const Escape& e, const std::string& when) {
 class Containment : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { set_log_level("error"); }
+
+  // A ready embedded pool of `workers`, each sent up to `inFlight` calls ahead, or null when its
+  // workers did not start within 10 s. Tests using one
+  // run in a net of their own (inOwnNet()): its workers run the hostile code.
+  static std::unique_ptr<Pool> readyPool(std::size_t workers, std::size_t inFlight = 1) {
+    PoolOptions options;
+    options.workers = workers;
+    options.calls_in_flight_per_worker = inFlight;
+    auto pool = std::make_unique<Pool>(options);
+    if (!pool->wait_ready(10s)) return nullptr;
+    return pool;
+  }
 };
 
 // D1 + D7: the timeout kills the worker wherever it went, and everything it started.
@@ -332,6 +345,7 @@ TEST_F(Containment, AFailedExecInAForkedChildDoesNotBecomeTheCallsResult) {
 // D11: what the code writes past sys.stderr — to sys.__stderr__, to fd 2, from a subprocess —
 // is the call's own stderr; the host's stderr (here `vial run`'s) gets none of it.
 TEST_F(Containment, WritesToFileDescriptorsBelongToTheCall) {
+  if (!inOwnNet()) return;
   auto r = testing::runProgram({kVial, "run", "--json", "-c",
                                 "import os, subprocess, sys\n"
                                 "print('via sys.__stderr__', file=sys.__stderr__, flush=True)\n"
@@ -391,22 +405,20 @@ TEST_F(Containment, WorkerOutputCannotForgeOrWipeTheServersLog) {
 // dies are read first: each completed call keeps its own answer, the crash goes to the call that
 // crashed, the calls behind it run elsewhere, and nothing runs twice.
 TEST_F(Containment, WithCallsSentAheadACrashIsBlamedOnItsCallAndNothingRunsTwice) {
-  PoolOptions options;
-  options.workers = 2;
-  options.calls_in_flight_per_worker = 4;
-  Pool pool(options);
-  ASSERT_TRUE(pool.wait_ready(10s));
-  std::string marks = ::testing::TempDir() + "vial-marks-" + std::to_string(getpid());
+  if (!inOwnNet()) return;
+  auto pool = readyPool(2, 4);
+  ASSERT_TRUE(pool) << "the pool\'s workers did not start";
+  std::string marks = testing::ownNetDirectory() + "/marks";
   for (int round = 0; round < 10; ++round) {
     std::remove(marks.c_str());
     std::vector<Future> calls;
     constexpr int kCalls = 70;
     for (int i = 0; i < kCalls; ++i) {
       bool crash = i % 7 == 6;
-      calls.push_back(pool.run_async(std::string("with open(marks, 'a') as f:\n"
-                                                 "    f.write(f'{i}\\n')\n") +
-                                         (crash ? "import os\nos._exit(5)\n" : "_return(i)\n"),
-                                     {{"marks", marks}, {"i", i}}));
+      calls.push_back(pool->run_async(std::string("with open(marks, 'a') as f:\n"
+                                                  "    f.write(f'{i}\\n')\n") +
+                                          (crash ? "import os\nos._exit(5)\n" : "_return(i)\n"),
+                                      {{"marks", marks}, {"i", i}}));
     }
     for (int i = 0; i < kCalls; ++i) {
       const Result& r = calls[i].get();
@@ -437,18 +449,16 @@ TEST_F(Containment, WithCallsSentAheadACrashIsBlamedOnItsCallAndNothingRunsTwice
 // blocks it, which the API forbids but a test may do, so the answer and the expired timer are
 // both waiting when the loop resumes.
 TEST_F(Containment, ACallFinishingAsItsTimeoutExpiresNeverTakesTheNextCallDown) {
-  PoolOptions options;
-  options.workers = 1;
-  options.calls_in_flight_per_worker = 3;
-  Pool pool(options);
-  ASSERT_TRUE(pool.wait_ready(10s));
-  Future first = pool.run_async("import time\ntime.sleep(0.3)\n_return('first')");
+  if (!inOwnNet()) return;
+  auto pool = readyPool(1, 3);
+  ASSERT_TRUE(pool) << "the pool\'s workers did not start";
+  Future first = pool->run_async("import time\ntime.sleep(0.3)\n_return('first')");
   first.then([](const Result&) { std::this_thread::sleep_for(600ms); });  // on the pool's loop
   CallOptions limited;
   limited.proc_timeout = 0.3;
   Future finishing =
-      pool.run_async("import time\ntime.sleep(0.1)\n_return('in time')", {}, limited);
-  Future behind = pool.run_async("import time\ntime.sleep(1)\n_return('behind')");
+      pool->run_async("import time\ntime.sleep(0.1)\n_return('in time')", {}, limited);
+  Future behind = pool->run_async("import time\ntime.sleep(1)\n_return('behind')");
   ASSERT_TRUE(behind.wait_for(20s));
   EXPECT_EQ(first.get().values(), std::vector<Value>{"first"}) << first.get().describe();
   ASSERT_TRUE(finishing.get().ok())
@@ -538,18 +548,16 @@ const char* kOverwriteStartedCount =
 // started. Now a call the pool killed for itself gets what it was killed for, a call is re-queued
 // as unstarted at most once, and a count that cannot be right counts as "running".
 TEST_F(Containment, CodeThatWritesOverTheStartedCallPageCannotRunForeverOrBlameOthers) {
-  std::string runs = ::testing::TempDir() + "vial-runs-" + std::to_string(getpid());
+  if (!inOwnNet()) return;
+  std::string runs = testing::ownNetDirectory() + "/runs";
   std::remove(runs.c_str());
-  PoolOptions options;
-  options.workers = 1;
-  options.calls_in_flight_per_worker = 4;
-  Pool pool(options);
-  ASSERT_TRUE(pool.wait_ready(10s));
+  auto pool = readyPool(1, 4);
+  ASSERT_TRUE(pool) << "the pool\'s workers did not start";
   std::string countRun = "with open(RUNS, 'a') as f:\n    f.write('x')\n";
   // "Nothing started", then exit: re-queued once at most.
-  Future exitedCall = pool.run_async(std::string(kOverwriteStartedCount) + countRun +
-                                         "overwrite_started_count(0)\nimport os\nos._exit(9)",
-                                     {{"RUNS", runs}});
+  Future exitedCall = pool->run_async(std::string(kOverwriteStartedCount) + countRun +
+                                          "overwrite_started_count(0)\nimport os\nos._exit(9)",
+                                      {{"RUNS", runs}});
   ASSERT_TRUE(exitedCall.wait_for(20s)) << "the call was run again and again";
   Result exited = exitedCall.get();
   const auto* crashed = exited.get_if<WorkerCrashed>();
@@ -561,17 +569,17 @@ TEST_F(Containment, CodeThatWritesOverTheStartedCallPageCannotRunForeverOrBlameO
   // "Nothing started", then past its timeout: it gets its Timeout.
   CallOptions second;
   second.proc_timeout = 0.5;
-  Future timedOutCall = pool.run_async(
+  Future timedOutCall = pool->run_async(
       std::string(kOverwriteStartedCount) + "overwrite_started_count(0)\nwhile True: pass", {},
       second);
   ASSERT_TRUE(timedOutCall.wait_for(20s)) << "the call was run again and again past its timeout";
   Result timedOut = timedOutCall.get();
   EXPECT_NE(timedOut.get_if<Timeout>(), nullptr) << timedOut.describe();
   // A count that cannot be right, with calls sent ahead: the calls behind still run, once each.
-  Future liar = pool.run_async(std::string(kOverwriteStartedCount) +
-                               "overwrite_started_count(10**6)\nimport os\nos._exit(3)");
+  Future liar = pool->run_async(std::string(kOverwriteStartedCount) +
+                                "overwrite_started_count(10**6)\nimport os\nos._exit(3)");
   std::vector<Future> behind;
-  for (int i = 0; i < 3; ++i) behind.push_back(pool.run_async("_return(i)", {{"i", i}}));
+  for (int i = 0; i < 3; ++i) behind.push_back(pool->run_async("_return(i)", {{"i", i}}));
   ASSERT_TRUE(liar.wait_for(20s));
   EXPECT_NE(liar.get().get_if<WorkerCrashed>(), nullptr) << liar.get().describe();
   for (int i = 0; i < 3; ++i) {
@@ -585,15 +593,13 @@ TEST_F(Containment, CodeThatWritesOverTheStartedCallPageCannotRunForeverOrBlameO
 // Found by review: a call sent ahead to a worker that died before it started went back to the
 // queue without its queue_timeout, and so could wait for ever. The limit holds from submission.
 TEST_F(Containment, ACallQueuedAgainKeepsItsQueueTimeout) {
-  PoolOptions options;
-  options.workers = 1;
-  options.calls_in_flight_per_worker = 2;
-  Pool pool(options);
-  ASSERT_TRUE(pool.wait_ready(10s));
-  Future crasher = pool.run_async("import os, time\ntime.sleep(0.4)\nos._exit(1)");
+  if (!inOwnNet()) return;
+  auto pool = readyPool(1, 2);
+  ASSERT_TRUE(pool) << "the pool\'s workers did not start";
+  Future crasher = pool->run_async("import os, time\ntime.sleep(0.4)\nos._exit(1)");
   CallOptions patient;
   patient.queue_timeout = 0.2;
-  Future behind = pool.run_async("_return('ran')", {}, patient);
+  Future behind = pool->run_async("_return('ran')", {}, patient);
   ASSERT_TRUE(behind.wait_for(10s));
   const auto* timeout = behind.get().get_if<Timeout>();
   ASSERT_NE(timeout, nullptr) << behind.get().describe();
@@ -604,10 +610,10 @@ TEST_F(Containment, ACallQueuedAgainKeepsItsQueueTimeout) {
 // Found by review: the child's channel was made /dev/null by a Python at-fork hook, which a
 // fork through ctypes never runs and a patched os.dup2 disarms. It is a libc hook now.
 TEST_F(Containment, AChildForkedAroundPythonStillCannotReachThePool) {
-  PoolOptions options;
-  options.workers = 1;
-  Pool pool(options);
-  Result forked = pool.run_async(
+  if (!inOwnNet()) return;
+  auto pool = readyPool(1);
+  ASSERT_TRUE(pool) << "the pool\'s workers did not start";
+  Result forked = pool->run_async(
                           "import ctypes, os\n"
                           "os.dup2 = lambda *args: None\n"
                           "child = ctypes.CDLL(None).fork()\n"
@@ -619,7 +625,7 @@ TEST_F(Containment, AChildForkedAroundPythonStillCannotReachThePool) {
                       .get();
   ASSERT_TRUE(forked.ok()) << forked.describe();
   for (int i = 0; i < 5; ++i) {
-    Result next = pool.run_async("import os\n_return(os.getpid())").get();
+    Result next = pool->run_async("import os\n_return(os.getpid())").get();
     ASSERT_TRUE(next.ok()) << next.describe();
     EXPECT_EQ(next.values(), forked.values()) << "the worker was lost to what the child wrote";
   }

@@ -9,6 +9,8 @@
 //   host.wait(20s);                           // its exit status, bounded
 //   net.processes();                          // who is still alive in the net
 //
+//   if (!inOwnNet()) return;                  // the rest of this test runs in a net of its own
+//
 // The program starts as a session leader (setsid), so a probe that joins "its parent's" group or
 // session really leaves the group it was started in (PLATFORM-NOTES: a group led from outside
 // the namespace would read as 0).
@@ -28,6 +30,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -328,5 +331,43 @@ class Net {
   bool started_ = false;
   std::string startError_;
 };
+
+/// For a test that runs an embedded Pool in the test's own process with code that crashes,
+/// forks or loops on purpose. Call first thing: `if (!inOwnNet()) return;`. In the test process
+/// it runs this very test again (the same binary, filtered to it) as the program of a Net of its
+/// own, fails with the copy's output if the copy did not pass, skips where the machine refuses
+/// pid namespaces, and returns false. In the copy (VIAL_TEST_IN_NET set to the net's private
+/// directory, see ownNetDirectory()) it returns true and the test goes on, contained.
+inline bool inOwnNet(std::chrono::seconds bound = std::chrono::seconds(120)) {
+  if (std::getenv("VIAL_TEST_IN_NET")) return true;
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = std::string(test->test_suite_name()) + "." + test->name();
+  std::error_code error;
+  std::string self = std::filesystem::read_symlink("/proc/self/exe", error).string();
+  if (self.empty()) {
+    ADD_FAILURE() << "cannot find the test binary: " << error.message();
+    return false;
+  }
+  Net net;
+  Net::Program& copy =
+      net.start({self, "--gtest_filter=" + name}, {"VIAL_TEST_IN_NET=" + net.directory()});
+  if (!net.started()) {
+    [&] { GTEST_SKIP() << net.startError(); }();
+    return false;
+  }
+  std::optional<int> status = copy.wait(bound);
+  bool passed = status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0 &&
+                copy.out().find("[  PASSED  ] 1 test.") != std::string::npos;
+  EXPECT_TRUE(passed) << name << " in a net of its own:" << copy.report();
+  return false;
+}
+
+/// In a test running in a net of its own (inOwnNet()), a private directory for its files, removed
+/// with the net; pids cannot name files there, since every net numbers its processes alike.
+inline std::string ownNetDirectory() {
+  const char* directory = std::getenv("VIAL_TEST_IN_NET");
+  if (!directory) ADD_FAILURE() << "ownNetDirectory() outside a net of the test's own";
+  return directory ? directory : ::testing::TempDir();
+}
 
 }  // namespace vial::testing
