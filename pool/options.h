@@ -86,6 +86,10 @@ struct PoolOptions {
 /// std::invalid_argument with this text.
 std::optional<std::string> invalid_pool_options(const PoolOptions& options);
 
+/// Why a soft limit of `soft` seconds cannot go with a hard one of `hard` (it must be below it,
+/// or unlimited), or nullopt when it can. For the pool's options and for each call's.
+std::optional<std::string> invalid_soft_timeout(double soft, double hard);
+
 struct CallOptions {
   /// This call's hard limit in seconds (kNoTimeout for none); unset = the pool's proc_timeout.
   std::optional<double> proc_timeout;

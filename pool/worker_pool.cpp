@@ -31,10 +31,6 @@ void resolveOnce(Call& call, Outcome outcome) {
   resolve(Result(std::move(outcome)));
 }
 
-std::optional<std::string> checkSeconds(const char* name, std::optional<double> value) {
-  return value ? invalid_seconds(name, *value) : std::nullopt;
-}
-
 class LoggingErrorHandler final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&& e) override {
@@ -124,10 +120,13 @@ WorkerPool::~WorkerPool() noexcept(false) {
   workers_.clear();  // each kills its worker and that worker's processes, and reaps its guard
 }
 
-bool WorkerPool::servingWorkerDying() const {
-  return std::any_of(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
-    return w->state == Worker::State::Dying && w->everReady;
-  });
+bool WorkerPool::noWorkerComing() const {
+  // A worker still dying counts: its death (a fork bomb filling the process limit, say) may be
+  // what keeps new ones from starting, and frees room when it is done.
+  return capacity() == 0 &&
+         std::none_of(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
+           return w->state == Worker::State::Dying && w->everReady;
+         });
 }
 
 bool WorkerPool::serving(const Worker& w) const {
@@ -233,18 +232,15 @@ void WorkerPool::submit(Call call) {
     invalid = "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
   else if (auto nul = call.source.find('\0'); nul != std::string::npos)
     invalid = "source contains a NUL byte at offset " + std::to_string(nul);
-  if (!invalid) invalid = checkSeconds("proc_timeout", o.proc_timeout);
-  if (!invalid) invalid = checkSeconds("soft_timeout", o.soft_timeout);
-  if (!invalid) invalid = checkSeconds("queue_timeout", o.queue_timeout);
-  if (!invalid) {
-    double hard = o.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
-    double soft = o.soft_timeout.value_or(options_.soft_timeout.value_or(kNoTimeout));
-    if (!unlimited(soft) && soft >= hard)
-      invalid = "soft_timeout (" + format_seconds(soft) + " s) must be below proc_timeout (" +
-                format_seconds(hard) + " s)";
-  }
+  if (!invalid) invalid = invalid_seconds("proc_timeout", o.proc_timeout);
+  if (!invalid) invalid = invalid_seconds("soft_timeout", o.soft_timeout);
+  if (!invalid) invalid = invalid_seconds("queue_timeout", o.queue_timeout);
+  if (!invalid)
+    invalid =
+        invalid_soft_timeout(o.soft_timeout.value_or(options_.soft_timeout.value_or(kNoTimeout)),
+                             o.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout)));
   if (invalid) return resolveOnce(call, Rejected{*invalid});
-  if (spawnFailures_ > 0 && capacity() == 0 && !servingWorkerDying())
+  if (spawnFailures_ > 0 && noWorkerComing())
     return resolveOnce(call, Unavailable{"no worker could be started: " + lastSpawnError_});
   if (queued_ >= options_.max_queue)
     return resolveOnce(call, Overloaded{std::to_string(queued_) +
@@ -361,13 +357,14 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
         } catch (const std::exception& e) {
           outcome = PythonError{"vial.ProtocolError", e.what(), "", {}};
         }
-        onReply(*w, id, std::move(outcome));
         if (!left.empty()) {
           // The worker runs nothing more: the next call must not share a process with what
-          // this one left running. Its calls sent ahead go back to the queue.
+          // this one left running. Killed before the answer is taken, so no call is sent to it
+          // meanwhile; its calls sent ahead go back to the queue.
           w->leftovers = true;
           kill(*w, "its call left " + printable(left) + " running");
         }
+        onReply(*w, id, std::move(outcome));
       },
       [this, w, id](kj::Exception&& e) {
         // Disconnected: the worker is gone; its calls settle once its exit is known.
@@ -735,10 +732,9 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   double delay = std::min(0.1 * std::pow(2.0, spawnFailures_ - 1), 10.0);
   log().error("cannot start a worker: {} (failure {} in a row; retrying in {} s)", why,
               spawnFailures_, delay);
-  // With no worker left, the queued calls fail rather than wait for a retry that may never
-  // work, unless a worker is still dying: its death (a fork bomb filling the process limit, say)
-  // may be what keeps new ones from starting, and frees room when it is done.
-  if (capacity() == 0 && !servingWorkerDying()) {
+  // With no worker left or coming, the queued calls fail rather than wait for a retry that may
+  // never work.
+  if (noWorkerComing()) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
                          format_seconds(delay) + " s)"};

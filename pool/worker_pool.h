@@ -134,7 +134,8 @@ class WorkerPool {
   std::optional<Queued> takeQueued(std::uint64_t id);
   void publish();
   bool serving(const Worker& worker) const;
-  bool servingWorkerDying() const;
+  // No worker serves, and none that served is dying (whose death may free room for a new one).
+  bool noWorkerComing() const;
   std::size_t capacity() const;
 
   kj::AsyncIoContext& io_;

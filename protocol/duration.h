@@ -20,6 +20,12 @@ constexpr double kUnlimitedSeconds = 100.0 * 365.25 * 24 * 3600;
 std::optional<std::string> invalid_seconds(std::string_view name, double seconds,
                                            bool zeroAllowed = false);
 
+/// The same for a limit that may be unset: an unset one is valid.
+inline std::optional<std::string> invalid_seconds(std::string_view name,
+                                                  std::optional<double> seconds) {
+  return seconds ? invalid_seconds(name, *seconds) : std::nullopt;
+}
+
 /// True when `seconds` means no limit: infinite, or past kUnlimitedSeconds.
 constexpr bool unlimited(double seconds) {
   return !(seconds < kUnlimitedSeconds);
