@@ -237,13 +237,9 @@ WorkerProcess::~WorkerProcess() noexcept(false) {
   stream_ = nullptr;
   escalation_ = nullptr;
   if (reaped_) return;
-  kill();
+  tellToDie();
   if (!waitForExit(kGuardBound)) {
-    log().error(
-        "worker {}: its guard {} did not exit within {} s of being told to; killing it (what "
-        "the worker started may survive)",
-        pid(), guardPid_, kGuardBound.count());
-    signalGuard(SIGKILL);
+    killGuard();
     if (!waitForExit(std::chrono::seconds(1))) {
       log().error("worker {}: its guard {} is still there after SIGKILL; leaving it", pid(),
                   guardPid_);
@@ -280,21 +276,27 @@ kj::Promise<ExitStatus> WorkerProcess::onExit() {
 
 void WorkerProcess::kill() {
   if (reaped_) return;
+  tellToDie();
+  if (escalation_ != nullptr) return;
+  escalation_ = timer_.afterDelay(kGuardBound.count() * kj::SECONDS)
+                    .then([this]() {
+                      if (!reaped_) killGuard();
+                    })
+                    .eagerlyEvaluate(nullptr);
+}
+
+void WorkerProcess::tellToDie() {
   if (workerPidfd_.get() >= 0)
     syscall(SYS_pidfd_send_signal, workerPidfd_.get(), SIGKILL, nullptr, 0);
   signalGuard(SIGTERM);  // kills the worker if it was not reachable above, then its whole tree
-  if (killing_) return;
-  killing_ = true;
-  escalation_ = timer_.afterDelay(kGuardBound.count() * kj::SECONDS)
-                    .then([this]() {
-                      if (reaped_) return;
-                      log().error(
-                          "worker {}: its guard {} did not exit within {} s of being told to; "
-                          "killing it (what the worker started may survive)",
-                          pid(), guardPid_, kGuardBound.count());
-                      signalGuard(SIGKILL);
-                    })
-                    .eagerlyEvaluate(nullptr);
+}
+
+void WorkerProcess::killGuard() {
+  log().error(
+      "worker {}: its guard {} did not exit within {} s of being told to; killing it (what the "
+      "worker started may survive)",
+      pid(), guardPid_, kGuardBound.count());
+  signalGuard(SIGKILL);
 }
 
 void WorkerProcess::signalGuard(int signal) {

@@ -86,6 +86,10 @@ class WorkerProcess {
 
  private:
   kj::Promise<ExitStatus> watchExit();
+  // SIGKILL to the worker, SIGTERM to its guard (which then clears the tree and exits).
+  void tellToDie();
+  // For a guard that did not exit within kGuardBound of tellToDie(): logged, then SIGKILL.
+  void killGuard();
   void signalGuard(int signal);
   bool waitForExit(std::chrono::milliseconds bound);
   ExitStatus reap();
@@ -95,12 +99,11 @@ class WorkerProcess {
   pid_t guardPid_ = -1;
   pid_t workerPid_ = -1;
   bool reaped_ = false;
-  bool killing_ = false;
   kj::AutoCloseFd guardPidfd_;
   kj::AutoCloseFd workerPidfd_;
   kj::Own<kj::UnixEventPort::FdObserver> exitObserver_;
   kj::Maybe<kj::ForkedPromise<ExitStatus>> exit_;
-  kj::Maybe<kj::Promise<void>> escalation_;
+  kj::Maybe<kj::Promise<void>> escalation_;  // killGuard() once kill() has waited kGuardBound
   kj::Own<WorkerOutput> output_;
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyVatNetwork> network_;
