@@ -14,19 +14,16 @@ constexpr std::size_t kPageBytes = 4096;
 
 StartedCall StartedCall::create() {
   StartedCall page;
-  page.fd_ = memfd_create("vial-started-call", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (page.fd_ < 0) return page;
-  void* mapped = MAP_FAILED;
+  util::UniqueFd fd(memfd_create("vial-started-call", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) return page;
   // Sealed at its size: a worker (root, through /proc/PID/map_files) could otherwise truncate
   // it and make the pool's read of the page a SIGBUS.
-  if (ftruncate(page.fd_, kPageBytes) == 0 &&
-      fcntl(page.fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
-    mapped = mmap(nullptr, kPageBytes, PROT_READ, MAP_SHARED, page.fd_, 0);
-  if (mapped == MAP_FAILED) {
-    close(page.fd_);
-    page.fd_ = -1;
+  if (ftruncate(fd.get(), kPageBytes) != 0 ||
+      fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
     return page;
-  }
+  void* mapped = mmap(nullptr, kPageBytes, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (mapped == MAP_FAILED) return page;
+  page.fd_ = std::move(fd);
   page.word_ = static_cast<std::uint64_t*>(mapped);
   return page;
 }
@@ -39,19 +36,8 @@ StartedCall StartedCall::adopt(int fd) {
   return page;
 }
 
-StartedCall::StartedCall(StartedCall&& other) noexcept : fd_(other.fd_), word_(other.word_) {
-  other.fd_ = -1;
-  other.word_ = nullptr;
-}
-
 StartedCall::~StartedCall() {
-  closeFd();
   if (word_) munmap(word_, kPageBytes);
-}
-
-void StartedCall::closeFd() {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
 }
 
 }  // namespace vial

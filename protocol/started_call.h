@@ -16,6 +16,9 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <utility>
+
+#include "util/unique_fd.h"
 
 namespace vial {
 
@@ -29,14 +32,15 @@ class StartedCall {
   /// The worker's side: maps the page received on `fd` (and closes `fd`), if there is one.
   static StartedCall adopt(int fd);
 
-  StartedCall(StartedCall&& other) noexcept;
+  StartedCall(StartedCall&& other) noexcept
+      : fd_(std::move(other.fd_)), word_(std::exchange(other.word_, nullptr)) {}
   StartedCall& operator=(StartedCall&&) = delete;
   ~StartedCall();
 
   /// The memfd (pool side, until spawned), or -1.
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
   /// Pool side: closes the fd once the worker has its copy.
-  void closeFd();
+  void closeFd() { fd_.reset(); }
 
   /// Worker side: records that the worker has started `count` calls.
   void set(std::uint64_t count) {
@@ -50,7 +54,7 @@ class StartedCall {
 
  private:
   StartedCall() = default;
-  int fd_ = -1;
+  util::UniqueFd fd_;
   std::uint64_t* word_ = nullptr;
 };
 

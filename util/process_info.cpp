@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,12 +16,17 @@ namespace vial {
 
 namespace {
 
-// The start of a small /proc file (at most `max` bytes), or "" when it cannot be read.
+// The start of a /proc file (at most `max` bytes), or "" when it cannot be read.
 std::string read_start(const char* path, std::size_t max = 1024) {
-  std::string text(max, '\0');
+  std::string text;
   FILE* file = std::fopen(path, "re");
-  if (!file) return {};
-  text.resize(std::fread(text.data(), 1, max, file));
+  if (!file) return text;
+  char chunk[1024];
+  while (text.size() < max) {
+    std::size_t n = std::fread(chunk, 1, std::min(sizeof chunk, max - text.size()), file);
+    if (n == 0) break;
+    text.append(chunk, n);
+  }
   std::fclose(file);
   return text;
 }
@@ -40,6 +46,21 @@ std::optional<ProcStat> proc_stat(pid_t pid) {
     return std::nullopt;
   fields.parent = parent;
   return fields;
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  char path[80];
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
+  std::vector<pid_t> children;
+  std::string list = read_start(path, 1 << 20);
+  for (const char* at = list.c_str(); *at;) {
+    char* end = nullptr;
+    long child = std::strtol(at, &end, 10);
+    if (end == at) break;
+    children.push_back(static_cast<pid_t>(child));
+    at = end;
+  }
+  return children;
 }
 
 pid_t parent_of(pid_t pid) {

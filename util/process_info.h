@@ -32,6 +32,10 @@ std::optional<ProcStat> proc_stat(pid_t pid);
 /// The parent of `pid` (from /proc/PID/stat), or -1 when there is no such process.
 pid_t parent_of(pid_t pid);
 
+/// The children of `pid`'s main thread (/proc/PID/task/PID/children): all its children when it
+/// is single-threaded; a child forked by another of its threads is listed under that thread.
+std::vector<pid_t> children_of(pid_t pid);
+
 /// Every process below `root` in the process tree as (pid, parent), parents before children.
 /// A snapshot: processes may come and go while it is taken.
 std::vector<std::pair<pid_t, pid_t>> processes_below(pid_t root);

@@ -17,6 +17,8 @@
 #include <string>
 #include <thread>
 
+#include "util/unique_fd.h"
+
 namespace vial::worker {
 
 class FdCapture {
@@ -44,15 +46,17 @@ class FdCapture {
 
  private:
   struct Pipe {
-    int readEnd = -1;
+    util::UniqueFd readEnd;
+    bool watched = false;  // in epoll_
     Stream captured;
   };
   void readSome(Pipe& pipe, int budget);
+  void unwatch(Pipe& pipe);
   void readLoop();
 
-  int savedFds_[2] = {-1, -1};  // where fds 1 and 2 point between calls
-  int epoll_ = -1;
-  int stop_ = -1;  // an eventfd that ends the reading thread
+  util::UniqueFd savedFds_[2];  // where fds 1 and 2 point between calls
+  util::UniqueFd epoll_;
+  util::UniqueFd stop_;  // an eventfd that ends the reading thread
   std::mutex mutex_;
   Pipe pipes_[2];            // guarded by mutex_
   std::uint64_t round_ = 0;  // guarded by mutex_; tags epoll events so stale ones are ignored

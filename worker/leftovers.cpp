@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <sys/wait.h>
 
-#include <fstream>
-
 #include "util/process_info.h"
 
 namespace vial::worker {
@@ -27,10 +25,9 @@ std::string LeftoverProcesses::describe() const {
     }
   }
   // An orphan of the worker's children (a double fork) is reparented to the guard.
+  // The guard is single-threaded, so its main thread's children are all of them.
   if (guard_ > 0) {
-    std::ifstream children("/proc/" + std::to_string(guard_) + "/task/" + std::to_string(guard_) +
-                           "/children");
-    for (pid_t pid; children >> pid;)
+    for (pid_t pid : children_of(guard_))
       if (pid != self_) return left.empty() ? "a detached process" : left + " and a detached one";
   }
   return left;

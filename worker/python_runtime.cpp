@@ -379,13 +379,19 @@ void writeOutput(PyObject* capture, const FdCapture::Stream& fd, wire::Output::B
   PyRef truncated(PyObject_GetAttrString(capture, "truncated"));
   bool cut = (truncated && PyObject_IsTrue(truncated.get()) == 1) || fd.truncated;
   PyErr_Clear();
-  std::string all;
+  PyRef bytes;
+  std::string_view all;
   if (text) {
-    PyRef bytes(PyUnicode_AsEncodedString(text.get(), "utf-8", "backslashreplace"));
-    if (bytes) all.assign(PyBytes_AS_STRING(bytes.get()), PyBytes_GET_SIZE(bytes.get()));
+    bytes = PyRef(PyUnicode_AsEncodedString(text.get(), "utf-8", "backslashreplace"));
+    if (bytes)
+      all = {PyBytes_AS_STRING(bytes.get()), static_cast<size_t>(PyBytes_GET_SIZE(bytes.get()))};
     PyErr_Clear();
   }
-  if (!fd.bytes.empty()) all += utf8_with_escapes(fd.bytes);
+  std::string joined;  // only when something reached the fd too (rarely)
+  if (!fd.bytes.empty()) {
+    joined = std::string(all) + utf8_with_escapes(fd.bytes);
+    all = joined;
+  }
   size_t size = all.size();
   if (size > kMaxCapturedOutputBytes) {
     size = kMaxCapturedOutputBytes;
@@ -515,7 +521,7 @@ PythonRuntime::PythonRuntime(int channelFd) : ownPid_(getpid()) {
   PyConfig config;
   // Isolated: ignores PYTHONHOME/PYTHONPATH and the user site directory.
   PyConfig_InitIsolatedConfig(&config);
-  // The worker runs in its own process group, so Python's own signal handlers (SIGINT ->
+  // The worker runs in a session of its own, so Python's own signal handlers (SIGINT ->
   // KeyboardInterrupt, SIGPIPE ignored) behave as in a normal interpreter.
   config.install_signal_handlers = 1;
   // Without an absolute program name Python would locate its stdlib from PATH or the cwd.
@@ -593,11 +599,16 @@ std::string PythonRuntime::setup(wire::Worker::SetupParams::Reader params) {
     PyDict_SetItemString(globals.get(), "__name__", name.get());
     PyRef code(Py_CompileStringExFlags(source.cStr(), "<vial setup>", Py_file_input, nullptr, -1));
     PyRef ran;
-    if (code) ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
-    if (getpid() != ownPid_) endForkedChild(static_cast<bool>(ran));
+    if (code) ran = PyRef(evaluate(code.get(), globals.get()));
     if (!ran) return "the setup source failed:\n" + describePendingError();
   }
   return "";
+}
+
+PyObject* PythonRuntime::evaluate(PyObject* code, PyObject* globals) {
+  PyObject* ran = PyEval_EvalCode(code, globals, globals);
+  if (getpid() != ownPid_) endForkedChild(ran != nullptr);
+  return ran;
 }
 
 void PythonRuntime::endForkedChild(bool succeeded) {
@@ -748,8 +759,7 @@ void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult
   if (code) {
     if (softTimeout > 0) softTimeouts_->arm(softTimeout);
     fdCapture_->begin();
-    ran = PyRef(PyEval_EvalCode(code.get(), globals.get(), globals.get()));
-    if (getpid() != ownPid_) endForkedChild(static_cast<bool>(ran));
+    ran = PyRef(evaluate(code.get(), globals.get()));
     fdOutput = fdCapture_->end();
     std::size_t threadsAfter = pythonThreads();
     leftThreads_ = threadsAfter > threadsBefore ? threadsAfter - threadsBefore : 0;

@@ -49,6 +49,9 @@ class PythonRuntime {
   class SoftTimeoutWatch;
   PyObject* compile(const char* source, size_t size);
   std::string describePendingError();
+  /// Runs `code` in `globals` (a new reference, or null with the error set). In a child the code
+  /// forked, never returns: see endForkedChild.
+  PyObject* evaluate(PyObject* code, PyObject* globals);
   [[noreturn]] void endForkedChild(bool succeeded);
   std::size_t pythonThreads() const;  // with the GIL held
   /// Puts the call's variables into `globals`; the reason they are refused, if they are.
