@@ -3,10 +3,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <memory>
 #include <optional>
 
+#include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/wire_value.h"
 
@@ -137,10 +137,8 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
   loginDeadline_ =
       timer.afterDelay(loginTimeout)
           .then([this, loginTimeout]() {
-            char seconds[32];
-            std::snprintf(seconds, sizeof seconds, "%g",
-                          static_cast<double>(loginTimeout / kj::MILLISECONDS) / 1000);
-            owner_.close(id_, std::string("closed: it did not log in within ") + seconds + " s");
+            double seconds = static_cast<double>(loginTimeout / kj::MILLISECONDS) / 1000;
+            owner_.close(id_, "closed: it did not log in within " + format_seconds(seconds) + " s");
           })
           .eagerlyEvaluate(nullptr);
 }

@@ -59,7 +59,6 @@ class Connection final : private LoginTarget {
   Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream, Peer peer,
              kj::Timer& timer, kj::Maybe<LoginGate&> gate, kj::Duration loginTimeout);
 
-  std::uint64_t id() const { return id_; }
   const Peer& peer() const override { return peer_; }
 
  private:

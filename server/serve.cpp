@@ -110,8 +110,9 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     auto it = connections_.find(id);
     if (it == connections_.end()) return;
     log().info("client {} ({}) {}", id, it->second->peer().name, why);
-    waitingForLogin_.erase(id);
-    workers_->cancelGroup(id, "the client disconnected", options_.let_running_finish);
+    // A client that never logged in had no pool to make calls on.
+    if (waitingForLogin_.erase(id) == 0)
+      workers_->cancelGroup(id, "the client disconnected", options_.let_running_finish);
     // Destroyed once this turn of the loop is over: we may be inside its own callbacks.
     tasks_.add(kj::evalLater([c = kj::mv(it->second)]() {}));
     connections_.erase(it);
