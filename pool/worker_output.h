@@ -2,7 +2,7 @@
 //
 // A worker's fds 1 and 2 are a pipe to the pool, never the host's own stderr: user code cannot
 // write to the host's terminal or log file, truncate it, or forge the pool's log lines. During
-// a call the worker points both at the call's own capture (worker/output_capture.h); what
+// a call the worker points both at the call's own capture (worker/fd_capture.h); what
 // reaches this pipe is the rest: CPython's fatal errors, the worker's and its guard's own
 // diagnostics, and threads or processes the code left behind. Each line is logged with the
 // worker's pid, cut at kMaxLineBytes, at most kLinesPerSecond lines per second (the rest are

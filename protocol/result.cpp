@@ -3,7 +3,6 @@
 #include "protocol/duration.h"
 
 #include <cstring>
-#include <sstream>
 
 namespace vial {
 
