@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <memory>
-#include <optional>
 
 #include "protocol/duration.h"
 #include "protocol/limits.h"
@@ -41,23 +40,25 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     if (options.getQueueTimeout() != 0) call.options.queue_timeout = options.getQueueTimeout();
     context.releaseParams();
 
-    // The outcome is kept aside and the promise carries no value: a Result inside
-    // kj::ExceptionOr trips GCC 12's -Wmaybe-uninitialized.
-    struct Pending {
-      std::optional<Result> result;
-      kj::Own<kj::PromiseFulfiller<void>> fulfiller;
-    };
-    auto resolved = kj::newPromiseAndFulfiller<void>();
-    auto pending = std::make_shared<Pending>();
-    pending->fulfiller = kj::mv(resolved.fulfiller);
+    // The pool resolves the call through a copyable std::function, possibly after the client
+    // has gone (--let-finish): the answer's state is shared with it. The outcome is written into
+    // the results as it comes, so the promise carries no value (a Result inside
+    // kj::ExceptionOr trips GCC 12's -Wmaybe-uninitialized).
+    auto answered = kj::newPromiseAndFulfiller<void>();
+    auto answer = std::make_shared<Answer>();
+    answer->fulfiller = kj::mv(answered.fulfiller);
     auto started = std::chrono::steady_clock::now();
     call.id = owner_.newCallId();
     call.group = connection_;
+    // The server outlives its pool, so the callback may use it whenever the pool calls it.
     ConnectionOwner* owner = &owner_;
-    call.resolve = [owner, pending, started](Result&& r) {
+    call.resolve = [owner, answer, started, context](Result&& r) mutable {
       owner->record().resolved(r, std::chrono::steady_clock::now() - started);
-      pending->result = std::move(r);
-      pending->fulfiller->fulfill();
+      answer->resolved = true;
+      // Not waiting: the RPC is gone, and its context with it.
+      if (!answer->fulfiller->isWaiting()) return;
+      to_wire(r, context.getResults().initOutcome());
+      answer->fulfiller->fulfill();
     };
     std::uint64_t id = call.id;
     owner_.record().submitted();
@@ -66,15 +67,10 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     // With --let-finish a running call is left to finish; only a queued one is dropped.
     bool killRunning = !owner_.letRunningFinish();
     owner_.replyStarted();
-    auto cancelOnDrop = kj::defer([owner, id, pending, killRunning]() {
-      if (!pending->result) owner->workers().cancel(id, killRunning);
+    return answered.promise.attach(kj::defer([owner, id, answer, killRunning]() {
+      if (!answer->resolved) owner->workers().cancel(id, killRunning);
       owner->replyFinished();
-    });
-    return resolved.promise
-        .then([context, pending]() mutable {
-          to_wire(*pending->result, context.getResults().initOutcome());
-        })
-        .attach(kj::mv(cancelOnDrop));
+    }));
   }
 
   kj::Promise<void> stats(StatsContext context) override {
@@ -93,6 +89,12 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   }
 
  private:
+  // What a call's resolve callback shares with the RPC waiting for its answer.
+  struct Answer {
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;  // the RPC's: fulfilled once the outcome is in
+    bool resolved = false;  // the pool resolved the call: nothing left to cancel
+  };
+
   kj::Promise<void> reply(RunContext& context, Result r) {
     to_wire(r, context.getResults().initOutcome());
     return kj::READY_NOW;
@@ -141,6 +143,12 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
             owner_.close(id_, "closed: it did not log in within " + format_seconds(seconds) + " s");
           })
           .eagerlyEvaluate(nullptr);
+}
+
+Connection::~Connection() noexcept(false) {
+  closing_ = nullptr;
+  loginDeadline_ = nullptr;
+  disconnected_ = nullptr;
 }
 
 wire::PoolService::Client Connection::admit() {

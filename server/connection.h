@@ -59,7 +59,14 @@ class Connection final : private LoginTarget {
   Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::AsyncIoStream> stream, Peer peer,
              kj::Timer& timer, kj::Maybe<LoginGate&> gate, kj::Duration loginTimeout);
 
+  ~Connection() noexcept(false);
+
   const Peer& peer() const override { return peer_; }
+
+  /// True while a write started on the connection has not completed.
+  bool writing() const { return !writes_->idle(); }
+  /// Resolves once every write started so far has completed: its bytes are with the kernel.
+  kj::Promise<void> whenWritten() { return writes_->whenWritten(); }
 
  private:
   wire::PoolService::Client admit() override;
@@ -72,7 +79,7 @@ class Connection final : private LoginTarget {
   kj::Own<MessageGate> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;
-  // These three call back into the connection: declared last, they go first.
+  // These three call back into the connection: the destructor drops them first.
   kj::Promise<void> disconnected_ = nullptr;
   kj::Promise<void> loginDeadline_ = nullptr;
   kj::Promise<void> closing_ = nullptr;

@@ -1,64 +1,13 @@
 #include "server/login.h"
 
 #include <kj/debug.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "pool/log.h"
-#include "server/serve.h"
 
 namespace vial::server {
 
-namespace {
-
-constexpr std::size_t kMinTokenBytes = 16;
-
-}  // namespace
-
-std::string readTokenFile(const std::string& file) {
-  if (file.empty())
-    throw ServeError("TCP needs a shared secret: pass --token-file FILE (mode 0600)");
-  struct stat st;
-  if (stat(file.c_str(), &st) != 0)
-    throw ServeError("cannot read token file '" + file + "': " + std::strerror(errno));
-  if (st.st_mode & (S_IRWXG | S_IRWXO))
-    throw ServeError("token file '" + file +
-                     "' is readable by group or others; chmod 600 it and try again");
-  if (st.st_uid != geteuid())
-    throw ServeError("token file '" + file + "' is not owned by this user");
-  std::ifstream in(file);
-  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
-  if (token.size() < kMinTokenBytes)
-    throw ServeError("the token in '" + file + "' is shorter than " +
-                     std::to_string(kMinTokenBytes) +
-                     " characters; use e.g. `head -c 32 /dev/urandom | base64 > FILE`");
-  if (token.size() > kMaxTokenBytes)
-    throw ServeError("the token in '" + file + "' is longer than " +
-                     std::to_string(kMaxTokenBytes) +
-                     " characters; use e.g. `head -c 32 /dev/urandom | base64 > FILE`");
-  return token;
-}
-
-bool constantTimeEquals(std::string_view a, std::string_view b) {
-  std::size_t n = std::max(a.size(), b.size());
-  unsigned char difference = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < n; ++i) {
-    unsigned char x = i < a.size() ? a[i] : 0;
-    unsigned char y = i < b.size() ? b[i] : 0;
-    difference |= x ^ y;
-  }
-  return difference == 0;
-}
-
 kj::Duration penaltyAfter(int failures) {
-  constexpr kj::Duration kFirst = 100 * kj::MILLISECONDS;
+  constexpr kj::Duration kFirst = 100 * kj::MILLISECONDS;  // why both: see the header
   constexpr kj::Duration kLongest = 5 * kj::SECONDS;
   kj::Duration penalty = kFirst;
   for (int i = 1; i < failures && penalty < kLongest; ++i) penalty = penalty * 2;

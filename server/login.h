@@ -1,5 +1,6 @@
-// Logging in to `vial serve`: the shared secret's file, comparing tokens, slowing down wrong
-// guesses, and the Login capability every connection starts with.
+// Logging in to `vial serve`: slowing down wrong guesses (LoginGate), and the Login capability
+// every connection starts with. The token itself (its file, comparing it) is server/token.h's.
+// Single-threaded: everything here runs on the server's event loop.
 #pragma once
 
 #include <kj/async.h>
@@ -8,27 +9,17 @@
 #include <deque>
 #include <map>
 #include <string>
-#include <string_view>
 
 #include "protocol/vial.capnp.h"
 #include "server/peer.h"
+#include "server/token.h"
 
 namespace vial::server {
 
-/// Longest token a login may present; a longer one is refused as wrong without being compared.
-/// Comparing takes time in proportion to the length, and the secret itself is no longer.
-constexpr std::size_t kMaxTokenBytes = 1024;
-
-/// Reads the shared secret from `file`, which must be mode 0600 or stricter and owned by this
-/// user; the secret must be 16 to kMaxTokenBytes characters. Throws ServeError saying what to
-/// fix.
-std::string readTokenFile(const std::string& file);
-
-/// Compares without an early exit, so the time taken says nothing about how much matched.
-bool constantTimeEquals(std::string_view a, std::string_view b);
-
 /// How long a host waits after its `failures`-th failed login in a row: 0.1 s, doubling per
-/// failure, at most 5 s.
+/// failure, at most 5 s. The first is short enough for a person who mistyped not to notice; the
+/// longest keeps a guesser to 12 tokens a minute per host while an honest client that got the
+/// token wrong is told within seconds.
 kj::Duration penaltyAfter(int failures);
 
 /// Decides TCP logins. Attempts from one host are checked one at a time, each only once the

@@ -2,6 +2,7 @@
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
+#include <kj/vector.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <vector>
 
 #include "pool/call_record.h"
 #include "pool/log.h"
@@ -19,6 +21,7 @@
 #include "server/connection.h"
 #include "server/listener.h"
 #include "server/login.h"
+#include "server/token.h"
 
 namespace vial {
 
@@ -49,18 +52,35 @@ using server::Listener;
 using server::LoginGate;
 using server::Peer;
 
+// How long the stop sequence waits, at most, for the last answers to be written. It waits for
+// the writes themselves (see answersWritten); the bound is for a client that stops reading, or
+// keeps calling, and would otherwise hold the stop up for ever. One second carries the largest
+// answer (kMaxMessageBytes) over a local socket many times, and SIGTERM still ends the server
+// promptly.
+constexpr kj::Duration kAnswerLinger = 1 * kj::SECONDS;
+
 // The listener, the pool and the connections of one `vial serve`.
-class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHandler {
+class Server final : public server::ConnectionOwner {
  public:
-  Server(kj::AsyncIoContext& io, const ServeOptions& options)
-      : io_(io), options_(options), tasks_(*this) {}
+  Server(kj::AsyncIoContext& io, const ServeOptions& options) : io_(io), options_(options) {}
+
+  ~Server() noexcept(false) {
+    // In this order, whatever the order of the members:
+    accepting_ = nullptr;         // the accept loop calls back into the server
+    destroyingClosed_ = nullptr;  // so does the task that destroys closed connections
+    // A closed connection's RPCs cancel their calls in the pool as they go.
+    closed_.clear();
+    // Destroying the pool resolves the calls still in it into the RPCs of open connections.
+    workers_ = nullptr;
+    connections_.clear();  // before the gate: their logins may be waiting in it
+  }
 
   void listen() {
     if (auto invalid = invalid_seconds("login_timeout", options_.login_timeout))
       throw ServeError(*invalid);
     listener_ = kj::heap<Listener>(io_, options_.listen, options_.allow_remote);
     if (listener_->needsToken())
-      gate_ = kj::heap<LoginGate>(timer(), server::readTokenFile(options_.token_file));
+      gate_ = kj::heap<LoginGate>(timer(), server::readServerToken(options_.token_file));
     // Workers start only once the listening checks have passed.
     workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool);
     log().info("vial serve: listening on {} (pid {})", listener_->where(), getpid());
@@ -68,25 +88,20 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
                      ->acceptEach([this](kj::Own<kj::AsyncIoStream> stream, Peer peer) {
                        accepted(kj::mv(stream), kj::mv(peer));
                      })
-                     .eagerlyEvaluate([this](kj::Exception&& e) { taskFailed(kj::mv(e)); });
+                     .eagerlyEvaluate([](kj::Exception&& e) { logFailure(kj::mv(e)); });
   }
 
+  // Accepts no one new, lets running calls finish for up to `grace` seconds (the pool resolves
+  // the rest Cancelled), then waits until every answer has been written out (kAnswerLinger at
+  // most): closing a connection drops what is still in its buffers.
   kj::Promise<void> stop(double grace) {
     shuttingDown_ = true;
     accepting_ = nullptr;  // accept no one new (the loop first, then what it waits on)
     listener_ = nullptr;   // and the socket file goes
-    return workers_->shutdown(grace).then([this]() -> kj::Promise<void> {
-      // Every call is resolved now; let their answers be handed over and written before the
-      // connections close (a bounded linger for large answers still in the socket).
-      kj::Promise<void> handedOver = kj::READY_NOW;
-      if (repliesOutstanding_ > 0) {
-        auto done = kj::newPromiseAndFulfiller<void>();
-        repliesDone_ = kj::mv(done.fulfiller);
-        handedOver = kj::mv(done.promise);
-      }
-      return handedOver.exclusiveJoin(timer().afterDelay(1 * kj::SECONDS))
-          .then([]() { return kj::evalLast([]() {}); })
-          .then([this]() { return timer().afterDelay(50 * kj::MILLISECONDS); });
+    return workers_->shutdown(grace).then([this]() {
+      return answersHandedOver()
+          .then([this]() { return answersWritten(); })
+          .exclusiveJoin(timer().afterDelay(kAnswerLinger));
     });
   }
 
@@ -113,19 +128,18 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     // A client that never logged in had no pool to make calls on.
     if (waitingForLogin_.erase(id) == 0)
       workers_->cancelGroup(id, "the client disconnected", options_.let_running_finish);
-    // Destroyed once this turn of the loop is over: we may be inside its own callbacks.
-    tasks_.add(kj::evalLater([c = kj::mv(it->second)]() {}));
+    destroyOnNextTurn(kj::mv(it->second));
     connections_.erase(it);
   }
 
   void loggedIn(std::uint64_t id) override { waitingForLogin_.erase(id); }
 
-  void taskFailed(kj::Exception&& e) override {
+ private:
+  static void logFailure(kj::Exception&& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
     log().error("server task failed: {}", e.getDescription().cStr());
   }
 
- private:
   kj::Timer& timer() { return io_.provider->getTimer(); }
 
   void accepted(kj::Own<kj::AsyncIoStream> stream, Peer peer) {
@@ -147,6 +161,45 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
                                            " connections waiting to log in");
   }
 
+  // A connection asks to be closed from inside its own callbacks (its client went away, its
+  // login deadline passed, its refusal was written): destroying it there would destroy the code
+  // that is running. So it is destroyed once this turn of the event loop is over.
+  void destroyOnNextTurn(kj::Own<Connection> connection) {
+    closed_.push_back(kj::mv(connection));
+    if (closed_.size() > 1) return;  // already due
+    destroyingClosed_ = kj::evalLater([this]() {
+                          // Moved out first: destroying one may close another.
+                          auto closed = std::move(closed_);
+                          closed_.clear();
+                        }).eagerlyEvaluate([](kj::Exception&& e) { logFailure(kj::mv(e)); });
+  }
+
+  // Resolves once every answer the RPC systems were given has been handed to them
+  // (replyFinished): at once when none is outstanding.
+  kj::Promise<void> answersHandedOver() {
+    if (repliesOutstanding_ == 0) return kj::READY_NOW;
+    auto done = kj::newPromiseAndFulfiller<void>();
+    repliesDone_ = kj::mv(done.fulfiller);
+    return kj::mv(done.promise);
+  }
+
+  // Resolves once no connection is writing. An RPC system writes an answer in a later turn than
+  // the one it was handed over in, and a message queued behind another's write starts only when
+  // that write completes: so look again once every queued event has run, until no connection
+  // is writing.
+  kj::Promise<void> answersWritten() {
+    return kj::evalLast([this]() -> kj::Promise<void> {
+      kj::Vector<kj::Promise<void>> writing;
+      for (auto& entry : connections_) {
+        if (!entry.second->writing()) continue;
+        // A connection that fails or closes meanwhile has nothing more to write.
+        writing.add(entry.second->whenWritten().catch_([](kj::Exception&&) {}));
+      }
+      if (writing.empty()) return kj::READY_NOW;
+      return kj::joinPromises(writing.releaseAsArray()).then([this]() { return answersWritten(); });
+    });
+  }
+
   kj::AsyncIoContext& io_;
   const ServeOptions& options_;
   pool::CallRecord record_;
@@ -154,14 +207,15 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
   kj::Own<LoginGate> gate_;  // TCP only
   std::map<std::uint64_t, kj::Own<Connection>> connections_;
   std::set<std::uint64_t> waitingForLogin_;  // ids grow with age: the oldest comes first
+  std::vector<kj::Own<Connection>> closed_;  // closed this turn, destroyed on the next
+  kj::Promise<void> destroyingClosed_ = nullptr;
   kj::Maybe<kj::Promise<void>> accepting_;
   int repliesOutstanding_ = 0;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
   std::uint64_t nextConnection_ = 1;
   std::uint64_t nextCall_ = 1;
   bool shuttingDown_ = false;
-  kj::Own<pool::WorkerPool> workers_;  // after the connections: calls resolve before they go
-  kj::TaskSet tasks_;
+  kj::Own<pool::WorkerPool> workers_;
 };
 
 }  // namespace
@@ -187,6 +241,9 @@ int serve(const ServeOptions& options) {
     log().info("vial serve: stopped");
     return 0;
   } catch (const ServeError& e) {
+    log().error("vial serve: {}", e.what());
+    return 2;
+  } catch (const server::TokenFileError& e) {
     log().error("vial serve: {}", e.what());
     return 2;
   } catch (const std::invalid_argument& e) {  // unusable pool options
