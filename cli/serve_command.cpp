@@ -28,13 +28,13 @@ int serveCommand(int argc, char** argv) {
     } else if (arg == "--listen") {
       options.listen = next();
     } else if (arg == "--allow-remote") {
-      options.allow_remote = true;
+      options.allowRemote = true;
     } else if (arg == "--token-file") {
-      options.token_file = next();
+      options.tokenFile = next();
     } else if (arg == "--let-finish") {
-      options.let_running_finish = true;
+      options.letRunningFinish = true;
     } else if (arg == "--login-timeout") {
-      options.login_timeout = parsePositiveSeconds(arg, next());
+      options.loginTimeout = parsePositiveSeconds(arg, next());
     } else if (arg == "--workers") {
       pool.workers = parseCount(arg, next(), 0, 1024);
     } else if (arg == "--min-workers") {

@@ -17,6 +17,10 @@ namespace vial::server {
 
 namespace {
 
+// After a failed accept: the first pause is short, since a connection closing elsewhere often
+// frees what was missing at once; the pause doubles so that a lasting shortage does not keep the
+// loop spinning, and stops at 1 s so that, once resources are back, the connections waiting in
+// the backlog are taken within a second.
 constexpr kj::Duration kFirstRetryDelay = 10 * kj::MILLISECONDS;
 constexpr kj::Duration kLastRetryDelay = 1 * kj::SECONDS;
 

@@ -76,11 +76,11 @@ class Server final : public server::ConnectionOwner {
   }
 
   void listen() {
-    if (auto invalid = invalid_seconds("login_timeout", options_.login_timeout))
+    if (auto invalid = invalid_seconds("loginTimeout", options_.loginTimeout))
       throw ServeError(*invalid);
-    listener_ = kj::heap<Listener>(io_, options_.listen, options_.allow_remote);
+    listener_ = kj::heap<Listener>(io_, options_.listen, options_.allowRemote);
     if (listener_->needsToken())
-      gate_ = kj::heap<LoginGate>(timer(), server::readServerToken(options_.token_file));
+      gate_ = kj::heap<LoginGate>(timer(), server::readServerToken(options_.tokenFile));
     // Workers start only once the listening checks have passed.
     workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool);
     log().info("vial serve: listening on {} (pid {})", listener_->where(), getpid());
@@ -109,7 +109,7 @@ class Server final : public server::ConnectionOwner {
   pool::WorkerPool& workers() override { return *workers_; }
   pool::CallRecord& record() override { return record_; }
   std::uint64_t newCallId() override { return nextCall_++; }
-  bool letRunningFinish() const override { return options_.let_running_finish; }
+  bool letRunningFinish() const override { return options_.letRunningFinish; }
   std::size_t clientCount() const override { return connections_.size(); }
   void replyStarted() override { ++repliesOutstanding_; }
   void replyFinished() override {
@@ -127,7 +127,7 @@ class Server final : public server::ConnectionOwner {
     log().info("client {} ({}) {}", id, it->second->peer().name, why);
     // A client that never logged in had no pool to make calls on.
     if (waitingForLogin_.erase(id) == 0)
-      workers_->cancelGroup(id, "the client disconnected", options_.let_running_finish);
+      workers_->cancelGroup(id, "the client disconnected", options_.letRunningFinish);
     destroyOnNextTurn(kj::mv(it->second));
     connections_.erase(it);
   }
@@ -149,7 +149,7 @@ class Server final : public server::ConnectionOwner {
     if (gate_) gate = *gate_;
     // Past ~100 years a limit means none (protocol/duration.h): the timer is then as good as
     // never, and no float-to-integer conversion can overflow.
-    auto loginTimeout = to_nanoseconds(options_.login_timeout) * kj::NANOSECONDS;
+    auto loginTimeout = to_nanoseconds(options_.loginTimeout) * kj::NANOSECONDS;
     auto connection =
         kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
     log().info("client {} connected ({})", id, connection->peer().name);

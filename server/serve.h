@@ -1,4 +1,5 @@
 // `vial serve`: a pool exposed over Cap'n Proto RPC to many clients, locked down by default.
+// serve() runs the whole server on the calling thread; the options are read before it starts.
 #pragma once
 
 #include <stdexcept>
@@ -12,15 +13,17 @@ struct ServeOptions {
   /// "unix:/path" or "tcp:HOST:PORT". Empty: unix socket at util::defaultSocketPath().
   std::string listen;
   /// TCP only: allow a non-loopback HOST.
-  bool allow_remote = false;
+  bool allowRemote = false;
   /// TCP only (required there): file holding the shared secret; must be mode 0600 or stricter
   /// and owned by the serving user.
-  std::string token_file;
+  std::string tokenFile;
   /// When a client disconnects, let its running calls finish instead of killing them (its
   /// queued calls are dropped either way).
-  bool let_running_finish = false;
-  /// A connection that has not logged in after this many seconds is closed.
-  double login_timeout = 10.0;
+  bool letRunningFinish = false;
+  /// A connection that has not logged in after this many seconds is closed. A client logs in
+  /// within a round trip; ten seconds leave room for a slow link and a loaded server, while a
+  /// connection held open idle is let go soon (and at most kMaxWaitingForLogin wait at once).
+  double loginTimeout = 10.0;
   PoolOptions pool;
 };
 
