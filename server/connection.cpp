@@ -57,8 +57,13 @@ class PoolServiceImpl final : public wire::PoolService::Server {
       answer->resolved = true;
       // Not waiting: the RPC is gone, and its context with it.
       if (!answer->fulfiller->isWaiting()) return;
-      to_wire(r, context.getResults().initOutcome());
-      answer->fulfiller->fulfill();
+      // A failure to encode fails this RPC, not the pool that is calling back.
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                          [&]() { to_wire(r, context.getResults().initOutcome()); })) {
+        answer->fulfiller->reject(kj::mv(*e));
+      } else {
+        answer->fulfiller->fulfill();
+      }
     };
     std::uint64_t id = call.id;
     owner_.record().submitted();

@@ -54,9 +54,9 @@ using server::Peer;
 
 // How long the stop sequence waits, at most, for the last answers to be written. It waits for
 // the writes themselves (see answersWritten); the bound is for a client that stops reading, or
-// keeps calling, and would otherwise hold the stop up for ever. One second carries the largest
-// answer (kMaxMessageBytes) over a local socket many times, and SIGTERM still ends the server
-// promptly.
+// keeps calling, and would otherwise hold the stop up for ever. Answers are written as their
+// calls resolve, so what a stop leaves is the last few: a second is ample for a client that
+// reads, and short enough that SIGTERM still ends the server promptly.
 constexpr kj::Duration kAnswerLinger = 1 * kj::SECONDS;
 
 // The listener, the pool and the connections of one `vial serve`.
@@ -93,7 +93,7 @@ class Server final : public server::ConnectionOwner {
 
   // Accepts no one new, lets running calls finish for up to `grace` seconds (the pool resolves
   // the rest Cancelled), then waits until every answer has been written out (kAnswerLinger at
-  // most): closing a connection drops what is still in its buffers.
+  // most): an answer that has not reached the kernel when its connection closes is lost.
   kj::Promise<void> stop(double grace) {
     shuttingDown_ = true;
     accepting_ = nullptr;  // accept no one new (the loop first, then what it waits on)
