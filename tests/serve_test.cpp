@@ -459,6 +459,24 @@ TEST_F(VialServe, SigtermFinishesRunningCallsAndExitsZero) {
       << "a clean stop logged an error" << server.describe();
 }
 
+// The stop waits for the answers' writes, not a fixed pause: a large answer to a call running at
+// SIGTERM arrives whole (50 ms after it was handed over, as before, was not enough for 50 MB).
+TEST_F(VialServe, SigtermDeliversTheWholeLargeAnswerOfARunningCall) {
+  Server& server = startUnix({"--grace", "5"}, 1);
+  auto client = connectUnix();
+  auto running = client->run_async("import time; time.sleep(1); _return('x' * 50_000_000)");
+  ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) { return s.running == 1; }))
+      << server.describe();
+  server.signal(SIGTERM);
+  ASSERT_TRUE(running.wait_for(15s)) << server.describe();
+  ASSERT_TRUE(running.get().ok()) << describe(running) << server.describe();
+  ASSERT_EQ(running.get().values().size(), 1u);
+  EXPECT_EQ(running.get().values()[0].as<std::string>().size(), 50'000'000u);
+  auto status = server.waitForExit(10s);
+  ASSERT_TRUE(status) << server.describe();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.describe();
+}
+
 TEST_F(VialServe, ServerSigkillLeavesNoWorkers) {
   Server& server = startUnix({}, 2);
   auto client = connectUnix();
