@@ -41,28 +41,28 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     context.releaseParams();
 
     // The pool resolves the call through a copyable std::function, possibly after the client
-    // has gone (--let-finish): the answer's state is shared with it. The outcome is written into
+    // has gone (--let-finish): the reply's state is shared with it. The outcome is written into
     // the results as it comes, so the promise carries no value (a Result inside
     // kj::ExceptionOr trips GCC 12's -Wmaybe-uninitialized).
-    auto answered = kj::newPromiseAndFulfiller<void>();
-    auto answer = std::make_shared<Answer>();
-    answer->fulfiller = kj::mv(answered.fulfiller);
+    auto replied = kj::newPromiseAndFulfiller<void>();
+    auto pending = std::make_shared<PendingReply>();
+    pending->fulfiller = kj::mv(replied.fulfiller);
     auto started = std::chrono::steady_clock::now();
     call.id = owner_.newCallId();
     call.group = connection_;
     // The server outlives its pool, so the callback may use it whenever the pool calls it.
     ConnectionOwner* owner = &owner_;
-    call.resolve = [owner, answer, started, context](Result&& r) mutable {
+    call.resolve = [owner, pending, started, context](Result&& r) mutable {
       owner->record().resolved(r, std::chrono::steady_clock::now() - started);
-      answer->resolved = true;
+      pending->resolved = true;
       // Not waiting: the RPC is gone, and its context with it.
-      if (!answer->fulfiller->isWaiting()) return;
+      if (!pending->fulfiller->isWaiting()) return;
       // A failure to encode fails this RPC, not the pool that is calling back.
       KJ_IF_MAYBE (e, kj::runCatchingExceptions(
                           [&]() { to_wire(r, context.getResults().initOutcome()); })) {
-        answer->fulfiller->reject(kj::mv(*e));
+        pending->fulfiller->reject(kj::mv(*e));
       } else {
-        answer->fulfiller->fulfill();
+        pending->fulfiller->fulfill();
       }
     };
     std::uint64_t id = call.id;
@@ -72,8 +72,8 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     // With --let-finish a running call is left to finish; only a queued one is dropped.
     bool killRunning = !owner_.letRunningFinish();
     owner_.replyStarted();
-    return answered.promise.attach(kj::defer([owner, id, answer, killRunning]() {
-      if (!answer->resolved) owner->workers().cancel(id, killRunning);
+    return replied.promise.attach(kj::defer([owner, id, pending, killRunning]() {
+      if (!pending->resolved) owner->workers().cancel(id, killRunning);
       owner->replyFinished();
     }));
   }
@@ -94,8 +94,8 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   }
 
  private:
-  // What a call's resolve callback shares with the RPC waiting for its answer.
-  struct Answer {
+  // What a call's resolve callback shares with the RPC waiting for it.
+  struct PendingReply {
     kj::Own<kj::PromiseFulfiller<void>> fulfiller;  // the RPC's: fulfilled once the outcome is in
     bool resolved = false;  // the pool resolved the call: nothing left to cancel
   };

@@ -52,12 +52,12 @@ using server::Listener;
 using server::LoginGate;
 using server::Peer;
 
-// How long the stop sequence waits, at most, for the last answers to be written. It waits for
-// the writes themselves (see answersWritten); the bound is for a client that stops reading, or
-// keeps calling, and would otherwise hold the stop up for ever. Answers are written as their
+// How long the stop sequence waits, at most, for the last replies to be written. It waits for
+// the writes themselves (see repliesWritten); the bound is for a client that stops reading, or
+// keeps calling, and would otherwise hold the stop up for ever. Replies are written as their
 // calls resolve, so what a stop leaves is the last few: a second is ample for a client that
 // reads, and short enough that SIGTERM still ends the server promptly.
-constexpr kj::Duration kAnswerLinger = 1 * kj::SECONDS;
+constexpr kj::Duration kReplyLinger = 1 * kj::SECONDS;
 
 // The listener, the pool and the connections of one `vial serve`.
 class Server final : public server::ConnectionOwner {
@@ -92,16 +92,16 @@ class Server final : public server::ConnectionOwner {
   }
 
   // Accepts no one new, lets running calls finish for up to `grace` seconds (the pool resolves
-  // the rest Cancelled), then waits until every answer has been written out (kAnswerLinger at
-  // most): an answer that has not reached the kernel when its connection closes is lost.
+  // the rest Cancelled), then waits until every reply has been written out (kReplyLinger at
+  // most): a reply that has not reached the kernel when its connection closes is lost.
   kj::Promise<void> stop(double grace) {
     shuttingDown_ = true;
     accepting_ = nullptr;  // accept no one new (the loop first, then what it waits on)
     listener_ = nullptr;   // and the socket file goes
     return workers_->shutdown(grace).then([this]() {
-      return answersHandedOver()
-          .then([this]() { return answersWritten(); })
-          .exclusiveJoin(timer().afterDelay(kAnswerLinger));
+      return repliesHandedOver()
+          .then([this]() { return repliesWritten(); })
+          .exclusiveJoin(timer().afterDelay(kReplyLinger));
     });
   }
 
@@ -174,20 +174,20 @@ class Server final : public server::ConnectionOwner {
                         }).eagerlyEvaluate([](kj::Exception&& e) { logFailure(kj::mv(e)); });
   }
 
-  // Resolves once every answer the RPC systems were given has been handed to them
+  // Resolves once every reply the RPC systems were given has been handed to them
   // (replyFinished): at once when none is outstanding.
-  kj::Promise<void> answersHandedOver() {
+  kj::Promise<void> repliesHandedOver() {
     if (repliesOutstanding_ == 0) return kj::READY_NOW;
     auto done = kj::newPromiseAndFulfiller<void>();
     repliesDone_ = kj::mv(done.fulfiller);
     return kj::mv(done.promise);
   }
 
-  // Resolves once no connection is writing. An RPC system writes an answer in a later turn than
+  // Resolves once no connection is writing. An RPC system writes a reply in a later turn than
   // the one it was handed over in, and a message queued behind another's write starts only when
   // that write completes: so look again once every queued event has run, until no connection
   // is writing.
-  kj::Promise<void> answersWritten() {
+  kj::Promise<void> repliesWritten() {
     return kj::evalLast([this]() -> kj::Promise<void> {
       kj::Vector<kj::Promise<void>> writing;
       for (auto& entry : connections_) {
@@ -196,7 +196,7 @@ class Server final : public server::ConnectionOwner {
         writing.add(entry.second->whenWritten().catch_([](kj::Exception&&) {}));
       }
       if (writing.empty()) return kj::READY_NOW;
-      return kj::joinPromises(writing.releaseAsArray()).then([this]() { return answersWritten(); });
+      return kj::joinPromises(writing.releaseAsArray()).then([this]() { return repliesWritten(); });
     });
   }
 
