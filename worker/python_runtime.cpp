@@ -18,6 +18,7 @@
 #include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/value.h"
+#include "worker/bootstrap.h"
 
 namespace vial::worker {
 
@@ -42,61 +43,6 @@ void forgetChannelInChild() {
   dup3(null, poolChannelFd, O_CLOEXEC);
   close(null);
 }
-
-// Runs once at start-up in module `_vial`.
-constexpr const char* kBootstrap = R"PY(
-import io, sys, traceback, keyword, linecache
-
-class Capture(io.TextIOBase):
-    """sys.stdout / sys.stderr during one call: keeps the first `limit` characters."""
-
-    def __init__(self, limit):
-        self._parts = []
-        self._room = limit
-        self.truncated = False
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not " + type(s).__name__)
-        n = len(s)
-        if n <= self._room:
-            self._parts.append(s)
-            self._room -= n
-        else:
-            if self._room > 0:
-                self._parts.append(s[:self._room])
-                self._room = 0
-            self.truncated = True
-        return n
-
-    def getvalue(self):
-        return "".join(self._parts)
-
-sys.stdin = io.StringIO()
-
-
-import types
-vial = types.ModuleType("vial", "What code running in a vial worker can use.")
-
-class SoftTimeout(TimeoutError):
-    """Raised in running code when its soft_timeout passes: clean up and stop.
-
-    If the code swallows it, or is stuck in C, the hard proc_timeout still kills the worker."""
-
-SoftTimeout.__module__ = "vial"
-vial.SoftTimeout = SoftTimeout
-sys.modules["vial"] = vial
-)PY";
 
 // A new reference, or a C++ exception carrying the pending Python error's text.
 class PyRef {
@@ -531,7 +477,7 @@ PythonRuntime::PythonRuntime(int channelFd) : ownPid_(getpid()) {
 
   PyObject* module = PyImport_AddModule("_vial");  // borrowed
   PyObject* globals = PyModule_GetDict(module);    // borrowed
-  PyRef ran(PyRun_String(kBootstrap, Py_file_input, globals, globals));
+  PyRef ran(PyRun_String(kBootstrapSource, Py_file_input, globals, globals));
   if (!ran) {
     PyErr_Print();
     throw std::runtime_error("vial's Python bootstrap failed");
