@@ -1,4 +1,4 @@
-# vial-worker's own Python, run once at start-up as module _vial (worker/python_runtime.cpp).
+# vial-worker's own Python, run once at start-up as module _vial (worker/interpreter.cpp).
 import io, sys, traceback, keyword, linecache
 
 class Capture(io.TextIOBase):

@@ -1,6 +1,7 @@
-// The embedded interpreter in this test process: conversion of values into Python and back,
-// output capture, error reporting and input checks, without a worker process around it.
-#include "worker/python_runtime.h"
+// The embedded interpreter in this test process, driven through CallExecutor: conversion of
+// values into Python and back, output capture, error reporting and input checks, without a
+// worker process or RPC around it.
+#include "worker/call_executor.h"
 
 #include <capnp/any.h>
 #include <capnp/message.h>
@@ -15,9 +16,13 @@
 namespace vial::worker {
 namespace {
 
-class PythonRuntimeTest : public ::testing::Test {
+class CallExecutorTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { runtime_ = new PythonRuntime(); }  // one interpreter/process
+  // One interpreter per process; neither is ever destroyed (the interpreter is never finalized).
+  static void SetUpTestSuite() {
+    static Interpreter* interpreter = new Interpreter();
+    executor_ = new CallExecutor(*interpreter);
+  }
 
   Result run(const std::string& source, const Vars& vars = {}, double softTimeout = 0) {
     capnp::MallocMessageBuilder in;
@@ -31,7 +36,7 @@ class PythonRuntimeTest : public ::testing::Test {
     }
     capnp::MallocMessageBuilder out;
     auto result = out.initRoot<wire::CallResult>();
-    runtime_->run(params.asReader(), result);
+    executor_->run(params.asReader(), result);
     return Result(from_wire(result.asReader()));
   }
 
@@ -43,23 +48,23 @@ class PythonRuntimeTest : public ::testing::Test {
     return e ? *e : PythonError{};
   }
 
-  static PythonRuntime* runtime_;
+  static CallExecutor* executor_;
 };
-PythonRuntime* PythonRuntimeTest::runtime_ = nullptr;
+CallExecutor* CallExecutorTest::executor_ = nullptr;
 
-TEST_F(PythonRuntimeTest, OriginalExampleGathersEveryReturn) {
+TEST_F(CallExecutorTest, OriginalExampleGathersEveryReturn) {
   Result r = run("val = testvar + 5\n_return(val)\n_return(val + 5)\n", {{"testvar", 3}});
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.values(), (std::vector<Value>{8, 13}));
 }
 
-TEST_F(PythonRuntimeTest, NoReturnGivesEmptyList) {
+TEST_F(CallExecutorTest, NoReturnGivesEmptyList) {
   Result r = run("x = 1");
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_TRUE(r.values().empty());
 }
 
-TEST_F(PythonRuntimeTest, EveryValueKindSurvivesTheTripIntoPythonAndBack) {
+TEST_F(CallExecutorTest, EveryValueKindSurvivesTheTripIntoPythonAndBack) {
   Value all = List{nullptr,
                    false,
                    -7,
@@ -74,7 +79,7 @@ TEST_F(PythonRuntimeTest, EveryValueKindSurvivesTheTripIntoPythonAndBack) {
   EXPECT_EQ(r.values().at(0), all);
 }
 
-TEST_F(PythonRuntimeTest, ValuesArriveAsTheMatchingPythonTypes) {
+TEST_F(CallExecutorTest, ValuesArriveAsTheMatchingPythonTypes) {
   Result r =
       run("_return([type(x).__name__ for x in (n, b, i, big, f, s, by, l, t, d)])\n"
           "_return(big == 2**100)",
@@ -94,7 +99,7 @@ TEST_F(PythonRuntimeTest, ValuesArriveAsTheMatchingPythonTypes) {
   EXPECT_EQ(r.values().at(1), Value(true));
 }
 
-TEST_F(PythonRuntimeTest, PythonSubclassesTravelAsTheirBaseType) {
+TEST_F(CallExecutorTest, PythonSubclassesTravelAsTheirBaseType) {
   Result r =
       run("import enum, collections\n"
           "class Color(enum.IntEnum):\n    RED = 1\n"
@@ -118,7 +123,7 @@ void expectUnsupported(const Result& r, const std::string& fragment) {
   EXPECT_NE(e->message.find(fragment), std::string::npos) << e->message;
 }
 
-TEST_F(PythonRuntimeTest, UnsupportedReturnValuesFailTheCallNamingTypeAndPlace) {
+TEST_F(CallExecutorTest, UnsupportedReturnValuesFailTheCallNamingTypeAndPlace) {
   expectUnsupported(run("_return(1)\n_return({1, 2})"),
                     "value 1 passed to _return: unsupported type 'set'");
   expectUnsupported(run("_return([{'k': len}])"),
@@ -131,11 +136,11 @@ TEST_F(PythonRuntimeTest, UnsupportedReturnValuesFailTheCallNamingTypeAndPlace) 
   EXPECT_TRUE(run("_return(1)").ok());
 }
 
-TEST_F(PythonRuntimeTest, ReturnTakesExactlyOneArgument) {
+TEST_F(CallExecutorTest, ReturnTakesExactlyOneArgument) {
   EXPECT_EQ(errorOf("_return(1, 2)").message, "_return() takes exactly one argument (2 given)");
 }
 
-TEST_F(PythonRuntimeTest, ExceptionsCarryTypeMessageAndTracebackWithSourceLines) {
+TEST_F(CallExecutorTest, ExceptionsCarryTypeMessageAndTracebackWithSourceLines) {
   PythonError error = errorOf("x = 1\ny = x / 0\n");
   const auto* e = &error;
   EXPECT_EQ(e->type, "ZeroDivisionError");
@@ -145,17 +150,17 @@ TEST_F(PythonRuntimeTest, ExceptionsCarryTypeMessageAndTracebackWithSourceLines)
   EXPECT_NE(e->traceback.find("y = x / 0"), std::string::npos) << e->traceback;
 }
 
-TEST_F(PythonRuntimeTest, NonBuiltinExceptionTypesAreQualified) {
+TEST_F(CallExecutorTest, NonBuiltinExceptionTypesAreQualified) {
   EXPECT_EQ(errorOf("import json\njson.loads('{')").type, "json.decoder.JSONDecodeError");
 }
 
-TEST_F(PythonRuntimeTest, SyntaxErrorNamesTheLine) {
+TEST_F(CallExecutorTest, SyntaxErrorNamesTheLine) {
   PythonError e = errorOf("a = 1\nb = (\n");
   EXPECT_EQ(e.type, "SyntaxError");
   EXPECT_NE(e.traceback.find("line 2"), std::string::npos) << e.traceback;
 }
 
-TEST_F(PythonRuntimeTest, ExitAndInterruptAndRecursionArePythonErrors) {
+TEST_F(CallExecutorTest, ExitAndInterruptAndRecursionArePythonErrors) {
   EXPECT_EQ(errorOf("raise SystemExit(3)").type, "SystemExit");
   EXPECT_EQ(errorOf("import sys; sys.exit('bye')").message, "bye");
   EXPECT_EQ(errorOf("raise KeyboardInterrupt").type, "KeyboardInterrupt");
@@ -163,14 +168,14 @@ TEST_F(PythonRuntimeTest, ExitAndInterruptAndRecursionArePythonErrors) {
   EXPECT_TRUE(run("_return(1)").ok());
 }
 
-TEST_F(PythonRuntimeTest, NothingLeaksFromOneCallToTheNext) {
+TEST_F(CallExecutorTest, NothingLeaksFromOneCallToTheNext) {
   ASSERT_TRUE(run("leaked = 1\nimport os", {{"secret", 1}}).ok());
   Result r = run("_return(['leaked' in globals(), 'secret' in globals(), 'os' in globals()])");
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.values().at(0), Value(List{false, false, false}));
 }
 
-TEST_F(PythonRuntimeTest, PrintedOutputIsCapturedPerCall) {
+TEST_F(CallExecutorTest, PrintedOutputIsCapturedPerCall) {
   Result r = run("import sys\nprint('hello', 42)\nprint('oops', file=sys.stderr)\n_return(1)");
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.output()->stdout_text, "hello 42\n");
@@ -179,13 +184,13 @@ TEST_F(PythonRuntimeTest, PrintedOutputIsCapturedPerCall) {
   EXPECT_EQ(run("_return(2)").output()->stdout_text, "");
 }
 
-TEST_F(PythonRuntimeTest, OutputOfAFailedCallIsKept) {
+TEST_F(CallExecutorTest, OutputOfAFailedCallIsKept) {
   Result r = run("print('before')\n1/0");
   ASSERT_NE(r.get_if<PythonError>(), nullptr);
   EXPECT_EQ(r.output()->stdout_text, "before\n");
 }
 
-TEST_F(PythonRuntimeTest, HugeOutputIsTruncatedAndMarked) {
+TEST_F(CallExecutorTest, HugeOutputIsTruncatedAndMarked) {
   Result r = run("print('\\u00e9' * (3 * 1024 * 1024))\n_return(1)");
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_TRUE(r.output()->stdout_truncated);
@@ -193,7 +198,7 @@ TEST_F(PythonRuntimeTest, HugeOutputIsTruncatedAndMarked) {
   EXPECT_FALSE(first_invalid_utf8(r.output()->stdout_text)) << "cut inside a character";
 }
 
-TEST_F(PythonRuntimeTest, BadVariableNamesAreRejectedWithTheName) {
+TEST_F(CallExecutorTest, BadVariableNamesAreRejectedWithTheName) {
   for (const char* name : {"1x", "class", "a-b", "", "_return", "__builtins__"}) {
     Result r = run("pass", {{name, 1}});
     const auto* rejected = r.get_if<Rejected>();
@@ -205,14 +210,14 @@ TEST_F(PythonRuntimeTest, BadVariableNamesAreRejectedWithTheName) {
       << "non-ASCII identifiers are valid Python";
 }
 
-TEST_F(PythonRuntimeTest, NonUtf8TextVariableIsRejectedWithItsPath) {
+TEST_F(CallExecutorTest, NonUtf8TextVariableIsRejectedWithItsPath) {
   Result r = run("pass", {{"items", List{"ok", Dict{{"k", "bad\xff"}}}}});
   const auto* rejected = r.get_if<Rejected>();
   ASSERT_NE(rejected, nullptr) << r.describe();
   EXPECT_EQ(rejected->reason, "variable 'items'[1]['k']: text is not valid UTF-8");
 }
 
-TEST_F(PythonRuntimeTest, NulInSourceIsRejected) {
+TEST_F(CallExecutorTest, NulInSourceIsRejected) {
   Result r = run(std::string("x = 1\0", 6));
   ASSERT_NE(r.get_if<Rejected>(), nullptr) << r.describe();
   EXPECT_EQ(r.get_if<Rejected>()->reason, "source contains a NUL byte at offset 5");
@@ -221,7 +226,7 @@ TEST_F(PythonRuntimeTest, NulInSourceIsRejected) {
 // Found by fuzz/python_values_fuzzer: a value whose union says "list" while its pointer holds a
 // struct made the reader throw out of run(). Only a broken or hostile peer sends one; it is
 // refused like any other bad input, and the next call runs.
-TEST_F(PythonRuntimeTest, AMalformedValueIsRejectedNotThrown) {
+TEST_F(CallExecutorTest, AMalformedValueIsRejectedNotThrown) {
   capnp::MallocMessageBuilder in;
   auto params = in.initRoot<wire::Worker::RunParams>();
   params.setSource("_return(x)");
@@ -232,7 +237,7 @@ TEST_F(PythonRuntimeTest, AMalformedValueIsRejectedNotThrown) {
   capnp::AnyStruct::Builder(kj::mv(value)).getPointerSection()[0].initAs<wire::Variable>();
   capnp::MallocMessageBuilder out;
   auto result = out.initRoot<wire::CallResult>();
-  runtime_->run(params.asReader(), result);
+  executor_->run(params.asReader(), result);
   Result r(from_wire(result.asReader()));
   ASSERT_NE(r.get_if<Rejected>(), nullptr) << r.describe();
   EXPECT_NE(r.get_if<Rejected>()->reason.find("malformed"), std::string::npos)
@@ -242,7 +247,7 @@ TEST_F(PythonRuntimeTest, AMalformedValueIsRejectedNotThrown) {
 
 // Noticed while making output safe to log: the isolated interpreter left the locale at "C", so
 // file names and the standard streams were ASCII and a file called café.txt could not be opened.
-TEST_F(PythonRuntimeTest, FileNamesAndStreamsAreUtf8) {
+TEST_F(CallExecutorTest, FileNamesAndStreamsAreUtf8) {
   Result r =
       run("import os, sys, tempfile\n"
           "with tempfile.TemporaryDirectory() as d:\n"
@@ -255,12 +260,12 @@ TEST_F(PythonRuntimeTest, FileNamesAndStreamsAreUtf8) {
   EXPECT_EQ(r.values(), (std::vector<Value>{"\xe2\x9c\x93", List{"utf-8", "utf-8"}}));
 }
 
-TEST_F(PythonRuntimeTest, InputReadsEndOfFile) {
+TEST_F(CallExecutorTest, InputReadsEndOfFile) {
   EXPECT_EQ(errorOf("input()").type, "EOFError");
 }
 
 // D10: a soft limit of 1e10 s once overflowed the watchdog's clock into "already expired".
-TEST_F(PythonRuntimeTest, HugeSoftTimeoutsMeanNoLimit) {
+TEST_F(CallExecutorTest, HugeSoftTimeoutsMeanNoLimit) {
   for (double huge : {1e9, 1e10, 1e300, std::numeric_limits<double>::infinity()}) {
     Result r = run("import time\ntime.sleep(0.05)\n_return(1)", {}, huge);
     ASSERT_TRUE(r.ok()) << "soft timeout " << huge << ": " << r.describe();
@@ -268,7 +273,7 @@ TEST_F(PythonRuntimeTest, HugeSoftTimeoutsMeanNoLimit) {
 }
 
 // D12: _return(10**4300) once failed with TypeError (Python 3.11's 4300-digit str limit).
-TEST_F(PythonRuntimeTest, IntsOfAnySizeTravelBothWays) {
+TEST_F(CallExecutorTest, IntsOfAnySizeTravelBothWays) {
   Result out = run("_return(10**4300)\n_return(-7 * 10**20000)");
   ASSERT_TRUE(out.ok()) << out.describe();
   EXPECT_EQ(out.values().at(0), Value(BigInt{"1" + std::string(4300, '0')}));
@@ -279,13 +284,13 @@ TEST_F(PythonRuntimeTest, IntsOfAnySizeTravelBothWays) {
   EXPECT_EQ(in.values().at(0), Value(true));
 }
 
-TEST_F(PythonRuntimeTest, UserCodeKeepsPythonsOwnIntStringLimit) {
+TEST_F(CallExecutorTest, UserCodeKeepsPythonsOwnIntStringLimit) {
   run("_return(10**5000)");  // the limit is lifted only inside vial's own conversion
   EXPECT_EQ(errorOf("int('1' * 5000)").type, "ValueError");
   EXPECT_EQ(errorOf("str(10**5000)").type, "ValueError");
 }
 
-TEST_F(PythonRuntimeTest, CachedCodeSeesFreshVariablesEachTime) {
+TEST_F(CallExecutorTest, CachedCodeSeesFreshVariablesEachTime) {
   for (int i = 0; i < 3; ++i) {
     Result r = run("_return(n * 2)", {{"n", i}});
     ASSERT_TRUE(r.ok());
