@@ -105,7 +105,9 @@ std::string ExceptionReport::describe() const {
 CallExecutor::CallExecutor(const Interpreter&)
     : formatException_(importAttr("traceback", "format_exception")),
       isKeyword_(importAttr("keyword", "iskeyword")),
-      lineCache_(importAttr("linecache", "cache")) {}
+      lineCache_(importAttr("linecache", "cache")),
+      softTimeout_(importAttr("_vial", "SoftTimeout")),  // worker/bootstrap.py
+      output_(importAttr("_vial", "Capture")) {}
 
 ExceptionReport CallExecutor::takeException(std::optional<std::string_view> source) {
   FetchedException fetched = fetchException();

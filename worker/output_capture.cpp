@@ -1,6 +1,5 @@
 #include "worker/output_capture.h"
 
-#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -41,18 +40,9 @@ void writeOutput(PyObject* capture, const FdCapture::Stream& fd, wire::Output::B
   out.setTruncated(cut);
 }
 
-PyRef captureType() {
-  Gil gil;
-  PyRef module(PyImport_ImportModule("_vial"));
-  PyRef type(module ? PyObject_GetAttrString(module.get(), "Capture") : nullptr);
-  PyErr_Clear();
-  if (!type) throw std::runtime_error("vial's Python bootstrap is incomplete");
-  return type;
-}
-
 }  // namespace
 
-OutputCapture::OutputCapture() : captureType_(captureType()) {}
+OutputCapture::OutputCapture(PyRef captureType) : captureType_(std::move(captureType)) {}
 
 OutputCapture::Call::Call(OutputCapture& capture) : capture_(capture) {
   PyRef limit(PyLong_FromSize_t(kMaxCapturedOutputBytes));

@@ -11,10 +11,9 @@ namespace vial::worker {
 
 class OutputCapture {
  public:
-  /// Finds _vial.Capture (takes the GIL for it) and starts FdCapture's reading thread. Throws
-  /// std::runtime_error when the bootstrap did not define Capture, std::system_error when the
-  /// OS refuses FdCapture a resource.
-  OutputCapture();
+  /// `captureType` is _vial.Capture. Starts FdCapture's reading thread; throws
+  /// std::system_error when the OS refuses it a resource.
+  explicit OutputCapture(PyRef captureType);
   OutputCapture(const OutputCapture&) = delete;
   OutputCapture& operator=(const OutputCapture&) = delete;
 

@@ -1,26 +1,11 @@
 #include "worker/soft_timeout.h"
 
-#include <stdexcept>
-
 #include "protocol/duration.h"
 
 namespace vial::worker {
 
-namespace {
-
-PyRef softTimeoutType() {
-  Gil gil;
-  PyRef module(PyImport_ImportModule("_vial"));
-  PyRef type(module ? PyObject_GetAttrString(module.get(), "SoftTimeout") : nullptr);
-  PyErr_Clear();
-  if (!type) throw std::runtime_error("vial's Python bootstrap is incomplete");
-  return type;
-}
-
-}  // namespace
-
-SoftTimeout::SoftTimeout()
-    : callThreadId_(PyThread_get_thread_ident()), exceptionType_(softTimeoutType()) {
+SoftTimeout::SoftTimeout(PyRef exceptionType)
+    : callThreadId_(PyThread_get_thread_ident()), exceptionType_(std::move(exceptionType)) {
   thread_ = std::thread([this] { watch(); });
 }
 

@@ -19,10 +19,9 @@ namespace vial::worker {
 
 class SoftTimeout {
  public:
-  /// Starts the watchdog for the calling thread, which must be the one that runs calls. Finds
-  /// vial.SoftTimeout (takes the GIL for it); throws std::runtime_error if the bootstrap did not
-  /// define it.
-  SoftTimeout();
+  /// Starts the watchdog for the calling thread, which must be the one that runs calls.
+  /// `exceptionType` is vial.SoftTimeout.
+  explicit SoftTimeout(PyRef exceptionType);
   /// Stops the watchdog. Not with the GIL held: the watchdog may be waiting for it.
   ~SoftTimeout();
   SoftTimeout(const SoftTimeout&) = delete;
