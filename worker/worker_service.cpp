@@ -15,9 +15,9 @@ namespace {
 
 // Room, within the pool's reader limit (kMaxMessageBytes), for what an answer holds besides
 // its CallResult: the RPC system's Return and Payload, the results struct, the cap table. They
-// take a few dozen bytes; 64 KiB is room to spare that costs nothing against 256 MiB. A result
-// larger than kMaxMessageBytes minus this is replaced by a vial.ResultTooLarge error, so the
-// pool's reader never refuses an answer (which would end the connection, not just the call).
+// take about a hundred bytes; 64 KiB is room to spare that costs nothing against 256 MiB. A
+// result larger than kMaxMessageBytes minus this is replaced by a vial.ResultTooLarge error, so
+// the pool's reader never refuses an answer (which would fail the connection, not just the call).
 constexpr std::size_t kResultMarginBytes = 64 * 1024;
 
 // Words added to a result's size when asking the RPC system for the answer's message: the
