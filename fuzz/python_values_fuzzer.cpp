@@ -1,7 +1,7 @@
 // libFuzzer target: values as they arrive from the wire, into Python and back out.
 //
 // The bytes are read as a Cap'n Proto message (one segment) whose root is a call's parameters;
-// its variables go into a real embedded interpreter (worker/python_runtime.h), which runs code
+// its variables go into a real embedded interpreter (worker/call_executor.h), which runs code
 // that returns every variable it received, and the answer is read back as the pool reads it.
 // Malformed messages must be refused with an exception, never crash; every call must end in
 // one of the outcomes a worker can give.
@@ -15,7 +15,8 @@
 #include <vector>
 
 #include "protocol/wire_value.h"
-#include "worker/python_runtime.h"
+#include "worker/call_executor.h"
+#include "worker/interpreter.h"
 
 namespace {
 
@@ -26,7 +27,9 @@ constexpr const char* kEcho =
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static auto* runtime = new vial::worker::PythonRuntime();
+  // Never destroyed: the interpreter is never finalized.
+  static auto* interpreter = new vial::worker::Interpreter();
+  static auto* executor = new vial::worker::CallExecutor(*interpreter);
   std::vector<capnp::word> words(size / sizeof(capnp::word) + 1);
   std::memcpy(words.data(), data, size);
   kj::ArrayPtr<const capnp::word> segment(words.data(), words.size());
@@ -43,7 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   capnp::MallocMessageBuilder out;
   auto result = out.initRoot<vial::wire::CallResult>();
-  runtime->run(in.getRoot<vial::wire::Worker::RunParams>().asReader(), result);
+  executor->run(in.getRoot<vial::wire::Worker::RunParams>().asReader(), result);
   try {
     vial::Result answer(vial::from_wire(result.asReader()));
     if (!answer.ok() && !answer.get_if<vial::Rejected>() && !answer.get_if<vial::PythonError>())

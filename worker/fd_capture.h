@@ -1,5 +1,5 @@
 // A call's output at the file-descriptor level. sys.stdout and sys.stderr are captured in
-// Python (python_runtime.cpp); what bypasses them — print(file=sys.__stderr__), os.write(2, ...),
+// Python (output_capture.h); what bypasses them — print(file=sys.__stderr__), os.write(2, ...),
 // C extensions, and subprocesses the call starts, which inherit fds 1 and 2 — is written to fds
 // 1 and 2, and so belongs to the call too.
 //

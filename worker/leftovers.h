@@ -1,5 +1,5 @@
 // Processes a call may leave running past its end. (Threads it leaves are counted in Python:
-// python_runtime.cpp.) A worker whose call left something running serves no further call: the
+// call_executor.cpp.) A worker whose call left something running serves no further call: the
 // pool replaces it, so the next call, perhaps another client's, never shares a process with what
 // the last one left behind (a thread reading its variables, a child writing to its files).
 #pragma once

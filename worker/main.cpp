@@ -1,0 +1,98 @@
+// vial-worker: one embedded CPython serving the vial::wire::Worker capability on fd 3.
+// Started only by a pool (pool/worker_process.cpp); not meant to be run by hand.
+//
+// This file owns the process: its arguments, its signals, what a forked child inherits of the
+// pool's channel, and the serve loop. What a call does is worker/call_executor.h; how calls
+// arrive and are answered, worker/worker_service.h.
+#include <capnp/rpc-twoparty.h>
+#include <fcntl.h>
+#include <kj/async-io.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "protocol/started_call.h"
+#include "protocol/wire_value.h"
+#include "protocol/write_tracking_stream.h"
+#include "worker/call_executor.h"
+#include "worker/guard.h"
+#include "worker/interpreter.h"
+#include "worker/worker_service.h"
+
+namespace vial::worker {
+namespace {
+
+// The pool's channel.
+constexpr int kSocketFd = 3;
+
+// A worker inherits kj's blocked signal mask and ignored SIGPIPE from the pool's thread: undo
+// both so SIGTERM/SIGINT act as usual.
+void resetSignals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGCHLD}) signal(sig, SIG_DFL);
+}
+
+// In a process the code forks: the pool's channel becomes /dev/null, so nothing the child does
+// can reach the pool or answer for the worker (and such a process ends when the code it runs
+// does: CallExecutor). Async-signal-safe calls only.
+void forgetChannelInChild() {
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) {
+    close(kSocketFd);
+    return;
+  }
+  dup3(null, kSocketFd, O_CLOEXEC);
+  close(null);
+}
+
+int serve() {
+  auto started = StartedCall::adopt(StartedCall::kWorkerFd);
+  Interpreter interpreter;
+  // In libc, not in Python (os.register_at_fork): it runs for every fork() of this process,
+  // ctypes' included, and no Python code can undo it by patching os.dup2.
+  pthread_atfork(nullptr, nullptr, forgetChannelInChild);
+  CallExecutor executor(interpreter);
+  auto io = kj::setupAsyncIo();
+  WriteTrackingStream stream(
+      io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+  capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, reader_options());
+  auto rpc = capnp::makeRpcServer(network,
+                                  kj::heap<WorkerService>(interpreter, executor, stream, started));
+  network.onDisconnect().wait(io.waitScope);
+  return 0;
+}
+
+}  // namespace
+}  // namespace vial::worker
+
+int main(int argc, char** argv) {
+  vial::worker::resetSignals();
+  // The pool passes its pid: if it died between fork and PR_SET_PDEATHSIG, leave at once.
+  if (argc == 3 && std::strcmp(argv[1], "--parent-pid") == 0) {
+    pid_t host = std::atoi(argv[2]);
+    if (getppid() != host) _exit(0);
+    vial::worker::splitOffGuard(host);  // returns in the worker; the guard stays behind
+  } else {
+    std::fprintf(stderr,
+                 "vial-worker is started by a vial pool (the `vial` CLI or the C++ library), "
+                 "not by hand.\n");
+    return 2;
+  }
+  try {
+    int code = vial::worker::serve();
+    std::fflush(nullptr);
+    _exit(code);  // never finalize Python: threads the user's code started could block it
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vial-worker: %s\n", e.what());
+  } catch (const kj::Exception& e) {
+    std::fprintf(stderr, "vial-worker: %s\n", e.getDescription().cStr());
+  }
+  std::fflush(nullptr);
+  _exit(1);
+}

@@ -1,0 +1,128 @@
+#include "worker/worker_service.h"
+
+#include <capnp/message.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "protocol/limits.h"
+#include "worker/call_executor.h"
+#include "worker/interpreter.h"
+
+namespace vial::worker {
+
+namespace {
+
+// Room, within the pool's reader limit (kMaxMessageBytes), for what an answer holds besides
+// its CallResult: the RPC system's Return and Payload, the results struct, the cap table. They
+// take about a hundred bytes; 64 KiB is room to spare that costs nothing against 256 MiB. A
+// result larger than kMaxMessageBytes minus this is replaced by a vial.ResultTooLarge error, so
+// the pool's reader never refuses an answer (which would fail the connection, not just the call).
+constexpr std::size_t kResultMarginBytes = 64 * 1024;
+
+// Words added to a result's size when asking the RPC system for the answer's message: the
+// results struct that points to the CallResult (and slack), so the copy fits the first segment.
+constexpr std::uint64_t kResultsStructWords = 8;
+
+}  // namespace
+
+WorkerService::WorkerService(const Interpreter& interpreter, CallExecutor& executor,
+                             WriteTrackingStream& stream, StartedCall& started)
+    : interpreter_(interpreter), executor_(executor), stream_(stream), started_(started) {}
+
+kj::Promise<void> WorkerService::hello(HelloContext context) {
+  auto results = context.getResults();
+  results.setPid(getpid());
+  results.setPythonVersion(interpreter_.version());
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> WorkerService::setup(SetupContext context) {
+  try {
+    executor_.setup(context.getParams());
+  } catch (const SetupError& e) {
+    context.getResults().setError(e.what());
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> WorkerService::rss(RssContext context) {
+  long pages = 0, resident = 0;
+  if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(statm, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(statm);
+  }
+  context.getResults().setBytes(static_cast<uint64_t>(resident) * sysconf(_SC_PAGESIZE));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> WorkerService::run(RunContext context) {
+  // One call at a time, in arrival order, each only once every answer before it has been
+  // written out. A call that kills the process then loses no earlier answer, and the pool can
+  // tell the call that was running from those that had finished (protocol/started_call.h).
+  auto turn = previous_.then([this]() { return answersWritten(); })
+                  .then([this, context]() mutable -> kj::Promise<void> {
+                    if (retired_) return kj::NEVER_DONE;  // until the pool kills this worker
+                    execute(context);
+                    return kj::READY_NOW;
+                  });
+  auto shared = turn.fork();
+  previous_ = shared.addBranch().catch_([](kj::Exception&&) {});
+  return shared.addBranch();
+}
+
+// What the last call left running, for the pool, if anything.
+std::optional<std::string> WorkerService::leftRunning() const {
+  std::string left;
+  if (std::size_t threads = executor_.leftThreads())
+    left = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+  std::string processes = leftovers_.describe();
+  if (!processes.empty()) left += (left.empty() ? "" : " and ") + processes;
+  if (left.empty()) return std::nullopt;
+  return left;
+}
+
+// Resolves once no write is in progress at a moment when nothing else is queued: the RPC
+// system starts writing an answer in a continuation, and queues a write behind the one in
+// progress, so "no write in progress" is only true when checked last (evalLast).
+kj::Promise<void> WorkerService::answersWritten() {
+  return kj::evalLast([this]() -> kj::Promise<void> {
+    if (stream_.idle()) return kj::READY_NOW;
+    return stream_.whenWritten().then([this]() { return answersWritten(); });
+  });
+}
+
+void WorkerService::execute(RunContext& context) {
+  started_.set(++startedCalls_);
+  // Built in a scratch message so that a result over the size limit, or one abandoned half
+  // way by a conversion error, never reaches the wire.
+  capnp::MallocMessageBuilder scratch;
+  auto result = scratch.initRoot<wire::CallResult>();
+  executor_.run(context.getParams(), result);
+  context.releaseParams();
+  if (auto left = leftRunning()) {
+    result.setLeftRunning(*left);
+    retired_ = true;  // the pool replaces this worker: no further call runs here
+  }
+  size_t bytes = result.totalSize().wordCount * sizeof(capnp::word);
+  if (bytes + kResultMarginBytes > kMaxMessageBytes) {
+    capnp::MallocMessageBuilder small;
+    auto tooLarge = small.initRoot<wire::CallResult>();
+    tooLarge.setStdout(result.getStdout());  // output is bounded, so it always fits
+    tooLarge.setStderr(result.getStderr());
+    auto error = tooLarge.initPythonError();
+    std::string message = "the call's result is " + std::to_string(bytes >> 20) +
+                          " MiB, over vial's limit of " + std::to_string(kMaxMessageBytes >> 20) +
+                          " MiB per message";
+    error.setType("vial.ResultTooLarge");
+    error.setMessage(message);
+    error.setTraceback("vial.ResultTooLarge: " + message + "\n");
+    context.getResults().setResult(tooLarge);
+    return;
+  }
+  auto size = result.totalSize();
+  size.wordCount += kResultsStructWords;
+  context.getResults(size).setResult(result);
+}
+
+}  // namespace vial::worker

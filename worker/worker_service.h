@@ -1,0 +1,50 @@
+// The worker's side of the pool's channel: wire::Worker::Server over a CallExecutor. It orders
+// the calls (one at a time, each only once every earlier answer has been written out), counts
+// each started call in the page it shares with the pool, retires the worker when a call leaves
+// something running, and keeps every answer within the message size limit. Runs on the kj event
+// loop of the worker's main thread, the thread that runs calls.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "protocol/started_call.h"
+#include "protocol/vial.capnp.h"
+#include "protocol/write_tracking_stream.h"
+#include "worker/leftovers.h"
+
+namespace vial::worker {
+
+class CallExecutor;
+class Interpreter;
+
+class WorkerService final : public wire::Worker::Server {
+ public:
+  /// `stream` is the channel's, for knowing when answers are written; `started` the page shared
+  /// with the pool. All must outlive the service.
+  WorkerService(const Interpreter& interpreter, CallExecutor& executor, WriteTrackingStream& stream,
+                StartedCall& started);
+
+  kj::Promise<void> hello(HelloContext context) override;
+  kj::Promise<void> setup(SetupContext context) override;
+  kj::Promise<void> rss(RssContext context) override;
+  kj::Promise<void> run(RunContext context) override;
+
+ private:
+  std::optional<std::string> leftRunning() const;
+  kj::Promise<void> answersWritten();
+  void execute(RunContext& context);
+
+  const Interpreter& interpreter_;
+  CallExecutor& executor_;
+  WriteTrackingStream& stream_;
+  StartedCall& started_;
+  std::uint64_t startedCalls_ = 0;
+  LeftoverProcesses leftovers_;
+  bool retired_ = false;  // a call left something running: no further call runs here
+  kj::Promise<void> previous_ = kj::READY_NOW;  // the turn of the last call accepted
+};
+
+}  // namespace vial::worker
