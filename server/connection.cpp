@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <memory>
 #include <optional>
 
@@ -50,17 +49,15 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     auto resolved = kj::newPromiseAndFulfiller<void>();
     auto pending = std::make_shared<Pending>();
     pending->fulfiller = kj::mv(resolved.fulfiller);
-    auto started = std::chrono::steady_clock::now();
-    call.id = owner_.newCallId();
+    call.id = pool::newCallId();
     call.group = connection_;
     ConnectionOwner* owner = &owner_;
-    call.resolve = [owner, pending, started](Result&& r) {
-      owner->record().resolved(r, std::chrono::steady_clock::now() - started);
+    call.resolve = [pending](Result&& r) {
       pending->result = std::move(r);
       pending->fulfiller->fulfill();
     };
     std::uint64_t id = call.id;
-    owner_.record().submitted();
+    owner_.stats().track(call);
     owner_.workers().submit(std::move(call));
     // If the client cancels the RPC (or goes away), this promise is dropped: cancel the call.
     // With --let-finish a running call is left to finish; only a queued one is dropped.
@@ -78,9 +75,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   }
 
   kj::Promise<void> stats(StatsContext context) override {
-    PoolStats s;
-    pool::fill_stats(owner_.workers().counts(), s);
-    owner_.record().fill(s);
+    PoolStats s = owner_.stats().snapshot();
     s.clients = owner_.clientCount();
     to_wire(s, context.getResults().initStats());
     return kj::READY_NOW;
