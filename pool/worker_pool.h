@@ -47,9 +47,6 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   /// workers running its calls too unless `letRunningFinish`.
   void cancelGroup(std::uint64_t group, const std::string& reason, bool letRunningFinish);
 
-  /// What the workers and the queue are doing, as last published.
-  const Workload& workload() const { return workload_; }
-
   /// Stops taking calls; queued calls resolve Cancelled; running calls get `grace` seconds,
   /// then their workers are killed and they resolve Cancelled. All workers are gone after.
   kj::Promise<void> shutdown(double grace);
