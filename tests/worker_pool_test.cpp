@@ -32,6 +32,7 @@ struct FakeProcess {
   bool answersHello = true;  // false: it never gets ready (until hello() is released)
   kj::Own<kj::PromiseFulfiller<void>> heldHello;
   bool countsStarts = true;  // false: its started-call page never moves
+  std::uint64_t rss = 0;     // resident memory it reports
   std::uint64_t started = 0;
   std::deque<Run> runs;               // calls received and not answered, the running one first
   std::vector<std::string> received;  // every call's source, in arrival order
@@ -93,7 +94,7 @@ class FakeWorker final : public wire::Worker::Server {
   kj::Promise<void> setup(SetupContext) override { return kj::READY_NOW; }
 
   kj::Promise<void> rss(RssContext context) override {
-    context.getResults().setBytes(0);
+    context.getResults().setBytes(process_->rss);
     return kj::READY_NOW;
   }
 
@@ -140,12 +141,14 @@ class FakeSpawner final : public Spawner {
     auto process = std::make_shared<FakeProcess>();
     process->pid = 1000 + static_cast<pid_t>(processes.size());
     process->answersHello = answersHello;
+    process->rss = rss;
     processes.push_back(process);
     return kj::heap<FakeHandle>(process);
   }
 
   bool failing = false;
   bool answersHello = true;
+  std::uint64_t rss = 0;
   int attempts = 0;
   std::vector<std::shared_ptr<FakeProcess>> processes;  // every worker started, in order
 };
@@ -351,6 +354,35 @@ TEST_F(WorkerPoolTest, RecycleAfterStartsTheReplacementFirst) {
   for (auto call : {a, b, c, d}) EXPECT_TRUE(outcome(call).ok());
   EXPECT_EQ(stats().workers_live, 1u);
   EXPECT_EQ(stats().worker_crashed, 0u);
+}
+
+TEST_F(WorkerPoolTest, AWorkerAboveRecycleAboveRssAfterACallIsReplaced) {
+  PoolOptions o = fixed(1);
+  o.recycle_above_rss = 1000;
+  start(o);
+  auto a = submit("a");
+  worker(0).rss = 2000;
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_EQ(stats().recycled_for_rss, 1u);
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_TRUE(worker(0).killed);  // its replacement is ready and it was idle
+  EXPECT_EQ(stats().workers_idle, 1u);
+}
+
+TEST_F(WorkerPoolTest, AWorkerAlreadyTooBigAtStartTurnsRecyclingOnMemoryOff) {
+  PoolOptions o = fixed(1);
+  o.recycle_above_rss = 1000;
+  spawner_.rss = 5000;  // recycling would only start another one as big
+  start(o);
+  auto a = submit("a");
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_EQ(stats().recycled_for_rss, 0u);
+  EXPECT_EQ(spawner_.processes.size(), 1u);
+  EXPECT_FALSE(worker(0).killed);
 }
 
 TEST_F(WorkerPoolTest, FailedStartsBackOffAndCallsAreUnavailableWhileNoWorkerIsComing) {
