@@ -5,15 +5,14 @@
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
+#include <kj/debug.h>
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
-#include "pool/call_record.h"
 #include "pool/log.h"
+#include "pool/pool_stats.h"
 #include "pool/worker_pool.h"
 
 namespace vial {
@@ -85,11 +84,7 @@ struct Pool::Impl {
   void runLoop() {
     try {
       auto io = kj::setupAsyncIo();
-      pool::WorkerPool workers(io, options, [this](const pool::Counts& c) {
-        std::lock_guard lock(countsMutex);
-        counts = c;
-        countsChanged.notify_all();
-      });
+      pool::WorkerPool workers(io, options, stats);
       kj::UnixEventPort::FdObserver observer(io.unixEventPort, wakeFd,
                                              kj::UnixEventPort::FdObserver::OBSERVE_READ);
       for (;;) {
@@ -134,8 +129,7 @@ struct Pool::Impl {
   PoolOptions options;
   std::size_t minWorkers = 0;
   int wakeFd = -1;
-  std::atomic<std::uint64_t> nextCallId{1};
-  pool::CallRecord record;
+  pool::PoolStatsRecorder stats;
 
   std::mutex mutex;  // guards the five below
   std::vector<pool::Call> submissions;
@@ -143,10 +137,6 @@ struct Pool::Impl {
   bool wakePending = false;
   bool stopping = false;
   double stopGrace = 0;
-
-  mutable std::mutex countsMutex;
-  mutable std::condition_variable countsChanged;
-  pool::Counts counts;
 
   std::mutex joinMutex;
   std::thread thread;
@@ -158,20 +148,16 @@ Pool::~Pool() = default;
 
 Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
   Promise promise(impl_->options.callback_executor);
-  std::uint64_t id = impl_->nextCallId++;
+  std::uint64_t id = pool::newCallId();
   Impl* impl = impl_.get();
   promise.on_cancel([impl, id] { impl->cancel(id); });
-  impl->record.submitted();
-  auto submittedAt = std::chrono::steady_clock::now();
   pool::Call call;
   call.source = std::move(source);
   call.vars = std::move(vars);
   call.options = options;
-  call.resolve = [impl, promise, submittedAt](Result&& r) {
-    impl->record.resolved(r, std::chrono::steady_clock::now() - submittedAt);
-    promise.resolve(std::move(r));
-  };
+  call.resolve = [promise](Result&& r) { promise.resolve(std::move(r)); };
   call.id = id;
+  impl->stats.track(call);
   impl->submit(std::move(call));
   return promise.future();
 }
@@ -188,19 +174,13 @@ void Pool::shutdown(std::optional<double> grace) {
 }
 
 bool Pool::wait_ready(std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(impl_->countsMutex);
-  return impl_->countsChanged.wait_for(lock, timeout,
-                                       [&] { return impl_->counts.ready >= impl_->minWorkers; });
+  std::size_t ready = impl_->minWorkers;
+  return impl_->stats.waitUntil(
+      [ready](const PoolStats& s) { return s.workers_idle + s.workers_busy >= ready; }, timeout);
 }
 
 PoolStats Pool::stats() const {
-  PoolStats s;
-  {
-    std::lock_guard lock(impl_->countsMutex);
-    pool::fill_stats(impl_->counts, s);
-  }
-  impl_->record.fill(s);
-  return s;
+  return impl_->stats.snapshot();
 }
 
 std::size_t Pool::size() const {

@@ -28,8 +28,9 @@ const std::string kToken = "fuzz-token-that-no-input-carries-0123456789";
 class Owner final : public server::ConnectionOwner {
  public:
   pool::WorkerPool& workers() override { KJ_FAIL_ASSERT("the pool was reached without a login"); }
-  pool::CallRecord& record() override { KJ_FAIL_ASSERT("the pool was reached without a login"); }
-  std::uint64_t newCallId() override { KJ_FAIL_ASSERT("a call was made without a login"); }
+  pool::PoolStatsRecorder& stats() override {
+    KJ_FAIL_ASSERT("the pool was reached without a login");
+  }
   bool letRunningFinish() const override { return false; }
   std::size_t clientCount() const override { return 1; }
   void replyStarted() override {}

@@ -1,10 +1,10 @@
 #include "pool/worker_pool.h"
 
 #include <algorithm>
-#include <cmath>
-#include <thread>
 
 #include "pool/log.h"
+#include "pool/process_spawner.h"
+#include "pool/worker_process.h"
 #include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/wire_value.h"
@@ -24,309 +24,27 @@ std::string mebibytes(std::uint64_t bytes) {
   return buf;
 }
 
-void resolveOnce(Call& call, Outcome outcome) {
-  if (!call.resolve) return;
-  auto resolve = std::move(call.resolve);
-  call.resolve = nullptr;
-  resolve(Result(std::move(outcome)));
-}
-
-class LoggingErrorHandler final : public kj::TaskSet::ErrorHandler {
- public:
-  void taskFailed(kj::Exception&& e) override {
-    // Disconnects are expected whenever a worker dies; its exit is handled elsewhere.
-    if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
-    log().error("internal task failed: {}", e.getDescription().cStr());
-  }
-};
-LoggingErrorHandler errorHandler;
-
-}  // namespace
-
-void fill_stats(const Counts& c, PoolStats& s) {
-  s.workers_live = c.live;
-  s.workers_starting = c.starting;
-  s.workers_busy = c.busy;
-  s.workers_idle = c.ready - c.busy;
-  s.queued = c.queued;
-  s.running = c.running;
-  s.spawns = c.spawns;
-  s.spawn_failures = c.spawn_failures;
-  s.recycled_after_calls = c.recycled_after_calls;
-  s.recycled_for_rss = c.recycled_for_rss;
-  s.reaped_idle = c.reaped_idle;
-}
-
-struct WorkerPool::InFlight {
-  Call call;
-  kj::Maybe<kj::Promise<void>> timer;  // the running call's proc_timeout
-};
-
-struct WorkerPool::Queued {
-  Call call;
-  kj::Maybe<kj::Promise<void>> deadline;  // queue_timeout
-};
-
-struct WorkerPool::Worker {
-  // Starting: spawned, not ready. Ready: takes calls. Dying: killed or dead; its calls are
-  // settled once its guard has exited and every answer it sent has been read.
-  enum class State { Starting, Ready, Dying };
-
-  explicit Worker(kj::Own<WorkerProcess> p) : process(kj::mv(p)), tasks(errorHandler) {}
-
-  std::uint64_t id = 0;
-  kj::Own<WorkerProcess> process;
-  State state = State::Starting;
-  bool everReady = false;
-  std::deque<InFlight> inflight;  // front = the call running now; the rest were sent ahead
-  std::uint64_t answered = 0;     // answers read (each for a call the worker started)
-  std::size_t callsServed = 0;
-  Clock::time_point idleSince = Clock::now();
-  bool recycling = false;         // to be replaced; serves until its replacement is ready
-  std::uint64_t replacement = 0;  // id of the worker started to replace it
-  bool replaced = false;          // replacement ready: takes no work, retires once idle
-  std::string recycleReason;
-  std::optional<Kill> killed;  // set when the pool killed it on purpose
-  bool leftovers = false;      // a call left something running: it takes no more calls
-  std::optional<ExitStatus> exit;
-  bool disconnected = false;  // its connection has ended: every answer it sent has been read
-  bool settling = false;
-  kj::TaskSet tasks;  // declared last: its promises go before the process does
-};
-
-WorkerPool::WorkerPool(kj::AsyncIoContext& io, PoolOptions options,
-                       std::function<void(const Counts&)> onCounts)
-    : io_(io), options_(std::move(options)), onCounts_(std::move(onCounts)), tasks_(errorHandler) {
-  if (auto invalid = invalid_pool_options(options_)) throw std::invalid_argument(*invalid);
-  if (options_.workers == 0) options_.workers = std::max(1u, std::thread::hardware_concurrency());
-  minWorkers_ = std::min(options_.min_workers.value_or(options_.workers), options_.workers);
-  options_.calls_in_flight_per_worker =
-      std::max<std::size_t>(1, options_.calls_in_flight_per_worker);
-  spawn_.environment = options_.environment;
-  spawn_.inherit_environment = options_.inherit_environment;
-  spawn_.working_directory = options_.working_directory;
-  spawn_.user_id = options_.user_id;
-  spawn_.group_id = options_.group_id;
-  balance();
-  if (minWorkers_ < options_.workers && !unlimited(options_.max_idle)) reapIdle();
-}
-
-WorkerPool::~WorkerPool() noexcept(false) {
-  shuttingDown_ = true;
-  failQueued([] { return Cancelled{"the pool was destroyed before the call ran"}; });
-  for (auto& worker : workers_)
-    for (auto& f : worker->inflight)
-      resolveOnce(f.call, Cancelled{"the pool was destroyed while the call ran"});
-  workers_.clear();  // each kills its worker and that worker's processes, and reaps its guard
-}
-
-bool WorkerPool::noWorkerComing() const {
-  // A worker still dying counts: its death (a fork bomb filling the process limit, say) may be
-  // what keeps new ones from starting, and frees room when it is done.
-  return capacity() == 0 &&
-         std::none_of(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
-           return w->state == Worker::State::Dying && w->everReady;
-         });
-}
-
-bool WorkerPool::serving(const Worker& w) const {
-  return w.state == Worker::State::Ready && !w.replaced;
-}
-
-std::size_t WorkerPool::capacity() const {
-  return std::count_if(workers_.begin(), workers_.end(), [](const kj::Own<Worker>& w) {
-    return w->state != Worker::State::Dying && !w->recycling;
-  });
-}
-
-void WorkerPool::publish() {
-  Counts counts = totals_;
-  counts.queued = queued_;
-  for (auto& w : workers_) {
-    // A dying worker's calls are still running until they settle; the worker no longer counts.
-    for (auto& f : w->inflight)
-      if (f.call.resolve) ++counts.running;
-    if (w->state == Worker::State::Dying) continue;
-    ++counts.live;
-    if (w->state == Worker::State::Starting) ++counts.starting;
-    if (serving(*w)) ++counts.ready;
-    if (serving(*w) && !w->inflight.empty()) ++counts.busy;
-  }
-  lastCounts_ = counts;
-  if (onCounts_) onCounts_(counts);
-  checkWaiter();
-}
-
-void WorkerPool::enqueue(Call call, bool atFront) {
-  Queued queued{std::move(call), nullptr};
-  if (auto startBy = queued.call.startBy) {
-    // Armed anew each time the call is queued (a call sent to a worker that died before it
-    // started is queued again): the limit is on the wait before it starts, from submission.
-    std::uint64_t id = queued.call.id;
-    double limit = queued.call.options.queue_timeout.value_or(0);
-    auto left = std::max<std::int64_t>(
-        0, std::chrono::duration_cast<std::chrono::nanoseconds>(*startBy - Clock::now()).count());
-    queued.deadline = io_.provider->getTimer()
-                          .afterDelay(left * kj::NANOSECONDS)
-                          .then([this, id, limit]() {
-                            auto taken = takeQueued(id);
-                            if (!taken) return;
-                            // This continuation belongs to the entry: destroy it later.
-                            auto expired = kj::heap<Queued>(std::move(*taken));
-                            resolveOnce(expired->call, Timeout{limit, 0, true});
-                            tasks_.add(kj::evalLater([expired = kj::mv(expired)]() {}));
-                            publish();
-                          })
-                          .eagerlyEvaluate([](kj::Exception&& e) {
-                            log().error("queue deadline failed: {}", e.getDescription().cStr());
-                          });
-  }
-  auto& fifo = queues_[queued.call.group];
-  if (fifo.empty()) rotation_.push_back(queued.call.group);
-  if (atFront)
-    fifo.push_front(std::move(queued));
-  else
-    fifo.push_back(std::move(queued));
-  ++queued_;
-}
-
-WorkerPool::Queued WorkerPool::dequeue() {
-  std::uint64_t group = rotation_.front();
-  rotation_.pop_front();
-  auto& fifo = queues_[group];
-  Queued next = std::move(fifo.front());
-  fifo.pop_front();
-  --queued_;
-  if (fifo.empty())
-    queues_.erase(group);
-  else
-    rotation_.push_back(group);  // the next call of this group waits for the others' turn
-  return next;
-}
-
-std::optional<WorkerPool::Queued> WorkerPool::takeQueued(std::uint64_t id) {
-  for (auto& [group, fifo] : queues_) {
-    auto it =
-        std::find_if(fifo.begin(), fifo.end(), [id](const Queued& q) { return q.call.id == id; });
-    if (it == fifo.end()) continue;
-    Queued taken = std::move(*it);
-    fifo.erase(it);
-    --queued_;
-    if (fifo.empty()) {
-      std::uint64_t emptied = group;
-      queues_.erase(emptied);
-      rotation_.erase(std::find(rotation_.begin(), rotation_.end(), emptied));
-    }
-    return taken;
-  }
-  return std::nullopt;
-}
-
-// ---- calls ----------------------------------------------------------------------------------
-
-void WorkerPool::submit(Call call) {
-  if (shuttingDown_) return resolveOnce(call, Cancelled{"the pool is shut down"});
+// Why `call` cannot be run whatever the pool's state, or nothing.
+std::optional<std::string> invalidCall(const Call& call, const PoolOptions& pool) {
   const CallOptions& o = call.options;
-  std::optional<std::string> invalid;
   if (auto bad = first_invalid_utf8(call.source))
-    invalid = "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
-  else if (auto nul = call.source.find('\0'); nul != std::string::npos)
-    invalid = "source contains a NUL byte at offset " + std::to_string(nul);
-  if (!invalid) invalid = invalid_seconds("proc_timeout", o.proc_timeout);
-  if (!invalid) invalid = invalid_seconds("soft_timeout", o.soft_timeout);
-  if (!invalid) invalid = invalid_seconds("queue_timeout", o.queue_timeout);
-  if (!invalid)
-    invalid =
-        invalid_soft_timeout(o.soft_timeout.value_or(options_.soft_timeout.value_or(kNoTimeout)),
-                             o.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout)));
-  if (invalid) return resolveOnce(call, Rejected{*invalid});
-  if (spawnFailures_ > 0 && noWorkerComing())
-    return resolveOnce(call, Unavailable{"no worker could be started: " + lastSpawnError_});
-  if (queued_ >= options_.max_queue)
-    return resolveOnce(call, Overloaded{std::to_string(queued_) +
-                                        " calls are already waiting (max_queue); try later"});
-  if (options_.max_queue_per_client > 0) {
-    auto fifo = queues_.find(call.group);
-    if (fifo != queues_.end() && fifo->second.size() >= options_.max_queue_per_client)
-      return resolveOnce(
-          call, Overloaded{"this client already has " + std::to_string(fifo->second.size()) +
-                           " calls waiting (max_queue_per_client); try later"});
-  }
-  if (call.id == 0) call.id = nextCallId_++;
-
-  if (auto limit = call.options.queue_timeout; limit && !unlimited(*limit))
-    call.startBy = Clock::now() + std::chrono::nanoseconds(to_nanoseconds(*limit));
-  enqueue(std::move(call), false);
-  pump();
-  balance();
+    return "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
+  if (auto nul = call.source.find('\0'); nul != std::string::npos)
+    return "source contains a NUL byte at offset " + std::to_string(nul);
+  if (auto invalid = invalid_seconds("proc_timeout", o.proc_timeout)) return invalid;
+  if (auto invalid = invalid_seconds("soft_timeout", o.soft_timeout)) return invalid;
+  if (auto invalid = invalid_seconds("queue_timeout", o.queue_timeout)) return invalid;
+  return invalid_soft_timeout(o.soft_timeout.value_or(pool.soft_timeout.value_or(kNoTimeout)),
+                              o.proc_timeout.value_or(pool.proc_timeout.value_or(kNoTimeout)));
 }
 
-void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
-  if (auto dropped = takeQueued(id)) {
-    resolveOnce(dropped->call, Cancelled{"cancelled by the caller before it ran"});
-    publish();
-    return;
-  }
-  if (!evenIfRunning) return;
-  for (auto& w : workers_) {
-    for (std::size_t i = 0; i < w->inflight.size(); ++i) {
-      Call& call = w->inflight[i].call;
-      if (call.id != id) continue;
-      if (i > 0 || w->state == Worker::State::Dying) {
-        // Sent ahead to a busy worker: it can no longer be taken back and may still run.
-        resolveOnce(call, Cancelled{"cancelled by the caller before it started"});
-        return;
-      }
-      int pid = w->process->pid();
-      kill(*w, "its call was cancelled", id,
-           Cancelled{"cancelled by the caller while running; worker " + std::to_string(pid) +
-                     " was killed"});
-      return;
-    }
-  }
-}
-
-void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
-                             bool letRunningFinish) {
-  auto fifo = queues_.find(group);
-  if (fifo != queues_.end()) {
-    std::deque<Queued> dropped = std::move(fifo->second);
-    queues_.erase(fifo);
-    rotation_.erase(std::find(rotation_.begin(), rotation_.end(), group));
-    queued_ -= dropped.size();
-    for (auto& q : dropped) resolveOnce(q.call, Cancelled{reason});
-  }
-  if (!letRunningFinish) {
-    std::vector<std::uint64_t> running;
-    for (auto& w : workers_)
-      for (auto& f : w->inflight)
-        if (f.call.group == group && f.call.resolve) running.push_back(f.call.id);
-    for (auto id : running) cancel(id);
-  }
-  publish();
-}
-
-void WorkerPool::pump() {
-  while (queued_ > 0) {
-    Worker* best = nullptr;
-    for (auto& w : workers_) {
-      if (!serving(*w)) continue;
-      if (w->inflight.size() >= options_.calls_in_flight_per_worker) continue;
-      if (!best || w->inflight.size() < best->inflight.size()) best = w.get();
-      if (best->inflight.empty()) break;
-    }
-    if (!best) break;
-    Queued next = dequeue();
-    dispatch(*best, std::move(next.call));
-  }
-  publish();
-}
-
-void WorkerPool::dispatch(Worker& worker, Call call) {
-  auto request = worker.process->worker().runRequest();
+// Fills the run request for `call`: its source, soft limit and variables. Rejected when a
+// variable cannot be encoded or the request is too large for a message.
+std::optional<Rejected> encodeRun(
+    const Call& call, double softTimeout,
+    capnp::Request<wire::Worker::RunParams, wire::Worker::RunResults>& request) {
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
-  double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
-  request.setSoftTimeout(unlimited(soft) ? 0 : soft);
+  request.setSoftTimeout(unlimited(softTimeout) ? 0 : softTimeout);
   auto variables = request.initVariables(call.vars.size());
   try {
     for (std::size_t i = 0; i < call.vars.size(); ++i) {
@@ -335,19 +53,217 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
       to_wire(value, variables[i].initValue(), "variable '" + name + "'");
     }
   } catch (const ConversionError& e) {
-    return resolveOnce(call, Rejected{e.what()});
+    return Rejected{e.what()};
   }
   std::size_t bytes = request.totalSize().wordCount * sizeof(capnp::word);
-  if (bytes + 4096 > kMaxMessageBytes) {
-    return resolveOnce(
-        call, Rejected{"the call's source and variables take " + std::to_string(bytes >> 20) +
-                       " MiB; the limit is " + std::to_string(kMaxMessageBytes >> 20) + " MiB"});
+  if (bytes + 4096 > kMaxMessageBytes)
+    return Rejected{"the call's source and variables take " + std::to_string(bytes >> 20) +
+                    " MiB; the limit is " + std::to_string(kMaxMessageBytes >> 20) + " MiB"};
+  return std::nullopt;
+}
+
+// `options`, or std::invalid_argument saying why they cannot make a pool.
+PoolOptions checked(PoolOptions options) {
+  if (auto invalid = invalid_pool_options(options)) throw std::invalid_argument(*invalid);
+  return options;
+}
+
+}  // namespace
+
+WorkerPool::WorkerPool(kj::Timer& timer, Spawner& spawner, PoolOptions options,
+                       PoolStatsRecorder& stats)
+    : WorkerPool(timer, kj::Own<Spawner>(&spawner, kj::NullDisposer::instance), std::move(options),
+                 stats) {}
+
+WorkerPool::WorkerPool(kj::AsyncIoContext& io, PoolOptions options, PoolStatsRecorder& stats)
+    // Copied, not moved: the order in which the arguments are evaluated is unspecified.
+    : WorkerPool(io.provider->getTimer(), kj::heap<ProcessSpawner>(io, options), options, stats) {}
+
+WorkerPool::WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions options,
+                       PoolStatsRecorder& stats)
+    : timer_(timer),
+      spawner_(kj::mv(spawner)),
+      options_(checked(std::move(options))),
+      policy_(options_),
+      stats_(stats),
+      tasks_(kj::heap<kj::TaskSet>(errors())),
+      later_(kj::heap<DeferredDestruction>(errors())) {
+  startWorkers();
+  if (policy_.reaps()) reapIdle();
+}
+
+WorkerPool::~WorkerPool() noexcept(false) {
+  // The pool's own continuations first: none may run on a pool that is going.
+  tasks_ = nullptr;
+  shuttingDown_ = true;
+  failQueued([] { return Cancelled{"the pool was destroyed before the call ran"}; });
+  for (auto& worker : workers_)
+    for (auto& call : worker->inFlight())
+      call.resolveOnce(Cancelled{"the pool was destroyed while the call ran"});
+  workers_.clear();  // each kills its worker and that worker's processes, and reaps its guard
+  later_ = nullptr;
+  queueDeadlines_.clear();
+}
+
+void WorkerPool::taskFailed(kj::Exception&& e) {
+  // Disconnects are expected whenever a worker dies; its exit is handled elsewhere.
+  if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
+  log().error("internal task failed: {}", e.getDescription().cStr());
+}
+
+std::vector<WorkerView> WorkerPool::views() const {
+  std::vector<WorkerView> views;
+  views.reserve(workers_.size());
+  for (auto& w : workers_) views.push_back(w->view());
+  return views;
+}
+
+bool WorkerPool::noWorkerComing() const {
+  return LifecyclePolicy::noWorkerComing(views());
+}
+
+void WorkerPool::publish() {
+  Workload now;
+  now.queued = queue_.size();
+  for (auto& w : workers_) {
+    // A dying worker's calls are still running until they settle; the worker no longer counts.
+    for (auto& call : w->inFlight())
+      if (!call.resolved()) ++now.running;
+    if (w->state() == WorkerState::Dying) continue;
+    ++now.live;
+    WorkerView view = w->view();
+    if (view.state == WorkerState::Starting) ++now.starting;
+    if (view.serving()) ++(view.inFlight == 0 ? now.idle : now.busy);
   }
+  workload_ = now;
+  stats_.publish(now);
+  checkWaiter();
+}
+
+// ---- the queue ------------------------------------------------------------------------------
+
+void WorkerPool::enqueue(Call call, bool atFront) {
+  if (auto startBy = call.startBy) {
+    // Armed anew each time the call is queued (a call sent to a worker that died before it
+    // started is queued again): the limit is on the wait before it starts, from submission.
+    std::uint64_t id = call.id;
+    double limit = call.options.queue_timeout.value_or(0);
+    kj::Duration left = std::max(*startBy - timer_.now(), 0 * kj::NANOSECONDS);
+    queueDeadlines_.insert_or_assign(
+        id, timer_.afterDelay(left)
+                .then([this, id, limit]() { onQueueTimeout(id, limit); })
+                .eagerlyEvaluate([](kj::Exception&& e) {
+                  log().error("queue deadline failed: {}", e.getDescription().cStr());
+                }));
+  }
+  if (atFront)
+    queue_.pushFront(std::move(call));
+  else
+    queue_.pushBack(std::move(call));
+}
+
+std::optional<Call> WorkerPool::takeQueued(std::uint64_t id) {
+  queueDeadlines_.erase(id);
+  return queue_.take(id);
+}
+
+void WorkerPool::onQueueTimeout(std::uint64_t id, double limit) {
+  // This continuation belongs to the deadline: destroyed once it has returned.
+  auto deadline = queueDeadlines_.find(id);
+  if (deadline != queueDeadlines_.end()) {
+    later_->add(kj::heap(kj::mv(deadline->second)));
+    queueDeadlines_.erase(deadline);
+  }
+  auto expired = queue_.take(id);
+  if (!expired) return;
+  expired->resolveOnce(Timeout{limit, 0, true});
+  publish();
+}
+
+void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
+  queueDeadlines_.clear();
+  for (auto& call : queue_.takeAll()) call.resolveOnce(outcome());
+  publish();
+}
+
+// ---- calls ----------------------------------------------------------------------------------
+
+void WorkerPool::submit(Call call) {
+  if (shuttingDown_) return call.resolveOnce(Cancelled{"the pool is shut down"});
+  if (auto invalid = invalidCall(call, options_)) return call.resolveOnce(Rejected{*invalid});
+  if (spawnFailures_ > 0 && noWorkerComing())
+    return call.resolveOnce(Unavailable{"no worker could be started: " + lastSpawnError_});
+  if (auto full = queue_.whyFull(call.group, options_.max_queue, options_.max_queue_per_client))
+    return call.resolveOnce(*full);
+  if (call.id == 0) call.id = newCallId();
+
+  if (auto limit = call.options.queue_timeout; limit && !unlimited(*limit))
+    call.startBy = timer_.now() + seconds(*limit);
+  enqueue(std::move(call), false);
+  dispatchQueued();
+  startWorkers();
+}
+
+void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
+  if (auto dropped = takeQueued(id)) {
+    dropped->resolveOnce(Cancelled{"cancelled by the caller before it ran"});
+    publish();
+    return;
+  }
+  if (!evenIfRunning) return;
+  for (auto& w : workers_) {
+    auto& calls = w->inFlight();
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      if (calls[i].id != id) continue;
+      if (i > 0 || w->state() == WorkerState::Dying) {
+        // Sent ahead to a busy worker: it can no longer be taken back and may still run.
+        calls[i].resolveOnce(Cancelled{"cancelled by the caller before it started"});
+        return;
+      }
+      kill(*w, {"its call was cancelled", id,
+                Cancelled{"cancelled by the caller while running; worker " +
+                          std::to_string(w->pid()) + " was killed"}});
+      return;
+    }
+  }
+}
+
+void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
+                             bool letRunningFinish) {
+  for (auto& call : queue_.takeGroup(group)) {
+    queueDeadlines_.erase(call.id);
+    call.resolveOnce(Cancelled{reason});
+  }
+  if (!letRunningFinish) {
+    std::vector<std::uint64_t> running;
+    for (auto& w : workers_)
+      for (auto& call : w->inFlight())
+        if (call.group == group && !call.resolved()) running.push_back(call.id);
+    for (auto id : running) cancel(id);
+  }
+  publish();
+}
+
+void WorkerPool::dispatchQueued() {
+  while (!queue_.empty()) {
+    auto chosen = policy_.workerForNextCall(views());
+    if (!chosen) break;
+    Call next = queue_.popNext();
+    queueDeadlines_.erase(next.id);
+    dispatch(*workers_[*chosen], std::move(next));
+  }
+  publish();
+}
+
+void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
+  auto request = worker.handle().worker().runRequest();
+  double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
+  if (auto rejected = encodeRun(call, soft, request)) return call.resolveOnce(*rejected);
   std::uint64_t id = call.id;
-  worker.inflight.push_back(InFlight{std::move(call), nullptr});
-  if (worker.inflight.size() == 1) startHeadTimer(worker);
-  Worker* w = &worker;
-  worker.tasks.add(request.send().then(
+  worker.send(std::move(call));
+  if (worker.inFlight().size() == 1) armFirstCallTimer(worker);
+  WorkerSlot* w = &worker;  // the continuation is the slot's: it cannot outlive it
+  worker.watch(request.send().then(
       [this, w, id](capnp::Response<wire::Worker::RunResults>&& response) {
         Outcome outcome;
         std::string left;
@@ -361,8 +277,8 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
           // The worker runs nothing more: the next call must not share a process with what
           // this one left running. Killed before the answer is taken, so no call is sent to it
           // meanwhile; its calls sent ahead go back to the queue.
-          w->leftovers = true;
-          kill(*w, "its call left " + printable(left) + " running");
+          w->markLeftovers();
+          kill(*w, {"its call left " + printable(left) + " running"});
         }
         onReply(*w, id, std::move(outcome));
       },
@@ -373,363 +289,118 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
       }));
 }
 
-void WorkerPool::startHeadTimer(Worker& worker) {
-  if (worker.inflight.empty() || worker.state == Worker::State::Dying) return;
-  InFlight& head = worker.inflight.front();
-  double limit =
-      head.call.options.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
+void WorkerPool::armFirstCallTimer(WorkerSlot& worker) {
+  if (worker.inFlight().empty() || worker.state() == WorkerState::Dying) return;
+  const Call& first = worker.inFlight().front();
+  double limit = first.options.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
   if (unlimited(limit)) return;
-  Worker* w = &worker;
-  std::uint64_t id = head.call.id;
-  head.timer = io_.provider->getTimer()
-                   .afterDelay(seconds(limit))
-                   .then([this, w, id, limit]() { onTimeout(*w, id, limit); })
-                   .eagerlyEvaluate([](kj::Exception&& e) {
-                     log().error("timeout watch failed: {}", e.getDescription().cStr());
-                   });
+  WorkerSlot* w = &worker;  // the timer is the slot's: it cannot outlive it
+  std::uint64_t id = first.id;
+  worker.setFirstCallTimer(timer_.afterDelay(seconds(limit))
+                               .then([this, w, id, limit]() { onTimeout(*w, id, limit); })
+                               .eagerlyEvaluate([](kj::Exception&& e) {
+                                 log().error("timeout watch failed: {}", e.getDescription().cStr());
+                               }));
 }
 
-void WorkerPool::onReply(Worker& worker, std::uint64_t callId, Outcome outcome) {
-  if (worker.inflight.empty() || worker.inflight.front().call.id != callId) {
-    log().error("worker {} answered call {} out of order; dropping the answer",
-                worker.process->pid(), callId);
+void WorkerPool::onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outcome) {
+  auto done = worker.takeAnswered(callId);
+  if (!done) {
+    log().error("worker {} answered call {} out of order; dropping the answer", worker.pid(),
+                callId);
     return;
   }
-  InFlight done = std::move(worker.inflight.front());
-  worker.inflight.pop_front();
-  ++worker.answered;
-  if (worker.state == Worker::State::Dying) {
+  if (worker.state() == WorkerState::Dying) {
     publish();  // a dying worker's answers are read before it settles
   } else {
     afterCall(worker);
-    startHeadTimer(worker);
-    pump();  // the next call first; and the counts are published before anyone hears of this one
+    armFirstCallTimer(worker);
+    dispatchQueued();  // the next call first; the counts are published before anyone hears
   }
-  resolveOnce(done.call, std::move(outcome));
+  done->resolveOnce(std::move(outcome));
 }
 
-// ---- recycling and reaping ------------------------------------------------------------------
-
-void WorkerPool::afterCall(Worker& worker) {
-  ++worker.callsServed;
-  if (worker.inflight.empty()) worker.idleSince = Clock::now();
-  if (worker.state != Worker::State::Ready) return;
-  if (worker.replaced) {
-    if (worker.inflight.empty()) retire(worker, "recycled: " + worker.recycleReason);
-    return;
-  }
-  if (worker.recycling) return;
-  if (options_.recycle_after > 0 && worker.callsServed >= options_.recycle_after) {
-    recycle(worker, "served " + std::to_string(worker.callsServed) + " calls (recycle_after)",
-            false);
-  } else if (options_.recycle_above_rss > 0 && rssRecycling_) {
-    checkRss(worker);
-  }
+void WorkerPool::onTimeout(WorkerSlot& worker, std::uint64_t callId, double limit) {
+  if (worker.inFlight().empty() || worker.inFlight().front().id != callId) return;
+  int pid = worker.pid();
+  log().warn("worker {} killed: call ran past its proc_timeout of {} s", pid, limit);
+  kill(worker, {"proc_timeout", callId, Timeout{limit, pid, false}});
 }
 
-void WorkerPool::checkRss(Worker& worker) {
-  Worker* w = &worker;
-  w->tasks.add(w->process->worker().rssRequest().send().then(
-      [this, w](capnp::Response<wire::Worker::RssResults>&& response) {
-        std::uint64_t bytes = response.getBytes();
-        if (bytes <= options_.recycle_above_rss || !rssRecycling_) return;
-        if (w->callsServed == 0) {
-          // Already too big before any call ran: recycling would loop forever.
-          rssRecycling_ = false;
-          log().warn(
-              "worker {} uses {} right after start-up, above recycle_above_rss ({}); "
-              "recycling on memory is turned off for this pool",
-              w->process->pid(), mebibytes(bytes), mebibytes(options_.recycle_above_rss));
-          return;
-        }
-        if (w->state == Worker::State::Ready && !w->recycling)
-          recycle(*w,
-                  "resident memory " + mebibytes(bytes) + " above recycle_above_rss " +
-                      mebibytes(options_.recycle_above_rss),
-                  true);
-      }));
-}
+// ---- workers coming -------------------------------------------------------------------------
 
-void WorkerPool::recycle(Worker& worker, const std::string& reason, bool forRss) {
-  worker.recycling = true;
-  worker.recycleReason = reason;
-  ++(forRss ? totals_.recycled_for_rss : totals_.recycled_after_calls);
-  log().info("worker {} to be recycled ({}); starting its replacement first", worker.process->pid(),
-             reason);
-  balance();
-}
-
-void WorkerPool::retire(Worker& worker, const std::string& reason) {
-  kill(worker, reason);  // idle: no call is affected
-}
-
-void WorkerPool::reapIdle() {
-  if (shuttingDown_) return;
-  auto now = Clock::now();
-  auto maxIdle = std::chrono::duration<double>(options_.max_idle);
-  for (auto& w : workers_) {
-    if (capacity() <= minWorkers_) break;
-    if (!serving(*w) || !w->inflight.empty() || w->recycling) continue;
-    if (now - w->idleSince < maxIdle) continue;
-    ++totals_.reaped_idle;
-    retire(*w, "idle for more than " + format_seconds(options_.max_idle) + " s (max_idle)");
-  }
-  double period = std::clamp(options_.max_idle / 4, 0.05, 1.0);
-  tasks_.add(io_.provider->getTimer().afterDelay(seconds(period)).then([this]() { reapIdle(); }));
-}
-
-// ---- workers coming and going ---------------------------------------------------------------
-
-void WorkerPool::balance() {
-  if (!shuttingDown_) {
-    // Replacements for recycled workers first, then the minimum, then growth under load.
-    for (std::size_t i = 0; i < workers_.size() && !retryScheduled_; ++i) {
-      Worker& w = *workers_[i];
-      if (w.recycling && w.replacement == 0 && w.state != Worker::State::Dying) spawnOne(&w);
-    }
-    while (!retryScheduled_ && capacity() < minWorkers_) spawnOne(nullptr);
-    std::size_t depth = options_.calls_in_flight_per_worker;
-    std::size_t freeSlots = 0, starting = 0;
-    for (auto& w : workers_) {
-      if (serving(*w)) freeSlots += depth - std::min(depth, w->inflight.size());
-      if (w->state == Worker::State::Starting) ++starting;
-    }
-    while (!retryScheduled_ && capacity() < options_.workers &&
-           queued_ > freeSlots + starting * depth) {
-      spawnOne(nullptr);
-      ++starting;
-    }
+void WorkerPool::startWorkers() {
+  if (!shuttingDown_ && !retryScheduled_) {  // after failed starts, the backoff decides
+    StartPlan plan = policy_.workersToStart(views(), queue_.size());
+    // Indices stay valid: a start only appends.
+    bool started = true;
+    for (std::size_t i : plan.replacementsFor)
+      if (!(started = startWorker(workers_[i].get()))) break;
+    for (std::size_t n = 0; started && n < plan.more; ++n) started = startWorker(nullptr);
   }
   publish();
 }
 
-void WorkerPool::spawnOne(Worker* replacing) {
-  kj::Own<WorkerProcess> process;
+bool WorkerPool::startWorker(WorkerSlot* replacing) {
+  kj::Own<WorkerHandle> handle;
   try {
-    if (spawn_.path.empty()) spawn_.path = resolve_worker_path(options_.worker_path);
-    process = kj::heap<WorkerProcess>(io_, spawn_);
+    handle = spawner_->spawn();
   } catch (const std::exception& e) {
-    spawn_.path.clear();
-    return onSpawnFailed(e.what());
+    onSpawnFailed(e.what());
+    return false;
   }
-  ++totals_.spawns;
-  auto worker = kj::heap<Worker>(kj::mv(process));
-  worker->id = nextWorkerId_++;
-  if (replacing) replacing->replacement = worker->id;
-  Worker* w = worker.get();
-  auto started = w->process->worker().helloRequest().send().then(
+  stats_.count(WorkerEvent::Spawned);
+  auto slot = kj::heap<WorkerSlot>(nextWorkerId_++, kj::mv(handle), timer_.now(), errors());
+  if (replacing) replacing->setReplacement(slot->id());
+  WorkerSlot* w = slot.get();  // every continuation below is the slot's
+  auto started = w->handle().worker().helloRequest().send().then(
       [this, w](capnp::Response<wire::Worker::HelloResults>&& hello) {
-        w->process->adoptWorker(hello.getPid());
+        w->handle().adoptWorker(hello.getPid());
         afterHello(*w);
       });
   double limit = options_.start_timeout;
-  auto tooSlow = io_.provider->getTimer().afterDelay(seconds(limit)).then([this, w, limit]() {
-    if (w->state != Worker::State::Starting) return;
-    kill(*w, "too slow to start");
-    onSpawnFailed("worker " + std::to_string(w->process->pid()) +
-                  " was not ready within start_timeout (" + format_seconds(limit) + " s)");
+  auto tooSlow = timer_.afterDelay(seconds(limit)).then([this, w, limit]() {
+    failStart(*w, "too slow to start",
+              "worker " + std::to_string(w->pid()) + " was not ready within start_timeout (" +
+                  format_seconds(limit) + " s)");
   });
-  w->tasks.add(started.exclusiveJoin(kj::mv(tooSlow)));
-  w->tasks.add(w->process->onDisconnect().then([this, w]() { onDisconnect(*w); }));
-  w->tasks.add(w->process->onExit().then([this, w](ExitStatus status) { onExit(*w, status); }));
-  workers_.push_back(kj::mv(worker));
+  w->watch(started.exclusiveJoin(kj::mv(tooSlow)));
+  w->watch(w->handle().onDisconnect().then([this, w]() { onDisconnect(*w); }));
+  w->watch(w->handle().onExit().then([this, w](ExitStatus status) { onExit(*w, status); }));
+  workers_.push_back(kj::mv(slot));
+  return true;
 }
 
-void WorkerPool::afterHello(Worker& worker) {
+void WorkerPool::afterHello(WorkerSlot& worker) {
   bool setup = !options_.sys_path.empty() || !options_.preload_modules.empty() ||
                !options_.setup_source.empty();
   if (!setup) return onReady(worker);
-  auto request = worker.process->worker().setupRequest();
+  auto request = worker.handle().worker().setupRequest();
   auto path = request.initSysPath(options_.sys_path.size());
   for (std::size_t i = 0; i < options_.sys_path.size(); ++i) path.set(i, options_.sys_path[i]);
   auto imports = request.initImports(options_.preload_modules.size());
   for (std::size_t i = 0; i < options_.preload_modules.size(); ++i)
     imports.set(i, options_.preload_modules[i]);
   request.setSource(options_.setup_source);
-  Worker* w = &worker;
-  w->tasks.add(
-      request.send().then([this, w](capnp::Response<wire::Worker::SetupResults>&& response) {
-        std::string error = response.getError();
-        if (error.empty()) return onReady(*w);
-        if (w->state != Worker::State::Starting) return;
-        kill(*w, "start-up failed");
-        onSpawnFailed("worker start-up failed: " + error);
-      }));
-}
-
-void WorkerPool::onReady(Worker& worker) {
-  if (worker.state != Worker::State::Starting) return;
-  worker.state = Worker::State::Ready;
-  worker.everReady = true;
-  worker.idleSince = Clock::now();
-  spawnFailures_ = 0;
-  log().info("worker {} ready", worker.process->pid());
-  for (auto& old : workers_) {
-    if (old->replacement != worker.id || old->state != Worker::State::Ready) continue;
-    old->replaced = true;
-    if (old->inflight.empty()) retire(*old, "recycled: " + old->recycleReason);
-  }
-  if (options_.recycle_above_rss > 0 && rssRecycling_) checkRss(worker);
-  pump();
-}
-
-void WorkerPool::onTimeout(Worker& worker, std::uint64_t callId, double limit) {
-  if (worker.inflight.empty() || worker.inflight.front().call.id != callId) return;
-  int pid = worker.process->pid();
-  log().warn("worker {} killed: call ran past its proc_timeout of {} s", pid, limit);
-  kill(worker, "proc_timeout", callId, Timeout{limit, pid, false});
-}
-
-// ---- deaths ---------------------------------------------------------------------------------
-// One path for every death. kill() (or a crash) marks the worker Dying at once, so it takes no
-// more calls and a replacement starts. Its calls are settled only once its guard has exited
-// (everything it started is gone) AND its connection has ended (every answer it sent before
-// dying has been read and has resolved its own call): only then is it known which call was
-// running. That call gets the death; the calls sent ahead of it never started and go back to
-// the queue; nothing runs twice.
-
-void WorkerPool::kill(Worker& worker, const std::string& reason, std::uint64_t callId,
-                      std::optional<Outcome> outcome) {
-  if (worker.state == Worker::State::Dying) return;
-  log().info("worker {} killed: {}", worker.process->pid(), reason);
-  worker.killed = Kill{reason, callId, std::move(outcome)};
-  worker.state = Worker::State::Dying;
-  worker.process->kill();
-  if (worker.everReady)
-    balance();  // publishes the lost capacity, and starts a replacement
-  else
-    publish();  // a failed start: the retry backoff decides when to try again
-}
-
-void WorkerPool::onDisconnect(Worker& worker) {
-  worker.disconnected = true;
-  if (!worker.exit && worker.state != Worker::State::Dying) {
-    // It closed its connection but lives: its exit (and the crash it reports) normally follows
-    // at once; one that merely closed its socket gets a second, then is killed.
-    worker.state = Worker::State::Dying;
-    Worker* w = &worker;
-    worker.tasks.add(io_.provider->getTimer().afterDelay(kDeathGrace).then([w]() {
-      if (!w->exit) {
-        log().info("worker {} killed: it closed its connection to the pool", w->process->pid());
-        w->process->kill();
-      }
-    }));
-    balance();
-  }
-  settleOnceDone(worker);
-}
-
-void WorkerPool::onExit(Worker& worker, const ExitStatus& status) {
-  worker.exit = status;
-  if (worker.state != Worker::State::Dying) {
-    worker.state = Worker::State::Dying;
-    balance();
-  }
-  if (!worker.disconnected) {
-    // Normally the connection has ended already. Should something still hold the worker's
-    // socket open, its answers cannot be waited for forever.
-    Worker* w = &worker;
-    worker.tasks.add(io_.provider->getTimer().afterDelay(kDeathGrace).then([this, w]() {
-      w->disconnected = true;
-      settleOnceDone(*w);
-    }));
-  }
-  settleOnceDone(worker);
-}
-
-void WorkerPool::settleOnceDone(Worker& worker) {
-  if (worker.settling || !worker.exit || !worker.disconnected) return;
-  worker.settling = true;
-  // Last in this turn of the loop: every answer read before the end of the connection has
-  // resolved its call by then.
-  std::uint64_t id = worker.id;
-  tasks_.add(kj::evalLast([this, id]() {
-    auto it = std::find_if(workers_.begin(), workers_.end(),
-                           [id](const kj::Own<Worker>& w) { return w->id == id; });
-    if (it != workers_.end()) settle(it);
+  WorkerSlot* w = &worker;
+  w->watch(request.send().then([this, w](capnp::Response<wire::Worker::SetupResults>&& response) {
+    std::string error = response.getError();
+    if (error.empty()) return onReady(*w);
+    failStart(*w, "start-up failed", "worker start-up failed: " + error);
   }));
 }
 
-bool WorkerPool::frontCallStarted(const Worker& worker) const {
-  if (worker.inflight.empty()) return false;
-  auto started = worker.process->startedCall();
-  if (!started) return true;  // no page: the first unanswered call may have been running
-  // The worker counts the calls it starts, each only once the answers before it have been
-  // written; all of those have been read by now. So the count is the number of answers read,
-  // or one more when the first unanswered call had started. Anything else is a page the code
-  // wrote over: assume the worst for that call.
-  if (*started == worker.answered + 1) return true;
-  if (*started == worker.answered) return false;
-  log().warn(
-      "worker {}: its started-call count is {} after {} answers; the code has written "
-      "over it, so its first unanswered call counts as running",
-      worker.process->pid(), *started, worker.answered);
-  return true;
-}
-
-void WorkerPool::settle(std::vector<kj::Own<Worker>>::iterator it) {
-  kj::Own<Worker> worker = kj::mv(*it);
-  workers_.erase(it);
-  worker->process->drainOutput();  // its last words (a fatal error) before the death is told
-  int pid = worker->process->pid();
-  const ExitStatus& status = *worker->exit;
-  if (worker->killed)
-    log().info("worker {} {} (killed: {})", pid, status.describe(), worker->killed->reason);
-  else
-    log().warn("worker {} {}", pid, status.describe());
-
-  // Every answer the worker wrote has been read: the calls left were running or never started.
-  std::optional<Call> running;
-  Outcome death = WorkerCrashed{pid, status.code, status.signal};
-  bool frontStarted = frontCallStarted(*worker);
-  if (!worker->inflight.empty()) {
-    Call& front = worker->inflight.front().call;
-    const auto& kill = worker->killed;
-    if (kill && kill->outcome && kill->callId != 0 && kill->callId == front.id) {
-      // Killed for this very call (its timeout, its cancellation), which had not answered:
-      // whatever the worker's page says, the call gets what the pool killed it for.
-      running = std::move(front);
-      death = *kill->outcome;
-    } else if (worker->leftovers) {
-      // It stopped on its own after a call that left something running: nothing after that
-      // call started, and that is no sign of a call running twice.
-    } else if (frontStarted || front.requeuedUnstarted) {
-      // It was running; or it was already sent to a worker that died and then looked
-      // unstarted, and a call is given one such second chance, not an endless one.
-      running = std::move(front);
-      if (kill && kill->outcome && kill->callId == 0) death = *kill->outcome;
-    } else {
-      front.requeuedUnstarted = true;
-    }
-  }
-  // The calls after the running one never started: back to the front of the queue, in order.
-  for (std::size_t i = worker->inflight.size(); i-- > (running ? 1 : 0);) {
-    Call call = std::move(worker->inflight[i].call);
-    if (!call.resolve) continue;  // cancelled meanwhile
-    if (shuttingDown_)
-      resolveOnce(call, Cancelled{"the pool is shutting down; the call never started"});
-    else
-      enqueue(std::move(call), true);
-  }
-  worker->inflight.clear();
-  // A replacement that never came up: its predecessor needs another.
-  for (auto& old : workers_)
-    if (old->replacement == worker->id) old->replacement = 0;
-  if (!worker->everReady && !worker->killed)
-    onSpawnFailed("worker " + std::to_string(pid) + " " + status.describe() +
-                  " before it was ready (see its output logged above)");
-  // Destroyed once this continuation has returned: its own TaskSet may be on the stack.
-  tasks_.add(kj::evalLater([worker = kj::mv(worker)]() {}));
-  balance();
-  pump();  // publishes the counts before anyone hears of the death
-  if (running) resolveOnce(*running, std::move(death));
+void WorkerPool::failStart(WorkerSlot& worker, const std::string& reason, const std::string& why) {
+  if (worker.state() != WorkerState::Starting) return;
+  kill(worker, {reason});
+  onSpawnFailed(why);
 }
 
 void WorkerPool::onSpawnFailed(const std::string& why) {
   ++spawnFailures_;
-  ++totals_.spawn_failures;
+  stats_.count(WorkerEvent::SpawnFailed);
   lastSpawnError_ = why;
-  double delay = std::min(0.1 * std::pow(2.0, spawnFailures_ - 1), 10.0);
+  double delay = LifecyclePolicy::spawnRetryDelay(spawnFailures_);
   log().error("cannot start a worker: {} (failure {} in a row; retrying in {} s)", why,
               spawnFailures_, delay);
   // With no worker left or coming, the queued calls fail rather than wait for a retry that may
@@ -742,22 +413,203 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   }
   if (retryScheduled_ || shuttingDown_) return;
   retryScheduled_ = true;
-  tasks_.add(io_.provider->getTimer().afterDelay(seconds(delay)).then([this]() {
+  tasks_->add(timer_.afterDelay(seconds(delay)).then([this]() {
     retryScheduled_ = false;
-    balance();
-    pump();
+    startWorkers();
+    dispatchQueued();
   }));
 }
 
-void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
-  std::map<std::uint64_t, std::deque<Queued>> failed;
-  failed.swap(queues_);
-  rotation_.clear();
-  queued_ = 0;
-  for (auto& [group, fifo] : failed)
-    for (auto& q : fifo) resolveOnce(q.call, outcome());
-  publish();
+void WorkerPool::onReady(WorkerSlot& worker) {
+  if (!worker.becomeReady(timer_.now())) return;
+  spawnFailures_ = 0;
+  log().info("worker {} ready", worker.pid());
+  for (auto& old : workers_) {
+    if (old->replacement() != worker.id() || old->state() != WorkerState::Ready) continue;
+    old->markReplaced();
+    if (old->inFlight().empty()) kill(*old, {"recycled: " + old->recycleReason()});
+  }
+  if (policy_.checksRss() && rssRecycling_) checkRss(worker);
+  dispatchQueued();
 }
+
+// ---- recycling and reaping ------------------------------------------------------------------
+
+void WorkerPool::afterCall(WorkerSlot& worker) {
+  worker.countServed(timer_.now());
+  if (worker.state() != WorkerState::Ready) return;
+  if (worker.replaced()) {
+    if (worker.inFlight().empty()) kill(worker, {"recycled: " + worker.recycleReason()});
+    return;
+  }
+  if (worker.recycling()) return;
+  if (policy_.recycleAfterCalls(worker.callsServed())) {
+    recycle(worker, "served " + std::to_string(worker.callsServed()) + " calls (recycle_after)",
+            WorkerEvent::RecycledAfterCalls);
+  } else if (policy_.checksRss() && rssRecycling_) {
+    checkRss(worker);
+  }
+}
+
+void WorkerPool::checkRss(WorkerSlot& worker) {
+  WorkerSlot* w = &worker;
+  w->watch(w->handle().worker().rssRequest().send().then(
+      [this, w](capnp::Response<wire::Worker::RssResults>&& response) {
+        std::uint64_t bytes = response.getBytes();
+        if (!rssRecycling_) return;
+        switch (policy_.judgeRss(bytes, w->callsServed())) {
+          case RssVerdict::Keep:
+            return;
+          case RssVerdict::StopRecyclingOnRss:
+            rssRecycling_ = false;
+            log().warn(
+                "worker {} uses {} right after start-up, above recycle_above_rss ({}); "
+                "recycling on memory is turned off for this pool",
+                w->pid(), mebibytes(bytes), mebibytes(options_.recycle_above_rss));
+            return;
+          case RssVerdict::Recycle:
+            if (w->state() == WorkerState::Ready && !w->recycling())
+              recycle(*w,
+                      "resident memory " + mebibytes(bytes) + " above recycle_above_rss " +
+                          mebibytes(options_.recycle_above_rss),
+                      WorkerEvent::RecycledForRss);
+            return;
+        }
+      }));
+}
+
+void WorkerPool::recycle(WorkerSlot& worker, const std::string& reason, WorkerEvent event) {
+  worker.startRecycling(reason);
+  stats_.count(event);
+  log().info("worker {} to be recycled ({}); starting its replacement first", worker.pid(), reason);
+  startWorkers();
+}
+
+void WorkerPool::reapIdle() {
+  if (shuttingDown_) return;
+  std::vector<WorkerSlot*> idle;
+  for (std::size_t i : policy_.workersToReap(views(), timer_.now()))
+    idle.push_back(workers_[i].get());
+  for (WorkerSlot* w : idle) {
+    stats_.count(WorkerEvent::ReapedIdle);
+    kill(*w, {"idle for more than " + format_seconds(options_.max_idle) + " s (max_idle)"});
+  }
+  tasks_->add(timer_.afterDelay(policy_.reapPeriod()).then([this]() { reapIdle(); }));
+}
+
+// ---- deaths ---------------------------------------------------------------------------------
+// One path for every death. kill() (or a crash) marks the worker Dying at once, so it takes no
+// more calls and a replacement starts. Its calls are settled only once its guard has exited
+// (everything it started is gone) AND its connection has ended (every answer it sent before
+// dying has been read and has resolved its own call): only then is it known which call was
+// running. LifecyclePolicy::settle decides what each call gets; nothing runs twice.
+
+void WorkerPool::kill(WorkerSlot& worker, KillReason why) {
+  if (!worker.kill(std::move(why))) return;
+  if (worker.everReady())
+    startWorkers();  // publishes the lost capacity, and starts a replacement
+  else
+    publish();  // a failed start: the retry backoff decides when to try again
+}
+
+void WorkerPool::onLost(WorkerSlot& worker) {
+  if (worker.markLost()) startWorkers();
+}
+
+void WorkerPool::onDisconnect(WorkerSlot& worker) {
+  worker.markDisconnected();
+  if (!worker.exit() && worker.state() != WorkerState::Dying) {
+    // It closed its connection but lives: its exit (and the crash it reports) normally follows
+    // at once; one that merely closed its socket gets a second, then is killed.
+    WorkerSlot* w = &worker;
+    worker.watch(timer_.afterDelay(kDeathGrace).then([w]() {
+      if (!w->exit()) {
+        log().info("worker {} killed: it closed its connection to the pool", w->pid());
+        w->handle().kill();
+      }
+    }));
+    onLost(worker);
+  }
+  settleOnceDone(worker);
+}
+
+void WorkerPool::onExit(WorkerSlot& worker, const ExitStatus& status) {
+  worker.recordExit(status);
+  onLost(worker);
+  if (!worker.disconnected()) {
+    // Normally the connection has ended already. Should something still hold the worker's
+    // socket open, its answers cannot be waited for forever.
+    WorkerSlot* w = &worker;
+    worker.watch(timer_.afterDelay(kDeathGrace).then([this, w]() {
+      w->markDisconnected();
+      settleOnceDone(*w);
+    }));
+  }
+  settleOnceDone(worker);
+}
+
+void WorkerPool::settleOnceDone(WorkerSlot& worker) {
+  if (!worker.startSettling()) return;
+  // Last in this turn of the loop: every answer read before the end of the connection has
+  // resolved its call by then.
+  std::uint64_t id = worker.id();
+  tasks_->add(kj::evalLast([this, id]() { settle(id); }));
+}
+
+void WorkerPool::settle(std::uint64_t workerId) {
+  auto it = std::find_if(workers_.begin(), workers_.end(),
+                         [workerId](const kj::Own<WorkerSlot>& w) { return w->id() == workerId; });
+  if (it == workers_.end()) return;
+  kj::Own<WorkerSlot> worker = kj::mv(*it);
+  workers_.erase(it);
+  worker->handle().drainOutput();  // its last words (a fatal error) before the death is told
+  int pid = worker->pid();
+  const ExitStatus& status = *worker->exit();
+  const auto& killed = worker->killed();
+  if (killed)
+    log().info("worker {} {} (killed: {})", pid, status.describe(), killed->reason);
+  else
+    log().warn("worker {} {}", pid, status.describe());
+
+  // Every answer the worker wrote has been read: the calls left were running or never started.
+  DeathFacts facts = worker->deathFacts();
+  Settlement settlement = LifecyclePolicy::settle(facts);
+  if (settlement.pageOverwritten)
+    log().warn(
+        "worker {}: its started-call count is {} after {} answers; the code has written "
+        "over it, so its first unanswered call counts as running",
+        pid, *facts.startedCount, facts.answered);
+  std::vector<Call> calls = worker->takeInFlight();
+  std::optional<Call> running;
+  Outcome death = WorkerCrashed{pid, status.code, status.signal};
+  if (settlement.firstResolves()) {
+    running = std::move(calls.front());
+    if (settlement.first == FirstCallFate::KillOutcome) death = *killed->outcome;
+  } else if (settlement.first == FirstCallFate::RequeueOnce) {
+    calls.front().requeuedUnstarted = true;
+  }
+  // The calls after the running one never started: back to the front of the queue, in order.
+  for (std::size_t i = calls.size(); i-- > (running ? 1 : 0);) {
+    Call call = std::move(calls[i]);
+    if (call.resolved()) continue;  // cancelled meanwhile
+    if (shuttingDown_)
+      call.resolveOnce(Cancelled{"the pool is shutting down; the call never started"});
+    else
+      enqueue(std::move(call), true);
+  }
+  // A replacement that never came up: its predecessor needs another.
+  for (auto& old : workers_)
+    if (old->replacement() == worker->id()) old->setReplacement(0);
+  if (!worker->everReady() && !killed)
+    onSpawnFailed("worker " + std::to_string(pid) + " " + status.describe() +
+                  " before it was ready (see its output logged above)");
+  later_->add(kj::mv(worker));
+  startWorkers();
+  dispatchQueued();  // publishes the counts before anyone hears of the death
+  if (running) running->resolveOnce(std::move(death));
+}
+
+// ---- shutdown -------------------------------------------------------------------------------
 
 kj::Promise<void> WorkerPool::waitUntil(std::function<bool()> condition, double bound) {
   auto reached = kj::newPromiseAndFulfiller<void>();
@@ -765,7 +617,7 @@ kj::Promise<void> WorkerPool::waitUntil(std::function<bool()> condition, double 
   checkWaiter();
   auto promise = kj::mv(reached.promise);
   if (unlimited(bound)) return promise;
-  return promise.exclusiveJoin(io_.provider->getTimer().afterDelay(seconds(bound)));
+  return promise.exclusiveJoin(timer_.afterDelay(seconds(bound)));
 }
 
 void WorkerPool::checkWaiter() {
@@ -780,16 +632,17 @@ void WorkerPool::checkWaiter() {
 kj::Promise<void> WorkerPool::shutdown(double grace) {
   shuttingDown_ = true;
   failQueued([] { return Cancelled{"the pool is shutting down; the call never started"}; });
-  auto nothingRunning = [this]() { return lastCounts_.running == 0; };
+  auto nothingRunning = [this]() { return workload_.running == 0; };
   return waitUntil(nothingRunning, grace)
       .then([this, grace]() {
-        std::vector<Worker*> all;
+        std::vector<WorkerSlot*> all;
         for (auto& worker : workers_) all.push_back(worker.get());
-        for (Worker* worker : all) {
-          bool running = !worker->inflight.empty();
-          kill(*worker, running ? "shutdown grace period over" : "the pool shut down", 0,
-               Cancelled{"the pool shut down; the call was still running after the " +
-                         format_seconds(grace) + " s grace period and its worker was killed"});
+        for (WorkerSlot* worker : all) {
+          bool running = !worker->inFlight().empty();
+          kill(*worker,
+               {running ? "shutdown grace period over" : "the pool shut down", 0,
+                Cancelled{"the pool shut down; the call was still running after the " +
+                          format_seconds(grace) + " s grace period and its worker was killed"}});
         }
         // Every worker settles within moments (its guard's exit is bounded, kGuardBound).
         auto allSettled = [this]() { return workers_.empty(); };
@@ -797,8 +650,8 @@ kj::Promise<void> WorkerPool::shutdown(double grace) {
       })
       .then([this]() {
         for (auto& worker : workers_)
-          for (auto& f : worker->inflight)
-            resolveOnce(f.call, Cancelled{"the pool shut down while the call ran"});
+          for (auto& call : worker->inFlight())
+            call.resolveOnce(Cancelled{"the pool shut down while the call ran"});
         workers_.clear();  // whatever did not settle: the destructors reap with a bound
         publish();
       });

@@ -1,66 +1,37 @@
-// The scheduler: a bounded FIFO queue of calls, a set of worker processes that grows and
-// shrinks between min and max, timeouts, cancellation, recycling and healing.
+// The scheduler: queues calls (CallQueue), keeps a set of workers (WorkerSlot) between min and
+// max as LifecyclePolicy decides, sends them calls, and carries out timeouts, cancellation,
+// recycling and healing. Time comes from an injected kj::Timer and workers from an injected
+// Spawner, so the rules can run against fakes.
 // Single-threaded: lives on one kj event loop (client/ runs that loop on the pool's thread).
 #pragma once
 
 #include <kj/async-io.h>
 
-#include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "pool/call.h"
+#include "pool/call_queue.h"
+#include "pool/lifecycle_policy.h"
 #include "pool/options.h"
-#include "pool/worker_process.h"
-#include "protocol/result.h"
-#include "protocol/stats.h"
+#include "pool/pool_stats.h"
+#include "pool/spawner.h"
+#include "pool/worker_slot.h"
+#include "util/deferred_destruction.h"
 
 namespace vial::pool {
 
-/// One submitted call. `resolve` is invoked exactly once, on the loop's thread.
-struct Call {
-  std::string source;
-  Vars vars;
-  CallOptions options;
-  std::function<void(Result&&)> resolve;
-  std::uint64_t id = 0;  ///< for cancel(); 0 = the pool assigns one
-  /// Calls of different groups (vial serve: one per client connection) are served
-  /// round-robin, so one group flooding the queue cannot starve another.
-  std::uint64_t group = 0;
-  /// Set by the pool: when the call must have started (options.queue_timeout after submission).
-  std::optional<std::chrono::steady_clock::time_point> startBy;
-  /// Set by the pool: the call was sent to a worker that died before it, seemingly, started.
-  bool requeuedUnstarted = false;
-};
-
-/// What the pool is doing, published after every change.
-struct Counts {
-  std::size_t live = 0;      ///< worker processes not yet lost (starting, idle or busy)
-  std::size_t ready = 0;     ///< workers that reported ready and take work (idle or busy)
-  std::size_t busy = 0;      ///< ready workers running a call
-  std::size_t starting = 0;  ///< spawned, not ready yet
-  std::size_t queued = 0;    ///< calls waiting for a worker
-  std::size_t running = 0;   ///< calls sent to workers
-  std::uint64_t spawns = 0;
-  std::uint64_t spawn_failures = 0;
-  std::uint64_t recycled_after_calls = 0;
-  std::uint64_t recycled_for_rss = 0;
-  std::uint64_t reaped_idle = 0;
-};
-
-/// Copies the worker and queue counters into `stats`.
-void fill_stats(const Counts& counts, PoolStats& stats);
-
-class WorkerPool {
+class WorkerPool final : private kj::TaskSet::ErrorHandler {
  public:
-  /// Starts min_workers at once. `onCounts` (may be empty) hears every change.
-  WorkerPool(kj::AsyncIoContext& io, PoolOptions options,
-             std::function<void(const Counts&)> onCounts = {});
+  /// Starts min_workers at once, through `spawner`, timing with `timer`. `stats` hears every
+  /// change. All three must outlive the pool.
+  WorkerPool(kj::Timer& timer, Spawner& spawner, PoolOptions options, PoolStatsRecorder& stats);
+  /// The same with real worker processes (ProcessSpawner) and `io`'s timer.
+  WorkerPool(kj::AsyncIoContext& io, PoolOptions options, PoolStatsRecorder& stats);
   ~WorkerPool() noexcept(false);
   KJ_DISALLOW_COPY(WorkerPool);
 
@@ -76,26 +47,12 @@ class WorkerPool {
   /// workers running its calls too unless `letRunningFinish`.
   void cancelGroup(std::uint64_t group, const std::string& reason, bool letRunningFinish);
 
-  /// The counters as last published.
-  const Counts& counts() const { return lastCounts_; }
-
   /// Stops taking calls; queued calls resolve Cancelled; running calls get `grace` seconds,
   /// then their workers are killed and they resolve Cancelled. All workers are gone after.
   kj::Promise<void> shutdown(double grace);
 
  private:
-  struct Worker;
-  struct InFlight;
-  struct Queued;
-  using Clock = std::chrono::steady_clock;
-
-  /// Why the pool killed a worker, and what the call it was killed for (0: none) resolves to.
-  struct Kill {
-    std::string reason;
-    std::uint64_t callId = 0;
-    std::optional<Outcome> outcome;
-  };
-  /// Resolves `fulfiller` once `condition` holds (checked whenever the counts change).
+  /// Resolves `fulfiller` once `condition` holds (checked at every publish()).
   struct Waiter {
     std::function<bool()> condition;
     kj::Own<kj::PromiseFulfiller<void>> fulfiller;
@@ -104,61 +61,68 @@ class WorkerPool {
   /// may stay alive, before the pool stops waiting for the other half of its death.
   static constexpr kj::Duration kDeathGrace = 1 * kj::SECONDS;
 
-  void pump();
-  void dispatch(Worker& worker, Call call);
-  void startHeadTimer(Worker& worker);
-  void balance();
-  void spawnOne(Worker* replacing);
-  void afterHello(Worker& worker);
+  WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions options,
+             PoolStatsRecorder& stats);
+
+  void taskFailed(kj::Exception&& e) override;
+  kj::TaskSet::ErrorHandler& errors() { return *this; }
+
+  // Calls.
+  void enqueue(Call call, bool atFront);
+  std::optional<Call> takeQueued(std::uint64_t id);
+  void onQueueTimeout(std::uint64_t id, double limit);
+  void failQueued(const std::function<Outcome()>& outcome);
+  void dispatchQueued();
+  void dispatch(WorkerSlot& worker, Call call);
+  void armFirstCallTimer(WorkerSlot& worker);
+  void onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outcome);
+  void onTimeout(WorkerSlot& worker, std::uint64_t callId, double limit);
+
+  // Workers coming.
+  void startWorkers();
+  bool startWorker(WorkerSlot* replacing);
+  void afterHello(WorkerSlot& worker);
+  void failStart(WorkerSlot& worker, const std::string& reason, const std::string& why);
   void onSpawnFailed(const std::string& why);
-  void onReady(Worker& worker);
-  void onReply(Worker& worker, std::uint64_t callId, Outcome outcome);
-  void afterCall(Worker& worker);
-  void checkRss(Worker& worker);
-  void recycle(Worker& worker, const std::string& reason, bool forRss);
-  void retire(Worker& worker, const std::string& reason);
-  void onTimeout(Worker& worker, std::uint64_t callId, double limit);
-  void kill(Worker& worker, const std::string& reason, std::uint64_t callId = 0,
-            std::optional<Outcome> outcome = std::nullopt);
-  void onDisconnect(Worker& worker);
-  void onExit(Worker& worker, const ExitStatus& status);
-  void settleOnceDone(Worker& worker);
-  void settle(std::vector<kj::Own<Worker>>::iterator worker);
+  void onReady(WorkerSlot& worker);
+
+  // Workers going.
+  void afterCall(WorkerSlot& worker);
+  void checkRss(WorkerSlot& worker);
+  void recycle(WorkerSlot& worker, const std::string& reason, WorkerEvent event);
+  void reapIdle();
+  void kill(WorkerSlot& worker, KillReason why);
+  void onLost(WorkerSlot& worker);
+  void onDisconnect(WorkerSlot& worker);
+  void onExit(WorkerSlot& worker, const ExitStatus& status);
+  void settleOnceDone(WorkerSlot& worker);
+  void settle(std::uint64_t workerId);
+
+  std::vector<WorkerView> views() const;
+  bool noWorkerComing() const;
+  void publish();
   kj::Promise<void> waitUntil(std::function<bool()> condition, double boundSeconds);
   void checkWaiter();
-  void reapIdle();
-  void failQueued(const std::function<Outcome()>& outcome);
-  void enqueue(Call call, bool atFront);
-  bool frontCallStarted(const Worker& worker) const;
-  Queued dequeue();
-  std::optional<Queued> takeQueued(std::uint64_t id);
-  void publish();
-  bool serving(const Worker& worker) const;
-  // No worker serves, and none that served is dying (whose death may free room for a new one).
-  bool noWorkerComing() const;
-  std::size_t capacity() const;
 
-  kj::AsyncIoContext& io_;
+  kj::Timer& timer_;
+  kj::Own<Spawner> spawner_;  // owned with the convenience constructor only
   PoolOptions options_;
-  std::size_t minWorkers_;
-  SpawnOptions spawn_;
-  std::function<void(const Counts&)> onCounts_;
-  // One FIFO per group, served round-robin in `rotation_` order.
-  std::map<std::uint64_t, std::deque<Queued>> queues_;
-  std::deque<std::uint64_t> rotation_;
-  std::size_t queued_ = 0;
-  Counts lastCounts_;
-  std::vector<kj::Own<Worker>> workers_;
-  std::uint64_t nextCallId_ = 1ull << 62;  // above the ids client/ assigns
+  LifecyclePolicy policy_;
+  PoolStatsRecorder& stats_;
+  Workload workload_;
+  CallQueue queue_;
+  std::map<std::uint64_t, kj::Promise<void>> queueDeadlines_;  // by call id: queue_timeout
+  std::vector<kj::Own<WorkerSlot>> workers_;
   std::uint64_t nextWorkerId_ = 1;
   int spawnFailures_ = 0;  // in a row; reset by a worker that reaches ready
   std::string lastSpawnError_;
   bool retryScheduled_ = false;
   bool rssRecycling_ = true;  // off once a fresh worker is already above the limit
   bool shuttingDown_ = false;
-  Counts totals_;  // the cumulative counters; the rest is derived in publish()
   kj::Maybe<Waiter> waiter_;
-  kj::TaskSet tasks_;
+  // Continuations of the pool itself (retry, reaping, settling); dropped first by the destructor.
+  kj::Own<kj::TaskSet> tasks_;
+  kj::Own<DeferredDestruction> later_;
 };
 
 }  // namespace vial::pool

@@ -41,16 +41,6 @@ namespace vial::pool {
 
 namespace bp = boost::process;
 
-std::string ExitStatus::describe() const {
-  if (signal) {
-    const char* name = sigabbrev_np(*signal);
-    return "killed by signal " + std::to_string(*signal) +
-           (name ? std::string(" (SIG") + name + ")" : "");
-  }
-  if (code) return "exited with code " + std::to_string(*code);
-  return "ended (status unknown: reaped elsewhere)";
-}
-
 std::string resolve_worker_path(const std::string& configured) {
   namespace fs = std::filesystem;
   auto executable = [](const std::string& p) { return access(p.c_str(), X_OK) == 0; };

@@ -21,18 +21,13 @@
 #include <utility>
 #include <vector>
 
+#include "pool/exit_status.h"
+#include "pool/spawner.h"
 #include "pool/worker_output.h"
 #include "protocol/started_call.h"
 #include "protocol/vial.capnp.h"
 
 namespace vial::pool {
-
-/// How a process ended.
-struct ExitStatus {
-  std::optional<int> code;    ///< exited normally with this code
-  std::optional<int> signal;  ///< killed by this signal
-  std::string describe() const;
-};
 
 /// The worker executable to start, resolved from `configured` (may be empty): see
 /// PoolOptions::worker_path. Throws std::runtime_error naming every place looked at.
@@ -48,7 +43,7 @@ struct SpawnOptions {
   std::optional<unsigned> group_id;
 };
 
-class WorkerProcess {
+class WorkerProcess final : public WorkerHandle {
  public:
   /// How long a guard may take to clear its worker's tree and exit once told to (it gives up on
   /// a fork bomb after 10 s itself) before it is SIGKILLed.
@@ -58,31 +53,31 @@ class WorkerProcess {
   /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput), the RPC
   /// socket as fd 3 and the started-call page as fd 4. Throws std::runtime_error on failure.
   WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options);
-  ~WorkerProcess() noexcept(false);
+  ~WorkerProcess() noexcept(false) override;
   KJ_DISALLOW_COPY(WorkerProcess);
 
   /// The worker's pid, as its code sees it (os.getpid()); the guard's until hello.
-  pid_t pid() const { return workerPid_ > 0 ? workerPid_ : guardPid_; }
+  pid_t pid() const override { return workerPid_ > 0 ? workerPid_ : guardPid_; }
   /// Takes the pid the worker reported in hello: from now on kill() reaches it directly.
-  void adoptWorker(pid_t pid);
+  void adoptWorker(pid_t pid) override;
 
-  wire::Worker::Client& worker() { return worker_; }
+  wire::Worker::Client& worker() override { return worker_; }
 
   /// Resolves when the RPC connection ends: every answer the worker sent has been read.
-  kj::Promise<void> onDisconnect() { return network_->onDisconnect(); }
+  kj::Promise<void> onDisconnect() override { return network_->onDisconnect(); }
   /// Resolves once the guard has exited (so has everything the worker started) and been reaped,
   /// with the worker's own status.
-  kj::Promise<ExitStatus> onExit();
+  kj::Promise<ExitStatus> onExit() override;
   /// The id of the call the worker started last (0: none), once it is dead; nothing when the
   /// page shared with the worker could not be made (see protocol/started_call.h).
-  std::optional<std::uint64_t> startedCall() const { return startedCall_.get(); }
+  std::optional<std::uint64_t> startedCall() const override { return startedCall_.get(); }
 
   /// Logs whatever the worker wrote last, without waiting (see WorkerOutput::drainNow).
-  void drainOutput() { output_->drainNow(); }
+  void drainOutput() override { output_->drainNow(); }
 
   /// Kills the worker and, through its guard, every process it started. Idempotent; nothing
   /// once the guard has been reaped.
-  void kill();
+  void kill() override;
 
  private:
   kj::Promise<ExitStatus> watchExit();

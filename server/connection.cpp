@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <memory>
 
 #include "protocol/duration.h"
@@ -47,13 +46,9 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     auto replied = kj::newPromiseAndFulfiller<void>();
     auto pending = std::make_shared<PendingReply>();
     pending->fulfiller = kj::mv(replied.fulfiller);
-    auto started = std::chrono::steady_clock::now();
-    call.id = owner_.newCallId();
+    call.id = pool::newCallId();
     call.group = connection_;
-    // The server outlives its pool, so the callback may use it whenever the pool calls it.
-    ConnectionOwner* owner = &owner_;
-    call.resolve = [owner, pending, started, context](Result&& r) mutable {
-      owner->record().resolved(r, std::chrono::steady_clock::now() - started);
+    call.resolve = [pending, context](Result&& r) mutable {
       pending->resolved = true;
       // Not waiting: the RPC is gone, and its context with it.
       if (!pending->fulfiller->isWaiting()) return;
@@ -66,12 +61,14 @@ class PoolServiceImpl final : public wire::PoolService::Server {
       }
     };
     std::uint64_t id = call.id;
-    owner_.record().submitted();
+    owner_.stats().track(call);
     owner_.workers().submit(std::move(call));
     // If the client cancels the RPC (or goes away), this promise is dropped: cancel the call.
     // With --let-finish a running call is left to finish; only a queued one is dropped.
     bool killRunning = !owner_.letRunningFinish();
     owner_.replyStarted();
+    // The server outlives every RPC of its connections, so their end may use it.
+    ConnectionOwner* owner = &owner_;
     return replied.promise.attach(kj::defer([owner, id, pending, killRunning]() {
       if (!pending->resolved) owner->workers().cancel(id, killRunning);
       owner->replyFinished();
@@ -79,9 +76,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   }
 
   kj::Promise<void> stats(StatsContext context) override {
-    PoolStats s;
-    pool::fill_stats(owner_.workers().counts(), s);
-    owner_.record().fill(s);
+    PoolStats s = owner_.stats().snapshot();
     s.clients = owner_.clientCount();
     to_wire(s, context.getResults().initStats());
     return kj::READY_NOW;

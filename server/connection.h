@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "pool/call_record.h"
+#include "pool/pool_stats.h"
 #include "pool/worker_pool.h"
 #include "protocol/write_tracking_stream.h"
 #include "server/login.h"
@@ -33,8 +33,7 @@ constexpr std::size_t kMaxWaitingForLogin = 128;
 class ConnectionOwner {
  public:
   virtual pool::WorkerPool& workers() = 0;
-  virtual pool::CallRecord& record() = 0;
-  virtual std::uint64_t newCallId() = 0;
+  virtual pool::PoolStatsRecorder& stats() = 0;
   virtual bool letRunningFinish() const = 0;
   virtual std::size_t clientCount() const = 0;
   /// Answers not yet handed to the RPC system are counted: the stop sequence waits for them.

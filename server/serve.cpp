@@ -14,8 +14,8 @@
 #include <set>
 #include <vector>
 
-#include "pool/call_record.h"
 #include "pool/log.h"
+#include "pool/pool_stats.h"
 #include "pool/worker_pool.h"
 #include "protocol/duration.h"
 #include "server/connection.h"
@@ -82,7 +82,7 @@ class Server final : public server::ConnectionOwner {
     if (listener_->needsToken())
       gate_ = kj::heap<LoginGate>(timer(), server::readServerToken(options_.tokenFile));
     // Workers start only once the listening checks have passed.
-    workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool);
+    workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool, stats_);
     log().info("vial serve: listening on {} (pid {})", listener_->where(), getpid());
     accepting_ = listener_
                      ->acceptEach([this](kj::Own<kj::AsyncIoStream> stream, Peer peer) {
@@ -107,8 +107,7 @@ class Server final : public server::ConnectionOwner {
 
   // ConnectionOwner
   pool::WorkerPool& workers() override { return *workers_; }
-  pool::CallRecord& record() override { return record_; }
-  std::uint64_t newCallId() override { return nextCall_++; }
+  pool::PoolStatsRecorder& stats() override { return stats_; }
   bool letRunningFinish() const override { return options_.letRunningFinish; }
   std::size_t clientCount() const override { return connections_.size(); }
   void replyStarted() override { ++repliesOutstanding_; }
@@ -202,7 +201,7 @@ class Server final : public server::ConnectionOwner {
 
   kj::AsyncIoContext& io_;
   const ServeOptions& options_;
-  pool::CallRecord record_;
+  pool::PoolStatsRecorder stats_;
   kj::Own<Listener> listener_;
   kj::Own<LoginGate> gate_;  // TCP only
   std::map<std::uint64_t, kj::Own<Connection>> connections_;
@@ -213,7 +212,6 @@ class Server final : public server::ConnectionOwner {
   int repliesOutstanding_ = 0;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
   std::uint64_t nextConnection_ = 1;
-  std::uint64_t nextCall_ = 1;
   bool shuttingDown_ = false;
   kj::Own<pool::WorkerPool> workers_;
 };

@@ -1,0 +1,53 @@
+// The calls waiting for a worker: one FIFO per group, the groups served round-robin so that one
+// group (a vial serve client) flooding the queue cannot starve another. Plain data: no timers,
+// no event loop (the pool arms the queue deadlines). Single-threaded.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "pool/call.h"
+
+namespace vial::pool {
+
+class CallQueue {
+ public:
+  /// Calls waiting, in all groups.
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  /// Calls waiting in `group`.
+  std::size_t sizeOf(std::uint64_t group) const;
+
+  /// Why a call of `group` cannot be queued now: `maxQueue` calls wait already, or
+  /// `maxPerGroup` of its group do (0: no limit per group). Nothing when it can.
+  std::optional<Overloaded> whyFull(std::uint64_t group, std::size_t maxQueue,
+                                    std::size_t maxPerGroup) const;
+
+  /// Queues `call` last in its group, or first (a call that goes back to the queue because the
+  /// worker it was sent to died before starting it keeps its place ahead of later calls).
+  void pushBack(Call call);
+  void pushFront(Call call);
+
+  /// The next call: the head of the group whose turn it is; that group then waits for the
+  /// others' turn. Requires !empty().
+  Call popNext();
+  /// Takes call `id` out of the queue, wherever it is.
+  std::optional<Call> take(std::uint64_t id);
+  /// Takes every call of `group`, in order.
+  std::vector<Call> takeGroup(std::uint64_t group);
+  /// Takes every call, group by group.
+  std::vector<Call> takeAll();
+
+ private:
+  void forgetGroup(std::uint64_t group);
+
+  std::map<std::uint64_t, std::deque<Call>> groups_;
+  std::deque<std::uint64_t> rotation_;  // groups with calls, the next to serve first
+  std::size_t size_ = 0;
+};
+
+}  // namespace vial::pool

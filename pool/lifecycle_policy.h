@@ -1,0 +1,144 @@
+// The pool's decisions, as pure functions of a snapshot: how many workers to start, which idle
+// ones to stop, when one is recycled, how long to wait after failed starts, which worker takes
+// the next call, and what happens to a dead worker's calls. No processes, no timers, no event
+// loop: WorkerPool feeds them what its WorkerSlots look like and `now`, and carries them out.
+// Thread-safety: none needed (const, no shared state).
+#pragma once
+
+#include <kj/time.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "pool/options.h"
+
+namespace vial::pool {
+
+/// Starting: spawned, not ready. Ready: takes calls. Dying: killed or dead; its calls are
+/// settled once it is gone and every answer it sent has been read.
+enum class WorkerState { Starting, Ready, Dying };
+
+/// What the policy needs to know of one worker.
+struct WorkerView {
+  WorkerState state = WorkerState::Starting;
+  bool everReady = false;
+  bool recycling = false;       ///< to be replaced; serves until its replacement is ready
+  bool hasReplacement = false;  ///< a replacement has been started for it
+  bool replaced = false;        ///< its replacement is ready: it takes no work, retires idle
+  std::size_t inFlight = 0;     ///< calls sent to it, not answered
+  kj::TimePoint idleSince = kj::origin<kj::TimePoint>();
+
+  /// Takes calls.
+  bool serving() const { return state == WorkerState::Ready && !replaced; }
+  /// Counts toward the pool's size: alive and not on its way out.
+  bool staying() const { return state != WorkerState::Dying && !recycling; }
+};
+
+/// Which workers to start now, in this order (a failed start ends the list: the backoff
+/// decides when to try again).
+struct StartPlan {
+  std::vector<std::size_t> replacementsFor;  ///< indices of recycling workers to replace first
+  std::size_t more = 0;                      ///< then this many new workers
+};
+
+/// What a recycled worker's memory means.
+enum class RssVerdict {
+  Keep,
+  Recycle,
+  /// Already above the limit before any call ran: recycling would loop forever, so recycling
+  /// on memory is turned off for the pool.
+  StopRecyclingOnRss,
+};
+
+/// What is known of a dead worker once every answer it sent has been read.
+struct DeathFacts {
+  std::size_t unanswered = 0;  ///< calls sent to it and not answered, the first one first
+  std::uint64_t answered = 0;  ///< answers read
+  /// The worker's started-call count (protocol/started_call.h); nothing without the page.
+  std::optional<std::uint64_t> startedCount;
+  bool firstRequeuedBefore = false;  ///< the first unanswered call already had its second chance
+  bool leftovers = false;            ///< a call of it left something running: it stopped after
+  /// The pool killed it for the first unanswered call, with an outcome for that call (its
+  /// proc_timeout, its cancellation).
+  bool killedForFirstCall = false;
+  /// The pool killed it with an outcome for whichever call was running (shutdown).
+  bool killedForAnyCall = false;
+};
+
+/// What the first unanswered call of a dead worker gets.
+enum class FirstCallFate {
+  None,         ///< there is none
+  Crash,        ///< it was running: WorkerCrashed
+  KillOutcome,  ///< it was running and the pool killed the worker for it: that outcome
+  Requeue,      ///< it never started (the worker stopped after leftovers): back to the queue
+  RequeueOnce,  ///< it seemingly never started: back to the queue, marked (once only)
+};
+
+struct Settlement {
+  FirstCallFate first = FirstCallFate::None;
+  /// The started-call count is neither of the two it can be: the code wrote over the page.
+  bool pageOverwritten = false;
+  /// Whether the first call resolves now (the rest, sent ahead, go back to the queue in order).
+  bool firstResolves() const {
+    return first == FirstCallFate::Crash || first == FirstCallFate::KillOutcome;
+  }
+};
+
+class LifecyclePolicy {
+ public:
+  /// `options` as given to the pool (checked by invalid_pool_options()); workers == 0 means one
+  /// per CPU.
+  explicit LifecyclePolicy(const PoolOptions& options);
+
+  std::size_t minWorkers() const { return minWorkers_; }
+  std::size_t maxWorkers() const { return maxWorkers_; }
+  std::size_t callsInFlightPerWorker() const { return depth_; }
+
+  /// Replacements for recycled workers first, then up to the minimum, then growth while calls
+  /// wait beyond what the ready and starting workers will take.
+  StartPlan workersToStart(const std::vector<WorkerView>& workers, std::size_t queued) const;
+
+  /// Whether idle workers are ever stopped (there is room above the minimum and a max_idle).
+  bool reaps() const;
+  /// How often to look for idle workers.
+  kj::Duration reapPeriod() const;
+  /// Indices of the idle workers to stop now: idle past max_idle, never below min_workers.
+  std::vector<std::size_t> workersToReap(const std::vector<WorkerView>& workers,
+                                         kj::TimePoint now) const;
+
+  /// A worker that has served `callsServed` calls is recycled (recycle_after).
+  bool recycleAfterCalls(std::size_t callsServed) const;
+  /// Whether the memory of a worker is to be asked for after a call (recycle_above_rss).
+  bool checksRss() const { return rssLimit_ > 0; }
+  RssVerdict judgeRss(std::uint64_t bytes, std::size_t callsServed) const;
+
+  /// Seconds to wait before starting workers again after `failuresInRow` failed starts:
+  /// 0.1 s doubled at each failure, at most 10 s.
+  static double spawnRetryDelay(int failuresInRow);
+  /// No worker serves or will: none is starting or staying, and none that served is dying
+  /// (whose death may free room for a new one, e.g. a fork bomb filling the process limit).
+  static bool noWorkerComing(const std::vector<WorkerView>& workers);
+
+  /// The worker the next call goes to: the least loaded serving one with room (a call goes
+  /// ahead to a busy worker only below calls_in_flight_per_worker); nothing when none has room.
+  // A dispatcher that batches calls and takes them back (revocation) replaces this choice:
+  // it would see the same views plus the calls sent ahead to each.
+  std::optional<std::size_t> workerForNextCall(const std::vector<WorkerView>& workers) const;
+
+  /// Which of a dead worker's calls gets its death. The calls after the first never started:
+  /// they go back to the queue. Nothing ever runs twice: a call that looked unstarted gets
+  /// one second chance, not an endless one.
+  static Settlement settle(const DeathFacts& facts);
+
+ private:
+  std::size_t maxWorkers_;
+  std::size_t minWorkers_;
+  std::size_t depth_;
+  double maxIdle_;
+  std::size_t recycleAfter_;
+  std::uint64_t rssLimit_;
+};
+
+}  // namespace vial::pool

@@ -1,0 +1,627 @@
+// WorkerPool's scheduling rules against a fake clock (kj::TimerImpl, advanced by hand) and a fake
+// spawner whose workers serve wire::Worker in-process. No processes, no sleeps: every test
+// decides when calls finish, when workers die and how much time passes.
+#include "pool/worker_pool.h"
+
+#include <gtest/gtest.h>
+#include <kj/async.h>
+#include <kj/timer.h>
+#include <signal.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pool/log.h"
+#include "protocol/wire_value.h"
+
+namespace vial::pool {
+namespace {
+
+// One fake worker process: what the test sees and controls of it.
+struct FakeProcess {
+  struct Run {
+    std::string source;
+    kj::Own<kj::PromiseFulfiller<void>> finish;
+  };
+
+  pid_t pid = 0;
+  bool answersHello = true;  // false: it never gets ready (until hello() is released)
+  kj::Own<kj::PromiseFulfiller<void>> heldHello;
+  bool countsStarts = true;  // false: its started-call page never moves
+  std::uint64_t rss = 0;     // resident memory it reports
+  std::uint64_t started = 0;
+  std::deque<Run> runs;               // calls received and not answered, the running one first
+  std::vector<std::string> received;  // every call's source, in arrival order
+  bool killed = false;
+  bool dead = false;
+  kj::Own<kj::PromiseFulfiller<void>> disconnect;
+  kj::Own<kj::PromiseFulfiller<ExitStatus>> exit;
+
+  // The running call answers Ok with its source; the next one starts.
+  void finishCall() {
+    ASSERT_FALSE(runs.empty()) << "worker " << pid << " runs nothing";
+    auto run = kj::mv(runs.front());
+    runs.pop_front();
+    run.finish->fulfill();
+    if (!runs.empty() && countsStarts) ++started;
+  }
+
+  // Dies (with everything it started): its connection ends, then its exit is known.
+  void die(int signal) {
+    if (dead) return;
+    dead = true;
+    for (auto& run : runs)
+      run.finish->reject(kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                                       kj::str("worker died")));
+    runs.clear();
+    disconnect->fulfill();
+    exit->fulfill(ExitStatus{std::nullopt, signal});
+  }
+};
+
+class FakeWorker final : public wire::Worker::Server {
+ public:
+  explicit FakeWorker(std::shared_ptr<FakeProcess> process) : process_(std::move(process)) {}
+
+  kj::Promise<void> hello(HelloContext context) override {
+    auto process = process_;
+    auto answer = [process, context]() mutable { context.getResults().setPid(process->pid); };
+    if (process->answersHello) {
+      answer();
+      return kj::READY_NOW;
+    }
+    auto held = kj::newPromiseAndFulfiller<void>();
+    process->heldHello = kj::mv(held.fulfiller);
+    return held.promise.then(kj::mv(answer));
+  }
+
+  kj::Promise<void> run(RunContext context) override {
+    std::string source = context.getParams().getSource();
+    process_->received.push_back(source);
+    auto finished = kj::newPromiseAndFulfiller<void>();
+    if (process_->runs.empty() && process_->countsStarts) ++process_->started;
+    process_->runs.push_back({source, kj::mv(finished.fulfiller)});
+    return finished.promise.then([context, source]() mutable {
+      auto ok = context.getResults().initResult().initOk(1);
+      to_wire(Value(source), ok[0], "result");
+    });
+  }
+
+  kj::Promise<void> setup(SetupContext) override { return kj::READY_NOW; }
+
+  kj::Promise<void> rss(RssContext context) override {
+    context.getResults().setBytes(process_->rss);
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::shared_ptr<FakeProcess> process_;
+};
+
+class FakeHandle final : public WorkerHandle {
+ public:
+  explicit FakeHandle(std::shared_ptr<FakeProcess> process)
+      : process_(process), worker_(kj::heap<FakeWorker>(process)) {
+    auto disconnect = kj::newPromiseAndFulfiller<void>();
+    process_->disconnect = kj::mv(disconnect.fulfiller);
+    disconnected_ = kj::mv(disconnect.promise);
+    auto exit = kj::newPromiseAndFulfiller<ExitStatus>();
+    process_->exit = kj::mv(exit.fulfiller);
+    exited_ = kj::mv(exit.promise);
+  }
+
+  pid_t pid() const override { return process_->pid; }
+  wire::Worker::Client& worker() override { return worker_; }
+  void adoptWorker(pid_t) override {}
+  kj::Promise<void> onDisconnect() override { return kj::mv(disconnected_); }
+  kj::Promise<ExitStatus> onExit() override { return kj::mv(exited_); }
+  std::optional<std::uint64_t> startedCall() const override { return process_->started; }
+  void drainOutput() override {}
+  void kill() override {
+    process_->killed = true;
+    process_->die(SIGKILL);
+  }
+
+ private:
+  std::shared_ptr<FakeProcess> process_;
+  wire::Worker::Client worker_;
+  kj::Promise<void> disconnected_ = nullptr;
+  kj::Promise<ExitStatus> exited_ = nullptr;
+};
+
+class FakeSpawner final : public Spawner {
+ public:
+  kj::Own<WorkerHandle> spawn() override {
+    ++attempts;
+    if (failing) throw std::runtime_error("vial-worker not found (fake)");
+    auto process = std::make_shared<FakeProcess>();
+    process->pid = 1000 + static_cast<pid_t>(processes.size());
+    process->answersHello = answersHello;
+    process->rss = rss;
+    processes.push_back(process);
+    return kj::heap<FakeHandle>(process);
+  }
+
+  bool failing = false;
+  bool answersHello = true;
+  std::uint64_t rss = 0;
+  int attempts = 0;
+  std::vector<std::shared_ptr<FakeProcess>> processes;  // every worker started, in order
+};
+
+// What a call resolved to, once it has.
+struct Outcomes {
+  std::vector<std::optional<Result>> results;
+
+  std::function<void(Result&&)> slot() {
+    std::size_t i = results.size();
+    results.emplace_back();
+    return [this, i](Result&& r) { results[i] = std::move(r); };
+  }
+};
+
+class WorkerPoolTest : public ::testing::Test {
+ protected:
+  WorkerPoolTest() { log().set_level(spdlog::level::off); }
+  ~WorkerPoolTest() override { pool_.reset(); }
+
+  void start(PoolOptions options) {
+    pool_ = std::make_unique<WorkerPool>(timer_, spawner_, std::move(options), stats_);
+    turn();
+  }
+
+  // Submits a call whose source is `source`; returns its index in outcomes_.
+  std::size_t submit(const std::string& source, CallOptions options = {}, std::uint64_t group = 0,
+                     std::uint64_t id = 0) {
+    Call call;
+    call.source = source;
+    call.options = options;
+    call.group = group;
+    call.id = id;
+    std::size_t index = outcomes_.results.size();
+    call.resolve = outcomes_.slot();
+    stats_.track(call);
+    pool_->submit(std::move(call));
+    turn();
+    return index;
+  }
+
+  // Runs every event that is due now (timers due now included).
+  void turn() {
+    for (;;) {
+      waitScope_.poll();
+      KJ_IF_MAYBE (next, timer_.nextEvent()) {
+        if (*next <= timer_.now()) {
+          timer_.advanceTo(timer_.now());
+          continue;
+        }
+      }
+      return;
+    }
+  }
+
+  // Lets `d` pass, firing each timer at its time.
+  void advance(kj::Duration d) {
+    kj::TimePoint until = timer_.now() + d;
+    for (;;) {
+      turn();
+      KJ_IF_MAYBE (next, timer_.nextEvent()) {
+        if (*next <= until) {
+          timer_.advanceTo(*next);
+          continue;
+        }
+      }
+      break;
+    }
+    timer_.advanceTo(until);
+    turn();
+  }
+
+  const Result& outcome(std::size_t index) {
+    EXPECT_TRUE(outcomes_.results.at(index)) << "call " << index << " has not resolved";
+    static const Result none;
+    return outcomes_.results.at(index) ? *outcomes_.results[index] : none;
+  }
+  bool resolved(std::size_t index) const { return outcomes_.results.at(index).has_value(); }
+  std::string okValue(std::size_t index) {
+    const Result& r = outcome(index);
+    if (!r.ok()) return "not ok: " + r.describe();
+    return r.values().at(0).as<std::string>();
+  }
+
+  FakeProcess& worker(std::size_t i) { return *spawner_.processes.at(i); }
+  PoolStats stats() const { return stats_.snapshot(); }
+
+  // Held by pointers: their destructors may throw, which a test fixture's may not.
+  struct Loop {
+    kj::EventLoop loop;
+    kj::WaitScope waitScope{loop};
+    kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
+  };
+  std::unique_ptr<Loop> eventLoop_ = std::make_unique<Loop>();
+  kj::WaitScope& waitScope_ = eventLoop_->waitScope;
+  kj::TimerImpl& timer_ = eventLoop_->timer;
+  FakeSpawner spawner_;
+  PoolStatsRecorder stats_;
+  Outcomes outcomes_;
+  std::unique_ptr<WorkerPool> pool_;  // the test destroys it before the loop and the timer
+};
+
+PoolOptions fixed(std::size_t workers) {
+  PoolOptions o;
+  o.workers = workers;
+  return o;
+}
+
+TEST_F(WorkerPoolTest, TheMinimumStartsAndGetsReady) {
+  start(fixed(2));
+  EXPECT_EQ(spawner_.processes.size(), 2u);
+  PoolStats s = stats();
+  EXPECT_EQ(s.workers_live, 2u);
+  EXPECT_EQ(s.workers_idle, 2u);
+  EXPECT_EQ(s.spawns, 2u);
+}
+
+TEST_F(WorkerPoolTest, ACallRunsAndResolvesWithItsAnswer) {
+  start(fixed(1));
+  auto a = submit("a");
+  EXPECT_EQ(stats().workers_busy, 1u);
+  EXPECT_EQ(stats().running, 1u);
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(okValue(a), "a");
+  EXPECT_EQ(stats().ok, 1u);
+  EXPECT_EQ(stats().workers_idle, 1u);
+}
+
+TEST_F(WorkerPoolTest, GroupsAreServedRoundRobin) {
+  start(fixed(1));
+  submit("a0", {}, 1);
+  for (auto s : {"a1", "a2", "a3"}) submit(s, {}, 1);
+  submit("b1", {}, 2);
+  EXPECT_EQ(stats().queued, 4u);
+  for (int i = 0; i < 5; ++i) {
+    worker(0).finishCall();
+    turn();
+  }
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a0", "a1", "b1", "a2", "a3"}));
+}
+
+TEST_F(WorkerPoolTest, GrowsUnderLoadUpToTheMaximumAndShrinksBackAfterMaxIdle) {
+  PoolOptions o;
+  o.workers = 3;
+  o.min_workers = 1;
+  o.max_idle = 10;
+  start(o);
+  EXPECT_EQ(stats().workers_live, 1u);
+  std::vector<std::size_t> calls;
+  for (auto source : {"c0", "c1", "c2", "c3", "c4"}) calls.push_back(submit(source));
+  EXPECT_EQ(spawner_.processes.size(), 3u);  // never past workers
+  PoolStats busy = stats();
+  EXPECT_EQ(busy.workers_busy, 3u);
+  EXPECT_EQ(busy.queued, 2u);
+  // Each worker finishes its calls; the queued ones go to whoever is free.
+  for (int round = 0; round < 2; ++round)
+    for (std::size_t w = 0; w < 3; ++w)
+      if (!worker(w).runs.empty()) {
+        worker(w).finishCall();
+        turn();
+      }
+  for (std::size_t c : calls) EXPECT_TRUE(outcome(c).ok()) << outcome(c).describe();
+  EXPECT_EQ(stats().workers_idle, 3u);
+  advance(9 * kj::SECONDS);
+  EXPECT_EQ(stats().workers_live, 3u);  // not idle long enough yet
+  advance(2 * kj::SECONDS);
+  PoolStats after = stats();
+  EXPECT_EQ(after.workers_live, 1u);  // back to min_workers, not below
+  EXPECT_EQ(after.reaped_idle, 2u);
+  advance(60 * kj::SECONDS);
+  EXPECT_EQ(stats().workers_live, 1u);
+}
+
+TEST_F(WorkerPoolTest, RecycleAfterStartsTheReplacementFirst) {
+  PoolOptions o = fixed(1);
+  o.recycle_after = 2;
+  start(o);
+  auto a = submit("a");
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(spawner_.processes.size(), 1u);
+  spawner_.answersHello = false;  // the replacement takes its time
+  auto b = submit("b");
+  worker(0).finishCall();
+  turn();
+  // Served its 2 calls: recycled, but it serves on until its replacement is ready.
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_FALSE(worker(0).killed);
+  EXPECT_EQ(stats().recycled_after_calls, 1u);
+  auto c = submit("c");
+  EXPECT_EQ(worker(0).received.back(), "c");
+  worker(0).finishCall();
+  turn();
+  EXPECT_FALSE(worker(0).killed);
+  worker(1).heldHello->fulfill();
+  turn();
+  EXPECT_TRUE(worker(0).killed);  // replaced and idle: retired
+  auto d = submit("d");
+  EXPECT_EQ(worker(1).received, (std::vector<std::string>{"d"}));
+  worker(1).finishCall();
+  turn();
+  for (auto call : {a, b, c, d}) EXPECT_TRUE(outcome(call).ok());
+  EXPECT_EQ(stats().workers_live, 1u);
+  EXPECT_EQ(stats().worker_crashed, 0u);
+}
+
+TEST_F(WorkerPoolTest, AWorkerAboveRecycleAboveRssAfterACallIsReplaced) {
+  PoolOptions o = fixed(1);
+  o.recycle_above_rss = 1000;
+  start(o);
+  auto a = submit("a");
+  worker(0).rss = 2000;
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_EQ(stats().recycled_for_rss, 1u);
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_TRUE(worker(0).killed);  // its replacement is ready and it was idle
+  EXPECT_EQ(stats().workers_idle, 1u);
+}
+
+TEST_F(WorkerPoolTest, AWorkerAlreadyTooBigAtStartTurnsRecyclingOnMemoryOff) {
+  PoolOptions o = fixed(1);
+  o.recycle_above_rss = 1000;
+  spawner_.rss = 5000;  // recycling would only start another one as big
+  start(o);
+  auto a = submit("a");
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_EQ(stats().recycled_for_rss, 0u);
+  EXPECT_EQ(spawner_.processes.size(), 1u);
+  EXPECT_FALSE(worker(0).killed);
+}
+
+TEST_F(WorkerPoolTest, FailedStartsBackOffAndCallsAreUnavailableWhileNoWorkerIsComing) {
+  spawner_.failing = true;
+  start(fixed(1));
+  EXPECT_EQ(spawner_.attempts, 1);
+  EXPECT_EQ(stats().spawn_failures, 1u);
+  auto a = submit("a");
+  ASSERT_NE(outcome(a).get_if<Unavailable>(), nullptr) << outcome(a).describe();
+  EXPECT_NE(outcome(a).get_if<Unavailable>()->reason.find("vial-worker not found (fake)"),
+            std::string::npos);
+  advance(99 * kj::MILLISECONDS);
+  EXPECT_EQ(spawner_.attempts, 1);
+  advance(1 * kj::MILLISECONDS);  // 0.1 s after the first failure
+  EXPECT_EQ(spawner_.attempts, 2);
+  advance(199 * kj::MILLISECONDS);
+  EXPECT_EQ(spawner_.attempts, 2);
+  advance(1 * kj::MILLISECONDS);  // 0.2 s after the second
+  EXPECT_EQ(spawner_.attempts, 3);
+  advance(400 * kj::MILLISECONDS);  // 0.4 s after the third
+  EXPECT_EQ(spawner_.attempts, 4);
+  spawner_.failing = false;
+  advance(800 * kj::MILLISECONDS);
+  EXPECT_EQ(spawner_.attempts, 5);
+  EXPECT_EQ(stats().workers_idle, 1u);
+  auto b = submit("b");
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(b).ok());
+}
+
+TEST_F(WorkerPoolTest, QueuedCallsFailWhenTheLastWorkerDiesAndNoneCanStart) {
+  start(fixed(1));
+  auto a = submit("a");
+  auto b = submit("b");
+  spawner_.failing = true;
+  worker(0).die(SIGSEGV);
+  turn();
+  ASSERT_NE(outcome(a).get_if<WorkerCrashed>(), nullptr) << outcome(a).describe();
+  EXPECT_EQ(outcome(a).get_if<WorkerCrashed>()->signal, SIGSEGV);
+  // The failed replacement came while the dead worker still counted as coming back; the retry
+  // finds nothing coming.
+  EXPECT_FALSE(resolved(b));
+  advance(100 * kj::MILLISECONDS);
+  ASSERT_NE(outcome(b).get_if<Unavailable>(), nullptr) << outcome(b).describe();
+}
+
+TEST_F(WorkerPoolTest, ProcTimeoutKillsTheWorkerResolvesTimeoutAndAReplacementStarts) {
+  PoolOptions o = fixed(1);
+  o.proc_timeout = 2;
+  start(o);
+  auto a = submit("a");
+  advance(1999 * kj::MILLISECONDS);
+  EXPECT_FALSE(resolved(a));
+  advance(1 * kj::MILLISECONDS);
+  EXPECT_TRUE(worker(0).killed);
+  const Timeout* t = outcome(a).get_if<Timeout>();
+  ASSERT_NE(t, nullptr) << outcome(a).describe();
+  EXPECT_EQ(t->limit_seconds, 2);
+  EXPECT_EQ(t->worker_pid, worker(0).pid);
+  EXPECT_FALSE(t->in_queue);
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(stats().workers_idle, 1u);
+  // A call's own limit wins over the pool's.
+  CallOptions longer;
+  longer.proc_timeout = 5;
+  auto b = submit("b", longer);
+  advance(3 * kj::SECONDS);
+  EXPECT_FALSE(resolved(b));
+  worker(1).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(b).ok());
+}
+
+TEST_F(WorkerPoolTest, QueueTimeoutResolvesACallThatWaitedTooLong) {
+  start(fixed(1));
+  auto a = submit("a");
+  CallOptions o;
+  o.queue_timeout = 1;
+  auto b = submit("b", o);
+  auto c = submit("c", o);
+  advance(500 * kj::MILLISECONDS);
+  worker(0).finishCall();  // c is still waiting when b starts
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  advance(500 * kj::MILLISECONDS);
+  EXPECT_FALSE(resolved(b));  // it started in time: no queue limit on it now
+  const Timeout* t = outcome(c).get_if<Timeout>();
+  ASSERT_NE(t, nullptr) << outcome(c).describe();
+  EXPECT_TRUE(t->in_queue);
+  EXPECT_EQ(t->worker_pid, 0);
+  EXPECT_EQ(stats().queued, 0u);
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(b).ok());
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(WorkerPoolTest, AWorkerNotReadyWithinStartTimeoutIsKilledAndRetried) {
+  PoolOptions o = fixed(1);
+  o.start_timeout = 5;
+  spawner_.answersHello = false;
+  start(o);
+  advance(4 * kj::SECONDS);
+  EXPECT_FALSE(worker(0).killed);
+  advance(1 * kj::SECONDS);
+  EXPECT_TRUE(worker(0).killed);
+  EXPECT_EQ(stats().spawn_failures, 1u);
+  spawner_.answersHello = true;
+  advance(100 * kj::MILLISECONDS);  // the first backoff
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(stats().workers_idle, 1u);
+}
+
+TEST_F(WorkerPoolTest, ACrashIsBlamedOnTheRunningCallAndTheCallsSentAheadRunElsewhere) {
+  PoolOptions o = fixed(1);
+  o.calls_in_flight_per_worker = 3;
+  start(o);
+  auto a = submit("a");
+  auto b = submit("b");
+  auto c = submit("c");
+  EXPECT_EQ(worker(0).received.size(), 3u);  // sent ahead to the one worker
+  EXPECT_EQ(worker(0).started, 1u);
+  worker(0).die(SIGSEGV);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->worker_pid, worker(0).pid);
+  EXPECT_FALSE(resolved(b));
+  EXPECT_FALSE(resolved(c));
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(worker(1).received, (std::vector<std::string>{"b", "c"}));  // in order
+  worker(1).finishCall();
+  worker(1).finishCall();
+  turn();
+  EXPECT_EQ(okValue(b), "b");
+  EXPECT_EQ(okValue(c), "c");
+}
+
+TEST_F(WorkerPoolTest, ACallThatSeeminglyNeverStartedIsRequeuedOnceOnly) {
+  start(fixed(1));
+  spawner_.processes[0]->countsStarts = false;  // dies before the call starts
+  auto a = submit("a");
+  worker(0).die(SIGKILL);
+  turn();
+  EXPECT_FALSE(resolved(a));
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(worker(1).received, (std::vector<std::string>{"a"}));
+  worker(1).countsStarts = false;
+  worker(1).started = 0;
+  worker(1).die(SIGKILL);  // again: this time the call gets the death
+  turn();
+  ASSERT_NE(outcome(a).get_if<WorkerCrashed>(), nullptr) << outcome(a).describe();
+}
+
+TEST_F(WorkerPoolTest, CancellingAQueuedCallDropsItAndARunningOneKillsItsWorker) {
+  start(fixed(1));
+  auto a = submit("a", {}, 0, 501);
+  auto b = submit("b", {}, 0, 502);
+  pool_->cancel(502);
+  turn();
+  ASSERT_NE(outcome(b).get_if<Cancelled>(), nullptr);
+  EXPECT_EQ(outcome(b).get_if<Cancelled>()->reason, "cancelled by the caller before it ran");
+  EXPECT_FALSE(worker(0).killed);
+  pool_->cancel(501, false);  // left to finish
+  turn();
+  EXPECT_FALSE(worker(0).killed);
+  EXPECT_FALSE(resolved(a));
+  pool_->cancel(501);
+  turn();
+  EXPECT_TRUE(worker(0).killed);
+  const Cancelled* cancelled = outcome(a).get_if<Cancelled>();
+  ASSERT_NE(cancelled, nullptr) << outcome(a).describe();
+  EXPECT_NE(cancelled->reason.find("while running"), std::string::npos);
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(stats().workers_idle, 1u);
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a"}));
+}
+
+TEST_F(WorkerPoolTest, CancellingAGroupDropsItsQueuedCallsAndKillsItsRunningOnes) {
+  start(fixed(2));
+  auto a = submit("a", {}, 1);
+  auto b = submit("b", {}, 2);
+  auto c = submit("c", {}, 1);
+  pool_->cancelGroup(1, "the client disconnected", false);
+  turn();
+  ASSERT_NE(outcome(c).get_if<Cancelled>(), nullptr);
+  EXPECT_EQ(outcome(c).get_if<Cancelled>()->reason, "the client disconnected");
+  ASSERT_NE(outcome(a).get_if<Cancelled>(), nullptr) << outcome(a).describe();
+  EXPECT_FALSE(resolved(b));
+  worker(1).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(b).ok());
+}
+
+TEST_F(WorkerPoolTest, ShutdownCancelsQueuedCallsAndKillsRunningOnesAfterTheGrace) {
+  start(fixed(2));
+  auto a = submit("a");
+  auto b = submit("b");
+  auto c = submit("c");
+  bool done = false;
+  auto stopped = pool_->shutdown(2).then([&done]() { done = true; }).eagerlyEvaluate(nullptr);
+  turn();
+  ASSERT_NE(outcome(c).get_if<Cancelled>(), nullptr);
+  worker(1).finishCall();  // finishes within the grace
+  turn();
+  EXPECT_TRUE(outcome(b).ok());
+  EXPECT_FALSE(done);
+  advance(2 * kj::SECONDS);
+  EXPECT_TRUE(worker(0).killed);
+  EXPECT_TRUE(worker(1).killed);
+  const Cancelled* cancelled = outcome(a).get_if<Cancelled>();
+  ASSERT_NE(cancelled, nullptr) << outcome(a).describe();
+  EXPECT_NE(cancelled->reason.find("grace period"), std::string::npos);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(stats().workers_live, 0u);
+  auto d = submit("d");
+  ASSERT_NE(outcome(d).get_if<Cancelled>(), nullptr);
+  EXPECT_EQ(spawner_.processes.size(), 2u);  // nothing replaced them
+}
+
+TEST_F(WorkerPoolTest, ShutdownWithNothingRunningEndsAtOnce) {
+  start(fixed(2));
+  bool done = false;
+  auto stopped = pool_->shutdown(5).then([&done]() { done = true; }).eagerlyEvaluate(nullptr);
+  turn();
+  EXPECT_TRUE(done);
+  EXPECT_EQ(stats().workers_live, 0u);
+}
+
+TEST_F(WorkerPoolTest, DestroyingThePoolResolvesEveryCall) {
+  start(fixed(1));
+  auto a = submit("a");
+  auto b = submit("b");
+  pool_.reset();
+  ASSERT_NE(outcome(a).get_if<Cancelled>(), nullptr);
+  ASSERT_NE(outcome(b).get_if<Cancelled>(), nullptr);
+  EXPECT_EQ(stats().submitted, stats().resolved());
+}
+
+}  // namespace
+}  // namespace vial::pool
