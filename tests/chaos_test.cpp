@@ -12,8 +12,8 @@
 #include <string>
 
 #include "protocol/value.h"
-#include "tests/net.h"
-#include "tests/process_probe.h"
+#include "tests/support/net.h"
+#include "tests/support/process_probe.h"
 
 namespace vial {
 namespace {

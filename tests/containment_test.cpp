@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "tests/child_process.h"
-#include "tests/net.h"
-#include "tests/process_probe.h"
-#include "tests/value_printer.h"
+#include "tests/support/child_process.h"
+#include "tests/support/net.h"
+#include "tests/support/process_probe.h"
+#include "tests/support/value_printer.h"
 
 namespace vial {
 namespace {

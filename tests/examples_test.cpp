@@ -23,14 +23,15 @@
 #include <utility>
 #include <vector>
 
-#include "tests/child_process.h"
+#include "tests/support/child_process.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
+using vial::testing::Clock;
 using vial::testing::contains;
 using vial::testing::describeStatus;
+using vial::testing::kHardBound;
 using vial::testing::killAndReap;
 using vial::testing::readAvailable;
 using vial::testing::runProgram;
@@ -38,9 +39,6 @@ using vial::testing::RunResult;
 using vial::testing::setNonBlocking;
 using vial::testing::spawn;
 using vial::testing::waitExit;
-
-// No example may run longer than this; past it the child is killed and the test fails.
-constexpr auto kHardBound = 30s;
 
 std::string binary(const std::string& name) {
   return std::string(VIAL_BIN_DIR) + "/" + name;

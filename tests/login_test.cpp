@@ -26,7 +26,7 @@
 
 #include "client/vial.h"
 #include "protocol/wire_value.h"
-#include "tests/serve_fixture.h"
+#include "tests/support/serve_fixture.h"
 
 namespace {
 
@@ -311,8 +311,7 @@ TEST_F(LoginServe, ANewConnectionWithTheRightTokenWaitsOutTheHostsPenalty) {
     fifth = tryLogin(tcpAddress(), kWrongToken, 10);
     fifthSeconds = secondsSince(t0);
   });
-  bool checked =
-      eventually([&] { return contains(server.log(), "(failure 5 from this host;"); }, 10s);
+  bool checked = waitForText(server.logPath(), "(failure 5 from this host;", 10s);
   auto penaltyStarted = Clock::now();
   std::string right = checked ? tryLogin(tcpAddress(), kToken, 10) : "not tried";
   double rightSeconds = secondsSince(penaltyStarted);

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/serve_fixture.h"
+#include "tests/support/serve_fixture.h"
 
 namespace {
 

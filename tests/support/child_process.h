@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -25,6 +27,17 @@
 extern char** environ;
 
 namespace vial::testing {
+
+using Clock = std::chrono::steady_clock;
+
+/// No child program a test runs to its end (a CLI command, an example, a server that should
+/// refuse to start) may take longer than this; past it the child is killed and the test fails.
+constexpr std::chrono::seconds kHardBound{30};
+
+/// Seconds of wall time since `start`.
+inline double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 inline bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -108,27 +121,41 @@ inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stder
   return pid;
 }
 
-/// Waits up to `bound` for child `pid` to exit; its wait status, or nullopt if it still runs.
+/// Waits up to `bound` for child `pid` to exit, woken by its pidfd; its wait status, or nullopt
+/// if it still runs.
 inline std::optional<int> waitExit(pid_t pid, std::chrono::milliseconds bound) {
-  auto deadline = std::chrono::steady_clock::now() + bound;
-  while (true) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0 && errno != EINTR) return std::nullopt;
-    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  int status = 0;
+  pid_t r = ::waitpid(pid, &status, WNOHANG);
+  if (r == pid) return status;
+  if (r < 0) return std::nullopt;  // not a child of this process (any more)
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  auto deadline = Clock::now() + bound;
+  std::optional<int> exited;
+  while (!exited) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (pidfd >= 0) {
+      pollfd ended{pidfd, POLLIN, 0};
+      ::poll(&ended, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    } else {
+      ::poll(nullptr, 0, 2);  // no pidfds here: look again in a moment
+    }
+    r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) exited = status;
+    if ((r < 0 && errno != EINTR) || Clock::now() >= deadline) break;
   }
+  if (pidfd >= 0) ::close(pidfd);
+  return exited;
 }
 
-/// SIGKILLs child `pid` with its process group and reaps it; its wait status.
+/// SIGKILLs child `pid` with its process group and reaps it (bounded: SIGKILL ends a process
+/// at once, so 10 s is only for a machine under heavy load); its wait status, or -1 when it
+/// still had not ended, which fails the test.
 inline int killAndReap(pid_t pid) {
   ::kill(-pid, SIGKILL);
   ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
+  std::optional<int> status = waitExit(pid, std::chrono::seconds(10));
+  if (!status) ADD_FAILURE() << "child " << pid << " outlived SIGKILL by 10 s";
+  return status.value_or(-1);
 }
 
 /// How a program run by runProgram ended, and what it printed.
