@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tests/support/child_process.h"
+#include "tests/support/loopback.h"
 
 namespace {
 
@@ -200,17 +201,10 @@ class MudServer {
 class Client {
  public:
   Client(const std::string& name, int port) : name_(name) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    // Loopback connect completes at once (the kernel queues it on the listen backlog).
-    if (fd_ < 0 || connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    fd_ = vial::testing::connectLoopback(port);
+    if (fd_ < 0) {
       ADD_FAILURE() << name_ << ": cannot connect to 127.0.0.1:" << port << ": "
                     << std::strerror(errno);
-      if (fd_ >= 0) close(fd_);
-      fd_ = -1;
       return;
     }
     setNonBlocking(fd_);

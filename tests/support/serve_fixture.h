@@ -33,6 +33,7 @@
 #include "client/vial.h"
 #include "tests/support/child_process.h"
 #include "tests/support/file_watch.h"
+#include "tests/support/loopback.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/run_vial.h"
 
@@ -69,20 +70,6 @@ inline std::size_t occurrences(const std::string& text, const std::string& needl
 inline bool fileExists(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0;
-}
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-inline int freePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
 }
 
 // ---------------------------------------------------------------------------------------------
