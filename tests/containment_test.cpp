@@ -233,16 +233,13 @@ class ServerInNet {
     argv.insert(argv.end(), extra.begin(), extra.end());
     server_ = &net_.start(argv);
     if (!net_.started()) return;
-    ready_ = eventually(
-        [&] {
-          try {
-            connect()->ping();
-            return true;
-          } catch (const ConnectError&) {
-            return false;
-          }
-        },
-        15s);
+    // Ready once it logs that it listens (woken by its log's changes) and answers a ping.
+    ready_ = waitForText(server_->errPath(), "vial serve: listening on", 15s);
+    try {
+      ready_ = ready_ && !connect()->ping().empty();
+    } catch (const ConnectError&) {
+      ready_ = false;
+    }
   }
 
   bool started() const { return net_.started(); }

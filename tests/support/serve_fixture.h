@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -109,23 +110,29 @@ class Server {
     return text + "\n  server log:\n" + log();
   }
 
-  // Polls (bounded) until a client can log in and ping it; false if it exited or never answered.
+  // Waits (bounded) until the server logs that it listens (woken by the log file's changes), then
+  // logs in and pings it; false if it exited or never answered. It must log at level info.
   bool waitReady(const std::string& address, const std::string& token = "") {
     auto deadline = Clock::now() + kStartBound;
-    while (Clock::now() < deadline) {
-      if (reapIfExited()) return false;
-      try {
-        vial::ClientOptions options;
-        options.token = token;
-        options.connect_timeout = 2.0;
-        auto client = vial::Client::connect(address, options);
-        client->ping();
-        return true;
-      } catch (const vial::ConnectError&) {
-      }
-      std::this_thread::sleep_for(10ms);
+    // An exit is seen at the next change of the log, which a failing server writes its error to.
+    bool listening = waitForFile(
+        logPath_,
+        [&](const std::string& log) {
+          return log.find("vial serve: listening on") != std::string::npos || reapIfExited();
+        },
+        kStartBound);
+    if (!listening || reapIfExited()) return false;
+    try {
+      vial::ClientOptions options;
+      options.token = token;
+      options.connect_timeout =
+          std::max(1.0, std::chrono::duration<double>(deadline - Clock::now()).count());
+      auto client = vial::Client::connect(address, options);
+      client->ping();
+      return true;
+    } catch (const vial::ConnectError&) {
+      return false;
     }
-    return false;
   }
 
   // Waits (bounded) for the server to exit on its own; its wait status, or nullopt.
