@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "client/vial.h"
+#include "tests/support/fifo.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/value_printer.h"
 #include "tests/support/worker_pid.h"
@@ -249,8 +250,10 @@ TEST_F(LifecycleTest, AFullQueueAnswersOverloadedAtOnce) {
   options.max_queue = 3;
   Pool pool(options);
   ASSERT_TRUE(pool.wait_ready(10s));
-  Future blocker = pool.run_async("while True: pass");
-  ASSERT_TRUE(eventually([&] { return pool.stats().running == 1; }));
+  testing::Fifo started;
+  Future blocker =
+      pool.run_async("open(started, 'w').close()\nwhile True: pass", {{"started", started.path()}});
+  ASSERT_TRUE(started.read()) << "the blocking call never started";
   std::vector<Future> queued;
   for (int i = 0; i < 3; ++i) queued.push_back(pool.run_async("_return(1)"));
   Future refused = pool.run_async("_return(1)");
@@ -300,8 +303,10 @@ TEST_F(LifecycleTest, CancellingAQueuedCallDropsIt) {
 TEST_F(LifecycleTest, CancellingARunningCallKillsItsWorkerAndThePoolHeals) {
   Pool pool(sized(1, 1));
   int pid = workerPid(pool);
-  Future spinning = pool.run_async("while True: pass");
-  ASSERT_TRUE(eventually([&] { return pool.stats().running == 1; }));
+  testing::Fifo started;
+  Future spinning =
+      pool.run_async("open(started, 'w').close()\nwhile True: pass", {{"started", started.path()}});
+  ASSERT_TRUE(started.read()) << "the call never started";
   spinning.cancel();
   ASSERT_TRUE(spinning.wait_for(2s));
   EXPECT_NE(spinning.get().get_if<Cancelled>(), nullptr) << spinning.get().describe();

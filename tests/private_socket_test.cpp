@@ -224,13 +224,11 @@ class PrivateSocketTest : public VialServe {
     return path;
   }
 
-  // Polls (bounded) until `uid` can ping the server at `address` with the CLI.
-  bool answersPingOf(uid_t uid, const std::string& address) {
-    return eventually(
-        [&] {
-          return vialAs(uid, {"ping", "--connect", address}).exitCode == 0;
-        },
-        kStartBound);
+  // Whether `uid` can ping `server` at `address` with the CLI, once the server has logged that it
+  // listens (waited for, bounded; woken by the log's changes).
+  bool answersPingOf(uid_t uid, const std::string& address, const Server& server) {
+    return waitForText(server.logPath(), "vial serve: listening on", kStartBound) &&
+           vialAs(uid, {"ping", "--connect", address}).exitCode == 0;
   }
 
  private:
@@ -282,7 +280,7 @@ TEST_F(PrivateSocketTest, ASymlinkInPlaceOfTheDefaultDirectoryIsRefusedByClientA
   std::string real = makeDirectory("/tmp/vial_victim_XXXXXX", kVictim, 0700);
   std::string realAddress = "unix:" + real + "/vial.sock";
   Server& server = launchWrapped(asUser(kVictim), realAddress, {}, 1);
-  ASSERT_TRUE(answersPingOf(kVictim, realAddress))
+  ASSERT_TRUE(answersPingOf(kVictim, realAddress, server))
       << "control: the victim's server does not answer the victim" << server.describe();
   ASSERT_EQ(symlink(real.c_str(), link.c_str()), 0) << std::strerror(errno);
 
@@ -306,7 +304,7 @@ TEST_F(PrivateSocketTest, ClientSendsNothingToAServerRunByAnotherUser) {
   std::string attackerDirectory = makeDirectory("/tmp/vial_attacker_XXXXXX", kAttacker, 0700);
   std::string socket = attackerDirectory + "/s.sock";
   Server& impostor = launchWrapped(asUser(kAttacker), "unix:" + socket, {}, 1);
-  ASSERT_TRUE(answersPingOf(kAttacker, "unix:" + socket)) << impostor.describe();
+  ASSERT_TRUE(answersPingOf(kAttacker, "unix:" + socket, impostor)) << impostor.describe();
   ASSERT_EQ(chmod(attackerDirectory.c_str(), 0755), 0);
   ASSERT_EQ(chmod(socket.c_str(), 0777), 0);
 
@@ -361,7 +359,7 @@ TEST_F(PrivateSocketTest, CodeRunningAsTheServersUserCannotReachTheServerThrough
   std::string directory = makeDirectory("/tmp/vial_owner_XXXXXX", kOwner, 0700);
   std::string address = "unix:" + directory + "/vial.sock";
   Server& server = launchWrapped(asUser(kOwner), address, {}, 1);
-  ASSERT_TRUE(answersPingOf(kOwner, address)) << server.describe();
+  ASSERT_TRUE(answersPingOf(kOwner, address, server)) << server.describe();
   std::string code =
       "import os\n"
       "try:\n"
