@@ -21,6 +21,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -83,6 +84,29 @@ inline std::vector<std::string> childEnvironment(const std::vector<std::string>&
   return env;
 }
 
+/// What execve() takes for `argv` (argv[0] a path) in the environment childEnvironment(extraEnv),
+/// built before fork() (the child may only make async-signal-safe calls); owns the strings.
+class ExecArguments {
+ public:
+  ExecArguments(std::vector<std::string> argv, const std::vector<std::string>& extraEnv)
+      : argStrings_(std::move(argv)), envStrings_(childEnvironment(extraEnv)) {
+    for (auto& a : argStrings_) args_.push_back(a.data());
+    args_.push_back(nullptr);
+    for (auto& e : envStrings_) envp_.push_back(e.data());
+    envp_.push_back(nullptr);
+  }
+  ExecArguments(const ExecArguments&) = delete;
+  ExecArguments& operator=(const ExecArguments&) = delete;
+
+  const char* path() const { return args_[0]; }
+  char* const* argv() const { return args_.data(); }
+  char* const* envp() const { return envp_.data(); }
+
+ private:
+  std::vector<std::string> argStrings_, envStrings_;
+  std::vector<char*> args_, envp_;
+};
+
 /// Forks and execs `argv` (argv[0] is a path) in its own process group, with the environment
 /// childEnvironment(extraEnv), stdout and stderr on `stdoutFd` / `stderrFd` and stdin on `stdinFd`
 /// (-1: /dev/null). The child starts with no signal blocked and SIGPIPE at its default. Between
@@ -90,14 +114,7 @@ inline std::vector<std::string> childEnvironment(const std::vector<std::string>&
 /// The pid, or -1 with errno set.
 inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stderrFd,
                    int stdinFd = -1, const std::vector<std::string>& extraEnv = {}) {
-  std::vector<std::string> argStrings = argv;
-  std::vector<char*> args;
-  for (auto& a : argStrings) args.push_back(a.data());
-  args.push_back(nullptr);
-  std::vector<std::string> envStrings = childEnvironment(extraEnv);
-  std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  ExecArguments exec(argv, extraEnv);
   int devNull = stdinFd < 0 ? ::open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
   int input = stdinFd < 0 ? devNull : stdinFd;
   pid_t pid = ::fork();
@@ -112,7 +129,7 @@ inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stder
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     ::sigaction(SIGPIPE, &dfl, nullptr);  // the test process may ignore SIGPIPE; the child must not
-    ::execve(args[0], args.data(), envp.data());
+    ::execve(exec.path(), exec.argv(), exec.envp());
     ::_exit(127);
   }
   int forkErrno = errno;

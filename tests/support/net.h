@@ -138,14 +138,7 @@ class Net {
     auto program = std::make_unique<Program>();
     program->outPath_ = dir_ + "/program.out";
     program->errPath_ = dir_ + "/program.err";
-    std::vector<std::string> argStrings = argv;
-    std::vector<char*> args;
-    for (auto& a : argStrings) args.push_back(a.data());
-    args.push_back(nullptr);
-    std::vector<std::string> envStrings = childEnvironment(env);
-    std::vector<char*> envp;
-    for (auto& e : envStrings) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    ExecArguments exec(argv, env);
     int out = ::open(program->outPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int err = ::open(program->errPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -186,7 +179,7 @@ class Net {
           sigset_t none;
           ::sigemptyset(&none);
           ::sigprocmask(SIG_SETMASK, &none, nullptr);
-          ::execve(args[0], args.data(), envp.data());
+          ::execve(exec.path(), exec.argv(), exec.envp());
           ::_exit(127);
         }
         // The init: reaps everything orphaned into the namespace; reports the program's end. Its
