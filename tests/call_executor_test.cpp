@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "protocol/limits.h"
-#include "tests/call_executor_fixture.h"
+#include "tests/support/call_executor_fixture.h"
 
 namespace vial::worker {
 namespace {

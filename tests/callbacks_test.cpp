@@ -2,14 +2,17 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
 #include "client/vial.h"
-#include "tests/process_probe.h"
-#include "tests/value_printer.h"
+#include "tests/support/process_probe.h"
+#include "tests/support/value_printer.h"
 
 namespace vial {
 namespace {
@@ -46,6 +49,8 @@ TEST(CallbackQueue, PoolCallbacksWaitForPollAndRunOnThePollingThread) {
   pool.run_async("1/0", {}, nullptr, [&](const Result& r) { error = r.describe(); });
 
   ASSERT_TRUE(fdReadable(queue.fd(), 10000)) << "fd never became readable";
+  // The fd wakes with the first callback; the second comes on its own time, and the queue
+  // announces it only through the same fd, already readable: its count is watched.
   ASSERT_TRUE(eventually([&] { return queue.pending() == 2; }, 10000ms));
   EXPECT_TRUE(got.empty()) << "a callback ran before poll()";
   EXPECT_EQ(queue.poll(), 2u);
@@ -116,28 +121,41 @@ TEST(ThreadRunner, NonStandardExceptionsAreNamedToo) {
 
 TEST(ThreadRunner, CallablesRunConcurrentlyOnBoundedThreads) {
   ThreadRunner runner(2);
-  std::atomic<int> running{0}, peak{0};
+  std::mutex mutex;
+  std::condition_variable changed;
+  int running = 0, peak = 0;
+  bool released = false;
   std::vector<Future> futures;
   for (int i = 0; i < 6; ++i) {
     futures.push_back(runner.run_async([&]() -> Value {
+      std::unique_lock lock(mutex);
       int now = ++running;
-      int seen = peak;
-      while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-      }
-      std::this_thread::sleep_for(50ms);
+      peak = std::max(peak, now);
+      changed.notify_all();
+      changed.wait_for(lock, 10s, [&] { return released; });  // hold the thread until released
       --running;
       return now;
     }));
   }
+  {
+    std::unique_lock lock(mutex);
+    // Two run at once: both threads are held.
+    EXPECT_TRUE(changed.wait_for(lock, 10s, [&] { return peak >= 2; })) << "peak " << peak;
+    // A third would start the moment a third thread existed (four callables wait for one), so
+    // it would show well within 200 ms, four times the overlap the callables used to get.
+    EXPECT_FALSE(changed.wait_for(lock, 200ms, [&] { return peak > 2; })) << "peak " << peak;
+    released = true;
+  }
+  changed.notify_all();
   for (auto& f : futures) ASSERT_TRUE(f.get().ok());
   EXPECT_EQ(peak, 2);
 }
 
 TEST(ThreadRunner, FullQueueAnswersOverloadedAtOnce) {
   ThreadRunner runner(1, 1);
-  std::atomic<bool> release{false};
-  Future busy = runner.run_async([&]() -> Value {
-    while (!release) std::this_thread::sleep_for(1ms);
+  std::promise<void> release;
+  Future busy = runner.run_async([released = release.get_future().share()]() -> Value {
+    released.wait_for(30s);
     return 1;
   });
   // The single thread may not have taken `busy` yet; fill until one is refused.
@@ -149,7 +167,7 @@ TEST(ThreadRunner, FullQueueAnswersOverloadedAtOnce) {
   }
   ASSERT_TRUE(refused.ready());
   EXPECT_NE(refused.get().get_if<Overloaded>(), nullptr) << refused.get().describe();
-  release = true;
+  release.set_value();
   EXPECT_TRUE(busy.get().ok());
   for (auto& f : accepted) EXPECT_TRUE(f.get().ok());
 }
@@ -158,14 +176,18 @@ TEST(ThreadRunner, DestructionCancelsWaitingCallables) {
   std::vector<Future> futures;
   {
     ThreadRunner runner(1);
-    std::atomic<bool> started{false};
-    futures.push_back(runner.run_async([&] {
-      started = true;
-      std::this_thread::sleep_for(100ms);
+    std::promise<void> started;
+    std::promise<Future> next;  // the first callable waiting behind it
+    futures.push_back(runner.run_async([&started, waiting = next.get_future().share()] {
+      started.set_value();
+      // Busy until the runner's destruction has cancelled the callables waiting for its thread
+      // (the destructor cancels them before it joins the threads).
+      if (waiting.wait_for(10s) == std::future_status::ready) waiting.get().wait_for(10s);
       return 1;
     }));
-    ASSERT_TRUE(eventually([&] { return started.load(); }));
+    ASSERT_EQ(started.get_future().wait_for(10s), std::future_status::ready);
     for (int i = 0; i < 3; ++i) futures.push_back(runner.run_async([] { return 2; }));
+    next.set_value(futures[1]);
   }
   EXPECT_TRUE(futures[0].get().ok());
   for (int i = 1; i < 4; ++i) {

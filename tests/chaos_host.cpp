@@ -10,7 +10,9 @@
 //
 // Usage: chaos_host DIR [CALLS]
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +27,8 @@
 #include <vector>
 
 #include "client/vial.h"
+#include "tests/support/file_watch.h"
+#include "tests/support/process_probe.h"
 
 namespace {
 
@@ -132,37 +136,30 @@ std::vector<Kind> kinds() {
   };
 }
 
-int openFdsNow() {
-  int n = 0;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (readdir(dir)) ++n;
-    closedir(dir);
-  }
-  return n - 3;  // ".", ".." and the directory itself
-}
+// The host runs in a pid namespace of its own below /proc's: /proc knows it by proc_self_pid(),
+// not by getpid().
 
 // The host's open fds once the count has held still for 300 ms: a worker that has just been
 // replaced keeps its fds until its death has been settled.
 int openFds() {
-  int last = openFdsNow();
+  int last = static_cast<int>(vial::testing::openFds(vial::proc_self_pid()));
   for (int stable = 0, i = 0; stable < 30 && i < 500; ++i) {
     std::this_thread::sleep_for(10ms);
-    int now = openFdsNow();
+    int now = static_cast<int>(vial::testing::openFds(vial::proc_self_pid()));
     stable = now == last ? stable + 1 : 0;
     last = now;
   }
   return last;
 }
 
-long rssKb() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return 0;
-}
-
-// Kills (SIGKILL) every worker that asks to be killed from outside by leaving DIR/kill-PID.
+// Kills (SIGKILL) every worker that asks to be killed from outside by leaving DIR/kill-PID, woken
+// by inotify when such a file appears (and every 50 ms, to see `stop`).
 void killOnRequest(const std::string& dir, const std::atomic<bool>& stop) {
+  int watch = inotify_init1(IN_CLOEXEC);
+  if (watch >= 0 && inotify_add_watch(watch, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    close(watch);
+    watch = -1;
+  }
   while (!stop) {
     if (DIR* d = opendir(dir.c_str())) {
       while (dirent* e = readdir(d)) {
@@ -173,8 +170,14 @@ void killOnRequest(const std::string& dir, const std::atomic<bool>& stop) {
       }
       closedir(d);
     }
-    std::this_thread::sleep_for(5ms);
+    pollfd requested{watch, POLLIN, 0};
+    if (poll(&requested, watch >= 0 ? 1 : 0, watch >= 0 ? 50 : 5) > 0) {
+      char events[4096];
+      ssize_t ignored = read(watch, events, sizeof events);
+      (void)ignored;
+    }
   }
+  if (watch >= 0) close(watch);
 }
 
 }  // namespace
@@ -235,7 +238,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 200; ++i) pool.run_async("_return(1)").get();
     atRest();
     fdsBefore = openFds();
-    rssBefore = rssKb();
+    rssBefore = vial::testing::rssKib(vial::proc_self_pid());
 
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -291,14 +294,15 @@ int main(int argc, char** argv) {
         mismatches.empty() ? "null" : vial::to_json(vial::Value(mismatches.front())).c_str(),
         s.workers_live, s.workers_idle, full ? "true" : "false",
         static_cast<unsigned long long>(s.submitted), static_cast<unsigned long long>(s.resolved()),
-        static_cast<unsigned long long>(s.spawns), fdsBefore, openFds(), rssBefore, rssKb(),
+        static_cast<unsigned long long>(s.spawns), fdsBefore, openFds(), rssBefore,
+        vial::testing::rssKib(vial::proc_self_pid()),
         std::chrono::duration<double>(Clock::now() - started).count());
     for (std::size_t m = 1; m < mismatches.size() && m < 20; ++m)
       std::fprintf(stderr, "mismatch: %s\n", mismatches[m].c_str());
     std::fflush(stdout);
-    // Held until the test has looked at every process in the net.
-    for (int i = 0; i < 6000 && !std::filesystem::exists(dir + "/release"); ++i)
-      std::this_thread::sleep_for(10ms);
+    // Held (60 s at most) until the test has looked at every process in the net.
+    vial::testing::waitForFile(
+        dir + "/release", [](const std::string& text) { return !text.empty(); }, 60s);
   }
   stopKiller = true;
   killer.join();

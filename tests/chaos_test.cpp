@@ -12,8 +12,9 @@
 #include <string>
 
 #include "protocol/value.h"
-#include "tests/net.h"
-#include "tests/process_probe.h"
+#include "tests/support/file_watch.h"
+#include "tests/support/net.h"
+#include "tests/support/process_probe.h"
 
 namespace vial {
 namespace {
@@ -22,6 +23,7 @@ using namespace std::chrono_literals;
 using testing::eventually;
 using testing::LiveProcess;
 using testing::Net;
+using testing::waitForText;
 
 const std::string kHost = std::string(VIAL_BIN_DIR) + "/chaos_host";
 
@@ -40,7 +42,7 @@ TEST(Chaos, TenThousandHostileCallsFromEightThreadsEachResolveOnceAndLeaveNothin
   Net net(512, 3LL << 30);
   Net::Program& host = net.start({kHost, net.directory(), "10000"});
   if (!net.started()) GTEST_SKIP() << net.startError();
-  ASSERT_TRUE(eventually([&] { return host.out().find('\n') != std::string::npos; }, 240s))
+  ASSERT_TRUE(waitForText(host.outPath(), "\n", 240s))
       << "the chaos host gave no summary" << host.report();
   Value summary = parse_json(host.out().substr(0, host.out().find('\n')));
   SCOPED_TRACE("summary: " + to_json(summary) + host.report());

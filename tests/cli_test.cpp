@@ -16,29 +16,19 @@
 #include <vector>
 
 #include "protocol/value.h"
-#include "tests/child_process.h"
-#include "tests/process_probe.h"
+#include "tests/support/child_process.h"
+#include "tests/support/process_probe.h"
+#include "tests/support/run_vial.h"
 
 namespace {
 
 using namespace std::chrono_literals;
 using vial::testing::contains;
-using vial::testing::runProgram;
 using vial::testing::RunResult;
+using vial::testing::runVial;
+using vial::testing::waitGone;
 
-const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
 const std::string kWorker = std::string(VIAL_BIN_DIR) + "/vial-worker";
-
-// No run of vial may take longer than this; past it the child is killed and the test fails.
-constexpr auto kHardBound = 30s;
-
-// Runs `vial ARGS...` with `stdinText` on its stdin. The environment is this process's without
-// VIAL_WORKER (so vial finds the worker next to itself), plus `extraEnv` ("NAME=VALUE").
-RunResult runVial(std::vector<std::string> args, const std::string& stdinText = "",
-                  const std::vector<std::string>& extraEnv = {}) {
-  args.insert(args.begin(), kVial);
-  return runProgram(std::move(args), stdinText, extraEnv, kHardBound);
-}
 
 // A file in the test's temporary directory, removed when it goes out of scope.
 class TempFile {
@@ -218,7 +208,7 @@ TEST(VialRun, RunLeavesNoWorkerProcessBehind) {
   ASSERT_EQ(r.exitCode, 0) << r;
   int workerPid = std::atoi(r.out.c_str() + 1);  // "[1234]\n"
   ASSERT_GT(workerPid, 0) << r;
-  EXPECT_TRUE(vial::testing::eventually([&] { return vial::testing::processGone(workerPid); }))
+  EXPECT_TRUE(waitGone(workerPid))
       << "worker " << workerPid << " still runs after vial exited" << r;
 }
 
@@ -481,8 +471,7 @@ TEST(VialRunTimeout, TimeoutKillsTheWorkerAndExitsWith124) {
   EXPECT_EQ(r.out, "") << r;
   int workerPid = workerPidIn(r.err);
   ASSERT_GT(workerPid, 0) << "stderr should name the killed worker" << r;
-  EXPECT_TRUE(vial::testing::eventually([&] { return vial::testing::processGone(workerPid); }))
-      << "worker " << workerPid << " still runs" << r;
+  EXPECT_TRUE(waitGone(workerPid)) << "worker " << workerPid << " still runs" << r;
 }
 
 TEST(VialRunTimeout, TimeoutAlsoKillsProcessesTheCodeStarted) {
@@ -499,7 +488,7 @@ TEST(VialRunTimeout, TimeoutAlsoKillsProcessesTheCodeStarted) {
   int sleepPid = 0;
   in >> sleepPid;
   ASSERT_GT(sleepPid, 0) << "the code did not record its child's pid" << r;
-  bool gone = vial::testing::eventually([&] { return vial::testing::processGone(sleepPid); });
+  bool gone = waitGone(sleepPid);
   if (!gone) kill(sleepPid, SIGKILL);
   EXPECT_TRUE(gone) << "the code's child " << sleepPid << " survived the timeout" << r;
 }

@@ -2,7 +2,7 @@
 // and session or daemonize must die with their worker (on timeout, cancel, recycle, shutdown
 // and the host's death); a process the code forks must never answer for the worker; and what
 // the code writes to its file descriptors must reach its own call, never the host's terminal or
-// log. Every probe runs in a Net of its own (tests/net.h) and first checks that it escaped.
+// log. Every probe runs in a Net of its own (tests/support/net.h) and first checks that it escaped.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -18,10 +18,13 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "tests/child_process.h"
-#include "tests/net.h"
-#include "tests/process_probe.h"
-#include "tests/value_printer.h"
+#include "tests/support/child_process.h"
+#include "tests/support/fifo.h"
+#include "tests/support/file_watch.h"
+#include "tests/support/net.h"
+#include "tests/support/process_probe.h"
+#include "tests/support/run_vial.h"
+#include "tests/support/value_printer.h"
 
 namespace vial {
 namespace {
@@ -29,12 +32,15 @@ namespace {
 using namespace std::chrono_literals;
 using testing::contains;
 using testing::eventually;
+using testing::Fifo;
 using testing::inOwnNet;
+using testing::kVial;
 using testing::LiveProcess;
 using testing::Net;
 using testing::processGone;
-
-const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
+using testing::waitForFile;
+using testing::waitForText;
+using testing::waitGone;
 
 // How long a `vial` run in these tests may take before the test calls it hung.
 constexpr auto kBound = 20s;
@@ -85,11 +91,10 @@ struct Escape {
 
 std::optional<Escape> readEscape(const std::string& path, std::chrono::milliseconds bound) {
   std::optional<Escape> escape;
-  eventually(
-      [&] {
-        std::ifstream in(path);
-        if (!in) return false;
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  waitForFile(
+      path,
+      [&](const std::string& text) {
+        if (text.empty()) return false;  // written whole, then renamed into place
         Value report = parse_json(text);
         auto field = [&](const char* name) {
           for (const auto& [key, value] : report.as<Dict>())
@@ -134,8 +139,7 @@ void expectAllGone(const Escape& e, const std::string& when) {
   for (auto [name, pid] : {std::pair{"the worker", e.worker},
                            std::pair{"the subprocess in its own session", e.sessionChild},
                            std::pair{"the double-forked daemon", e.daemon}}) {
-    EXPECT_TRUE(eventually([pid = pid] { return processGone(pid); }, 10s))
-        << name << " (pid " << pid << ") survived " << when;
+    EXPECT_TRUE(waitGone(pid, 10s)) << name << " (pid " << pid << ") survived " << when;
   }
 }
 
@@ -209,7 +213,11 @@ TEST_F(Containment, ControlTheProbeOutlivesAPlainPythonParent) {
   ASSERT_TRUE(escape) << python.report();
   *escape = hostPids(net, *escape);
   ASSERT_TRUE(python.wait(kBound)) << python.report();
-  std::this_thread::sleep_for(300ms);
+  // Nothing must happen: shown by waiting 300 ms for the probes' deaths. What the parent's end
+  // could do to them (SIGHUP to its session, a death signal) is sent as it exits, and it has been
+  // reaped by now; in the tests above the guard kills them well within that time.
+  EXPECT_FALSE(waitGone(escape->sessionChild, 300ms) || waitGone(escape->daemon, 0ms))
+      << "a probe died on its own";
   EXPECT_FALSE(processGone(escape->sessionChild)) << "the probe's subprocess died on its own";
   EXPECT_FALSE(processGone(escape->daemon)) << "the probe's daemon died on its own";
 }
@@ -225,16 +233,13 @@ class ServerInNet {
     argv.insert(argv.end(), extra.begin(), extra.end());
     server_ = &net_.start(argv);
     if (!net_.started()) return;
-    ready_ = eventually(
-        [&] {
-          try {
-            connect()->ping();
-            return true;
-          } catch (const ConnectError&) {
-            return false;
-          }
-        },
-        15s);
+    // Ready once it logs that it listens (woken by its log's changes) and answers a ping.
+    ready_ = waitForText(server_->errPath(), "vial serve: listening on", 15s);
+    try {
+      ready_ = ready_ && !connect()->ping().empty();
+    } catch (const ConnectError&) {
+      ready_ = false;
+    }
   }
 
   bool started() const { return net_.started(); }
@@ -302,21 +307,34 @@ TEST_F(Containment, AForkedChildNeverAnswersForItsWorker) {
   ASSERT_TRUE(serve.ready()) << serve.log();
   auto a = serve.connect();
   auto b = serve.connect();
+  // The child holds the write end of `forged` from its fork on; the test sees it close once the
+  // child has done its _return (or has died before it could).
+  Fifo forged;
   Result forked = a->run_async(
                        "import os, time\n"
+                       "held = os.open(FORGED, os.O_WRONLY)\n"
                        "if os.fork() == 0:\n"
                        "    time.sleep(0.5)\n"
                        "    _return('FORGED')\n"
-                       "_return('A')")
+                       "os.close(held)\n"
+                       "_return('A')",
+                       {{"FORGED", forged.path()}})
                       .get();
   ASSERT_TRUE(forked.ok()) << forked.describe();
   EXPECT_EQ(forked.values(), std::vector<Value>{"A"});
-  auto until = std::chrono::steady_clock::now() + 1500ms;  // well past the child's _return
-  for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+  // B's calls run until the child can no longer answer, and 3 more, so that a forged answer
+  // would meet one of them.
+  auto until = std::chrono::steady_clock::now() + 20s;
+  int after = 0;
+  bool returned = false;
+  for (int i = 0; after < 3 && std::chrono::steady_clock::now() < until; ++i) {
     Result r = b->run_async("import time\ntime.sleep(0.02)\n_return(i)", {{"i", i}}).get();
     ASSERT_TRUE(r.ok()) << "call " << i << ": " << r.describe();
     ASSERT_EQ(r.values(), std::vector<Value>{i}) << "client B got someone else's answer";
+    if (returned) ++after;
+    returned = returned || forged.read(0ms);
   }
+  EXPECT_TRUE(returned) << "the forked child still lives after 20 s";
 }
 
 // D4, the benign form: a fork whose exec fails raises in the child; the call's result is still
@@ -383,8 +401,11 @@ TEST_F(Containment, WorkerOutputCannotForgeOrWipeTheServersLog) {
   auto client = serve.connect();
   Result wipe = client->run_async("import os\nos.ftruncate(2, 0)").get();
   EXPECT_NE(wipe.get_if<PythonError>(), nullptr) << wipe.describe();
-  ASSERT_TRUE(eventually([&] { return contains(serve.log(), "FORGED 1"); }, 10s)) << serve.log();
-  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(waitForText(serve.server().errPath(), "FORGED 1", 10s)) << serve.log();
+  // The 2000 lines come at once: past the burst the rest are counted, and the count is logged
+  // once the rate allows a line (1/20 s later). Later lines would trickle at 20 a second.
+  EXPECT_TRUE(waitForText(serve.server().errPath(), "lines of its output were not logged", 10s))
+      << serve.log();
   std::string log = serve.log();
   EXPECT_TRUE(contains(log, "vial serve: listening")) << "the log was wiped:\n" << log;
   std::istringstream lines(log);
@@ -495,7 +516,9 @@ TEST_F(Containment, AFullProcessLimitNeverMakesTheHostSignalEveryone) {
                                       "time.sleep(100)'"});
   if (!net.started()) GTEST_SKIP() << net.startError();
   int nsPid = 0;
-  ASSERT_TRUE(eventually([&] { return static_cast<bool>(std::ifstream(bystander) >> nsPid); }));
+  ASSERT_TRUE(waitForFile(bystander, [&](const std::string& text) {
+    return std::istringstream(text) >> nsPid && text.back() == '\n';
+  }));
   pid_t sleeper = 0;
   ASSERT_TRUE(eventually([&] { return (sleeper = net.hostPid(nsPid)) > 0; }));
   auto status = host.wait(kBound);

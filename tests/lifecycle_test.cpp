@@ -1,6 +1,5 @@
 // Pool lifecycle on real workers: growth and reaping, recycling, start-up options,
 // backpressure, queue deadlines, cancellation, soft timeouts, stats, shutdown while scaling.
-#include <dirent.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -13,15 +12,19 @@
 #include <thread>
 
 #include "client/vial.h"
-#include "tests/process_probe.h"
-#include "tests/value_printer.h"
+#include "tests/support/fifo.h"
+#include "tests/support/process_probe.h"
+#include "tests/support/value_printer.h"
+#include "tests/support/worker_pid.h"
 
 namespace vial {
 namespace {
 
 using namespace std::chrono_literals;
 using testing::eventually;
-using testing::processGone;
+using testing::liveChildrenOf;
+using testing::waitGone;
+using testing::workerPid;
 namespace fs = std::filesystem;
 
 PoolOptions sized(std::size_t min, std::size_t max) {
@@ -29,12 +32,6 @@ PoolOptions sized(std::size_t min, std::size_t max) {
   options.min_workers = min;
   options.workers = max;
   return options;
-}
-
-std::int64_t pidOf(Pool& pool) {
-  Result r = pool.run_async("import os\n_return(os.getpid())").get();
-  EXPECT_TRUE(r.ok()) << r.describe();
-  return r.ok() ? r.values().at(0).as<std::int64_t>() : -1;
 }
 
 Value only(Pool& pool, const std::string& source, Vars vars = {}) {
@@ -48,28 +45,6 @@ fs::path scratchDir(const std::string& name) {
       fs::path(::testing::TempDir()) / ("vial-lifecycle-" + std::to_string(getpid()) + "-" + name);
   fs::create_directories(dir);
   return dir;
-}
-
-// Processes whose parent is this test process.
-std::vector<int> childProcesses() {
-  std::vector<int> children;
-  DIR* proc = opendir("/proc");
-  while (dirent* entry = readdir(proc)) {
-    int pid = std::atoi(entry->d_name);
-    if (pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(line.c_str() + close + 2, "%c %d", &state, &ppid) == 2 && ppid == getpid() &&
-        state != 'Z')
-      children.push_back(pid);
-  }
-  closedir(proc);
-  return children;
 }
 
 class LifecycleTest : public ::testing::Test {
@@ -147,12 +122,12 @@ TEST_F(LifecycleTest, RecyclesAWorkerWhoseMemoryGrows) {
   PoolOptions options = sized(1, 1);
   options.recycle_above_rss = 80u << 20;
   Pool pool(options);
-  std::int64_t before = pidOf(pool);
+  int before = workerPid(pool);
   // Memory kept in a module global survives the call, as a leak would.
   ASSERT_TRUE(pool.run_async("import sys\nsys.hoard = b'x' * (100 << 20)").get().ok());
   EXPECT_TRUE(eventually([&] { return pool.stats().recycled_for_rss == 1; }, 10s))
       << pool.stats().to_json();
-  EXPECT_TRUE(eventually([&] { return pidOf(pool) != before; }, 10s));
+  EXPECT_TRUE(eventually([&] { return workerPid(pool) != before; }, 10s));
   EXPECT_TRUE(only(pool, "import sys\n_return(hasattr(sys, 'hoard'))") == Value(false));
 }
 
@@ -160,8 +135,8 @@ TEST_F(LifecycleTest, ALimitBelowAFreshWorkersMemoryTurnsRssRecyclingOff) {
   PoolOptions options = sized(1, 1);
   options.recycle_above_rss = 1u << 20;  // a fresh CPython is ~15 MiB
   Pool pool(options);
-  std::int64_t pid = pidOf(pool);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(pidOf(pool), pid);
+  int pid = workerPid(pool);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(workerPid(pool), pid);
   EXPECT_EQ(pool.stats().recycled_for_rss, 0u);
   EXPECT_EQ(pool.stats().spawns, 1u);
 }
@@ -254,7 +229,12 @@ TEST_F(LifecycleTest, StartUpFailureIsReportedClearlyWithoutARespawnStorm) {
   EXPECT_NE(unavailable->reason.find("cannot import 'vial_no_such_module'"), std::string::npos)
       << unavailable->reason;
   EXPECT_NE(unavailable->reason.find("ModuleNotFoundError"), std::string::npos);
-  std::this_thread::sleep_for(1500ms);  // a storm would spawn hundreds in this time
+  // Nothing must happen: shown by waiting for what a storm would do, a 7th spawn, for 1.5 s. The
+  // retry backoff (0.1 s, doubling) allows at most 5 attempts in that time; a failing start costs
+  // one CPython start-up (tens of ms), so without backoff the 7th would come long before it. (No
+  // event announces a spawn to a test: the pool's stats are watched.)
+  EXPECT_FALSE(eventually([&] { return pool.stats().spawns > 6; }, 1500ms))
+      << pool.stats().to_json();
   EXPECT_LE(pool.stats().spawns, 6u) << pool.stats().to_json();
 
   PoolOptions broken = sized(1, 1);
@@ -270,8 +250,10 @@ TEST_F(LifecycleTest, AFullQueueAnswersOverloadedAtOnce) {
   options.max_queue = 3;
   Pool pool(options);
   ASSERT_TRUE(pool.wait_ready(10s));
-  Future blocker = pool.run_async("while True: pass");
-  ASSERT_TRUE(eventually([&] { return pool.stats().running == 1; }));
+  testing::Fifo started;
+  Future blocker =
+      pool.run_async("open(started, 'w').close()\nwhile True: pass", {{"started", started.path()}});
+  ASSERT_TRUE(started.read()) << "the blocking call never started";
   std::vector<Future> queued;
   for (int i = 0; i < 3; ++i) queued.push_back(pool.run_async("_return(1)"));
   Future refused = pool.run_async("_return(1)");
@@ -320,21 +302,23 @@ TEST_F(LifecycleTest, CancellingAQueuedCallDropsIt) {
 
 TEST_F(LifecycleTest, CancellingARunningCallKillsItsWorkerAndThePoolHeals) {
   Pool pool(sized(1, 1));
-  std::int64_t pid = pidOf(pool);
-  Future spinning = pool.run_async("while True: pass");
-  ASSERT_TRUE(eventually([&] { return pool.stats().running == 1; }));
+  int pid = workerPid(pool);
+  testing::Fifo started;
+  Future spinning =
+      pool.run_async("open(started, 'w').close()\nwhile True: pass", {{"started", started.path()}});
+  ASSERT_TRUE(started.read()) << "the call never started";
   spinning.cancel();
   ASSERT_TRUE(spinning.wait_for(2s));
   EXPECT_NE(spinning.get().get_if<Cancelled>(), nullptr) << spinning.get().describe();
-  EXPECT_TRUE(eventually([&] { return processGone(static_cast<int>(pid)); }));
-  EXPECT_NE(pidOf(pool), pid);
+  EXPECT_TRUE(waitGone(pid));
+  EXPECT_NE(workerPid(pool), pid);
 }
 
 // Note: CPython 3.11 skips the handlers of a `try` whose very first statement is the loop being
 // interrupted (fixed in 3.12); the code below has a statement before its loop, as real code does.
 TEST_F(LifecycleTest, SoftTimeoutRunsFinallyAndKeepsTheWorker) {
   Pool pool(sized(1, 1));
-  std::int64_t pid = pidOf(pool);
+  int pid = workerPid(pool);
   fs::path marker = scratchDir("soft") / "cleaned";
   CallOptions limits;
   limits.soft_timeout = 0.3;
@@ -351,7 +335,7 @@ TEST_F(LifecycleTest, SoftTimeoutRunsFinallyAndKeepsTheWorker) {
   EXPECT_EQ(e->type, "vial.SoftTimeout");
   EXPECT_LT(took, 2.0);
   EXPECT_TRUE(fs::exists(marker)) << "the code's finally block did not run";
-  EXPECT_EQ(pidOf(pool), pid) << "the worker should survive a soft timeout";
+  EXPECT_EQ(workerPid(pool), pid) << "the worker should survive a soft timeout";
   EXPECT_TRUE(only(pool, "import vial\n_return(issubclass(vial.SoftTimeout, TimeoutError))") ==
               Value(true));
 }
@@ -417,7 +401,9 @@ TEST_F(LifecycleTest, ShutdownWhileScalingResolvesEverythingAndLeavesNoProcess) 
     PoolOptions options = sized(1, 4);
     Pool pool(options);
     for (int i = 0; i < 8; ++i) calls.push_back(pool.run_async("import time\ntime.sleep(0.3)"));
-    std::this_thread::sleep_for(20ms);  // growth under way
+    // Growth under way: a worker beyond the first has been spawned (8 calls, 1 worker to start).
+    ASSERT_TRUE(eventually([&] { return pool.stats().spawns >= 2; }, 10s))
+        << pool.stats().to_json();
     pool.shutdown(0.1);
   }
   for (auto& f : calls) {
@@ -425,8 +411,8 @@ TEST_F(LifecycleTest, ShutdownWhileScalingResolvesEverythingAndLeavesNoProcess) 
     const Result& r = f.get();
     EXPECT_TRUE(r.ok() || r.get_if<Cancelled>()) << r.describe();
   }
-  EXPECT_TRUE(eventually([] { return childProcesses().empty(); }))
-      << childProcesses().size() << " worker processes outlived their pool";
+  EXPECT_TRUE(eventually([] { return liveChildrenOf(getpid()).empty(); }))
+      << liveChildrenOf(getpid()).size() << " worker processes outlived their pool";
 }
 
 }  // namespace

@@ -26,7 +26,7 @@
 
 #include "client/vial.h"
 #include "protocol/wire_value.h"
-#include "tests/serve_fixture.h"
+#include "tests/support/serve_fixture.h"
 
 namespace {
 
@@ -311,8 +311,7 @@ TEST_F(LoginServe, ANewConnectionWithTheRightTokenWaitsOutTheHostsPenalty) {
     fifth = tryLogin(tcpAddress(), kWrongToken, 10);
     fifthSeconds = secondsSince(t0);
   });
-  bool checked =
-      eventually([&] { return contains(server.log(), "(failure 5 from this host;"); }, 10s);
+  bool checked = waitForText(server.logPath(), "(failure 5 from this host;", 10s);
   auto penaltyStarted = Clock::now();
   std::string right = checked ? tryLogin(tcpAddress(), kToken, 10) : "not tried";
   double rightSeconds = secondsSince(penaltyStarted);
@@ -392,19 +391,8 @@ TEST(LoginHost, IsARangeOnePartyCanUseAsEasilyAsOneAddress) {
 // One login with `token` over a connection from source address `from` (in 127.0.0.0/8):
 // "admitted", or "refused: ..." with why.
 std::string loginFrom(const std::string& from, int port, const std::string& token) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in local{};
-  local.sin_family = AF_INET;
-  inet_pton(AF_INET, from.c_str(), &local.sin_addr);
-  sockaddr_in server{};
-  server.sin_family = AF_INET;
-  server.sin_port = htons(static_cast<std::uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &server.sin_addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
-      connect(fd, reinterpret_cast<sockaddr*>(&server), sizeof server) != 0) {
-    close(fd);
-    return std::string("cannot connect from ") + from + ": " + std::strerror(errno);
-  }
+  int fd = connectLoopback(port, from);
+  if (fd < 0) return std::string("cannot connect from ") + from + ": " + std::strerror(errno);
   auto io = kj::setupAsyncIo();
   auto stream = io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   RawLogin login(*stream);

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/serve_fixture.h"
+#include "tests/support/serve_fixture.h"
 
 namespace {
 
@@ -57,7 +57,8 @@ std::string defaultDirectoryOf(uid_t uid) {
 }
 
 // An impostor's server: a process running as `uid` that listens on a unix socket (chmod 0777),
-// accepts connections one at a time, counts the bytes of the first read on each, and hangs up.
+// accepts connections one at a time, counts the bytes of the first read on each, and hangs up;
+// after each connection it writes a byte to a pipe, so the test wakes when it has counted.
 class ByteCountingListener {
  public:
   ByteCountingListener(uid_t uid, const std::string& socketPath) : path_(socketPath) {
@@ -68,8 +69,8 @@ class ByteCountingListener {
       return;
     }
     counters_ = new (shared) Counters();
-    int ready[2];
-    if (pipe2(ready, O_CLOEXEC) != 0) {
+    int ready[2], handled[2];
+    if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(handled, O_CLOEXEC) != 0) {
       ADD_FAILURE() << "pipe2: " << std::strerror(errno);
       return;
     }
@@ -81,6 +82,7 @@ class ByteCountingListener {
     if (pid_ == 0) {
       // Only async-signal-safe calls: the test process may have threads.
       close(ready[0]);
+      close(handled[0]);
       if (setgroups(0, nullptr) != 0 || setgid(uid) != 0 || setuid(uid) != 0) _exit(20);
       int listener = socket(AF_UNIX, SOCK_STREAM, 0);
       if (listener < 0) _exit(21);
@@ -98,9 +100,12 @@ class ByteCountingListener {
         }
         close(connection);
         counters->connections.fetch_add(1);
+        if (write(handled[1], "h", 1) != 1) _exit(25);
       }
     }
     close(ready[1]);
+    close(handled[1]);
+    handled_ = handled[0];
     pollfd readable{ready[0], POLLIN, 0};
     char byte = 0;
     listening_ = poll(&readable, 1, 10000) == 1 && read(ready[0], &byte, 1) == 1;
@@ -115,6 +120,7 @@ class ByteCountingListener {
       waitExit(pid_, 5000ms);
     }
     if (counters_) munmap(counters_, sizeof(Counters));
+    if (handled_ >= 0) close(handled_);
   }
 
   bool listening() const { return listening_; }
@@ -129,6 +135,22 @@ class ByteCountingListener {
   long bytes() const { return counters_ ? counters_->bytes.load() : -1; }
   long connections() const { return counters_ ? counters_->connections.load() : -1; }
 
+  // Waits up to `bound` until `holds()`, looking again each time the listener has handled a
+  // connection; whether it held.
+  template <class Condition>
+  bool waitUntil(Condition holds, std::chrono::milliseconds bound) {
+    auto deadline = Clock::now() + bound;
+    while (!holds()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      pollfd readable{handled_, POLLIN, 0};
+      if (left.count() <= 0 || poll(&readable, 1, static_cast<int>(left.count())) != 1)
+        return holds();
+      char byte;
+      if (read(handled_, &byte, 1) != 1) return holds();  // the listener is gone
+    }
+    return true;
+  }
+
   // Connects from this process and sends one byte; returns once the listener has handled it,
   // and with it every connection queued before (it handles them in order). False on timeout.
   bool drainWithMarker() {
@@ -139,9 +161,9 @@ class ByteCountingListener {
     std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
     bool sent = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
                 write(fd, "m", 1) == 1;
-    bool handled = sent && eventually([&] { return connections() > before; }, 10s);
+    bool handled = sent && waitUntil([&] { return connections() > before; }, 10s);
     close(fd);
-    return handled && eventually([&] { return bytes() >= 1; }, 1s);
+    return handled && bytes() >= 1;  // counted before the connection was
   }
 
  private:
@@ -161,6 +183,7 @@ class ByteCountingListener {
   std::string path_;
   Counters* counters_ = nullptr;
   pid_t pid_ = -1;
+  int handled_ = -1;  // the read end of the listener's "handled one" pipe
   bool listening_ = false;
 };
 
@@ -201,13 +224,11 @@ class PrivateSocketTest : public VialServe {
     return path;
   }
 
-  // Polls (bounded) until `uid` can ping the server at `address` with the CLI.
-  bool answersPingOf(uid_t uid, const std::string& address) {
-    return eventually(
-        [&] {
-          return vialAs(uid, {"ping", "--connect", address}).exitCode == 0;
-        },
-        kStartBound);
+  // Whether `uid` can ping `server` at `address` with the CLI, once the server has logged that it
+  // listens (waited for, bounded; woken by the log's changes).
+  bool answersPingOf(uid_t uid, const std::string& address, const Server& server) {
+    return waitForText(server.logPath(), "vial serve: listening on", kStartBound) &&
+           vialAs(uid, {"ping", "--connect", address}).exitCode == 0;
   }
 
  private:
@@ -247,7 +268,7 @@ TEST_F(PrivateSocketTest, ClientSendsNothingThroughADefaultDirectoryAnotherUserM
   ASSERT_TRUE(own.listening());
   auto ping = vialAs(kVictim, {"ping"});
   EXPECT_EQ(ping.exitCode, 4) << ping;
-  EXPECT_TRUE(eventually([&] { return own.bytes() > 0; }, 5s))
+  EXPECT_TRUE(own.waitUntil([&] { return own.bytes() > 0; }, 5s))
       << "control: the victim's ping sent nothing to a listener it trusts" << ping;
 }
 
@@ -259,7 +280,7 @@ TEST_F(PrivateSocketTest, ASymlinkInPlaceOfTheDefaultDirectoryIsRefusedByClientA
   std::string real = makeDirectory("/tmp/vial_victim_XXXXXX", kVictim, 0700);
   std::string realAddress = "unix:" + real + "/vial.sock";
   Server& server = launchWrapped(asUser(kVictim), realAddress, {}, 1);
-  ASSERT_TRUE(answersPingOf(kVictim, realAddress))
+  ASSERT_TRUE(answersPingOf(kVictim, realAddress, server))
       << "control: the victim's server does not answer the victim" << server.describe();
   ASSERT_EQ(symlink(real.c_str(), link.c_str()), 0) << std::strerror(errno);
 
@@ -283,7 +304,7 @@ TEST_F(PrivateSocketTest, ClientSendsNothingToAServerRunByAnotherUser) {
   std::string attackerDirectory = makeDirectory("/tmp/vial_attacker_XXXXXX", kAttacker, 0700);
   std::string socket = attackerDirectory + "/s.sock";
   Server& impostor = launchWrapped(asUser(kAttacker), "unix:" + socket, {}, 1);
-  ASSERT_TRUE(answersPingOf(kAttacker, "unix:" + socket)) << impostor.describe();
+  ASSERT_TRUE(answersPingOf(kAttacker, "unix:" + socket, impostor)) << impostor.describe();
   ASSERT_EQ(chmod(attackerDirectory.c_str(), 0755), 0);
   ASSERT_EQ(chmod(socket.c_str(), 0777), 0);
 
@@ -326,7 +347,7 @@ TEST_F(PrivateSocketTest, ClientSendsNothingToAServerRunByAnotherUser) {
   ASSERT_TRUE(rootListener.listening());
   ping = vialAs(kVictim, {"ping", "--connect", "unix:" + rootShared + "/s.sock"});
   EXPECT_EQ(ping.exitCode, 4) << ping;
-  EXPECT_TRUE(eventually([&] { return rootListener.bytes() > 0; }, 5s))
+  EXPECT_TRUE(rootListener.waitUntil([&] { return rootListener.bytes() > 0; }, 5s))
       << "control: the victim's ping sent nothing to a listener it trusts" << ping;
 }
 
@@ -338,7 +359,7 @@ TEST_F(PrivateSocketTest, CodeRunningAsTheServersUserCannotReachTheServerThrough
   std::string directory = makeDirectory("/tmp/vial_owner_XXXXXX", kOwner, 0700);
   std::string address = "unix:" + directory + "/vial.sock";
   Server& server = launchWrapped(asUser(kOwner), address, {}, 1);
-  ASSERT_TRUE(answersPingOf(kOwner, address)) << server.describe();
+  ASSERT_TRUE(answersPingOf(kOwner, address, server)) << server.describe();
   std::string code =
       "import os\n"
       "try:\n"

@@ -6,7 +6,7 @@
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
-#include "tests/call_executor_fixture.h"
+#include "tests/support/call_executor_fixture.h"
 
 namespace vial::worker {
 namespace {

@@ -10,7 +10,7 @@
 #include "protocol/limits.h"
 #include "protocol/value.h"
 #include "protocol/wire_value.h"
-#include "tests/value_printer.h"
+#include "tests/support/value_printer.h"
 
 namespace vial {
 namespace {

@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -19,12 +21,24 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <thread>
 #include <vector>
 
 extern char** environ;
 
 namespace vial::testing {
+
+using Clock = std::chrono::steady_clock;
+
+/// No child program a test runs to its end (a CLI command, an example, a server that should
+/// refuse to start) may take longer than this; past it the child is killed and the test fails.
+constexpr std::chrono::seconds kHardBound{30};
+
+/// Seconds of wall time since `start`.
+inline double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 inline bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -70,6 +84,29 @@ inline std::vector<std::string> childEnvironment(const std::vector<std::string>&
   return env;
 }
 
+/// What execve() takes for `argv` (argv[0] a path) in the environment childEnvironment(extraEnv),
+/// built before fork() (the child may only make async-signal-safe calls); owns the strings.
+class ExecArguments {
+ public:
+  ExecArguments(std::vector<std::string> argv, const std::vector<std::string>& extraEnv)
+      : argStrings_(std::move(argv)), envStrings_(childEnvironment(extraEnv)) {
+    for (auto& a : argStrings_) args_.push_back(a.data());
+    args_.push_back(nullptr);
+    for (auto& e : envStrings_) envp_.push_back(e.data());
+    envp_.push_back(nullptr);
+  }
+  ExecArguments(const ExecArguments&) = delete;
+  ExecArguments& operator=(const ExecArguments&) = delete;
+
+  const char* path() const { return args_[0]; }
+  char* const* argv() const { return args_.data(); }
+  char* const* envp() const { return envp_.data(); }
+
+ private:
+  std::vector<std::string> argStrings_, envStrings_;
+  std::vector<char*> args_, envp_;
+};
+
 /// Forks and execs `argv` (argv[0] is a path) in its own process group, with the environment
 /// childEnvironment(extraEnv), stdout and stderr on `stdoutFd` / `stderrFd` and stdin on `stdinFd`
 /// (-1: /dev/null). The child starts with no signal blocked and SIGPIPE at its default. Between
@@ -77,14 +114,7 @@ inline std::vector<std::string> childEnvironment(const std::vector<std::string>&
 /// The pid, or -1 with errno set.
 inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stderrFd,
                    int stdinFd = -1, const std::vector<std::string>& extraEnv = {}) {
-  std::vector<std::string> argStrings = argv;
-  std::vector<char*> args;
-  for (auto& a : argStrings) args.push_back(a.data());
-  args.push_back(nullptr);
-  std::vector<std::string> envStrings = childEnvironment(extraEnv);
-  std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  ExecArguments exec(argv, extraEnv);
   int devNull = stdinFd < 0 ? ::open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
   int input = stdinFd < 0 ? devNull : stdinFd;
   pid_t pid = ::fork();
@@ -99,7 +129,7 @@ inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stder
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     ::sigaction(SIGPIPE, &dfl, nullptr);  // the test process may ignore SIGPIPE; the child must not
-    ::execve(args[0], args.data(), envp.data());
+    ::execve(exec.path(), exec.argv(), exec.envp());
     ::_exit(127);
   }
   int forkErrno = errno;
@@ -108,27 +138,41 @@ inline pid_t spawn(const std::vector<std::string>& argv, int stdoutFd, int stder
   return pid;
 }
 
-/// Waits up to `bound` for child `pid` to exit; its wait status, or nullopt if it still runs.
+/// Waits up to `bound` for child `pid` to exit, woken by its pidfd; its wait status, or nullopt
+/// if it still runs.
 inline std::optional<int> waitExit(pid_t pid, std::chrono::milliseconds bound) {
-  auto deadline = std::chrono::steady_clock::now() + bound;
-  while (true) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0 && errno != EINTR) return std::nullopt;
-    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  int status = 0;
+  pid_t r = ::waitpid(pid, &status, WNOHANG);
+  if (r == pid) return status;
+  if (r < 0) return std::nullopt;  // not a child of this process (any more)
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  auto deadline = Clock::now() + bound;
+  std::optional<int> exited;
+  while (!exited) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (pidfd >= 0) {
+      pollfd ended{pidfd, POLLIN, 0};
+      ::poll(&ended, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    } else {
+      ::poll(nullptr, 0, 2);  // no pidfds here: look again in a moment
+    }
+    r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) exited = status;
+    if ((r < 0 && errno != EINTR) || Clock::now() >= deadline) break;
   }
+  if (pidfd >= 0) ::close(pidfd);
+  return exited;
 }
 
-/// SIGKILLs child `pid` with its process group and reaps it; its wait status.
+/// SIGKILLs child `pid` with its process group and reaps it (bounded: SIGKILL ends a process
+/// at once, so 10 s is only for a machine under heavy load); its wait status, or -1 when it
+/// still had not ended, which fails the test.
 inline int killAndReap(pid_t pid) {
   ::kill(-pid, SIGKILL);
   ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
+  std::optional<int> status = waitExit(pid, std::chrono::seconds(10));
+  if (!status) ADD_FAILURE() << "child " << pid << " outlived SIGKILL by 10 s";
+  return status.value_or(-1);
 }
 
 /// How a program run by runProgram ended, and what it printed.

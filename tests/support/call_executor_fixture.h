@@ -9,7 +9,7 @@
 #include <string>
 
 #include "protocol/wire_value.h"
-#include "tests/value_printer.h"
+#include "tests/support/value_printer.h"
 #include "worker/call_executor.h"
 #include "worker/interpreter.h"
 

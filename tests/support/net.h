@@ -40,7 +40,9 @@
 #include <thread>
 #include <vector>
 
-#include "tests/child_process.h"
+#include "tests/support/child_process.h"
+#include "tests/support/file_watch.h"
+#include "tests/support/process_probe.h"
 #include "util/process_info.h"
 
 namespace vial::testing {
@@ -53,18 +55,17 @@ struct LiveProcess {
   char state = '?';
 };
 
+/// What /proc says of `pid` (its state and parent through util/process_info.h, its name from
+/// /proc/PID/comm), or nothing when there is no such process.
 inline std::optional<LiveProcess> describeProcess(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!stat || !std::getline(stat, line)) return std::nullopt;
-  auto open = line.find('('), close = line.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close + 4 > line.size())
-    return std::nullopt;
+  auto stat = proc_stat(pid);
+  if (!stat) return std::nullopt;
   LiveProcess p;
   p.pid = pid;
-  p.name = line.substr(open + 1, close - open - 1);
-  std::istringstream rest(line.substr(close + 2));
-  rest >> p.state >> p.parent;
+  p.parent = stat->parent;
+  p.state = stat->state;
+  p.name = readFile("/proc/" + std::to_string(pid) + "/comm");
+  if (!p.name.empty() && p.name.back() == '\n') p.name.pop_back();
   return p;
 }
 
@@ -94,6 +95,9 @@ class Net {
     pid_t pid() const { return pid_; }
     std::string out() const { return readFile(outPath_); }
     std::string err() const { return readFile(errPath_); }
+    /// Where its stdout and stderr go (for waitForText).
+    const std::string& outPath() const { return outPath_; }
+    const std::string& errPath() const { return errPath_; }
     /// "exit code N" / "killed by signal N", with what it printed: for failure messages.
     std::string report() const {
       return std::string("\n  status: ") + (status_ ? describeStatus(*status_) : "still running") +
@@ -102,10 +106,6 @@ class Net {
 
    private:
     friend class Net;
-    static std::string readFile(const std::string& path) {
-      std::ifstream in(path, std::ios::binary);
-      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    }
     pid_t pid_ = -1;  // as the test sees it
     int statusFd_ = -1;
     std::optional<int> status_;
@@ -138,14 +138,7 @@ class Net {
     auto program = std::make_unique<Program>();
     program->outPath_ = dir_ + "/program.out";
     program->errPath_ = dir_ + "/program.err";
-    std::vector<std::string> argStrings = argv;
-    std::vector<char*> args;
-    for (auto& a : argStrings) args.push_back(a.data());
-    args.push_back(nullptr);
-    std::vector<std::string> envStrings = childEnvironment(env);
-    std::vector<char*> envp;
-    for (auto& e : envStrings) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    ExecArguments exec(argv, env);
     int out = ::open(program->outPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int err = ::open(program->errPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -186,10 +179,11 @@ class Net {
           sigset_t none;
           ::sigemptyset(&none);
           ::sigprocmask(SIG_SETMASK, &none, nullptr);
-          ::execve(args[0], args.data(), envp.data());
+          ::execve(exec.path(), exec.argv(), exec.envp());
           ::_exit(127);
         }
-        // The init: reaps everything orphaned into the namespace; reports the program's end.
+        // The init: reaps everything orphaned into the namespace; reports the program's end. Its
+        // waits have no bound of their own: it lives until the test kills `outer` (PDEATHSIG).
         for (;;) {
           int childStatus = 0;
           pid_t got = ::waitpid(-1, &childStatus, 0);
@@ -204,7 +198,7 @@ class Net {
       int report[2] = {0, init};
       ssize_t w = ::write(pids[1], report, sizeof report);
       (void)w;
-      int initStatus = 0;
+      int initStatus = 0;  // unbounded here; tearDown() SIGKILLs this process and waits, bounded
       while (::waitpid(init, &initStatus, 0) < 0 && errno == EINTR) {
       }
       ::_exit(0);
@@ -222,12 +216,15 @@ class Net {
     if (report[0] == 0 && report[1] > 0) {
       init_ = report[1];
       started_ = true;
-      // The program is the init's first child; found once it has forked.
-      for (int i = 0; i < 1000 && program->pid_ < 0; ++i) {
-        auto below = processes_below(init_);
-        if (!below.empty()) program->pid_ = below.front().first;
-        if (program->pid_ < 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
+      // The program is the init's first child; found once it has forked (nothing announces the
+      // fork in the test's pid numbering, so /proc is polled).
+      eventually(
+          [&] {
+            auto below = processes_below(init_);
+            if (!below.empty()) program->pid_ = below.front().first;
+            return program->pid_ > 0;
+          },
+          std::chrono::seconds(2));
     } else {
       startError_ = std::string("cannot make a pid namespace: ") + std::strerror(report[0]);
     }
@@ -276,14 +273,7 @@ class Net {
     ::kill(outer_, SIGKILL);  // its death kills the init (PDEATHSIG), and the namespace with it
     waitExit(outer_, std::chrono::seconds(10));
     outer_ = -1;
-    if (init_ > 0) {
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (std::chrono::steady_clock::now() < deadline) {
-        auto p = describeProcess(init_);
-        if (!p || p->state == 'Z' || p->state == 'X') break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    }
+    if (init_ > 0) waitGone(init_, std::chrono::seconds(10));
   }
 
  private:

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -32,19 +32,15 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "tests/child_process.h"
-#include "tests/process_probe.h"
+#include "tests/support/child_process.h"
+#include "tests/support/file_watch.h"
+#include "tests/support/loopback.h"
+#include "tests/support/process_probe.h"
+#include "tests/support/run_vial.h"
 
 namespace vial::testing {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
-
-inline const std::string kVial = std::string(VIAL_BIN_DIR) + "/vial";
-
-// No child run of `vial` (a CLI command, or a server that should refuse to start) may take
-// longer than this; past it the child is killed and the test fails.
-constexpr auto kHardBound = 20s;
 // How long a server may take to answer its first ping.
 constexpr auto kStartBound = 15s;
 // How long a server may take to exit after SIGTERM before it is SIGKILLed.
@@ -55,15 +51,6 @@ inline const std::string kToken = "correct-horse-battery-staple-0123456789";
 /// The port of a "tcp:HOST:PORT" address.
 inline int portOf(const std::string& address) {
   return std::atoi(address.substr(address.rfind(':') + 1).c_str());
-}
-
-inline double secondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-inline std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 inline void writeFile(const std::string& path, const std::string& contents, mode_t mode) {
@@ -84,73 +71,6 @@ inline std::size_t occurrences(const std::string& text, const std::string& needl
 inline bool fileExists(const std::string& path) {
   struct stat st;
   return lstat(path.c_str(), &st) == 0;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running the CLI
-
-inline RunResult runVial(std::vector<std::string> args) {
-  args.insert(args.begin(), kVial);
-  return runProgram(std::move(args), "", {}, kHardBound);
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc probes
-
-// The live (not zombie) children of `parent`.
-inline std::set<int> childrenOf(int parent) {
-  std::set<int> children;
-  DIR* proc = opendir("/proc");
-  if (!proc) return children;
-  while (dirent* entry = readdir(proc)) {
-    char* end = nullptr;
-    long pid = std::strtol(entry->d_name, &end, 10);
-    if (*end || pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state = 0;
-    int ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent && state != 'Z' && state != 'X') children.insert(static_cast<int>(pid));
-  }
-  closedir(proc);
-  return children;
-}
-
-inline std::size_t openFds(int pid) {
-  std::size_t n = 0;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
-       !ec && it != end; it.increment(ec))
-    ++n;
-  return n;
-}
-
-// VmRSS of `pid` in KiB (0 if unknown).
-inline long rssKib(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return 0;
-}
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-inline int freePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +100,7 @@ class Server {
   int pid() const { return pid_; }
   bool running() const { return pid_ > 0 && !exitStatus_; }
   std::string log() const { return readFile(logPath_); }
+  const std::string& logPath() const { return logPath_; }
   const std::optional<int>& exitStatus() const { return exitStatus_; }
 
   // For failure messages: the command and everything the server logged.
@@ -189,23 +110,29 @@ class Server {
     return text + "\n  server log:\n" + log();
   }
 
-  // Polls (bounded) until a client can log in and ping it; false if it exited or never answered.
+  // Waits (bounded) until the server logs that it listens (woken by the log file's changes), then
+  // logs in and pings it; false if it exited or never answered. It must log at level info.
   bool waitReady(const std::string& address, const std::string& token = "") {
     auto deadline = Clock::now() + kStartBound;
-    while (Clock::now() < deadline) {
-      if (reapIfExited()) return false;
-      try {
-        vial::ClientOptions options;
-        options.token = token;
-        options.connect_timeout = 2.0;
-        auto client = vial::Client::connect(address, options);
-        client->ping();
-        return true;
-      } catch (const vial::ConnectError&) {
-      }
-      std::this_thread::sleep_for(10ms);
+    // An exit is seen at the next change of the log, which a failing server writes its error to.
+    bool listening = waitForFile(
+        logPath_,
+        [&](const std::string& log) {
+          return log.find("vial serve: listening on") != std::string::npos || reapIfExited();
+        },
+        kStartBound);
+    if (!listening || reapIfExited()) return false;
+    try {
+      vial::ClientOptions options;
+      options.token = token;
+      options.connect_timeout =
+          std::max(1.0, std::chrono::duration<double>(deadline - Clock::now()).count());
+      auto client = vial::Client::connect(address, options);
+      client->ping();
+      return true;
+    } catch (const vial::ConnectError&) {
+      return false;
     }
-    return false;
   }
 
   // Waits (bounded) for the server to exit on its own; its wait status, or nullopt.
