@@ -1,16 +1,14 @@
-// vial::Client: run_async against a `vial serve` daemon over Cap'n Proto RPC.
+// vial::Client: run_async against a `vial serve` daemon over Cap'n Proto RPC. A LoopThread whose
+// service is the Connection: every RPC is made on the loop thread, in tasks posted to it.
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
-#include <kj/async-unix.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <future>
 #include <map>
-#include <mutex>
-#include <thread>
+#include <optional>
 
+#include "client/address.h"
+#include "client/loop_thread.h"
 #include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/duration.h"
@@ -21,196 +19,66 @@ namespace vial {
 
 namespace {
 
-// The address a client of `address` reaches: "" is the default socket.
-std::string fullAddress(const std::string& address) {
-  return address.empty() ? "unix:" + util::defaultSocketPath() : address;
-}
-
-// Connects to `address` within `timeout`. A unix socket is reached only through the checks of
-// util::connectToPrivateSocket, so nothing is sent to a server that may be an impostor.
-kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& address,
-                                     double timeoutSeconds) {
-  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::nanoseconds(to_nanoseconds(timeoutSeconds)));
-  if (address.empty() || address.rfind("unix:", 0) == 0) {
-    auto trusted =
-        address.empty() ? util::TrustedDirectory::kOwnPrivate : util::TrustedDirectory::kOwnOrRoot;
-    util::UniqueFd fd =
-        util::connectToPrivateSocket(fullAddress(address).substr(5), trusted, timeout);
-    return io.lowLevelProvider->wrapSocketFd(fd.release(),
-                                             kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-  }
-  if (address.rfind("tcp:", 0) != 0)
-    throw ConnectError("cannot connect to '" + address + "': use unix:/path or tcp:HOST:PORT");
-  auto parsed = io.provider->getNetwork().parseAddress(address.substr(4)).wait(io.waitScope);
-  return io.provider->getTimer()
-      .timeoutAfter(timeout.count() * kj::MILLISECONDS, parsed->connect())
-      .wait(io.waitScope);
-}
-
-}  // namespace
-
-// A thread running a kj event loop that owns the connection. Other threads post tasks to it
-// (run it on that thread) through a locked vector and an eventfd.
-struct Client::Impl final : public kj::TaskSet::ErrorHandler {
-  Impl(std::string address, ClientOptions o) : target(std::move(address)), options(std::move(o)) {
-    if (auto invalid = invalid_seconds("connect_timeout", options.connect_timeout))
-      throw ConnectError(*invalid);
-    wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wakeFd < 0) throw ConnectError("eventfd failed");
-    std::promise<std::string> connected;
-    auto result = connected.get_future();
-    thread = std::thread([this, &connected] { runLoop(connected); });
-    std::string error = result.get();
-    if (!error.empty()) {
-      thread.join();
-      close(wakeFd);
-      throw ConnectError(error);
-    }
+// The logged-in connection to the server. Lives on the client's loop thread.
+class Connection final : public client::LoopService, public kj::TaskSet::ErrorHandler {
+ public:
+  // Connects and logs in (blocking this thread's event loop); throws when it cannot.
+  Connection(kj::AsyncIoContext& io, const std::string& target, const ClientOptions& options)
+      : target_(target),
+        stream_(client::connectTo(io, target, options.connect_timeout)),
+        network_(kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
+                                                     reader_options())),
+        rpc_(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+            capnp::makeRpcClient(*network_))),
+        requests_(kj::heap<kj::TaskSet>(*this)) {
+    auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
+    capnp::MallocMessageBuilder vatIdMessage(8);
+    auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
+    vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+    auto login = rpc_->bootstrap(vatId).castAs<wire::Login>();
+    auto request = login.loginRequest();
+    request.setToken(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(options.token.data()),
+                                         options.token.size()));
+    auto response =
+        io.provider->getTimer().timeoutAfter(timeout, request.send()).wait(io.waitScope);
+    pool_ = response.getPool();
   }
 
-  ~Impl() {
-    stop();
-    close(wakeFd);
-  }
-
-  // Runs `run` on the loop thread, or `abandon` (on some thread) if the loop will not run it:
-  // every posted task ends one way or the other, so no caller waits forever.
-  struct Task {
-    std::function<void()> run;
-    std::function<void()> abandon;
-  };
-  void post(std::function<void()> run, std::function<void()> abandon) {
-    bool wake = false;
-    {
-      std::lock_guard lock(mutex);
-      if (!closed) {
-        wake = tasks.empty();
-        tasks.push_back(Task{std::move(run), std::move(abandon)});
-        run = nullptr;
-      }
-    }
-    if (run) {
-      if (abandon) abandon();
-      return;
-    }
-    if (wake) {
-      uint64_t one = 1;
-      ssize_t n = write(wakeFd, &one, sizeof one);
-      (void)n;
-    }
-  }
-
-  void stop() {
-    post([this] { stopping = true; }, nullptr);
-    std::lock_guard joinLock(joinMutex);
-    if (thread.joinable()) thread.join();
-  }
-
-  void runLoop(std::promise<std::string>& connected) {
-    kj::Maybe<kj::AsyncIoContext> ioHolder;
-    try {
-      ioHolder = kj::setupAsyncIo();
-      auto& io = KJ_ASSERT_NONNULL(ioHolder);
-      auto stream = connectTo(io, target, options.connect_timeout);
-      auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
-      capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
-                                        reader_options());
-      auto rpc = capnp::makeRpcClient(network);
-      capnp::MallocMessageBuilder vatIdMessage(8);
-      auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
-      vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
-      auto login = rpc.bootstrap(vatId).castAs<wire::Login>();
-      auto request = login.loginRequest();
-      request.setToken(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(options.token.data()),
-                                           options.token.size()));
-      auto response =
-          io.provider->getTimer().timeoutAfter(timeout, request.send()).wait(io.waitScope);
-      service = response.getPool();
-      connected.set_value("");
-      reportedConnect = true;
-      try {
-        serve(io, network);
-      } catch (const kj::Exception& e) {
-        log().error("vial client: {}", e.getDescription().cStr());
-      }
-      // Resolve and drop every RPC promise while the connection they belong to still exists.
-      resolvePending();
-      extras = nullptr;
-      service = nullptr;
-    } catch (const kj::Exception& e) {
-      std::string why = "cannot connect to the vial server at '" + fullAddress(target) +
-                        "': " + e.getDescription().cStr();
-      if (!connectedOnce(connected, why)) log().error("vial client: {}", why);
-    } catch (const util::SocketPathError& e) {
-      connectedOnce(connected, "cannot connect to the vial server at '" + fullAddress(target) +
-                                   "': " + e.what());
-    } catch (const std::exception& e) {
-      connectedOnce(connected, e.what());
-    }
-    abandonQueued();  // and later calls resolve Unavailable at once
-  }
-
-  void abandonQueued() {
-    std::vector<Task> unrun;
-    {
-      std::lock_guard lock(mutex);
-      closed = true;
-      unrun.swap(tasks);
-    }
-    for (auto& task : unrun)
-      if (task.abandon) task.abandon();
-  }
-
-  void resolvePending() {
-    abandonQueued();
-    for (auto& [id, call] : pending)
-      call.promise.resolve(stopping
+  // Resolves every pending call and drops every RPC promise while the connection they belong
+  // to still exists; then the RPC system, the network and the stream go, in that order.
+  ~Connection() noexcept(false) {
+    for (auto& [id, call] : pending_)
+      call.promise.resolve(closing_
                                ? Result(Cancelled{"the client was closed"})
                                : Result(Unavailable{"lost the connection to the vial server"}));
-    pending.clear();
-    doomed.clear();
+    pending_.clear();
+    answered_.clear();
+    dropAnswered_ = kj::READY_NOW;
+    requests_ = nullptr;
+    pool_ = nullptr;
+    rpc_ = nullptr;
+    network_ = nullptr;
+    stream_ = nullptr;
   }
 
+  kj::Promise<void> whenEnded() override {
+    return network_->onDisconnect().then(
+        [this] { log().warn("vial client: lost the connection to {}", target_); });
+  }
+
+  void loopFailed(const char* why) override { log().error("vial client: {}", why); }
+
+  // A stats or ping request failed.
   void taskFailed(kj::Exception&& e) override {
     log().warn("vial client: {}", e.getDescription().cStr());
   }
 
-  // Sets the connect outcome unless already set; true if it was set now.
-  bool connectedOnce(std::promise<std::string>& connected, const std::string& error) {
-    if (reportedConnect) return false;
-    reportedConnect = true;
-    connected.set_value(error.empty() ? "unknown error" : error);
-    return true;
-  }
+  // Client::shutdown: the pending calls resolve Cancelled, not Unavailable.
+  void close() { closing_ = true; }
 
-  void serve(kj::AsyncIoContext& io, capnp::TwoPartyVatNetwork& network) {
-    extras = kj::heap<kj::TaskSet>(*this);
-    kj::UnixEventPort::FdObserver observer(io.unixEventPort, wakeFd,
-                                           kj::UnixEventPort::FdObserver::OBSERVE_READ);
-    auto disconnected = network.onDisconnect().fork();
-    bool lost = false;
-    auto watch = disconnected.addBranch().then([&lost]() { lost = true; }).eagerlyEvaluate(nullptr);
-    while (!stopping && !lost) {
-      uint64_t count;
-      while (read(wakeFd, &count, sizeof count) > 0) {
-      }
-      std::vector<Task> batch;
-      {
-        std::lock_guard lock(mutex);
-        batch.swap(tasks);
-      }
-      for (auto& task : batch) task.run();
-      if (stopping) break;
-      observer.whenBecomesReadable().exclusiveJoin(disconnected.addBranch()).wait(io.waitScope);
-    }
-    if (lost) log().warn("vial client: lost the connection to {}", target);
-  }
-
-  // On the loop thread.
-  void send(std::uint64_t id, std::string source, Vars vars, CallOptions callOptions,
-            Promise promise) {
-    auto request = service.runRequest();
+  void send(std::uint64_t id, const std::string& source, const Vars& vars,
+            const CallOptions& callOptions, Promise promise) {
+    auto request = pool_.runRequest();
     request.setSource(capnp::Text::Reader(source.data(), source.size()));
     auto variables = request.initVariables(vars.size());
     try {
@@ -241,57 +109,120 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
                         })
                     .then([this, id]() { finished(id); })
                     .eagerlyEvaluate(nullptr);
-    pending.emplace(id, Pending{kj::mv(call), promise});
+    pending_.emplace(id, Pending{kj::mv(call), promise});
   }
 
-  // On the loop thread: the call's promise is done; drop it once this turn is over.
-  void finished(std::uint64_t id) {
-    auto it = pending.find(id);
-    if (it == pending.end()) return;
-    doomed.push_back(kj::mv(it->second.rpc));
-    pending.erase(it);
-    if (doomed.size() == 1)
-      cleanup = kj::evalLater([this]() { doomed.clear(); }).eagerlyEvaluate(nullptr);
-  }
-
-  // On the loop thread: dropping the RPC promise cancels the call on the server.
+  // Dropping the RPC promise cancels the call on the server.
   void cancel(std::uint64_t id) {
-    auto it = pending.find(id);
-    if (it == pending.end()) return;
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
     Promise promise = it->second.promise;
-    pending.erase(it);
+    pending_.erase(it);
     promise.resolve(Cancelled{"cancelled by the caller"});
   }
 
+  // `answer(stats)`, or `answer(nullopt)` when the server does not answer.
+  void askStats(std::function<void(std::optional<PoolStats>)> answer) {
+    requests_->add(pool_.statsRequest().send().then(
+        [answer](capnp::Response<wire::PoolService::StatsResults>&& r) {
+          answer(from_wire(r.getStats()));
+        },
+        [answer](kj::Exception&&) { answer(std::nullopt); }));
+  }
+
+  // `answer("vial 0.1.0, server pid 1234")`, or `answer(nullopt)` when the server does not answer.
+  void askPing(std::function<void(std::optional<std::string>)> answer) {
+    requests_->add(pool_.pingRequest().send().then(
+        [answer](capnp::Response<wire::PoolService::PingResults>&& r) {
+          answer("vial " + std::string(r.getVersion()) + ", server pid " +
+                 std::to_string(r.getServerPid()));
+        },
+        [answer](kj::Exception&&) { answer(std::nullopt); }));
+  }
+
+ private:
   struct Pending {
     kj::Promise<void> rpc;
     Promise promise;
   };
 
-  const std::string target;
+  // The call's promise is done: it is running this continuation, so it is dropped once this
+  // turn is over.
+  void finished(std::uint64_t id) {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    answered_.push_back(kj::mv(it->second.rpc));
+    pending_.erase(it);
+    if (answered_.size() == 1)
+      dropAnswered_ = kj::evalLater([this]() { answered_.clear(); }).eagerlyEvaluate(nullptr);
+  }
+
+  const std::string target_;
+  kj::Own<kj::AsyncIoStream> stream_;
+  kj::Own<capnp::TwoPartyVatNetwork> network_;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
+  wire::PoolService::Client pool_ = nullptr;
+  std::map<std::uint64_t, Pending> pending_;
+  std::vector<kj::Promise<void>> answered_;
+  kj::Promise<void> dropAnswered_ = kj::READY_NOW;
+  kj::Own<kj::TaskSet> requests_;  // stats and ping requests
+  bool closing_ = false;
+};
+
+// Why a connection could not be made, as the ConnectError the caller gets.
+[[noreturn]] void throwConnectError(const std::string& target) {
+  std::string where =
+      "cannot connect to the vial server at '" + client::fullAddress(target) + "': ";
+  try {
+    throw;
+  } catch (const ConnectError&) {
+    throw;
+  } catch (const kj::Exception& e) {
+    throw ConnectError(where + e.getDescription().cStr());
+  } catch (const util::SocketPathError& e) {
+    throw ConnectError(where + e.what());
+  } catch (const std::exception& e) {
+    throw ConnectError(e.what());
+  }
+}
+
+}  // namespace
+
+struct Client::Impl {
+  Impl(const std::string& target, ClientOptions o)
+      : options(std::move(o)),
+        loop([target, options = options](kj::AsyncIoContext& io) -> kj::Own<Connection> {
+          try {
+            return kj::heap<Connection>(io, target, options);
+          } catch (...) {
+            throwConnectError(target);  // here: a kj::Exception must die on its own thread
+          }
+        }) {}
+
+  ~Impl() { stop(); }
+
+  void stop() {
+    loop.stop([](Connection& connection) -> kj::Promise<void> {
+      connection.close();
+      return kj::READY_NOW;
+    });
+  }
+
   const ClientOptions options;
-  int wakeFd = -1;
   std::atomic<std::uint64_t> nextId{1};
-
-  std::mutex mutex;  // guards the two below
-  std::vector<Task> tasks;
-  bool closed = false;
-
-  // Loop thread only.
-  bool stopping = false;
-  bool reportedConnect = false;
-  wire::PoolService::Client service = nullptr;
-  std::map<std::uint64_t, Pending> pending;
-  std::vector<kj::Promise<void>> doomed;
-  kj::Promise<void> cleanup = kj::READY_NOW;
-  kj::Own<kj::TaskSet> extras;  // stats and ping requests
-
-  std::mutex joinMutex;
-  std::thread thread;
+  client::LoopThread<Connection> loop;
 };
 
 std::unique_ptr<Client> Client::connect(const std::string& address, ClientOptions options) {
-  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(address, std::move(options))));
+  if (auto invalid = invalid_seconds("connect_timeout", options.connect_timeout))
+    throw ConnectError(*invalid);
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(address, std::move(options));
+  } catch (...) {
+    throwConnectError(address);
+  }
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
 std::unique_ptr<Client> Client::connect(const std::string& address, const std::string& token) {
@@ -307,12 +238,14 @@ Client::~Client() = default;
 Future Client::run_async(std::string source, Vars vars, CallOptions options) {
   Promise promise(impl_->options.callback_executor);
   std::uint64_t id = impl_->nextId++;
-  Impl* impl = impl_.get();
-  promise.on_cancel([impl, id] { impl->post([impl, id] { impl->cancel(id); }, nullptr); });
-  impl->post(
-      [impl, id, source = std::move(source), vars = std::move(vars), options, promise]() mutable {
-        impl->send(id, std::move(source), std::move(vars), options, promise);
-      },
+  // The canceller co-owns the loop's inbox, not the client: a cancel() racing ~Client posts into
+  // a closed inbox and is dropped (closing resolves the call anyway).
+  promise.on_cancel([poster = impl_->loop.poster(), id] {
+    poster.post([id](Connection& connection) { connection.cancel(id); });
+  });
+  impl_->loop.post(
+      [id, source = std::move(source), vars = std::move(vars), options,
+       promise](Connection& connection) { connection.send(id, source, vars, options, promise); },
       [promise] { promise.resolve(Unavailable{"not connected to the vial server"}); });
   return promise.future();
 }
@@ -320,14 +253,9 @@ Future Client::run_async(std::string source, Vars vars, CallOptions options) {
 PoolStats Client::stats() const {
   auto answer = std::make_shared<std::promise<std::optional<PoolStats>>>();
   auto future = answer->get_future();
-  Impl* impl = impl_.get();
-  impl->post(
-      [impl, answer] {
-        impl->extras->add(impl->service.statsRequest().send().then(
-            [answer](capnp::Response<wire::PoolService::StatsResults>&& r) {
-              answer->set_value(from_wire(r.getStats()));
-            },
-            [answer](kj::Exception&&) { answer->set_value(std::nullopt); }));
+  impl_->loop.post(
+      [answer](Connection& connection) {
+        connection.askStats([answer](std::optional<PoolStats> s) { answer->set_value(s); });
       },
       [answer] { answer->set_value(std::nullopt); });
   auto stats = future.get();
@@ -336,22 +264,16 @@ PoolStats Client::stats() const {
 }
 
 std::string Client::ping() const {
-  auto answer = std::make_shared<std::promise<std::string>>();
+  auto answer = std::make_shared<std::promise<std::optional<std::string>>>();
   auto future = answer->get_future();
-  Impl* impl = impl_.get();
-  impl->post(
-      [impl, answer] {
-        impl->extras->add(impl->service.pingRequest().send().then(
-            [answer](capnp::Response<wire::PoolService::PingResults>&& r) {
-              answer->set_value("vial " + std::string(r.getVersion()) + ", server pid " +
-                                std::to_string(r.getServerPid()));
-            },
-            [answer](kj::Exception&&) { answer->set_value(""); }));
+  impl_->loop.post(
+      [answer](Connection& connection) {
+        connection.askPing([answer](std::optional<std::string> r) { answer->set_value(r); });
       },
-      [answer] { answer->set_value(""); });
-  std::string reply = future.get();
-  if (reply.empty()) throw ConnectError("the vial server did not answer");
-  return reply;
+      [answer] { answer->set_value(std::nullopt); });
+  auto reply = future.get();
+  if (!reply) throw ConnectError("the vial server did not answer");
+  return *reply;
 }
 
 void Client::shutdown(std::optional<double>) {
