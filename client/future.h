@@ -50,7 +50,9 @@ class Promise {
   /// Resolves the future; returns false if it was already resolved.
   bool resolve(Result result) const;
   /// What Future::cancel() does (until the future resolves); without it, cancel() resolves
-  /// the future Cancelled directly.
+  /// the future Cancelled directly. cancel() runs `canceller` after unlocking, so it may run
+  /// while (or after) whatever made the promise is destroyed: it must own or co-own everything
+  /// it touches (Pool and Client: the loop's inbox, never the pool itself).
   void on_cancel(std::function<void()> canceller) const;
 
  private:

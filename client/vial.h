@@ -4,7 +4,8 @@
 //   auto future = pool.run_async("_return(testvar + 5)", {{"testvar", 3}});
 //   const vial::Result& result = future.get();          // blocks; result.values() == [8]
 //
-// This header is the whole public API: plain C++, no Cap'n Proto, kj, Python or spdlog types.
+// This header is the whole public API: plain C++17 (the library itself is built as C++20), no
+// Cap'n Proto, kj, Python or spdlog types. tests/cxx17_host_test keeps it C++17.
 #pragma once
 
 #include <chrono>

@@ -1,5 +1,6 @@
 // vial::Value: a Python value as plain C++ (None, bool, int, float, str, bytes, list, tuple,
 // dict with str keys). Used for injected variables and for what `_return` gathers.
+// Public (client/vial.h includes it), so C++17: the comparisons are written out, not defaulted.
 #pragma once
 
 #include <cstdint>
@@ -30,16 +31,19 @@ struct Dict : std::vector<std::pair<std::string, Value>> {
 /// Python bytes (any octets).
 struct Bytes {
   std::string data;
-  bool operator==(const Bytes&) const = default;
+  bool operator==(const Bytes& other) const { return data == other.data; }
+  bool operator!=(const Bytes& other) const { return !(*this == other); }
 };
 /// A Python int that does not fit in 64 bits, as decimal digits with an optional leading '-'.
 struct BigInt {
   std::string digits;
-  bool operator==(const BigInt&) const = default;
+  bool operator==(const BigInt& other) const { return digits == other.digits; }
+  bool operator!=(const BigInt& other) const { return !(*this == other); }
 };
 /// Python None.
 struct None {
-  bool operator==(const None&) const = default;
+  bool operator==(const None&) const { return true; }
+  bool operator!=(const None&) const { return false; }
 };
 
 /// One Python value. Text (`std::string`) must be UTF-8; Bytes may hold anything.
@@ -83,6 +87,7 @@ class Value {
   const char* type_name() const;
 
   bool operator==(const Value& other) const { return storage_ == other.storage_; }
+  bool operator!=(const Value& other) const { return !(*this == other); }
 
  private:
   Storage storage_;
