@@ -13,6 +13,7 @@
 #include "pool/log.h"
 #include "protocol/duration.h"
 #include "protocol/wire_value.h"
+#include "util/deferred_destruction.h"
 #include "util/private_socket.h"
 
 namespace vial {
@@ -30,7 +31,8 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
                                                      reader_options())),
         rpc_(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
             capnp::makeRpcClient(*network_))),
-        requests_(kj::heap<kj::TaskSet>(*this)) {
+        requests_(kj::heap<kj::TaskSet>(*this)),
+        answered_(kj::heap<DeferredDestruction>(*this)) {
     auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
     capnp::MallocMessageBuilder vatIdMessage(8);
     auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
@@ -52,8 +54,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
                                ? Result(Cancelled{"the client was closed"})
                                : Result(Unavailable{"lost the connection to the vial server"}));
     pending_.clear();
-    answered_.clear();
-    dropAnswered_ = kj::READY_NOW;
+    answered_ = nullptr;
     requests_ = nullptr;
     pool_ = nullptr;
     rpc_ = nullptr;
@@ -151,10 +152,8 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
   void finished(std::uint64_t id) {
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
-    answered_.push_back(kj::mv(it->second.rpc));
+    answered_->add(kj::heap(kj::mv(it->second.rpc)));
     pending_.erase(it);
-    if (answered_.size() == 1)
-      dropAnswered_ = kj::evalLater([this]() { answered_.clear(); }).eagerlyEvaluate(nullptr);
   }
 
   const std::string target_;
@@ -163,9 +162,8 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc_;
   wire::PoolService::Client pool_ = nullptr;
   std::map<std::uint64_t, Pending> pending_;
-  std::vector<kj::Promise<void>> answered_;
-  kj::Promise<void> dropAnswered_ = kj::READY_NOW;
-  kj::Own<kj::TaskSet> requests_;  // stats and ping requests
+  kj::Own<kj::TaskSet> requests_;          // stats and ping requests
+  kj::Own<DeferredDestruction> answered_;  // the promises of calls answered this turn
   bool closing_ = false;
 };
 

@@ -22,6 +22,7 @@
 #include "server/listener.h"
 #include "server/login.h"
 #include "server/token.h"
+#include "util/deferred_destruction.h"
 
 namespace vial {
 
@@ -60,16 +61,18 @@ using server::Peer;
 constexpr kj::Duration kReplyLinger = 1 * kj::SECONDS;
 
 // The listener, the pool and the connections of one `vial serve`.
-class Server final : public server::ConnectionOwner {
+class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorHandler {
  public:
-  Server(kj::AsyncIoContext& io, const ServeOptions& options) : io_(io), options_(options) {}
+  Server(kj::AsyncIoContext& io, const ServeOptions& options)
+      : io_(io),
+        options_(options),
+        closed_(kj::heap<DeferredDestruction>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {}
 
   ~Server() noexcept(false) {
     // In this order, whatever the order of the members:
-    accepting_ = nullptr;         // the accept loop calls back into the server
-    destroyingClosed_ = nullptr;  // so does the task that destroys closed connections
+    accepting_ = nullptr;  // the accept loop calls back into the server
     // A closed connection's RPCs cancel their calls in the pool as they go.
-    closed_.clear();
+    closed_ = nullptr;
     // Destroying the pool resolves the calls still in it into the RPCs of open connections.
     workers_ = nullptr;
     connections_.clear();  // before the gate: their logins may be waiting in it
@@ -127,13 +130,17 @@ class Server final : public server::ConnectionOwner {
     // A client that never logged in had no pool to make calls on.
     if (waitingForLogin_.erase(id) == 0)
       workers_->cancelGroup(id, "the client disconnected", options_.letRunningFinish);
-    destroyOnNextTurn(kj::mv(it->second));
+    // Closing is asked for from inside the connection's own callbacks (its client went away,
+    // its login deadline passed, its refusal was written): destroyed once this turn is over.
+    closed_->add(kj::mv(it->second));
     connections_.erase(it);
   }
 
   void loggedIn(std::uint64_t id) override { waitingForLogin_.erase(id); }
 
  private:
+  void taskFailed(kj::Exception&& e) override { logFailure(kj::mv(e)); }
+
   static void logFailure(kj::Exception&& e) {
     if (e.getType() == kj::Exception::Type::DISCONNECTED) return;
     log().error("server task failed: {}", e.getDescription().cStr());
@@ -158,19 +165,6 @@ class Server final : public server::ConnectionOwner {
       close(*waitingForLogin_.begin(), "closed: it was the oldest of more than " +
                                            std::to_string(kMaxWaitingForLogin) +
                                            " connections waiting to log in");
-  }
-
-  // A connection asks to be closed from inside its own callbacks (its client went away, its
-  // login deadline passed, its refusal was written): destroying it there would destroy the code
-  // that is running. So it is destroyed once this turn of the event loop is over.
-  void destroyOnNextTurn(kj::Own<Connection> connection) {
-    closed_.push_back(kj::mv(connection));
-    if (closed_.size() > 1) return;  // already due
-    destroyingClosed_ = kj::evalLater([this]() {
-                          // Moved out first: destroying one may close another.
-                          auto closed = std::move(closed_);
-                          closed_.clear();
-                        }).eagerlyEvaluate([](kj::Exception&& e) { logFailure(kj::mv(e)); });
   }
 
   // Resolves once every reply the RPC systems were given has been handed to them
@@ -206,8 +200,7 @@ class Server final : public server::ConnectionOwner {
   kj::Own<LoginGate> gate_;  // TCP only
   std::map<std::uint64_t, kj::Own<Connection>> connections_;
   std::set<std::uint64_t> waitingForLogin_;  // ids grow with age: the oldest comes first
-  std::vector<kj::Own<Connection>> closed_;  // closed this turn, destroyed on the next
-  kj::Promise<void> destroyingClosed_ = nullptr;
+  kj::Own<DeferredDestruction> closed_;      // connections closed this turn, destroyed on the next
   kj::Maybe<kj::Promise<void>> accepting_;
   int repliesOutstanding_ = 0;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
