@@ -14,7 +14,7 @@
 #include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/duration.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "util/private_socket.h"
 
 namespace vial {
@@ -115,7 +115,7 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
       auto stream = connectTo(io, target, options.connect_timeout);
       auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
       capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
-                                        reader_options());
+                                        readerOptions());
       auto rpc = capnp::makeRpcClient(network);
       capnp::MallocMessageBuilder vatIdMessage(8);
       auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
@@ -212,12 +212,8 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
             Promise promise) {
     auto request = service.runRequest();
     request.setSource(capnp::Text::Reader(source.data(), source.size()));
-    auto variables = request.initVariables(vars.size());
     try {
-      for (std::size_t i = 0; i < vars.size(); ++i) {
-        variables[i].setName(capnp::Text::Reader(vars[i].first.data(), vars[i].first.size()));
-        to_wire(vars[i].second, variables[i].initValue(), "variable '" + vars[i].first + "'");
-      }
+      toWire(vars, request.initVariables(vars.size()));
     } catch (const ConversionError& e) {
       promise.resolve(Rejected{e.what()});
       return;
@@ -230,7 +226,7 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
                     .then(
                         [promise](capnp::Response<wire::PoolService::RunResults>&& response) {
                           try {
-                            promise.resolve(from_wire(response.getOutcome()));
+                            promise.resolve(fromWire(response.getOutcome()));
                           } catch (const std::exception& e) {
                             promise.resolve(Unavailable{std::string("bad answer: ") + e.what()});
                           }
@@ -325,7 +321,7 @@ PoolStats Client::stats() const {
       [impl, answer] {
         impl->extras->add(impl->service.statsRequest().send().then(
             [answer](capnp::Response<wire::PoolService::StatsResults>&& r) {
-              answer->set_value(from_wire(r.getStats()));
+              answer->set_value(fromWire(r.getStats()));
             },
             [answer](kj::Exception&&) { answer->set_value(std::nullopt); }));
       },

@@ -7,7 +7,7 @@
 #include "pool/log.h"
 #include "protocol/duration.h"
 #include "protocol/limits.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 
 namespace vial::pool {
 
@@ -327,13 +327,8 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
   request.setSoftTimeout(unlimited(soft) ? 0 : soft);
-  auto variables = request.initVariables(call.vars.size());
   try {
-    for (std::size_t i = 0; i < call.vars.size(); ++i) {
-      const auto& [name, value] = call.vars[i];
-      variables[i].setName(capnp::Text::Reader(name.data(), name.size()));
-      to_wire(value, variables[i].initValue(), "variable '" + name + "'");
-    }
+    toWire(call.vars, request.initVariables(call.vars.size()));
   } catch (const ConversionError& e) {
     return resolveOnce(call, Rejected{e.what()});
   }
@@ -352,8 +347,8 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
         Outcome outcome;
         std::string left;
         try {
-          outcome = from_wire(response.getResult());
-          left = response.getResult().getLeftRunning();
+          outcome = workerOutcomeFromWire(response.getOutcome());
+          left = response.getLeftRunning();
         } catch (const std::exception& e) {
           outcome = PythonError{"vial.ProtocolError", e.what(), "", {}};
         }
@@ -549,11 +544,11 @@ void WorkerPool::afterHello(Worker& worker) {
   Worker* w = &worker;
   w->tasks.add(
       request.send().then([this, w](capnp::Response<wire::Worker::SetupResults>&& response) {
-        std::string error = response.getError();
-        if (error.empty()) return onReady(*w);
+        auto outcome = response.getOutcome();
+        if (outcome.isReady()) return onReady(*w);
         if (w->state != Worker::State::Starting) return;
         kill(*w, "start-up failed");
-        onSpawnFailed("worker start-up failed: " + error);
+        onSpawnFailed("worker start-up failed: " + std::string(outcome.getFailed()));
       }));
 }
 

@@ -34,7 +34,7 @@
 
 #include "pool/log.h"
 #include "pool/peer_stream.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "util/process_info.h"
 
 namespace vial::pool {
@@ -221,7 +221,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   stream_ = kj::heap<PeerStream>(io.lowLevelProvider->wrapSocketFd(
       parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
   network_ = kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
-                                                 reader_options());
+                                                 readerOptions());
   rpc_ = kj::heap(capnp::makeRpcClient(*network_));
   capnp::MallocMessageBuilder vatIdMessage(8);
   auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();

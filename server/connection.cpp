@@ -8,7 +8,7 @@
 
 #include "protocol/duration.h"
 #include "protocol/limits.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 
 namespace vial::server {
 
@@ -29,9 +29,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     pool::Call call;
     call.source = std::string(params.getSource().begin(), params.getSource().size());
     try {
-      for (auto variable : params.getVariables())
-        call.vars.emplace_back(std::string(variable.getName().begin(), variable.getName().size()),
-                               from_wire(variable.getValue()));
+      call.vars = fromWire(params.getVariables());
     } catch (const std::exception& e) {
       return reply(context, Rejected{e.what()});
     }
@@ -72,7 +70,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     });
     return resolved.promise
         .then([context, pending]() mutable {
-          to_wire(*pending->result, context.getResults().initOutcome());
+          toWire(*pending->result, context.getResults().initOutcome());
         })
         .attach(kj::mv(cancelOnDrop));
   }
@@ -82,7 +80,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     pool::fill_stats(owner_.workers().counts(), s);
     owner_.record().fill(s);
     s.clients = owner_.clientCount();
-    to_wire(s, context.getResults().initStats());
+    toWire(s, context.getResults().initStats());
     return kj::READY_NOW;
   }
 
@@ -94,7 +92,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
 
  private:
   kj::Promise<void> reply(RunContext& context, Result r) {
-    to_wire(r, context.getResults().initOutcome());
+    toWire(r, context.getResults().initOutcome());
     return kj::READY_NOW;
   }
 
@@ -118,7 +116,7 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
       id_(id),
       peer_(std::move(peer)),
       stream_(gated(kj::mv(stream), writes_)),
-      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, reader_options()),
+      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, readerOptions()),
       rpc_(capnp::makeRpcServer(network_,
                                 kj::heap<LoginImpl>(gate, static_cast<LoginTarget&>(*this)))) {
   // Before login, no message is read while a call is outstanding: one login at a time. (capnp
@@ -147,7 +145,7 @@ wire::PoolService::Client Connection::admit() {
   loginDeadline_ = kj::READY_NOW;
   // The limits for calls: messages as large as the reader accepts (it enforces the rest), and
   // what one client may have in flight in memory at once.
-  stream_->setLimit(reader_options().traversalLimitInWords * sizeof(capnp::word));
+  stream_->setLimit(readerOptions().traversalLimitInWords * sizeof(capnp::word));
   rpc_.setFlowLimit(kMaxCallWordsInFlight);
   owner_.loggedIn(id_);
   return kj::heap<PoolServiceImpl>(owner_, id_);

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "tests/serve_fixture.h"
 
 namespace {
@@ -41,7 +41,7 @@ using vial::server::penaltyAfter;
 class RawLogin {
  public:
   explicit RawLogin(kj::AsyncIoStream& stream)
-      : network_(stream, capnp::rpc::twoparty::Side::CLIENT, vial::reader_options()),
+      : network_(stream, capnp::rpc::twoparty::Side::CLIENT, vial::readerOptions()),
         rpc_(capnp::makeRpcClient(network_)),
         login_(bootstrap()) {}
 

@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "protocol/limits.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "tests/value_printer.h"
 
 namespace vial::worker {
@@ -24,15 +24,11 @@ class PythonRuntimeTest : public ::testing::Test {
     auto params = in.initRoot<wire::Worker::RunParams>();
     params.setSource(capnp::Text::Reader(source.data(), source.size()));
     params.setSoftTimeout(softTimeout);
-    auto variables = params.initVariables(vars.size());
-    for (size_t i = 0; i < vars.size(); ++i) {
-      variables[i].setName(vars[i].first);
-      to_wire(vars[i].second, variables[i].initValue(), vars[i].first);
-    }
+    toWire(vars, params.initVariables(vars.size()));
     capnp::MallocMessageBuilder out;
-    auto result = out.initRoot<wire::CallResult>();
+    auto result = out.initRoot<wire::Outcome>();
     runtime_->run(params.asReader(), result);
-    return Result(from_wire(result.asReader()));
+    return Result(workerOutcomeFromWire(result.asReader()));
   }
 
   // The error of a call expected to raise (a copy: Results here are temporaries).
@@ -231,9 +227,9 @@ TEST_F(PythonRuntimeTest, AMalformedValueIsRejectedNotThrown) {
   value.initList(1);
   capnp::AnyStruct::Builder(kj::mv(value)).getPointerSection()[0].initAs<wire::Variable>();
   capnp::MallocMessageBuilder out;
-  auto result = out.initRoot<wire::CallResult>();
+  auto result = out.initRoot<wire::Outcome>();
   runtime_->run(params.asReader(), result);
-  Result r(from_wire(result.asReader()));
+  Result r(workerOutcomeFromWire(result.asReader()));
   ASSERT_NE(r.get_if<Rejected>(), nullptr) << r.describe();
   EXPECT_NE(r.get_if<Rejected>()->reason.find("malformed"), std::string::npos)
       << r.get_if<Rejected>()->reason;

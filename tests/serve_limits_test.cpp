@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "server/connection.h"
 #include "tests/net.h"
 #include "tests/serve_fixture.h"
@@ -278,7 +278,7 @@ TEST_F(ServeLimits, MessagesDeclaringHundredsOfMiBBeforeLoginCostTheServerNothin
   // for) were it let through.
   constexpr std::uint64_t kDeclared = std::uint64_t{480} << 20;
   ASSERT_GT(kDeclared, kMaxMessageBytesBeforeLogin);
-  ASSERT_LE(kDeclared / 8, vial::reader_options().traversalLimitInWords);
+  ASSERT_LE(kDeclared / 8, vial::readerOptions().traversalLimitInWords);
   long baseRss = rssKib(pid);
 
   constexpr int kAttackers = 3;

@@ -9,7 +9,7 @@
 #include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/value.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "tests/value_printer.h"
 
 namespace vial {
@@ -18,8 +18,8 @@ namespace {
 Value roundTripThroughWire(const Value& value) {
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<wire::Value>();
-  to_wire(value, root, "test");
-  return from_wire(root.asReader());
+  toWire(value, root, "test");
+  return fromWire(root.asReader());
 }
 
 TEST(Value, NaturalConstructionPicksPythonTypes) {
@@ -158,7 +158,7 @@ TEST(WireValue, DeepNestingIsRefusedWithTheLimitNamed) {
   for (int i = 0; i < kMaxValueDepth + 5; ++i) deep = List{deep};
   capnp::MallocMessageBuilder message;
   try {
-    to_wire(deep, message.initRoot<wire::Value>(), "variable 'deep'");
+    toWire(deep, message.initRoot<wire::Value>(), "variable 'deep'");
     FAIL() << "accepted a value nested past the limit";
   } catch (const ConversionError& e) {
     EXPECT_NE(std::string(e.what()).find("variable 'deep'"), std::string::npos) << e.what();
@@ -170,27 +170,91 @@ TEST(WireValue, NestingAtTheLimitIsReadableWithVialReaderOptions) {
   Value deep = Dict{};
   for (int i = 0; i < kMaxValueDepth / 2 - 1; ++i) deep = Dict{{"k", List{deep}}};
   capnp::MallocMessageBuilder message;
-  to_wire(deep, message.initRoot<wire::Value>(), "test");
+  toWire(deep, message.initRoot<wire::Value>(), "test");
   auto words = capnp::messageToFlatArray(message);
-  capnp::FlatArrayMessageReader reader(words, reader_options());
-  EXPECT_EQ(from_wire(reader.getRoot<wire::Value>()), deep);
+  capnp::FlatArrayMessageReader reader(words, readerOptions());
+  EXPECT_EQ(fromWire(reader.getRoot<wire::Value>()), deep);
 }
 
-TEST(WireValue, CallResultBecomesTheRightOutcome) {
+TEST(WireValue, WorkerAnswerBecomesTheRightOutcome) {
   capnp::MallocMessageBuilder message;
-  auto result = message.initRoot<wire::CallResult>();
+  auto result = message.initRoot<wire::Outcome>();
   result.initStdout().setText("printed\n");
   auto error = result.initPythonError();
   error.setType("ZeroDivisionError");
   error.setMessage("division by zero");
   error.setTraceback("Traceback ...");
-  Result r(from_wire(result.asReader()));
+  Result r(workerOutcomeFromWire(result.asReader()));
   ASSERT_NE(r.get_if<PythonError>(), nullptr);
   EXPECT_EQ(r.describe(), "ZeroDivisionError: division by zero");
   EXPECT_EQ(r.output()->stdout_text, "printed\n");
   EXPECT_THROW(r.values(), CallFailed);
   result.setRejected("bad name");
-  EXPECT_EQ(Result(from_wire(result.asReader())).describe(), "rejected: bad name");
+  EXPECT_EQ(Result(workerOutcomeFromWire(result.asReader())).describe(), "rejected: bad name");
+}
+
+TEST(WireValue, AWorkerCannotDecideWhatOnlyThePoolDecides) {
+  capnp::MallocMessageBuilder message;
+  auto result = message.initRoot<wire::Outcome>();
+  result.setCancelled("forged by the worker");
+  EXPECT_THROW(workerOutcomeFromWire(result.asReader()), ConversionError);
+  EXPECT_EQ(Result(fromWire(result.asReader())).describe(), "cancelled: forged by the worker");
+}
+
+TEST(WireValue, EveryOutcomeCrossesTheWireUnchanged) {
+  Output output{"out\n", "err\n", true, false};
+  std::vector<Outcome> outcomes = {Ok{{1, "x"}, output},
+                                   PythonError{"KeyError", "'k'", "Traceback ...", output},
+                                   Timeout{0.5, 1234, false},
+                                   Timeout{2, 0, true},
+                                   WorkerCrashed{99, 3, std::nullopt},
+                                   WorkerCrashed{98, std::nullopt, 9},
+                                   Rejected{"bad"},
+                                   Cancelled{"gone"},
+                                   Unavailable{"down"},
+                                   Overloaded{"full"}};
+  for (const Outcome& outcome : outcomes) {
+    capnp::MallocMessageBuilder message;
+    toWire(outcome, message.initRoot<wire::Outcome>());
+    Result back(fromWire(message.getRoot<wire::Outcome>().asReader()));
+    Result sent(outcome);
+    EXPECT_EQ(back.kind(), sent.kind());
+    EXPECT_EQ(back.describe(), sent.describe());
+    if (sent.output()) {
+      ASSERT_NE(back.output(), nullptr);
+      EXPECT_EQ(back.output()->stdout_text, "out\n");
+      EXPECT_EQ(back.output()->stderr_text, "err\n");
+      EXPECT_TRUE(back.output()->stdout_truncated);
+      EXPECT_FALSE(back.output()->stderr_truncated);
+    }
+  }
+}
+
+// CppException has no wire form; it arrives as Rejected saying what was thrown.
+TEST(WireValue, ACppExceptionCrossesAsRejected) {
+  capnp::MallocMessageBuilder message;
+  toWire(Outcome(CppException{"std::runtime_error", "boom"}), message.initRoot<wire::Outcome>());
+  Result back(fromWire(message.getRoot<wire::Outcome>().asReader()));
+  ASSERT_NE(back.get_if<Rejected>(), nullptr) << back.describe();
+  EXPECT_EQ(back.get_if<Rejected>()->reason, "std::runtime_error: boom");
+}
+
+TEST(WireValue, VariablesCrossTheWireAndErrorsNameTheVariable) {
+  Vars vars = {{"n", 3}, {"items", List{1, "x", Dict{{"k", Bytes{"\xff"}}}}}};
+  capnp::MallocMessageBuilder message;
+  auto list = message.initRoot<wire::Worker::RunParams>().initVariables(vars.size());
+  toWire(vars, list);
+  EXPECT_EQ(fromWire(list.asReader()), vars);
+
+  Value deep = List{};
+  for (int i = 0; i < kMaxValueDepth + 1; ++i) deep = List{deep};
+  capnp::MallocMessageBuilder other;
+  try {
+    toWire(Vars{{"deep", deep}}, other.initRoot<wire::Worker::RunParams>().initVariables(1));
+    FAIL() << "accepted a value nested past the limit";
+  } catch (const ConversionError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("variable 'deep': ", 0), 0u) << e.what();
+  }
 }
 
 TEST(Duration, RefusesNanNegativeAndZeroNamingTheLimit) {

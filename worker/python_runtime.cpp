@@ -682,7 +682,7 @@ PyMethodDef kReturnDef = {
     "_return", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(returnValue)),
     METH_FASTCALL, "_return(value): add value to the list this call returns."};
 
-void setRejected(wire::CallResult::Builder out, const std::string& reason) {
+void setRejected(wire::Outcome::Builder out, const std::string& reason) {
   out.setRejected(reason);
 }
 
@@ -722,7 +722,7 @@ std::optional<std::string> PythonRuntime::injectVariables(
   return std::nullopt;
 }
 
-void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out) {
+void PythonRuntime::run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out) {
   auto source = params.getSource();
   if (const void* nul = std::memchr(source.begin(), '\0', source.size())) {
     return setRejected(out, "source contains a NUL byte at offset " +

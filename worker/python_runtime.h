@@ -35,7 +35,7 @@ class PythonRuntime {
 
   /// Runs one call and writes its outcome (ok / python error / rejected, plus output) to `out`.
   /// Never throws for anything the user's code or input does.
-  void run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out);
+  void run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out);
 
   /// Python threads the last call started and left running when it ended (0 normally).
   std::size_t leftThreads() const { return leftThreads_; }

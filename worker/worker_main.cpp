@@ -13,7 +13,7 @@
 
 #include "protocol/limits.h"
 #include "protocol/started_call.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/guard.h"
 #include "worker/leftovers.h"
@@ -37,8 +37,12 @@ class WorkerServer final : public wire::Worker::Server {
   }
 
   kj::Promise<void> setup(SetupContext context) override {
-    std::string error = runtime_.setup(context.getParams());
-    context.getResults().setError(error);
+    std::string error = runtime_.setup(context.getParams());  // "" when it succeeded
+    auto outcome = context.getResults().initOutcome();
+    if (error.empty())
+      outcome.setReady();
+    else
+      outcome.setFailed(error);
     return kj::READY_NOW;
   }
 
@@ -90,23 +94,20 @@ class WorkerServer final : public wire::Worker::Server {
 
   void execute(RunContext& context) {
     started_.set(++startedCalls_);
-    // Built in a scratch message so that a result over the size limit, or one abandoned half
+    // Built in a scratch message so that an outcome over the size limit, or one abandoned half
     // way by a conversion error, never reaches the wire.
     capnp::MallocMessageBuilder scratch;
-    auto result = scratch.initRoot<wire::CallResult>();
-    runtime_.run(context.getParams(), result);
+    auto outcome = scratch.initRoot<wire::Outcome>();
+    runtime_.run(context.getParams(), outcome);
     context.releaseParams();
     std::string left = leftRunning();
-    if (!left.empty()) {
-      result.setLeftRunning(left);
-      retired_ = true;  // the pool replaces this worker: no further call runs here
-    }
-    size_t bytes = result.totalSize().wordCount * sizeof(capnp::word);
+    if (!left.empty()) retired_ = true;  // the pool replaces this worker: no further call runs here
+    size_t bytes = outcome.totalSize().wordCount * sizeof(capnp::word);
+    capnp::MallocMessageBuilder small;  // the outcome sent instead of one over the limit
     if (bytes + kMarginBytes > kMaxMessageBytes) {
-      capnp::MallocMessageBuilder small;
-      auto tooLarge = small.initRoot<wire::CallResult>();
-      tooLarge.setStdout(result.getStdout());  // output is bounded, so it always fits
-      tooLarge.setStderr(result.getStderr());
+      auto tooLarge = small.initRoot<wire::Outcome>();
+      tooLarge.setStdout(outcome.getStdout());  // output is bounded, so it always fits
+      tooLarge.setStderr(outcome.getStderr());
       auto error = tooLarge.initPythonError();
       std::string message = "the call's result is " + std::to_string(bytes >> 20) +
                             " MiB, over vial's limit of " + std::to_string(kMaxMessageBytes >> 20) +
@@ -114,12 +115,14 @@ class WorkerServer final : public wire::Worker::Server {
       error.setType("vial.ResultTooLarge");
       error.setMessage(message);
       error.setTraceback("vial.ResultTooLarge: " + message + "\n");
-      context.getResults().setResult(tooLarge);
-      return;
+      outcome = tooLarge;
     }
-    auto size = result.totalSize();
-    size.wordCount += 8;
-    context.getResults(size).setResult(result);
+    // Room for the whole answer in one segment: the outcome, leftRunning and the results struct.
+    auto size = outcome.totalSize();
+    size.wordCount += 8 + left.size() / sizeof(capnp::word);
+    auto results = context.getResults(size);
+    results.setOutcome(outcome);
+    results.setLeftRunning(left);
   }
 
   static constexpr size_t kMarginBytes = 64 * 1024;
@@ -147,7 +150,7 @@ int serve() {
   auto io = kj::setupAsyncIo();
   WriteTrackingStream stream(
       io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
-  capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, reader_options());
+  capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, readerOptions());
   auto rpc = capnp::makeRpcServer(network, kj::heap<WorkerServer>(runtime, stream, started));
   network.onDisconnect().wait(io.waitScope);
   return 0;
