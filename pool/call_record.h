@@ -6,6 +6,7 @@
 #include <mutex>
 #include <vector>
 
+#include "protocol/limits.h"
 #include "protocol/result.h"
 #include "protocol/stats.h"
 
@@ -22,7 +23,8 @@ class CallRecord {
  private:
   mutable std::mutex mutex_;
   PoolStats stats_;
-  std::vector<double> latencies_ = std::vector<double>(4096);  // ring of the latest, in ms
+  std::vector<double> latencies_ =
+      std::vector<double>(kLatencyWindowCalls);  // ring of the latest, in ms
   std::uint64_t next_ = 0;
 };
 

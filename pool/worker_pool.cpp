@@ -333,7 +333,7 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
     return resolveOnce(call, Rejected{e.what()});
   }
   std::size_t bytes = request.totalSize().wordCount * sizeof(capnp::word);
-  if (bytes + 4096 > kMaxMessageBytes) {
+  if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes) {
     return resolveOnce(
         call, Rejected{"the call's source and variables take " + std::to_string(bytes >> 20) +
                        " MiB; the limit is " + std::to_string(kMaxMessageBytes >> 20) + " MiB"});

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "protocol/limits.h"
+
 namespace vial {
 
 std::uint64_t PoolStats::resolved() const {
@@ -57,7 +59,7 @@ std::string PoolStats::to_table() const {
   row("recycled (memory)", recycled_for_rss);
   row("reaped (idle)", reaped_idle);
   if (clients) row("clients", clients);
-  out << "latency (last 4096 calls)\n";
+  out << "latency (last " << kLatencyWindowCalls << " calls)\n";
   row("p50 ms", latency_p50_ms);
   row("p99 ms", latency_p99_ms);
   return out.str();

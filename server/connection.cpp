@@ -14,9 +14,6 @@ namespace vial::server {
 
 namespace {
 
-// Words of unanswered calls a logged-in client may have in memory at once: two of the largest.
-constexpr std::size_t kMaxCallWordsInFlight = 2 * kMaxMessageBytes / sizeof(capnp::word);
-
 // The pool, as one connection sees it.
 class PoolServiceImpl final : public wire::PoolService::Server {
  public:
@@ -146,7 +143,7 @@ wire::PoolService::Client Connection::admit() {
   // The limits for calls: messages as large as the reader accepts (it enforces the rest), and
   // what one client may have in flight in memory at once.
   stream_->setLimit(readerOptions().traversalLimitInWords * sizeof(capnp::word));
-  rpc_.setFlowLimit(kMaxCallWordsInFlight);
+  rpc_.setFlowLimit(kMaxCallBytesInFlight / sizeof(capnp::word));
   owner_.loggedIn(id_);
   return kj::heap<PoolServiceImpl>(owner_, id_);
 }

@@ -15,12 +15,6 @@
 
 namespace vial::server {
 
-namespace {
-
-constexpr std::size_t kMinTokenBytes = 16;
-
-}  // namespace
-
 std::string readTokenFile(const std::string& file) {
   if (file.empty())
     throw ServeError("TCP needs a shared secret: pass --token-file FILE (mode 0600)");
@@ -58,8 +52,8 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
 }
 
 kj::Duration penaltyAfter(int failures) {
-  constexpr kj::Duration kFirst = 100 * kj::MILLISECONDS;
-  constexpr kj::Duration kLongest = 5 * kj::SECONDS;
+  constexpr kj::Duration kFirst = kFirstLoginPenalty.count() * kj::MILLISECONDS;
+  constexpr kj::Duration kLongest = kLongestLoginPenalty.count() * kj::MILLISECONDS;
   kj::Duration penalty = kFirst;
   for (int i = 1; i < failures && penalty < kLongest; ++i) penalty = penalty * 2;
   return kj::min(penalty, kLongest);
@@ -73,7 +67,7 @@ void LoginGate::TaskErrors::taskFailed(kj::Exception&& exception) {
 }
 
 kj::Promise<bool> LoginGate::attempt(const Peer& peer, std::string presented) {
-  if (hosts_.size() >= kMaxHosts && hosts_.count(peer.host) == 0) forgetIdleHosts();
+  if (hosts_.size() >= kMaxLoginHosts && hosts_.count(peer.host) == 0) forgetIdleHosts();
   auto [it, added] = hosts_.try_emplace(peer.host);
   Host& host = it->second;
   if (added) host.name = peer.host;

@@ -10,25 +10,22 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/limits.h"
 #include "protocol/vial.capnp.h"
 #include "server/peer.h"
 
 namespace vial::server {
 
-/// Longest token a login may present; a longer one is refused as wrong without being compared.
-/// Comparing takes time in proportion to the length, and the secret itself is no longer.
-constexpr std::size_t kMaxTokenBytes = 1024;
-
 /// Reads the shared secret from `file`, which must be mode 0600 or stricter and owned by this
-/// user; the secret must be 16 to kMaxTokenBytes characters. Throws ServeError saying what to
-/// fix.
+/// user; the secret must be kMinTokenBytes to kMaxTokenBytes characters. Throws ServeError saying
+/// what to fix.
 std::string readTokenFile(const std::string& file);
 
 /// Compares without an early exit, so the time taken says nothing about how much matched.
 bool constantTimeEquals(std::string_view a, std::string_view b);
 
 /// How long a host waits after its `failures`-th failed login in a row: 0.1 s, doubling per
-/// failure, at most 5 s.
+/// failure, at most 5 s (kFirstLoginPenalty, kLongestLoginPenalty).
 kj::Duration penaltyAfter(int failures);
 
 /// Decides TCP logins. Attempts from one host are checked one at a time, each only once the
@@ -37,10 +34,6 @@ kj::Duration penaltyAfter(int failures);
 /// per penalty, however many connections it opens.
 class LoginGate {
  public:
-  /// Hosts remembered at most, as long as that many are not all in a penalty or waiting: past
-  /// it, hosts whose penalty is over are forgotten.
-  static constexpr std::size_t kMaxHosts = 4096;
-
   LoginGate(kj::Timer& timer, std::string token);
   KJ_DISALLOW_COPY(LoginGate);
 

@@ -44,7 +44,6 @@ void raiseOpenFileLimit() {
 }
 
 using server::Connection;
-using server::kMaxWaitingForLogin;
 using server::Listener;
 using server::LoginGate;
 using server::Peer;

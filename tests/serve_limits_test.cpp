@@ -29,8 +29,8 @@ namespace {
 using namespace vial::testing;
 using namespace std::chrono_literals;
 
-using vial::server::kMaxMessageBytesBeforeLogin;
-using vial::server::kMaxWaitingForLogin;
+using vial::kMaxMessageBytesBeforeLogin;
+using vial::kMaxWaitingForLogin;
 
 // A TCP connection to 127.0.0.1:port (blocking connect: it completes in the listen backlog even
 // while the server does not accept); -1 on failure.

@@ -104,7 +104,7 @@ class WorkerServer final : public wire::Worker::Server {
     if (!left.empty()) retired_ = true;  // the pool replaces this worker: no further call runs here
     size_t bytes = outcome.totalSize().wordCount * sizeof(capnp::word);
     capnp::MallocMessageBuilder small;  // the outcome sent instead of one over the limit
-    if (bytes + kMarginBytes > kMaxMessageBytes) {
+    if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes) {
       auto tooLarge = small.initRoot<wire::Outcome>();
       tooLarge.setStdout(outcome.getStdout());  // output is bounded, so it always fits
       tooLarge.setStderr(outcome.getStderr());
@@ -125,7 +125,6 @@ class WorkerServer final : public wire::Worker::Server {
     results.setLeftRunning(left);
   }
 
-  static constexpr size_t kMarginBytes = 64 * 1024;
   PythonRuntime& runtime_;
   WriteTrackingStream& stream_;
   StartedCall& started_;
