@@ -1,6 +1,7 @@
 #include "pool/options.h"
 
 #include "protocol/duration.h"
+#include "util/describe.h"
 
 namespace vial {
 
@@ -17,8 +18,8 @@ std::optional<std::string> invalid_pool_options(const PoolOptions& o) {
 
 std::optional<std::string> invalid_soft_timeout(double soft, double hard) {
   if (unlimited(soft) || soft < hard) return std::nullopt;
-  return "soft_timeout (" + format_seconds(soft) + " s) must be below proc_timeout (" +
-         format_seconds(hard) + " s)";
+  return "soft_timeout (" + formatSeconds(soft) + " s) must be below proc_timeout (" +
+         formatSeconds(hard) + " s)";
 }
 
 }  // namespace vial

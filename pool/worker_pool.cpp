@@ -8,6 +8,7 @@
 #include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/wire.h"
+#include "util/describe.h"
 
 namespace vial::pool {
 
@@ -16,12 +17,6 @@ namespace {
 // Callers arm no timer at all for an unlimited() value.
 kj::Duration seconds(double s) {
   return to_nanoseconds(s) * kj::NANOSECONDS;
-}
-
-std::string mebibytes(std::uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
-  return buf;
 }
 
 void resolveOnce(Call& call, Outcome outcome) {
@@ -335,8 +330,8 @@ void WorkerPool::dispatch(Worker& worker, Call call) {
   std::size_t bytes = request.totalSize().wordCount * sizeof(capnp::word);
   if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes) {
     return resolveOnce(
-        call, Rejected{"the call's source and variables take " + std::to_string(bytes >> 20) +
-                       " MiB; the limit is " + std::to_string(kMaxMessageBytes >> 20) + " MiB"});
+        call, Rejected{"the call's source and variables take " + formatWholeMebibytes(bytes) +
+                       "; the limit is " + formatWholeMebibytes(kMaxMessageBytes)});
   }
   std::uint64_t id = call.id;
   worker.inflight.push_back(InFlight{std::move(call), nullptr});
@@ -434,13 +429,14 @@ void WorkerPool::checkRss(Worker& worker) {
           log().warn(
               "worker {} uses {} right after start-up, above recycle_above_rss ({}); "
               "recycling on memory is turned off for this pool",
-              w->process->pid(), mebibytes(bytes), mebibytes(options_.recycle_above_rss));
+              w->process->pid(), formatMebibytes(bytes),
+              formatMebibytes(options_.recycle_above_rss));
           return;
         }
         if (w->state == Worker::State::Ready && !w->recycling)
           recycle(*w,
-                  "resident memory " + mebibytes(bytes) + " above recycle_above_rss " +
-                      mebibytes(options_.recycle_above_rss),
+                  "resident memory " + formatMebibytes(bytes) + " above recycle_above_rss " +
+                      formatMebibytes(options_.recycle_above_rss),
                   true);
       }));
 }
@@ -467,7 +463,7 @@ void WorkerPool::reapIdle() {
     if (!serving(*w) || !w->inflight.empty() || w->recycling) continue;
     if (now - w->idleSince < maxIdle) continue;
     ++totals_.reaped_idle;
-    retire(*w, "idle for more than " + format_seconds(options_.max_idle) + " s (max_idle)");
+    retire(*w, "idle for more than " + formatSeconds(options_.max_idle) + " s (max_idle)");
   }
   double period = std::clamp(options_.max_idle / 4, 0.05, 1.0);
   tasks_.add(io_.provider->getTimer().afterDelay(seconds(period)).then([this]() { reapIdle(); }));
@@ -522,7 +518,7 @@ void WorkerPool::spawnOne(Worker* replacing) {
     if (w->state != Worker::State::Starting) return;
     kill(*w, "too slow to start");
     onSpawnFailed("worker " + std::to_string(w->process->pid()) +
-                  " was not ready within start_timeout (" + format_seconds(limit) + " s)");
+                  " was not ready within start_timeout (" + formatSeconds(limit) + " s)");
   });
   w->tasks.add(started.exclusiveJoin(kj::mv(tooSlow)));
   w->tasks.add(w->process->onDisconnect().then([this, w]() { onDisconnect(*w); }));
@@ -732,7 +728,7 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   if (noWorkerComing()) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
-                         format_seconds(delay) + " s)"};
+                         formatSeconds(delay) + " s)"};
     });
   }
   if (retryScheduled_ || shuttingDown_) return;
@@ -784,7 +780,7 @@ kj::Promise<void> WorkerPool::shutdown(double grace) {
           bool running = !worker->inflight.empty();
           kill(*worker, running ? "shutdown grace period over" : "the pool shut down", 0,
                Cancelled{"the pool shut down; the call was still running after the " +
-                         format_seconds(grace) + " s grace period and its worker was killed"});
+                         formatSeconds(grace) + " s grace period and its worker was killed"});
         }
         // Every worker settles within moments (its guard's exit is bounded, kGuardBound).
         auto allSettled = [this]() { return workers_.empty(); };

@@ -35,6 +35,7 @@
 #include "pool/log.h"
 #include "pool/peer_stream.h"
 #include "protocol/wire.h"
+#include "util/describe.h"
 #include "util/process_info.h"
 
 namespace vial::pool {
@@ -42,11 +43,7 @@ namespace vial::pool {
 namespace bp = boost::process;
 
 std::string ExitStatus::describe() const {
-  if (signal) {
-    const char* name = sigabbrev_np(*signal);
-    return "killed by signal " + std::to_string(*signal) +
-           (name ? std::string(" (SIG") + name + ")" : "");
-  }
+  if (signal) return "killed by " + describeSignal(*signal);
   if (code) return "exited with code " + std::to_string(*code);
   return "ended (status unknown: reaped elsewhere)";
 }

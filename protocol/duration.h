@@ -34,7 +34,4 @@ constexpr bool unlimited(double seconds) {
 /// Whole nanoseconds for a valid limit; clamped to [0, kUnlimitedSeconds] so it never overflows.
 std::int64_t to_nanoseconds(double seconds);
 
-/// "0.5", "30", "1e+10": seconds as people write them, for messages.
-std::string format_seconds(double seconds);
-
 }  // namespace vial

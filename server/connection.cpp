@@ -6,9 +6,9 @@
 #include <memory>
 #include <optional>
 
-#include "protocol/duration.h"
 #include "protocol/limits.h"
 #include "protocol/wire.h"
+#include "util/describe.h"
 
 namespace vial::server {
 
@@ -133,7 +133,7 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
       timer.afterDelay(loginTimeout)
           .then([this, loginTimeout]() {
             double seconds = static_cast<double>(loginTimeout / kj::MILLISECONDS) / 1000;
-            owner_.close(id_, "closed: it did not log in within " + format_seconds(seconds) + " s");
+            owner_.close(id_, "closed: it did not log in within " + formatSeconds(seconds) + " s");
           })
           .eagerlyEvaluate(nullptr);
 }

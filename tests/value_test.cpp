@@ -11,6 +11,7 @@
 #include "protocol/value.h"
 #include "protocol/wire.h"
 #include "tests/value_printer.h"
+#include "util/describe.h"
 
 namespace vial {
 namespace {
@@ -292,6 +293,17 @@ TEST(Result, DescribesEveryOutcome) {
             "worker 7 crashed: it was killed by signal 11 (SIGSEGV) while running the call");
   EXPECT_STREQ(Result(Cancelled{"x"}).kind(), "cancelled");
   EXPECT_STREQ(Result(Unavailable{"x"}).kind(), "unavailable");
+}
+
+TEST(Describe, NumbersReadTheSameInEveryMessage) {
+  EXPECT_EQ(formatSeconds(0.5), "0.5");
+  EXPECT_EQ(formatSeconds(30), "30");
+  EXPECT_EQ(formatSeconds(1e10), "1e+10");
+  EXPECT_EQ(formatMebibytes(80u << 20), "80.0 MiB");
+  EXPECT_EQ(formatMebibytes(3u << 19), "1.5 MiB");
+  EXPECT_EQ(formatWholeMebibytes((256u << 20) + 1000), "256 MiB");
+  EXPECT_EQ(describeSignal(9), "signal 9 (SIGKILL)");
+  EXPECT_EQ(describeSignal(99), "signal 99");
 }
 
 }  // namespace

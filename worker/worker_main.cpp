@@ -15,6 +15,7 @@
 #include "protocol/started_call.h"
 #include "protocol/wire.h"
 #include "protocol/write_tracking_stream.h"
+#include "util/describe.h"
 #include "worker/guard.h"
 #include "worker/leftovers.h"
 #include "worker/python_runtime.h"
@@ -109,9 +110,9 @@ class WorkerServer final : public wire::Worker::Server {
       tooLarge.setStdout(outcome.getStdout());  // output is bounded, so it always fits
       tooLarge.setStderr(outcome.getStderr());
       auto error = tooLarge.initPythonError();
-      std::string message = "the call's result is " + std::to_string(bytes >> 20) +
-                            " MiB, over vial's limit of " + std::to_string(kMaxMessageBytes >> 20) +
-                            " MiB per message";
+      std::string message = "the call's result is " + formatWholeMebibytes(bytes) +
+                            ", over vial's limit of " + formatWholeMebibytes(kMaxMessageBytes) +
+                            " per message";
       error.setType("vial.ResultTooLarge");
       error.setMessage(message);
       error.setTraceback("vial.ResultTooLarge: " + message + "\n");
