@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "protocol/duration.h"
+#include "protocol/json.h"
 #include "protocol/limits.h"
 #include "protocol/value.h"
 #include "protocol/wire.h"
@@ -304,6 +305,34 @@ TEST(Describe, NumbersReadTheSameInEveryMessage) {
   EXPECT_EQ(formatWholeMebibytes((256u << 20) + 1000), "256 MiB");
   EXPECT_EQ(describeSignal(9), "signal 9 (SIGKILL)");
   EXPECT_EQ(describeSignal(99), "signal 99");
+}
+
+TEST(Json, StatsKeepTheirLayout) {
+  PoolStats s;
+  s.workers_live = 3;
+  s.workers_busy = 2;
+  s.submitted = 10;
+  s.ok = 9;
+  s.timeout = 1;
+  s.clients = 4;
+  s.latency_p50_ms = 1.5;
+  s.latency_p99_ms = 12.345678;
+  EXPECT_EQ(s.to_json(),
+            R"({"workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, "queued": 0, )"
+            R"("running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
+            R"("python_error": 0, "timeout": 1, "worker_crashed": 0, "rejected": 0, )"
+            R"("cancelled": 0, "unavailable": 0, "overloaded": 0}, "spawns": 0, )"
+            R"("spawn_failures": 0, "recycled": {"after_calls": 0, "rss": 0}, "reaped_idle": 0, )"
+            R"("clients": 4, "latency_ms": {"p50": 1.5, "p99": 12.3457}})");
+}
+
+TEST(Json, WriterSeparatesMembersAndItemsAsJsonDumps) {
+  JsonWriter json;
+  json.beginObject().key("a").beginArray().value(1).value("x").null().endArray();
+  json.key("b").value(true).key("c").value(0.5).key("d").number(2.0, "%.3f");
+  json.key("e").beginObject().endObject().key("f").value(Value(List{1, Tuple{}}));
+  EXPECT_EQ(json.endObject().text(),
+            R"({"a": [1, "x", null], "b": true, "c": 0.5, "d": 2.000, "e": {}, "f": [1, []]})");
 }
 
 }  // namespace
