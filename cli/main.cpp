@@ -236,7 +236,7 @@ std::string readAll(std::istream& in) {
 double parsePositiveSeconds(const std::string& option, const std::string& text) {
   char* end = nullptr;
   double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end || vial::invalid_seconds(option, value))
+  if (text.empty() || *end || vial::invalidSeconds(option, value))
     throw UsageError{option + " needs a positive number of seconds (or inf), got '" + text + "'"};
   return value;
 }

@@ -31,7 +31,7 @@ std::string fullAddress(const std::string& address) {
 kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& address,
                                      double timeoutSeconds) {
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::nanoseconds(to_nanoseconds(timeoutSeconds)));
+      std::chrono::nanoseconds(toNanoseconds(timeoutSeconds)));
   if (address.empty() || address.rfind("unix:", 0) == 0) {
     auto trusted =
         address.empty() ? util::TrustedDirectory::kOwnPrivate : util::TrustedDirectory::kOwnOrRoot;
@@ -54,7 +54,7 @@ kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& 
 // (run it on that thread) through a locked vector and an eventfd.
 struct Client::Impl final : public kj::TaskSet::ErrorHandler {
   Impl(std::string address, ClientOptions o) : target(std::move(address)), options(std::move(o)) {
-    if (auto invalid = invalid_seconds("connect_timeout", options.connect_timeout))
+    if (auto invalid = invalidSeconds("connect_timeout", options.connect_timeout))
       throw ConnectError(*invalid);
     wakeFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wakeFd < 0) throw ConnectError("eventfd failed");
@@ -113,7 +113,7 @@ struct Client::Impl final : public kj::TaskSet::ErrorHandler {
       ioHolder = kj::setupAsyncIo();
       auto& io = KJ_ASSERT_NONNULL(ioHolder);
       auto stream = connectTo(io, target, options.connect_timeout);
-      auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
+      auto timeout = toNanoseconds(options.connect_timeout) * kj::NANOSECONDS;
       capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
                                         readerOptions());
       auto rpc = capnp::makeRpcClient(network);

@@ -16,7 +16,7 @@ namespace {
 
 // Callers arm no timer at all for an unlimited() value.
 kj::Duration seconds(double s) {
-  return to_nanoseconds(s) * kj::NANOSECONDS;
+  return toNanoseconds(s) * kj::NANOSECONDS;
 }
 
 void resolveOnce(Call& call, Outcome outcome) {
@@ -227,9 +227,9 @@ void WorkerPool::submit(Call call) {
     invalid = "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
   else if (auto nul = call.source.find('\0'); nul != std::string::npos)
     invalid = "source contains a NUL byte at offset " + std::to_string(nul);
-  if (!invalid) invalid = invalid_seconds("proc_timeout", o.proc_timeout);
-  if (!invalid) invalid = invalid_seconds("soft_timeout", o.soft_timeout);
-  if (!invalid) invalid = invalid_seconds("queue_timeout", o.queue_timeout);
+  if (!invalid) invalid = invalidSeconds("proc_timeout", o.proc_timeout);
+  if (!invalid) invalid = invalidSeconds("soft_timeout", o.soft_timeout);
+  if (!invalid) invalid = invalidSeconds("queue_timeout", o.queue_timeout);
   if (!invalid)
     invalid =
         invalid_soft_timeout(o.soft_timeout.value_or(options_.soft_timeout.value_or(kNoTimeout)),
@@ -250,7 +250,7 @@ void WorkerPool::submit(Call call) {
   if (call.id == 0) call.id = nextCallId_++;
 
   if (auto limit = call.options.queue_timeout; limit && !unlimited(*limit))
-    call.startBy = Clock::now() + std::chrono::nanoseconds(to_nanoseconds(*limit));
+    call.startBy = Clock::now() + std::chrono::nanoseconds(toNanoseconds(*limit));
   enqueue(std::move(call), false);
   pump();
   balance();

@@ -55,7 +55,7 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
       : io_(io), options_(options), tasks_(*this) {}
 
   void listen() {
-    if (auto invalid = invalid_seconds("login_timeout", options_.login_timeout))
+    if (auto invalid = invalidSeconds("login_timeout", options_.login_timeout))
       throw ServeError(*invalid);
     listener_ = kj::heap<Listener>(io_, options_.listen, options_.allow_remote);
     if (listener_->needsToken())
@@ -134,7 +134,7 @@ class Server final : public server::ConnectionOwner, public kj::TaskSet::ErrorHa
     if (gate_) gate = *gate_;
     // Past ~100 years a limit means none (protocol/duration.h): the timer is then as good as
     // never, and no float-to-integer conversion can overflow.
-    auto loginTimeout = to_nanoseconds(options_.login_timeout) * kj::NANOSECONDS;
+    auto loginTimeout = toNanoseconds(options_.login_timeout) * kj::NANOSECONDS;
     auto connection =
         kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
     log().info("client {} connected ({})", id, connection->peer().name);

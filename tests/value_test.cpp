@@ -260,16 +260,16 @@ TEST(WireValue, VariablesCrossTheWireAndErrorsNameTheVariable) {
 }
 
 TEST(Duration, RefusesNanNegativeAndZeroNamingTheLimit) {
-  EXPECT_EQ(invalid_seconds("t", 0.5), std::nullopt);
-  EXPECT_EQ(invalid_seconds("t", 1e300), std::nullopt);
-  EXPECT_EQ(invalid_seconds("t", std::numeric_limits<double>::infinity()), std::nullopt);
+  EXPECT_EQ(invalidSeconds("t", 0.5), std::nullopt);
+  EXPECT_EQ(invalidSeconds("t", 1e300), std::nullopt);
+  EXPECT_EQ(invalidSeconds("t", std::numeric_limits<double>::infinity()), std::nullopt);
   for (double bad : {std::nan(""), -1.0, -std::numeric_limits<double>::infinity(), 0.0}) {
-    auto why = invalid_seconds("proc_timeout", bad);
+    auto why = invalidSeconds("proc_timeout", bad);
     ASSERT_TRUE(why) << bad;
     EXPECT_NE(why->find("proc_timeout"), std::string::npos) << *why;
   }
-  EXPECT_EQ(invalid_seconds("grace", 0.0, true), std::nullopt);
-  EXPECT_TRUE(invalid_seconds("grace", -0.1, true));
+  EXPECT_EQ(invalidSeconds("grace", 0.0, true), std::nullopt);
+  EXPECT_TRUE(invalidSeconds("grace", -0.1, true));
 }
 
 TEST(Duration, HugeLimitsAreUnlimitedAndNeverOverflow) {
@@ -277,11 +277,11 @@ TEST(Duration, HugeLimitsAreUnlimitedAndNeverOverflow) {
   EXPECT_FALSE(unlimited(90 * 365.25 * 86400));
   for (double huge : {1e10, 1e19, 1e300, std::numeric_limits<double>::infinity()}) {
     EXPECT_TRUE(unlimited(huge)) << huge;
-    EXPECT_GT(to_nanoseconds(huge), std::int64_t{3'000'000'000} * 1'000'000'000) << huge;
+    EXPECT_GT(toNanoseconds(huge), std::int64_t{3'000'000'000} * 1'000'000'000) << huge;
   }
-  EXPECT_EQ(to_nanoseconds(1.5), 1'500'000'000);
-  EXPECT_EQ(to_nanoseconds(std::nan("")), 0);
-  EXPECT_EQ(to_nanoseconds(-5), 0);
+  EXPECT_EQ(toNanoseconds(1.5), 1'500'000'000);
+  EXPECT_EQ(toNanoseconds(std::nan("")), 0);
+  EXPECT_EQ(toNanoseconds(-5), 0);
 }
 
 TEST(Result, DescribesEveryOutcome) {

@@ -424,8 +424,7 @@ class PythonRuntime::SoftTimeoutWatch {
   // Both called with the GIL held, by the main thread.
   void arm(double seconds) {
     std::lock_guard lock(mutex_);
-    deadline_ =
-        std::chrono::steady_clock::now() + std::chrono::nanoseconds(to_nanoseconds(seconds));
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(toNanoseconds(seconds));
     armed_ = true;
     ++generation_;
     changed_.notify_all();
