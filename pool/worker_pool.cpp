@@ -782,9 +782,9 @@ kj::Promise<void> WorkerPool::shutdown(double grace) {
                Cancelled{"the pool shut down; the call was still running after the " +
                          formatSeconds(grace) + " s grace period and its worker was killed"});
         }
-        // Every worker settles within moments (its guard's exit is bounded, kGuardBound).
+        // Every worker settles within moments (its guard's exit is bounded, kGuardExitBound).
         auto allSettled = [this]() { return workers_.empty(); };
-        return waitUntil(allSettled, WorkerProcess::kGuardBound.count() + 1.0);
+        return waitUntil(allSettled, kGuardExitBound.count() + 1.0);
       })
       .then([this]() {
         for (auto& worker : workers_)

@@ -34,6 +34,7 @@
 
 #include "pool/log.h"
 #include "pool/peer_stream.h"
+#include "protocol/limits.h"
 #include "protocol/wire.h"
 #include "util/describe.h"
 #include "util/process_info.h"
@@ -235,7 +236,7 @@ WorkerProcess::~WorkerProcess() noexcept(false) {
   escalation_ = nullptr;
   if (reaped_) return;
   tellToDie();
-  if (!waitForExit(kGuardBound)) {
+  if (!waitForExit(kGuardExitBound)) {
     killGuard();
     if (!waitForExit(std::chrono::seconds(1))) {
       log().error("worker {}: its guard {} is still there after SIGKILL; leaving it", pid(),
@@ -275,7 +276,7 @@ void WorkerProcess::kill() {
   if (reaped_) return;
   tellToDie();
   if (escalation_ != nullptr) return;
-  escalation_ = timer_.afterDelay(kGuardBound.count() * kj::SECONDS)
+  escalation_ = timer_.afterDelay(kGuardExitBound.count() * kj::SECONDS)
                     .then([this]() {
                       if (!reaped_) killGuard();
                     })
@@ -292,7 +293,7 @@ void WorkerProcess::killGuard() {
   log().error(
       "worker {}: its guard {} did not exit within {} s of being told to; killing it (what the "
       "worker started may survive)",
-      pid(), guardPid_, kGuardBound.count());
+      pid(), guardPid_, kGuardExitBound.count());
   signalGuard(SIGKILL);
 }
 

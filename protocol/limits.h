@@ -93,6 +93,22 @@ constexpr double kWorkerLogLineBurst = 100;
 constexpr double kWorkerLogBytesPerSecond = 256 * 1024;
 constexpr double kWorkerLogByteBurst = 1024 * 1024;
 
+// ---- Workers: their guard and their compile cache ---------------------------------------------
+
+/// How long a worker's guard keeps killing a tree that keeps growing (a fork bomb racing it)
+/// before it gives up, says so, and exits (worker/guard.h).
+constexpr std::chrono::seconds kGuardClearBound{10};
+
+/// How long the pool lets a guard take to clear its worker's tree and exit once told to, before
+/// it SIGKILLs the guard too: the guard's own kGuardClearBound, plus time to exit.
+constexpr std::chrono::seconds kGuardExitBound = kGuardClearBound + std::chrono::seconds{2};
+
+/// Compiled code objects are cached per worker (compiling is most of Python's cost for small
+/// snippets), for sources up to kMaxCachedSourceBytes and at most kMaxCachedCodeObjects of them
+/// (the cache is emptied when full): bounded memory, however many distinct sources arrive.
+constexpr std::size_t kMaxCachedSourceBytes = 16 * 1024;
+constexpr std::size_t kMaxCachedCodeObjects = 512;
+
 // ---- Stats --------------------------------------------------------------------------------------
 
 /// Latency percentiles are over the last this many resolved calls: recent enough to show the

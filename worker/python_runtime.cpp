@@ -23,9 +23,7 @@ namespace vial::worker {
 
 namespace {
 
-// Code objects are cached per worker: compiling is most of Python's cost for small snippets.
-constexpr size_t kMaxCachedSourceBytes = 16 * 1024;
-constexpr size_t kMaxCachedCodeObjects = 512;
+// Code objects are cached per worker (kMaxCachedSourceBytes, kMaxCachedCodeObjects).
 constexpr const char* kFilename = "<vial>";
 
 // The pool's channel in this process, for forgetChannelInChild.
