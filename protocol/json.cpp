@@ -433,27 +433,30 @@ class JsonReader {
 }  // namespace
 
 JsonWriter& JsonWriter::beginObject() {
-  beginItem();
-  out_ += '{';
-  empty_.push_back(true);
-  return *this;
+  return open('{');
 }
 
 JsonWriter& JsonWriter::endObject() {
-  out_ += '}';
-  empty_.pop_back();
-  return *this;
+  return close('}');
 }
 
 JsonWriter& JsonWriter::beginArray() {
+  return open('[');
+}
+
+JsonWriter& JsonWriter::endArray() {
+  return close(']');
+}
+
+JsonWriter& JsonWriter::open(char bracket) {
   beginItem();
-  out_ += '[';
+  out_ += bracket;
   empty_.push_back(true);
   return *this;
 }
 
-JsonWriter& JsonWriter::endArray() {
-  out_ += ']';
+JsonWriter& JsonWriter::close(char bracket) {
+  out_ += bracket;
   empty_.pop_back();
   return *this;
 }

@@ -44,6 +44,8 @@ class JsonWriter {
 
  private:
   JsonWriter& number(const std::string& digits);
+  JsonWriter& open(char bracket);
+  JsonWriter& close(char bracket);
   // Writes the separator a new item needs at this point (", " after an earlier one).
   void beginItem();
 
