@@ -27,7 +27,7 @@ std::size_t parseCount(const std::string& option, const std::string& text, std::
 double parsePositiveSeconds(const std::string& option, const std::string& text) {
   char* end = nullptr;
   double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end || invalid_seconds(option, value))
+  if (text.empty() || *end || invalidSeconds(option, value))
     throw UsageError(option + " needs a positive number of seconds (or inf), got '" + text + "'");
   return value;
 }

@@ -15,7 +15,7 @@ std::string fullAddress(const std::string& address) {
 kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& address,
                                      double timeoutSeconds) {
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::nanoseconds(to_nanoseconds(timeoutSeconds)));
+      std::chrono::nanoseconds(toNanoseconds(timeoutSeconds)));
   if (address.empty() || address.rfind("unix:", 0) == 0) {
     auto trusted =
         address.empty() ? util::TrustedDirectory::kOwnPrivate : util::TrustedDirectory::kOwnOrRoot;

@@ -12,7 +12,7 @@
 #include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/duration.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "util/deferred_destruction.h"
 #include "util/private_socket.h"
 
@@ -28,12 +28,12 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
       : target_(target),
         stream_(client::connectTo(io, target, options.connect_timeout)),
         network_(kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
-                                                     reader_options())),
+                                                     readerOptions())),
         rpc_(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
             capnp::makeRpcClient(*network_))),
         requests_(kj::heap<kj::TaskSet>(*this)),
         answered_(kj::heap<DeferredDestruction>(*this)) {
-    auto timeout = to_nanoseconds(options.connect_timeout) * kj::NANOSECONDS;
+    auto timeout = toNanoseconds(options.connect_timeout) * kj::NANOSECONDS;
     capnp::MallocMessageBuilder vatIdMessage(8);
     auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
     vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
@@ -85,7 +85,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
     try {
       for (std::size_t i = 0; i < vars.size(); ++i) {
         variables[i].setName(capnp::Text::Reader(vars[i].first.data(), vars[i].first.size()));
-        to_wire(vars[i].second, variables[i].initValue(), "variable '" + vars[i].first + "'");
+        toWire(vars[i].second, variables[i].initValue(), "variable '" + vars[i].first + "'");
       }
     } catch (const ConversionError& e) {
       promise.resolve(Rejected{e.what()});
@@ -99,7 +99,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
                     .then(
                         [promise](capnp::Response<wire::PoolService::RunResults>&& response) {
                           try {
-                            promise.resolve(from_wire(response.getOutcome()));
+                            promise.resolve(fromWire(response.getOutcome()));
                           } catch (const std::exception& e) {
                             promise.resolve(Unavailable{std::string("bad answer: ") + e.what()});
                           }
@@ -126,7 +126,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
   void askStats(std::function<void(std::optional<PoolStats>)> answer) {
     requests_->add(pool_.statsRequest().send().then(
         [answer](capnp::Response<wire::PoolService::StatsResults>&& r) {
-          answer(from_wire(r.getStats()));
+          answer(fromWire(r.getStats()));
         },
         [answer](kj::Exception&&) { answer(std::nullopt); }));
   }
@@ -212,7 +212,7 @@ struct Client::Impl {
 };
 
 std::unique_ptr<Client> Client::connect(const std::string& address, ClientOptions options) {
-  if (auto invalid = invalid_seconds("connect_timeout", options.connect_timeout))
+  if (auto invalid = invalidSeconds("connect_timeout", options.connect_timeout))
     throw ConnectError(*invalid);
   std::unique_ptr<Impl> impl;
   try {

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "protocol/vial.capnp.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 
 namespace {
 
@@ -58,11 +58,7 @@ void saveParams(const std::string& path, const Vars& vars) {
   capnp::MallocMessageBuilder message(1 << 16);
   auto params = message.initRoot<wire::Worker::RunParams>();
   params.setSource("_return(1)");
-  auto variables = params.initVariables(vars.size());
-  for (std::size_t i = 0; i < vars.size(); ++i) {
-    variables[i].setName(vars[i].first);
-    to_wire(vars[i].second, variables[i].initValue(), vars[i].first);
-  }
+  toWire(vars, params.initVariables(vars.size()));
   auto segment = message.getSegmentsForOutput()[0];
   save(path, segment.begin(), segment.size() * sizeof(capnp::word));
 }

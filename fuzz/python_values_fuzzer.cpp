@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "worker/call_executor.h"
 #include "worker/interpreter.h"
 
@@ -45,10 +45,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;  // a malformed message: refused, as the RPC layer would
   }
   capnp::MallocMessageBuilder out;
-  auto result = out.initRoot<vial::wire::CallResult>();
+  auto result = out.initRoot<vial::wire::Outcome>();
   executor->run(in.getRoot<vial::wire::Worker::RunParams>().asReader(), result);
   try {
-    vial::Result answer(vial::from_wire(result.asReader()));
+    vial::Result answer(vial::workerOutcomeFromWire(result.asReader()));
     if (!answer.ok() && !answer.get_if<vial::Rejected>() && !answer.get_if<vial::PythonError>())
       std::abort();
   } catch (const vial::ConversionError&) {

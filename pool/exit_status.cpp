@@ -1,15 +1,11 @@
 #include "pool/exit_status.h"
 
-#include <string.h>
+#include "util/describe.h"
 
 namespace vial::pool {
 
 std::string ExitStatus::describe() const {
-  if (signal) {
-    const char* name = sigabbrev_np(*signal);
-    return "killed by signal " + std::to_string(*signal) +
-           (name ? std::string(" (SIG") + name + ")" : "");
-  }
+  if (signal) return "killed by " + describeSignal(*signal);
   if (code) return "exited with code " + std::to_string(*code);
   return "ended (status unknown: reaped elsewhere)";
 }

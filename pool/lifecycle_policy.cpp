@@ -11,7 +11,7 @@ namespace vial::pool {
 namespace {
 
 kj::Duration seconds(double s) {
-  return to_nanoseconds(s) * kj::NANOSECONDS;
+  return toNanoseconds(s) * kj::NANOSECONDS;
 }
 
 // The first unanswered call had started: the count is the answers read, or one more when the

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pool/call.h"
+#include "protocol/limits.h"
 #include "protocol/result.h"
 #include "protocol/stats.h"
 
@@ -52,8 +53,9 @@ class PoolStatsRecorder {
 
   mutable std::mutex mutex_;
   mutable std::condition_variable published_;
-  PoolStats stats_;                                            // all but the latencies
-  std::vector<double> latencies_ = std::vector<double>(4096);  // ring of the latest, in ms
+  PoolStats stats_;  // all but the latencies
+  // A ring of the latest latencies, in ms.
+  std::vector<double> latencies_ = std::vector<double>(kLatencyWindowCalls);
   std::uint64_t nextLatency_ = 0;
 };
 

@@ -26,8 +26,8 @@ void WorkerOutput::refill() {
   auto now = std::chrono::steady_clock::now();
   double seconds = std::chrono::duration<double>(now - refilled_).count();
   refilled_ = now;
-  lineTokens_ = std::min(kLineBurst, lineTokens_ + seconds * kLinesPerSecond);
-  byteTokens_ = std::min(kByteBurst, byteTokens_ + seconds * kBytesPerSecond);
+  lineTokens_ = std::min(kWorkerLogLineBurst, lineTokens_ + seconds * kWorkerLogLinesPerSecond);
+  byteTokens_ = std::min(kWorkerLogByteBurst, byteTokens_ + seconds * kWorkerLogBytesPerSecond);
   if (suppressed_ > 0 && lineTokens_ >= 1) {
     lineTokens_ -= 1;
     log().warn("worker {}: {} more lines of its output were not logged (rate limit)", pid_(),
@@ -39,7 +39,7 @@ void WorkerOutput::refill() {
 void WorkerOutput::noteSuppressedLater() {
   if (notePending_) return;
   notePending_ = true;
-  auto wait = static_cast<int64_t>(1e9 / kLinesPerSecond) + 1;
+  auto wait = static_cast<int64_t>(1e9 / kWorkerLogLinesPerSecond) + 1;
   note_ = timer_.afterDelay(wait * kj::NANOSECONDS)
               .then([this]() {
                 notePending_ = false;
@@ -53,7 +53,7 @@ kj::Promise<void> WorkerOutput::readMore() {
   refill();
   if (byteTokens_ <= 0) {
     // Over the byte budget: leave the rest in the pipe until the budget has grown back.
-    auto wait = static_cast<int64_t>(-byteTokens_ / kBytesPerSecond * 1e9) + 1'000'000;
+    auto wait = static_cast<int64_t>(-byteTokens_ / kWorkerLogBytesPerSecond * 1e9) + 1'000'000;
     return timer_.afterDelay(wait * kj::NANOSECONDS).then([this]() { return readMore(); });
   }
   return stream_->tryRead(buffer_, 1, sizeof buffer_).then([this](size_t n) -> kj::Promise<void> {
@@ -84,9 +84,9 @@ void WorkerOutput::take(const char* data, std::size_t size) {
     if (data[i] == '\n') {
       emit(std::move(partial_));
       partial_.clear();
-    } else if (partial_.size() < kMaxLineBytes) {
+    } else if (partial_.size() < kMaxWorkerLogLineBytes) {
       partial_ += data[i];
-    } else if (partial_.size() == kMaxLineBytes) {
+    } else if (partial_.size() == kMaxWorkerLogLineBytes) {
       partial_ += "... (line cut)";
     }
   }

@@ -5,9 +5,10 @@
 // a call the worker points both at the call's own capture (worker/fd_capture.h); what
 // reaches this pipe is the rest: CPython's fatal errors, the worker's and its guard's own
 // diagnostics, and threads or processes the code left behind. Each line is logged with the
-// worker's pid, cut at kMaxLineBytes, at most kLinesPerSecond lines per second (the rest are
-// counted and the count logged), and the pipe is read at most kBytesPerSecond, so a spewing
-// leftover blocks on a full pipe instead of costing the host CPU.
+// worker's pid, cut at kMaxWorkerLogLineBytes, at most kWorkerLogLinesPerSecond lines per
+// second (the rest are counted and the count logged), and the pipe is read at most
+// kWorkerLogBytesPerSecond, so a spewing leftover blocks on a full pipe instead of costing the
+// host CPU (protocol/limits.h).
 #pragma once
 
 #include <kj/async-io.h>
@@ -18,16 +19,12 @@
 #include <functional>
 #include <string>
 
+#include "protocol/limits.h"
+
 namespace vial::pool {
 
 class WorkerOutput {
  public:
-  static constexpr std::size_t kMaxLineBytes = 2048;
-  static constexpr double kLinesPerSecond = 20;
-  static constexpr double kLineBurst = 100;
-  static constexpr double kBytesPerSecond = 256 * 1024;
-  static constexpr double kByteBurst = 1024 * 1024;
-
   /// Reads `fd` (the pool's end of the pipe; taken over) until end-of-file. `pid` names the
   /// worker in log lines (it may change once the worker has said hello).
   WorkerOutput(kj::AsyncIoContext& io, int fd, std::function<int()> pid);
@@ -49,8 +46,8 @@ class WorkerOutput {
   kj::Own<kj::AsyncInputStream> stream_;
   std::function<int()> pid_;
   std::string partial_;
-  double lineTokens_ = kLineBurst;
-  double byteTokens_ = kByteBurst;
+  double lineTokens_ = kWorkerLogLineBurst;
+  double byteTokens_ = kWorkerLogByteBurst;
   std::size_t suppressed_ = 0;
   std::chrono::steady_clock::time_point refilled_ = std::chrono::steady_clock::now();
   char buffer_[8192];

@@ -7,7 +7,8 @@
 #include "pool/worker_process.h"
 #include "protocol/duration.h"
 #include "protocol/limits.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
+#include "util/describe.h"
 
 namespace vial::pool {
 
@@ -15,13 +16,7 @@ namespace {
 
 // Callers arm no timer at all for an unlimited() value.
 kj::Duration seconds(double s) {
-  return to_nanoseconds(s) * kj::NANOSECONDS;
-}
-
-std::string mebibytes(std::uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
-  return buf;
+  return toNanoseconds(s) * kj::NANOSECONDS;
 }
 
 // Why `call` cannot be run whatever the pool's state, or nothing.
@@ -31,9 +26,9 @@ std::optional<std::string> invalidCall(const Call& call, const PoolOptions& pool
     return "source is not valid UTF-8 (bad byte at offset " + std::to_string(*bad) + ")";
   if (auto nul = call.source.find('\0'); nul != std::string::npos)
     return "source contains a NUL byte at offset " + std::to_string(nul);
-  if (auto invalid = invalid_seconds("proc_timeout", o.proc_timeout)) return invalid;
-  if (auto invalid = invalid_seconds("soft_timeout", o.soft_timeout)) return invalid;
-  if (auto invalid = invalid_seconds("queue_timeout", o.queue_timeout)) return invalid;
+  if (auto invalid = invalidSeconds("proc_timeout", o.proc_timeout)) return invalid;
+  if (auto invalid = invalidSeconds("soft_timeout", o.soft_timeout)) return invalid;
+  if (auto invalid = invalidSeconds("queue_timeout", o.queue_timeout)) return invalid;
   return invalid_soft_timeout(o.soft_timeout.value_or(pool.soft_timeout.value_or(kNoTimeout)),
                               o.proc_timeout.value_or(pool.proc_timeout.value_or(kNoTimeout)));
 }
@@ -45,20 +40,15 @@ std::optional<Rejected> encodeRun(
     capnp::Request<wire::Worker::RunParams, wire::Worker::RunResults>& request) {
   request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
   request.setSoftTimeout(unlimited(softTimeout) ? 0 : softTimeout);
-  auto variables = request.initVariables(call.vars.size());
   try {
-    for (std::size_t i = 0; i < call.vars.size(); ++i) {
-      const auto& [name, value] = call.vars[i];
-      variables[i].setName(capnp::Text::Reader(name.data(), name.size()));
-      to_wire(value, variables[i].initValue(), "variable '" + name + "'");
-    }
+    toWire(call.vars, request.initVariables(call.vars.size()));
   } catch (const ConversionError& e) {
     return Rejected{e.what()};
   }
   std::size_t bytes = request.totalSize().wordCount * sizeof(capnp::word);
-  if (bytes + 4096 > kMaxMessageBytes)
-    return Rejected{"the call's source and variables take " + std::to_string(bytes >> 20) +
-                    " MiB; the limit is " + std::to_string(kMaxMessageBytes >> 20) + " MiB"};
+  if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes)
+    return Rejected{"the call's source and variables take " + formatWholeMebibytes(bytes) +
+                    "; the limit is " + formatWholeMebibytes(kMaxMessageBytes)};
   return std::nullopt;
 }
 
@@ -268,8 +258,8 @@ void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
         Outcome outcome;
         std::string left;
         try {
-          outcome = from_wire(response.getResult());
-          left = response.getResult().getLeftRunning();
+          outcome = workerOutcomeFromWire(response.getOutcome());
+          left = response.getLeftRunning();
         } catch (const std::exception& e) {
           outcome = PythonError{"vial.ProtocolError", e.what(), "", {}};
         }
@@ -362,7 +352,7 @@ bool WorkerPool::startWorker(WorkerSlot* replacing) {
   auto tooSlow = timer_.afterDelay(seconds(limit)).then([this, w, limit]() {
     failStart(*w, "too slow to start",
               "worker " + std::to_string(w->pid()) + " was not ready within start_timeout (" +
-                  format_seconds(limit) + " s)");
+                  formatSeconds(limit) + " s)");
   });
   w->watch(started.exclusiveJoin(kj::mv(tooSlow)));
   w->watch(w->handle().onDisconnect().then([this, w]() { onDisconnect(*w); }));
@@ -384,9 +374,9 @@ void WorkerPool::afterHello(WorkerSlot& worker) {
   request.setSource(options_.setup_source);
   WorkerSlot* w = &worker;
   w->watch(request.send().then([this, w](capnp::Response<wire::Worker::SetupResults>&& response) {
-    std::string error = response.getError();
-    if (error.empty()) return onReady(*w);
-    failStart(*w, "start-up failed", "worker start-up failed: " + error);
+    auto outcome = response.getOutcome();
+    if (outcome.isReady()) return onReady(*w);
+    failStart(*w, "start-up failed", "worker start-up failed: " + std::string(outcome.getFailed()));
   }));
 }
 
@@ -408,7 +398,7 @@ void WorkerPool::onSpawnFailed(const std::string& why) {
   if (noWorkerComing()) {
     failQueued([&] {
       return Unavailable{"no worker could be started: " + why + " (retrying in " +
-                         format_seconds(delay) + " s)"};
+                         formatSeconds(delay) + " s)"};
     });
   }
   if (retryScheduled_ || shuttingDown_) return;
@@ -465,13 +455,13 @@ void WorkerPool::checkRss(WorkerSlot& worker) {
             log().warn(
                 "worker {} uses {} right after start-up, above recycle_above_rss ({}); "
                 "recycling on memory is turned off for this pool",
-                w->pid(), mebibytes(bytes), mebibytes(options_.recycle_above_rss));
+                w->pid(), formatMebibytes(bytes), formatMebibytes(options_.recycle_above_rss));
             return;
           case RssVerdict::Recycle:
             if (w->state() == WorkerState::Ready && !w->recycling())
               recycle(*w,
-                      "resident memory " + mebibytes(bytes) + " above recycle_above_rss " +
-                          mebibytes(options_.recycle_above_rss),
+                      "resident memory " + formatMebibytes(bytes) + " above recycle_above_rss " +
+                          formatMebibytes(options_.recycle_above_rss),
                       WorkerEvent::RecycledForRss);
             return;
         }
@@ -492,7 +482,7 @@ void WorkerPool::reapIdle() {
     idle.push_back(workers_[i].get());
   for (WorkerSlot* w : idle) {
     stats_.count(WorkerEvent::ReapedIdle);
-    kill(*w, {"idle for more than " + format_seconds(options_.max_idle) + " s (max_idle)"});
+    kill(*w, {"idle for more than " + formatSeconds(options_.max_idle) + " s (max_idle)"});
   }
   tasks_->add(timer_.afterDelay(policy_.reapPeriod()).then([this]() { reapIdle(); }));
 }
@@ -642,11 +632,11 @@ kj::Promise<void> WorkerPool::shutdown(double grace) {
           kill(*worker,
                {running ? "shutdown grace period over" : "the pool shut down", 0,
                 Cancelled{"the pool shut down; the call was still running after the " +
-                          format_seconds(grace) + " s grace period and its worker was killed"}});
+                          formatSeconds(grace) + " s grace period and its worker was killed"}});
         }
-        // Every worker settles within moments (its guard's exit is bounded, kGuardBound).
+        // Every worker settles within moments (its guard's exit is bounded, kGuardExitBound).
         auto allSettled = [this]() { return workers_.empty(); };
-        return waitUntil(allSettled, WorkerProcess::kGuardBound.count() + 1.0);
+        return waitUntil(allSettled, kGuardExitBound.count() + 1.0);
       })
       .then([this]() {
         for (auto& worker : workers_)

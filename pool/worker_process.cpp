@@ -34,7 +34,9 @@
 
 #include "pool/log.h"
 #include "pool/peer_stream.h"
-#include "protocol/wire_value.h"
+#include "protocol/limits.h"
+#include "protocol/wire.h"
+#include "util/describe.h"
 #include "util/process_info.h"
 
 namespace vial::pool {
@@ -211,7 +213,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   stream_ = kj::heap<PeerStream>(io.lowLevelProvider->wrapSocketFd(
       parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
   network_ = kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
-                                                 reader_options());
+                                                 readerOptions());
   rpc_ = kj::heap(capnp::makeRpcClient(*network_));
   capnp::MallocMessageBuilder vatIdMessage(8);
   auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
@@ -228,7 +230,7 @@ WorkerProcess::~WorkerProcess() noexcept(false) {
   escalation_ = nullptr;
   if (reaped_) return;
   tellToDie();
-  if (!waitForExit(kGuardBound)) {
+  if (!waitForExit(kGuardExitBound)) {
     killGuard();
     if (!waitForExit(std::chrono::seconds(1))) {
       log().error("worker {}: its guard {} is still there after SIGKILL; leaving it", pid(),
@@ -268,7 +270,7 @@ void WorkerProcess::kill() {
   if (reaped_) return;
   tellToDie();
   if (escalation_ != nullptr) return;
-  escalation_ = timer_.afterDelay(kGuardBound.count() * kj::SECONDS)
+  escalation_ = timer_.afterDelay(kGuardExitBound.count() * kj::SECONDS)
                     .then([this]() {
                       if (!reaped_) killGuard();
                     })
@@ -285,7 +287,7 @@ void WorkerProcess::killGuard() {
   log().error(
       "worker {}: its guard {} did not exit within {} s of being told to; killing it (what the "
       "worker started may survive)",
-      pid(), guardPid_, kGuardBound.count());
+      pid(), guardPid_, kGuardExitBound.count());
   signalGuard(SIGKILL);
 }
 

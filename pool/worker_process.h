@@ -6,7 +6,7 @@
 // and reports its pid in hello. Killing means: SIGKILL the worker through a pidfd (never a
 // process group, which the code may have left), SIGTERM the guard, which then kills everything
 // the worker started and exits the way the worker did; a guard that has not exited after
-// kGuardBound is SIGKILLed too, and that is logged.
+// kGuardExitBound is SIGKILLed too, and that is logged.
 #pragma once
 
 #include <capnp/rpc-twoparty.h>
@@ -45,10 +45,6 @@ struct SpawnOptions {
 
 class WorkerProcess final : public WorkerHandle {
  public:
-  /// How long a guard may take to clear its worker's tree and exit once told to (it gives up on
-  /// a fork bomb after 10 s itself) before it is SIGKILLed.
-  static constexpr auto kGuardBound = std::chrono::seconds(12);
-
   /// Starts a worker in a session of its own, dying with this thread (PR_SET_PDEATHSIG), with
   /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput), the RPC
   /// socket as fd 3 and the started-call page as fd 4. Throws std::runtime_error on failure.
@@ -83,7 +79,7 @@ class WorkerProcess final : public WorkerHandle {
   kj::Promise<ExitStatus> watchExit();
   // SIGKILL to the worker, SIGTERM to its guard (which then clears the tree and exits).
   void tellToDie();
-  // For a guard that did not exit within kGuardBound of tellToDie(): logged, then SIGKILL.
+  // For a guard that did not exit within kGuardExitBound of tellToDie(): logged, then SIGKILL.
   void killGuard();
   void signalGuard(int signal);
   bool waitForExit(std::chrono::milliseconds bound);
@@ -98,7 +94,7 @@ class WorkerProcess final : public WorkerHandle {
   kj::AutoCloseFd workerPidfd_;
   kj::Own<kj::UnixEventPort::FdObserver> exitObserver_;
   kj::Maybe<kj::ForkedPromise<ExitStatus>> exit_;
-  kj::Maybe<kj::Promise<void>> escalation_;  // killGuard() once kill() has waited kGuardBound
+  kj::Maybe<kj::Promise<void>> escalation_;  // killGuard() once kill() has waited kGuardExitBound
   kj::Own<WorkerOutput> output_;
   kj::Own<kj::AsyncIoStream> stream_;
   kj::Own<capnp::TwoPartyVatNetwork> network_;

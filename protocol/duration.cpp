@@ -1,28 +1,22 @@
 #include "protocol/duration.h"
 
 #include <cmath>
-#include <cstdio>
+
+#include "util/describe.h"
 
 namespace vial {
 
-std::optional<std::string> invalid_seconds(std::string_view name, double seconds,
-                                           bool zeroAllowed) {
+std::optional<std::string> invalidSeconds(std::string_view name, double seconds, bool zeroAllowed) {
   if (std::isnan(seconds) || seconds < 0 || (seconds == 0 && !zeroAllowed))
     return std::string(name) + " must be a " + (zeroAllowed ? "non-negative" : "positive") +
-           " number of seconds (got " + format_seconds(seconds) + ")";
+           " number of seconds (got " + formatSeconds(seconds) + ")";
   return std::nullopt;
 }
 
-std::int64_t to_nanoseconds(double seconds) {
+std::int64_t toNanoseconds(double seconds) {
   if (!(seconds > 0)) return 0;  // NaN too: callers validate first; never a negative duration
   if (unlimited(seconds)) seconds = kUnlimitedSeconds;
   return static_cast<std::int64_t>(seconds * 1e9);
-}
-
-std::string format_seconds(double seconds) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", seconds);
-  return buffer;
 }
 
 }  // namespace vial

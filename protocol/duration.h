@@ -17,13 +17,13 @@ constexpr double kUnlimitedSeconds = 100.0 * 365.25 * 24 * 3600;
 /// Why `seconds` cannot be the limit called `name` ("proc_timeout must be a positive number of
 /// seconds (got nan)"), or nullopt when it can. NaN and negative values are refused, and zero
 /// unless `zeroAllowed`; infinity and anything past kUnlimitedSeconds mean no limit.
-std::optional<std::string> invalid_seconds(std::string_view name, double seconds,
-                                           bool zeroAllowed = false);
+std::optional<std::string> invalidSeconds(std::string_view name, double seconds,
+                                          bool zeroAllowed = false);
 
 /// The same for a limit that may be unset: an unset one is valid.
-inline std::optional<std::string> invalid_seconds(std::string_view name,
-                                                  std::optional<double> seconds) {
-  return seconds ? invalid_seconds(name, *seconds) : std::nullopt;
+inline std::optional<std::string> invalidSeconds(std::string_view name,
+                                                 std::optional<double> seconds) {
+  return seconds ? invalidSeconds(name, *seconds) : std::nullopt;
 }
 
 /// True when `seconds` means no limit: infinite, or past kUnlimitedSeconds.
@@ -32,9 +32,6 @@ constexpr bool unlimited(double seconds) {
 }
 
 /// Whole nanoseconds for a valid limit; clamped to [0, kUnlimitedSeconds] so it never overflows.
-std::int64_t to_nanoseconds(double seconds);
-
-/// "0.5", "30", "1e+10": seconds as people write them, for messages.
-std::string format_seconds(double seconds);
+std::int64_t toNanoseconds(double seconds);
 
 }  // namespace vial

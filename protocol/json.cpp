@@ -1,6 +1,8 @@
-// The one JSON writer and reader of vial: Python's json.dumps formatting out; in, integers of
-// any length kept exact, as JSON and Python allow (nlohmann's reader, used before, refused
-// integers past ~309 digits with "number overflow").
+// JSON both ways (protocol/json.h). In, integers of any length are kept exact, as JSON and
+// Python allow (nlohmann's reader, used before, refused integers past ~309 digits with "number
+// overflow").
+#include "protocol/json.h"
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -8,7 +10,6 @@
 #include <stdexcept>
 
 #include "protocol/limits.h"
-#include "protocol/value.h"
 
 namespace vial {
 
@@ -431,16 +432,104 @@ class JsonReader {
 
 }  // namespace
 
+JsonWriter& JsonWriter::beginObject() {
+  return open('{');
+}
+
+JsonWriter& JsonWriter::endObject() {
+  return close('}');
+}
+
+JsonWriter& JsonWriter::beginArray() {
+  return open('[');
+}
+
+JsonWriter& JsonWriter::endArray() {
+  return close(']');
+}
+
+JsonWriter& JsonWriter::open(char bracket) {
+  beginItem();
+  out_ += bracket;
+  empty_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::close(char bracket) {
+  out_ += bracket;
+  empty_.pop_back();
+  return *this;
+}
+
+JsonWriter& JsonWriter::key(std::string_view name) {
+  beginItem();
+  appendString(out_, name);
+  out_ += ": ";
+  afterKey_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::value(const Value& value) {
+  beginItem();
+  appendJson(out_, value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::value(std::string_view text) {
+  beginItem();
+  appendString(out_, text);
+  return *this;
+}
+
+JsonWriter& JsonWriter::value(bool b) {
+  beginItem();
+  out_ += b ? "true" : "false";
+  return *this;
+}
+
+JsonWriter& JsonWriter::value(double d) {
+  beginItem();
+  appendFloat(out_, d);
+  return *this;
+}
+
+JsonWriter& JsonWriter::null() {
+  beginItem();
+  out_ += "null";
+  return *this;
+}
+
+JsonWriter& JsonWriter::number(double d, const char* printfFormat) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, printfFormat, d);
+  return number(std::string(buffer));
+}
+
+JsonWriter& JsonWriter::number(const std::string& digits) {
+  beginItem();
+  out_ += digits;
+  return *this;
+}
+
+void JsonWriter::beginItem() {
+  if (afterKey_) {
+    afterKey_ = false;
+    return;
+  }
+  if (empty_.empty()) return;
+  if (!empty_.back()) out_ += ", ";
+  empty_.back() = false;
+}
+
 std::string to_json(const Value& value) {
-  std::string out;
-  appendJson(out, value);
-  return out;
+  return JsonWriter().value(value).text();
 }
 
 std::string to_json(const std::vector<Value>& values) {
-  std::string out;
-  appendArray(out, values);
-  return out;
+  JsonWriter json;
+  json.beginArray();
+  for (const Value& value : values) json.value(value);
+  return json.endArray().text();
 }
 
 Value parse_json(std::string_view text) {

@@ -1,8 +1,6 @@
 #include "protocol/result.h"
 
-#include "protocol/duration.h"
-
-#include <cstring>
+#include "util/describe.h"
 
 namespace vial {
 
@@ -32,17 +30,15 @@ std::string Result::describe() const {
     }
     std::string operator()(const Timeout& t) {
       if (t.in_queue)
-        return "timed out after " + format_seconds(t.limit_seconds) +
+        return "timed out after " + formatSeconds(t.limit_seconds) +
                " s in the queue; no worker took it, it never ran";
-      return "timed out after " + format_seconds(t.limit_seconds) + " s; worker " +
+      return "timed out after " + formatSeconds(t.limit_seconds) + " s; worker " +
              std::to_string(t.worker_pid) + " and every process it started were killed";
     }
     std::string operator()(const WorkerCrashed& c) {
       std::string how;
       if (c.signal) {
-        const char* name = sigabbrev_np(*c.signal);
-        how = "was killed by signal " + std::to_string(*c.signal) +
-              (name ? std::string(" (SIG") + name + ")" : "");
+        how = "was killed by " + describeSignal(*c.signal);
       } else {
         how = "exited with code " + std::to_string(c.exit_code.value_or(-1));
       }

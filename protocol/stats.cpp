@@ -2,6 +2,9 @@
 
 #include <sstream>
 
+#include "protocol/json.h"
+#include "protocol/limits.h"
+
 namespace vial {
 
 std::uint64_t PoolStats::resolved() const {
@@ -10,21 +13,30 @@ std::uint64_t PoolStats::resolved() const {
 }
 
 std::string PoolStats::to_json() const {
-  std::ostringstream out;
-  out << "{\"workers\": {\"live\": " << workers_live << ", \"starting\": " << workers_starting
-      << ", \"idle\": " << workers_idle << ", \"busy\": " << workers_busy << "}"
-      << ", \"queued\": " << queued << ", \"running\": " << running
-      << ", \"submitted\": " << submitted << ", \"resolved\": " << resolved()
-      << ", \"outcomes\": {\"ok\": " << ok << ", \"python_error\": " << python_error
-      << ", \"timeout\": " << timeout << ", \"worker_crashed\": " << worker_crashed
-      << ", \"rejected\": " << rejected << ", \"cancelled\": " << cancelled
-      << ", \"unavailable\": " << unavailable << ", \"overloaded\": " << overloaded << "}"
-      << ", \"spawns\": " << spawns << ", \"spawn_failures\": " << spawn_failures
-      << ", \"recycled\": {\"after_calls\": " << recycled_after_calls
-      << ", \"rss\": " << recycled_for_rss << "}, \"reaped_idle\": " << reaped_idle
-      << ", \"clients\": " << clients << ", \"latency_ms\": {\"p50\": " << latency_p50_ms
-      << ", \"p99\": " << latency_p99_ms << "}}";
-  return out.str();
+  JsonWriter json;
+  json.beginObject();
+  json.key("workers").beginObject();
+  json.key("live").value(workers_live).key("starting").value(workers_starting);
+  json.key("idle").value(workers_idle).key("busy").value(workers_busy);
+  json.endObject();
+  json.key("queued").value(queued).key("running").value(running);
+  json.key("submitted").value(submitted).key("resolved").value(resolved());
+  json.key("outcomes").beginObject();
+  json.key("ok").value(ok).key("python_error").value(python_error);
+  json.key("timeout").value(timeout).key("worker_crashed").value(worker_crashed);
+  json.key("rejected").value(rejected).key("cancelled").value(cancelled);
+  json.key("unavailable").value(unavailable).key("overloaded").value(overloaded);
+  json.endObject();
+  json.key("spawns").value(spawns).key("spawn_failures").value(spawn_failures);
+  json.key("recycled").beginObject();
+  json.key("after_calls").value(recycled_after_calls).key("rss").value(recycled_for_rss);
+  json.endObject();
+  json.key("reaped_idle").value(reaped_idle).key("clients").value(clients);
+  // %g: the text these fields have always had ("0", "1.5", "12.3457").
+  json.key("latency_ms").beginObject();
+  json.key("p50").number(latency_p50_ms, "%g").key("p99").number(latency_p99_ms, "%g");
+  json.endObject();
+  return json.endObject().text();
 }
 
 std::string PoolStats::to_table() const {
@@ -57,7 +69,7 @@ std::string PoolStats::to_table() const {
   row("recycled (memory)", recycled_for_rss);
   row("reaped (idle)", reaped_idle);
   if (clients) row("clients", clients);
-  out << "latency (last 4096 calls)\n";
+  out << "latency (last " << kLatencyWindowCalls << " calls)\n";
   row("p50 ms", latency_p50_ms);
   row("p99 ms", latency_p99_ms);
   return out.str();

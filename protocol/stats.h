@@ -23,7 +23,8 @@ struct PoolStats {
   std::uint64_t spawns = 0, spawn_failures = 0;
   std::uint64_t recycled_after_calls = 0, recycled_for_rss = 0, reaped_idle = 0;
   std::size_t clients = 0;  ///< connected clients (vial serve; 0 in-process)
-  /// Submission-to-outcome latency over the last 4096 resolved calls (ms; 0 with none).
+  /// Submission-to-outcome latency over the last 4096 resolved calls (kLatencyWindowCalls) (ms; 0
+  /// with none).
   double latency_p50_ms = 0, latency_p99_ms = 0;
 
   /// Calls resolved so far (the sum of the outcome counters).

@@ -31,13 +31,17 @@ struct Variable {
 }
 
 struct Output {
-  # What the call printed on one stream, at most a bounded number of bytes.
+  # What the call printed on one stream, at most kMaxCapturedOutputBytes (protocol/limits.h).
   text @0 :Text;
   truncated @1 :Bool;
 }
 
-struct CallResult {
-  stdout @0 :Output;
+struct Outcome {
+  # One call's outcome: vial::Outcome (protocol/result.h), one struct for both links. A worker
+  # answers only ok, pythonError or rejected; the other kinds are decided by the pool. There is
+  # no cppException: only C++ callables run in-process (vial::run_async) end in one, and neither
+  # a worker nor a server ever has one to send (protocol/wire.h says what the encoder does).
+  stdout @0 :Output;        # ok and pythonError only: what the code printed
   stderr @1 :Output;
   union {
     ok @2 :List(Value);     # every _return(x), in call order
@@ -46,11 +50,28 @@ struct CallResult {
       message @4 :Text;
       traceback @5 :Text;   # traceback.format_exception text
     }
-    rejected @6 :Text;      # the input could not be run (bad variable name, bad UTF-8...)
+    timeout :group {
+      limitSeconds @6 :Float64;
+      workerPid @7 :Int32;  # 0 when it timed out in the queue
+      inQueue @8 :Bool;
+    }
+    workerCrashed :group {
+      workerPid @9 :Int32;
+      exitCode @10 :Int32;  # -1 when it did not exit normally
+      signal @11 :Int32;    # 0 when no signal killed it
+    }
+    rejected @12 :Text;     # the input could not be run (bad variable name, bad UTF-8...)
+    cancelled @13 :Text;
+    unavailable @14 :Text;
+    overloaded @15 :Text;
   }
-  leftRunning @7 :Text;
-  # What the call left running past its end ("2 threads", "a child process"), or empty. A worker
-  # that says so runs no further call: the pool replaces it.
+}
+
+struct SetupOutcome {
+  union {
+    ready @0 :Void;
+    failed @1 :Text;        # what failed, with the traceback: the worker is then useless
+  }
 }
 
 interface Worker {
@@ -58,17 +79,18 @@ interface Worker {
   # Answered once the interpreter is up: a worker is ready only after this returns.
 
   run @1 (source :Text, variables :List(Variable), softTimeout :Float64)
-      -> (result :CallResult);
+      -> (outcome :Outcome, leftRunning :Text);
   # Runs `source` in a fresh namespace holding `variables` and `_return`. Calls are executed one
   # at a time in arrival order, so several may be sent ahead (pipelined) on one connection; each
   # starts only once the answers to those before it have been written out. Before a call starts,
   # the worker counts it in the page it shares with the pool (fd 4, protocol/started_call.h), so
   # that after a death the pool knows whether the first unanswered call was running.
   # softTimeout > 0: after that many seconds of running, vial.SoftTimeout is raised in the code.
+  # leftRunning: what the call left running past its end ("2 threads", "a child process"), or
+  # empty for nothing. A worker that says so runs no further call: the pool replaces it.
 
-  setup @2 (sysPath :List(Text), imports :List(Text), source :Text) -> (error :Text);
+  setup @2 (sysPath :List(Text), imports :List(Text), source :Text) -> (outcome :SetupOutcome);
   # Once, before the first call: prepend sysPath to sys.path, import `imports`, run `source`.
-  # `error` is empty on success, else says what failed (the worker is then useless).
 
   rss @3 () -> (bytes :UInt64);
   # Resident set size of the worker, for recycling on memory growth.
@@ -83,35 +105,8 @@ struct CallOptions {
   queueTimeout @2 :Float64;
 }
 
-struct Outcome {
-  # Every outcome a call can have (vial::Outcome in protocol/result.h).
-  stdout @0 :Output;
-  stderr @1 :Output;
-  union {
-    ok @2 :List(Value);
-    pythonError :group {
-      type @3 :Text;
-      message @4 :Text;
-      traceback @5 :Text;
-    }
-    timeout :group {
-      limitSeconds @6 :Float64;
-      workerPid @7 :Int32;
-      inQueue @8 :Bool;
-    }
-    workerCrashed :group {
-      workerPid @9 :Int32;
-      exitCode @10 :Int32;   # -1 when it did not exit normally
-      signal @11 :Int32;     # 0 when no signal killed it
-    }
-    rejected @12 :Text;
-    cancelled @13 :Text;
-    unavailable @14 :Text;
-    overloaded @15 :Text;
-  }
-}
-
-struct Stats {
+struct PoolStats {
+  # vial::PoolStats (protocol/stats.h), field for field.
   workersLive @0 :UInt32;
   workersStarting @1 :UInt32;
   workersIdle @2 :UInt32;
@@ -140,7 +135,7 @@ struct Stats {
 interface PoolService {
   run @0 (source :Text, variables :List(Variable), options :CallOptions) -> (outcome :Outcome);
   # Cancelling this RPC (dropping its promise) cancels the call.
-  stats @1 () -> (stats :Stats);
+  stats @1 () -> (stats :PoolStats);
   ping @2 () -> (serverPid :Int32, version :Text);
 }
 

@@ -4,16 +4,13 @@
 
 #include <memory>
 
-#include "protocol/duration.h"
 #include "protocol/limits.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
+#include "util/describe.h"
 
 namespace vial::server {
 
 namespace {
-
-// Words of unanswered calls a logged-in client may have in memory at once: two of the largest.
-constexpr std::size_t kMaxCallWordsInFlight = 2 * kMaxMessageBytes / sizeof(capnp::word);
 
 // The pool, as one connection sees it.
 class PoolServiceImpl final : public wire::PoolService::Server {
@@ -27,9 +24,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     pool::Call call;
     call.source = std::string(params.getSource().begin(), params.getSource().size());
     try {
-      for (auto variable : params.getVariables())
-        call.vars.emplace_back(std::string(variable.getName().begin(), variable.getName().size()),
-                               from_wire(variable.getValue()));
+      call.vars = fromWire(params.getVariables());
     } catch (const std::exception& e) {
       return reply(context, Rejected{e.what()});
     }
@@ -54,7 +49,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
       if (!pending->fulfiller->isWaiting()) return;
       // A failure to encode fails this RPC, not the pool that is calling back.
       KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                          [&]() { to_wire(r, context.getResults().initOutcome()); })) {
+                          [&]() { toWire(r, context.getResults().initOutcome()); })) {
         pending->fulfiller->reject(kj::mv(*e));
       } else {
         pending->fulfiller->fulfill();
@@ -78,7 +73,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   kj::Promise<void> stats(StatsContext context) override {
     PoolStats s = owner_.stats().snapshot();
     s.clients = owner_.clientCount();
-    to_wire(s, context.getResults().initStats());
+    toWire(s, context.getResults().initStats());
     return kj::READY_NOW;
   }
 
@@ -96,7 +91,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   };
 
   kj::Promise<void> reply(RunContext& context, Result r) {
-    to_wire(r, context.getResults().initOutcome());
+    toWire(r, context.getResults().initOutcome());
     return kj::READY_NOW;
   }
 
@@ -120,7 +115,7 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
       id_(id),
       peer_(std::move(peer)),
       stream_(gated(kj::mv(stream), writes_)),
-      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, reader_options()),
+      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, readerOptions()),
       rpc_(capnp::makeRpcServer(network_,
                                 kj::heap<LoginImpl>(gate, static_cast<LoginTarget&>(*this)))) {
   // Before login, no message is read while a call is outstanding: one login at a time. (capnp
@@ -140,7 +135,7 @@ Connection::Connection(ConnectionOwner& owner, std::uint64_t id, kj::Own<kj::Asy
       timer.afterDelay(loginTimeout)
           .then([this, loginTimeout]() {
             double seconds = static_cast<double>(loginTimeout / kj::MILLISECONDS) / 1000;
-            owner_.close(id_, "closed: it did not log in within " + format_seconds(seconds) + " s");
+            owner_.close(id_, "closed: it did not log in within " + formatSeconds(seconds) + " s");
           })
           .eagerlyEvaluate(nullptr);
 }
@@ -155,8 +150,8 @@ wire::PoolService::Client Connection::admit() {
   loginDeadline_ = kj::READY_NOW;
   // The limits for calls: messages as large as the reader accepts (it enforces the rest), and
   // what one client may have in flight in memory at once.
-  stream_->setLimit(reader_options().traversalLimitInWords * sizeof(capnp::word));
-  rpc_.setFlowLimit(kMaxCallWordsInFlight);
+  stream_->setLimit(readerOptions().traversalLimitInWords * sizeof(capnp::word));
+  rpc_.setFlowLimit(kMaxCallBytesInFlight / sizeof(capnp::word));
   owner_.loggedIn(id_);
   return kj::heap<PoolServiceImpl>(owner_, id_);
 }

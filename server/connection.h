@@ -10,24 +10,13 @@
 
 #include "pool/pool_stats.h"
 #include "pool/worker_pool.h"
+#include "protocol/limits.h"
 #include "protocol/write_tracking_stream.h"
 #include "server/login.h"
 #include "server/message_gate.h"
 #include "server/peer.h"
 
 namespace vial::server {
-
-/// Largest message a connection may send before it has logged in: a login with the longest
-/// token is a few hundred bytes more than kMaxTokenBytes. The 256 MiB of kMaxMessageBytes are
-/// for calls, which only logged-in clients make.
-constexpr std::size_t kMaxMessageBytesBeforeLogin = std::size_t{64} << 10;
-
-/// Connections that have not logged in cost an fd and some memory each, and may never do
-/// anything: at most this many wait at once, and beyond it the server closes the oldest. So a
-/// flood of idle connections held open can exhaust neither the fd limit nor the memory, nor lock
-/// legitimate clients out: a real client logs in within a round trip, and 128 newer connections
-/// would have to arrive within that time to push it out.
-constexpr std::size_t kMaxWaitingForLogin = 128;
 
 /// What a connection needs from the server that accepted it.
 class ConnectionOwner {

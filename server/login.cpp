@@ -3,12 +3,13 @@
 #include <kj/debug.h>
 
 #include "pool/log.h"
+#include "protocol/limits.h"
 
 namespace vial::server {
 
 kj::Duration penaltyAfter(int failures) {
-  constexpr kj::Duration kFirst = 100 * kj::MILLISECONDS;  // why both: see the header
-  constexpr kj::Duration kLongest = 5 * kj::SECONDS;
+  constexpr kj::Duration kFirst = kFirstLoginPenalty.count() * kj::MILLISECONDS;
+  constexpr kj::Duration kLongest = kLongestLoginPenalty.count() * kj::MILLISECONDS;
   kj::Duration penalty = kFirst;
   for (int i = 1; i < failures && penalty < kLongest; ++i) penalty = penalty * 2;
   return kj::min(penalty, kLongest);
@@ -22,7 +23,7 @@ void LoginGate::TaskErrors::taskFailed(kj::Exception&& exception) {
 }
 
 kj::Promise<bool> LoginGate::attempt(const Peer& peer, std::string presented) {
-  if (hosts_.size() >= kMaxHosts && hosts_.count(peer.host) == 0) forgetIdleHosts();
+  if (hosts_.size() >= kMaxLoginHosts && hosts_.count(peer.host) == 0) forgetIdleHosts();
   auto [it, added] = hosts_.try_emplace(peer.host);
   Host& host = it->second;
   if (added) host.name = peer.host;

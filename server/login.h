@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "protocol/limits.h"
 #include "protocol/vial.capnp.h"
 #include "server/peer.h"
 #include "server/token.h"
@@ -28,10 +29,6 @@ kj::Duration penaltyAfter(int failures);
 /// per penalty, however many connections it opens.
 class LoginGate {
  public:
-  /// Hosts remembered at most, as long as that many are not all in a penalty or waiting: past
-  /// it, hosts whose penalty is over are forgotten.
-  static constexpr std::size_t kMaxHosts = 4096;
-
   LoginGate(kj::Timer& timer, std::string token);
   KJ_DISALLOW_COPY(LoginGate);
 

@@ -64,9 +64,9 @@ void MessageGate::follow(kj::ArrayPtr<const kj::byte> bytes) {
 
 void MessageGate::onFirstWord() {
   std::uint64_t segments = std::uint64_t{littleEndian32(field_)} + 1;
-  if (segments > kMaxSegments)
-    refuse(
-        kj::str("vial: refused a message of ", segments, " segments (at most ", kMaxSegments, ")"));
+  if (segments > kMaxMessageSegments)
+    refuse(kj::str("vial: refused a message of ", segments, " segments (at most ",
+                   kMaxMessageSegments, ")"));
   sizesLeft_ = segments - 1;
   tableLeft_ = 4 * (segments & ~std::uint64_t{1});
   bodyLeft_ = 0;

@@ -18,17 +18,14 @@
 #include <cstdint>
 
 #include "protocol/forwarding_stream.h"
+#include "protocol/limits.h"
 
 namespace vial::server {
 
 class MessageGate final : public ForwardingStream {
  public:
-  /// Most segments a message may declare. Cap'n Proto's own reader refuses 512 and more;
-  /// vial's peers build messages with its growing allocator, where even the largest message
-  /// has fewer than 30 segments, so more is a malformed or hostile frame.
-  static constexpr std::uint64_t kMaxSegments = 64;
-
-  /// Lets through messages of at most `limitBytes` (framing included).
+  /// Lets through messages of at most `limitBytes` (framing included) and at most
+  /// kMaxMessageSegments segments.
   MessageGate(kj::Own<kj::AsyncIoStream> inner, std::size_t limitBytes);
 
   /// The limit for every message whose header has not been read yet.

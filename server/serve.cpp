@@ -48,7 +48,6 @@ void raiseOpenFileLimit() {
 }
 
 using server::Connection;
-using server::kMaxWaitingForLogin;
 using server::Listener;
 using server::LoginGate;
 using server::Peer;
@@ -79,7 +78,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   }
 
   void listen() {
-    if (auto invalid = invalid_seconds("loginTimeout", options_.loginTimeout))
+    if (auto invalid = invalidSeconds("login_timeout", options_.loginTimeout))
       throw ServeError(*invalid);
     listener_ = kj::heap<Listener>(io_, options_.listen, options_.allowRemote);
     if (listener_->needsToken())
@@ -155,7 +154,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
     if (gate_) gate = *gate_;
     // Past ~100 years a limit means none (protocol/duration.h): the timer is then as good as
     // never, and no float-to-integer conversion can overflow.
-    auto loginTimeout = to_nanoseconds(options_.loginTimeout) * kj::NANOSECONDS;
+    auto loginTimeout = toNanoseconds(options_.loginTimeout) * kj::NANOSECONDS;
     auto connection =
         kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
     log().info("client {} connected ({})", id, connection->peer().name);

@@ -8,14 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/limits.h"  // kMinTokenBytes, kMaxTokenBytes
+
 namespace vial::server {
-
-/// Shortest token the server accepts in its file: a secret one could guess is no secret.
-constexpr std::size_t kMinTokenBytes = 16;
-
-/// Longest token a login may present; a longer one is refused as wrong without being compared.
-/// Comparing takes time in proportion to the length, and the secret itself is no longer.
-constexpr std::size_t kMaxTokenBytes = 1024;
 
 /// A token file that cannot be used; the message names the file and says what to fix.
 class TokenFileError : public std::runtime_error {

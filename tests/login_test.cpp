@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "tests/support/serve_fixture.h"
 
 namespace {
@@ -41,7 +41,7 @@ using vial::server::penaltyAfter;
 class RawLogin {
  public:
   explicit RawLogin(kj::AsyncIoStream& stream)
-      : network_(stream, capnp::rpc::twoparty::Side::CLIENT, vial::reader_options()),
+      : network_(stream, capnp::rpc::twoparty::Side::CLIENT, vial::readerOptions()),
         rpc_(capnp::makeRpcClient(network_)),
         login_(bootstrap()) {}
 
@@ -152,7 +152,7 @@ TEST_F(LoginGateTest, AWithdrawnAttemptIsNeitherCheckedNorPenalized) {
 }
 
 TEST_F(LoginGateTest, ATokenLongerThanTheLimitIsRefusedLikeAWrongOne) {
-  auto tooLong = attempt("10.0.0.1", kToken + std::string(vial::server::kMaxTokenBytes, 'x'));
+  auto tooLong = attempt("10.0.0.1", kToken + std::string(vial::kMaxTokenBytes, 'x'));
   waitScope_.poll();
   EXPECT_EQ(answer(tooLong), std::nullopt) << "refused without the penalty";
   advance(penaltyAfter(1));
@@ -160,7 +160,7 @@ TEST_F(LoginGateTest, ATokenLongerThanTheLimitIsRefusedLikeAWrongOne) {
 }
 
 TEST_F(LoginGateTest, TheHostTableIsBounded) {
-  constexpr std::size_t kHosts = LoginGate::kMaxHosts + 1000;
+  constexpr std::size_t kHosts = vial::kMaxLoginHosts + 1000;
   std::vector<kj::Promise<bool>> attempts;
   for (std::size_t i = 0; i < kHosts; ++i)
     attempts.push_back(attempt("10.1." + std::to_string(i / 256) + "." + std::to_string(i % 256),
@@ -173,10 +173,10 @@ TEST_F(LoginGateTest, TheHostTableIsBounded) {
   // Their penalties are over: a new host makes room.
   auto next = attempt("10.2.0.1", "wrong-token-wrong-token");
   waitScope_.poll();
-  EXPECT_LE(gate_.hosts(), LoginGate::kMaxHosts);
+  EXPECT_LE(gate_.hosts(), vial::kMaxLoginHosts);
   // A host in its penalty is not forgotten, even when the table is full.
   std::vector<kj::Promise<bool>> more;
-  for (std::size_t i = 0; i < LoginGate::kMaxHosts; ++i)
+  for (std::size_t i = 0; i < vial::kMaxLoginHosts; ++i)
     more.push_back(attempt("10.3." + std::to_string(i / 256) + "." + std::to_string(i % 256),
                            "wrong-token-wrong-token"));
   waitScope_.poll();

@@ -116,7 +116,7 @@ TEST_F(MessageGateTest, FollowsFramesSplitAnywhereAndManySegments) {
   auto multi = frameOf(20, 1000, 64);  // segments of 64 words: one per piece
   auto empty = frameOf(0, 0);
   ASSERT_GT(segmentsOf(multi), 3u);
-  ASSERT_LT(segmentsOf(multi), MessageGate::kMaxSegments);
+  ASSERT_LT(segmentsOf(multi), vial::kMaxMessageSegments);
   std::vector<kj::byte> all;
   for (auto* frame : {&small, &multi, &empty, &small})
     all.insert(all.end(), frame->asBytes().begin(), frame->asBytes().end());
@@ -172,7 +172,7 @@ TEST_F(MessageGateTest, MeasuresAMessageByAllItsSegments) {
 }
 
 TEST_F(MessageGateTest, RefusesTooManySegments) {
-  auto header = headerOf(MessageGate::kMaxSegments + 1, 1);
+  auto header = headerOf(vial::kMaxMessageSegments + 1, 1);
   send(header);
   EXPECT_THROW(readMessage(), kj::Exception);
 }

@@ -114,9 +114,9 @@ TEST_F(PyConvertTest, AMalformedValueIsRejectedNotThrown) {
   value.initList(1);
   capnp::AnyStruct::Builder(kj::mv(value)).getPointerSection()[0].initAs<wire::Variable>();
   capnp::MallocMessageBuilder out;
-  auto result = out.initRoot<wire::CallResult>();
+  auto result = out.initRoot<wire::Outcome>();
   executor_->run(params.asReader(), result);
-  Result r(from_wire(result.asReader()));
+  Result r(workerOutcomeFromWire(result.asReader()));
   ASSERT_NE(r.get_if<Rejected>(), nullptr) << r.describe();
   EXPECT_NE(r.get_if<Rejected>()->reason.find("malformed"), std::string::npos)
       << r.get_if<Rejected>()->reason;

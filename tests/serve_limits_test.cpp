@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "client/vial.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "server/connection.h"
 #include "tests/support/net.h"
 #include "tests/support/serve_fixture.h"
@@ -29,8 +29,8 @@ namespace {
 using namespace vial::testing;
 using namespace std::chrono_literals;
 
-using vial::server::kMaxMessageBytesBeforeLogin;
-using vial::server::kMaxWaitingForLogin;
+using vial::kMaxMessageBytesBeforeLogin;
+using vial::kMaxWaitingForLogin;
 
 // Raw connections that never send a byte; closed when this goes.
 class IdleConnections {
@@ -270,7 +270,7 @@ TEST_F(ServeLimits, MessagesDeclaringHundredsOfMiBBeforeLoginCostTheServerNothin
   // for) were it let through.
   constexpr std::uint64_t kDeclared = std::uint64_t{480} << 20;
   ASSERT_GT(kDeclared, kMaxMessageBytesBeforeLogin);
-  ASSERT_LE(kDeclared / 8, vial::reader_options().traversalLimitInWords);
+  ASSERT_LE(kDeclared / 8, vial::readerOptions().traversalLimitInWords);
   long baseRss = rssKib(pid);
 
   constexpr int kAttackers = 3;

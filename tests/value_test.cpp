@@ -7,10 +7,12 @@
 #include <limits>
 
 #include "protocol/duration.h"
+#include "protocol/json.h"
 #include "protocol/limits.h"
 #include "protocol/value.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "tests/support/value_printer.h"
+#include "util/describe.h"
 
 namespace vial {
 namespace {
@@ -18,8 +20,8 @@ namespace {
 Value roundTripThroughWire(const Value& value) {
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<wire::Value>();
-  to_wire(value, root, "test");
-  return from_wire(root.asReader());
+  toWire(value, root, "test");
+  return fromWire(root.asReader());
 }
 
 TEST(Value, NaturalConstructionPicksPythonTypes) {
@@ -158,7 +160,7 @@ TEST(WireValue, DeepNestingIsRefusedWithTheLimitNamed) {
   for (int i = 0; i < kMaxValueDepth + 5; ++i) deep = List{deep};
   capnp::MallocMessageBuilder message;
   try {
-    to_wire(deep, message.initRoot<wire::Value>(), "variable 'deep'");
+    toWire(deep, message.initRoot<wire::Value>(), "variable 'deep'");
     FAIL() << "accepted a value nested past the limit";
   } catch (const ConversionError& e) {
     EXPECT_NE(std::string(e.what()).find("variable 'deep'"), std::string::npos) << e.what();
@@ -170,40 +172,104 @@ TEST(WireValue, NestingAtTheLimitIsReadableWithVialReaderOptions) {
   Value deep = Dict{};
   for (int i = 0; i < kMaxValueDepth / 2 - 1; ++i) deep = Dict{{"k", List{deep}}};
   capnp::MallocMessageBuilder message;
-  to_wire(deep, message.initRoot<wire::Value>(), "test");
+  toWire(deep, message.initRoot<wire::Value>(), "test");
   auto words = capnp::messageToFlatArray(message);
-  capnp::FlatArrayMessageReader reader(words, reader_options());
-  EXPECT_EQ(from_wire(reader.getRoot<wire::Value>()), deep);
+  capnp::FlatArrayMessageReader reader(words, readerOptions());
+  EXPECT_EQ(fromWire(reader.getRoot<wire::Value>()), deep);
 }
 
-TEST(WireValue, CallResultBecomesTheRightOutcome) {
+TEST(WireValue, WorkerAnswerBecomesTheRightOutcome) {
   capnp::MallocMessageBuilder message;
-  auto result = message.initRoot<wire::CallResult>();
+  auto result = message.initRoot<wire::Outcome>();
   result.initStdout().setText("printed\n");
   auto error = result.initPythonError();
   error.setType("ZeroDivisionError");
   error.setMessage("division by zero");
   error.setTraceback("Traceback ...");
-  Result r(from_wire(result.asReader()));
+  Result r(workerOutcomeFromWire(result.asReader()));
   ASSERT_NE(r.get_if<PythonError>(), nullptr);
   EXPECT_EQ(r.describe(), "ZeroDivisionError: division by zero");
   EXPECT_EQ(r.output()->stdout_text, "printed\n");
   EXPECT_THROW(r.values(), CallFailed);
   result.setRejected("bad name");
-  EXPECT_EQ(Result(from_wire(result.asReader())).describe(), "rejected: bad name");
+  EXPECT_EQ(Result(workerOutcomeFromWire(result.asReader())).describe(), "rejected: bad name");
+}
+
+TEST(WireValue, AWorkerCannotDecideWhatOnlyThePoolDecides) {
+  capnp::MallocMessageBuilder message;
+  auto result = message.initRoot<wire::Outcome>();
+  result.setCancelled("forged by the worker");
+  EXPECT_THROW(workerOutcomeFromWire(result.asReader()), ConversionError);
+  EXPECT_EQ(Result(fromWire(result.asReader())).describe(), "cancelled: forged by the worker");
+}
+
+TEST(WireValue, EveryOutcomeCrossesTheWireUnchanged) {
+  Output output{"out\n", "err\n", true, false};
+  std::vector<Outcome> outcomes = {Ok{{1, "x"}, output},
+                                   PythonError{"KeyError", "'k'", "Traceback ...", output},
+                                   Timeout{0.5, 1234, false},
+                                   Timeout{2, 0, true},
+                                   WorkerCrashed{99, 3, std::nullopt},
+                                   WorkerCrashed{98, std::nullopt, 9},
+                                   Rejected{"bad"},
+                                   Cancelled{"gone"},
+                                   Unavailable{"down"},
+                                   Overloaded{"full"}};
+  for (const Outcome& outcome : outcomes) {
+    capnp::MallocMessageBuilder message;
+    toWire(outcome, message.initRoot<wire::Outcome>());
+    Result back(fromWire(message.getRoot<wire::Outcome>().asReader()));
+    Result sent(outcome);
+    EXPECT_EQ(back.kind(), sent.kind());
+    EXPECT_EQ(back.describe(), sent.describe());
+    if (sent.output()) {
+      ASSERT_NE(back.output(), nullptr);
+      EXPECT_EQ(back.output()->stdout_text, "out\n");
+      EXPECT_EQ(back.output()->stderr_text, "err\n");
+      EXPECT_TRUE(back.output()->stdout_truncated);
+      EXPECT_FALSE(back.output()->stderr_truncated);
+    }
+  }
+}
+
+// CppException has no wire form; it arrives as Rejected saying what was thrown.
+TEST(WireValue, ACppExceptionCrossesAsRejected) {
+  capnp::MallocMessageBuilder message;
+  toWire(Outcome(CppException{"std::runtime_error", "boom"}), message.initRoot<wire::Outcome>());
+  Result back(fromWire(message.getRoot<wire::Outcome>().asReader()));
+  ASSERT_NE(back.get_if<Rejected>(), nullptr) << back.describe();
+  EXPECT_EQ(back.get_if<Rejected>()->reason, "std::runtime_error: boom");
+}
+
+TEST(WireValue, VariablesCrossTheWireAndErrorsNameTheVariable) {
+  Vars vars = {{"n", 3}, {"items", List{1, "x", Dict{{"k", Bytes{"\xff"}}}}}};
+  capnp::MallocMessageBuilder message;
+  auto list = message.initRoot<wire::Worker::RunParams>().initVariables(vars.size());
+  toWire(vars, list);
+  EXPECT_EQ(fromWire(list.asReader()), vars);
+
+  Value deep = List{};
+  for (int i = 0; i < kMaxValueDepth + 1; ++i) deep = List{deep};
+  capnp::MallocMessageBuilder other;
+  try {
+    toWire(Vars{{"deep", deep}}, other.initRoot<wire::Worker::RunParams>().initVariables(1));
+    FAIL() << "accepted a value nested past the limit";
+  } catch (const ConversionError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("variable 'deep': ", 0), 0u) << e.what();
+  }
 }
 
 TEST(Duration, RefusesNanNegativeAndZeroNamingTheLimit) {
-  EXPECT_EQ(invalid_seconds("t", 0.5), std::nullopt);
-  EXPECT_EQ(invalid_seconds("t", 1e300), std::nullopt);
-  EXPECT_EQ(invalid_seconds("t", std::numeric_limits<double>::infinity()), std::nullopt);
+  EXPECT_EQ(invalidSeconds("t", 0.5), std::nullopt);
+  EXPECT_EQ(invalidSeconds("t", 1e300), std::nullopt);
+  EXPECT_EQ(invalidSeconds("t", std::numeric_limits<double>::infinity()), std::nullopt);
   for (double bad : {std::nan(""), -1.0, -std::numeric_limits<double>::infinity(), 0.0}) {
-    auto why = invalid_seconds("proc_timeout", bad);
+    auto why = invalidSeconds("proc_timeout", bad);
     ASSERT_TRUE(why) << bad;
     EXPECT_NE(why->find("proc_timeout"), std::string::npos) << *why;
   }
-  EXPECT_EQ(invalid_seconds("grace", 0.0, true), std::nullopt);
-  EXPECT_TRUE(invalid_seconds("grace", -0.1, true));
+  EXPECT_EQ(invalidSeconds("grace", 0.0, true), std::nullopt);
+  EXPECT_TRUE(invalidSeconds("grace", -0.1, true));
 }
 
 TEST(Duration, HugeLimitsAreUnlimitedAndNeverOverflow) {
@@ -211,11 +277,11 @@ TEST(Duration, HugeLimitsAreUnlimitedAndNeverOverflow) {
   EXPECT_FALSE(unlimited(90 * 365.25 * 86400));
   for (double huge : {1e10, 1e19, 1e300, std::numeric_limits<double>::infinity()}) {
     EXPECT_TRUE(unlimited(huge)) << huge;
-    EXPECT_GT(to_nanoseconds(huge), std::int64_t{3'000'000'000} * 1'000'000'000) << huge;
+    EXPECT_GT(toNanoseconds(huge), std::int64_t{3'000'000'000} * 1'000'000'000) << huge;
   }
-  EXPECT_EQ(to_nanoseconds(1.5), 1'500'000'000);
-  EXPECT_EQ(to_nanoseconds(std::nan("")), 0);
-  EXPECT_EQ(to_nanoseconds(-5), 0);
+  EXPECT_EQ(toNanoseconds(1.5), 1'500'000'000);
+  EXPECT_EQ(toNanoseconds(std::nan("")), 0);
+  EXPECT_EQ(toNanoseconds(-5), 0);
 }
 
 TEST(Result, DescribesEveryOutcome) {
@@ -228,6 +294,45 @@ TEST(Result, DescribesEveryOutcome) {
             "worker 7 crashed: it was killed by signal 11 (SIGSEGV) while running the call");
   EXPECT_STREQ(Result(Cancelled{"x"}).kind(), "cancelled");
   EXPECT_STREQ(Result(Unavailable{"x"}).kind(), "unavailable");
+}
+
+TEST(Describe, NumbersReadTheSameInEveryMessage) {
+  EXPECT_EQ(formatSeconds(0.5), "0.5");
+  EXPECT_EQ(formatSeconds(30), "30");
+  EXPECT_EQ(formatSeconds(1e10), "1e+10");
+  EXPECT_EQ(formatMebibytes(80u << 20), "80.0 MiB");
+  EXPECT_EQ(formatMebibytes(3u << 19), "1.5 MiB");
+  EXPECT_EQ(formatWholeMebibytes((256u << 20) + 1000), "256 MiB");
+  EXPECT_EQ(describeSignal(9), "signal 9 (SIGKILL)");
+  EXPECT_EQ(describeSignal(99), "signal 99");
+}
+
+TEST(Json, StatsKeepTheirLayout) {
+  PoolStats s;
+  s.workers_live = 3;
+  s.workers_busy = 2;
+  s.submitted = 10;
+  s.ok = 9;
+  s.timeout = 1;
+  s.clients = 4;
+  s.latency_p50_ms = 1.5;
+  s.latency_p99_ms = 12.345678;
+  EXPECT_EQ(s.to_json(),
+            R"({"workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, "queued": 0, )"
+            R"("running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
+            R"("python_error": 0, "timeout": 1, "worker_crashed": 0, "rejected": 0, )"
+            R"("cancelled": 0, "unavailable": 0, "overloaded": 0}, "spawns": 0, )"
+            R"("spawn_failures": 0, "recycled": {"after_calls": 0, "rss": 0}, "reaped_idle": 0, )"
+            R"("clients": 4, "latency_ms": {"p50": 1.5, "p99": 12.3457}})");
+}
+
+TEST(Json, WriterSeparatesMembersAndItemsAsJsonDumps) {
+  JsonWriter json;
+  json.beginObject().key("a").beginArray().value(1).value("x").null().endArray();
+  json.key("b").value(true).key("c").value(0.5).key("d").number(2.0, "%.3f");
+  json.key("e").beginObject().endObject().key("f").value(Value(List{1, Tuple{}}));
+  EXPECT_EQ(json.endObject().text(),
+            R"({"a": [1, "x", null], "b": true, "c": 0.5, "d": 2.000, "e": {}, "f": [1, []]})");
 }
 
 }  // namespace

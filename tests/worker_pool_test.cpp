@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "pool/log.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 
 namespace vial::pool {
 namespace {
@@ -86,12 +86,15 @@ class FakeWorker final : public wire::Worker::Server {
     if (process_->runs.empty() && process_->countsStarts) ++process_->started;
     process_->runs.push_back({source, kj::mv(finished.fulfiller)});
     return finished.promise.then([context, source]() mutable {
-      auto ok = context.getResults().initResult().initOk(1);
-      to_wire(Value(source), ok[0], "result");
+      auto ok = context.getResults().initOutcome().initOk(1);
+      toWire(Value(source), ok[0], "result");
     });
   }
 
-  kj::Promise<void> setup(SetupContext) override { return kj::READY_NOW; }
+  kj::Promise<void> setup(SetupContext context) override {
+    context.getResults().initOutcome().setReady();
+    return kj::READY_NOW;
+  }
 
   kj::Promise<void> rss(RssContext context) override {
     context.getResults().setBytes(process_->rss);

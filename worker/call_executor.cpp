@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "protocol/limits.h"  // kMaxCachedSourceBytes, kMaxCachedCodeObjects
 #include "worker/py_convert.h"
 
 namespace vial::worker {
@@ -14,9 +15,6 @@ namespace {
 
 // The file name of a call's source in tracebacks (and its key in linecache).
 constexpr const char* kFilename = "<vial>";
-// Code objects are cached per worker: compiling is most of Python's cost for small snippets.
-constexpr size_t kMaxCachedSourceBytes = 16 * 1024;
-constexpr size_t kMaxCachedCodeObjects = 512;
 
 // `module.attr` (a new reference); takes the GIL.
 PyRef importAttr(const char* module, const char* attr) {
@@ -65,7 +63,7 @@ PyMethodDef kReturnDef = {
 
 // A value passed to _return that cannot be sent: a TypeError of the call, naming the value the
 // way a user reads it ("value 1 passed to _return at ['k']: ...").
-void setUnsendable(wire::CallResult::Builder out, const ConversionError& e) {
+void setUnsendable(wire::Outcome::Builder out, const ConversionError& e) {
   // The failing index is the first step of the place.
   const std::string& place = e.place();
   std::string index = place.substr(1, place.find(']') - 1);
@@ -227,7 +225,7 @@ std::optional<std::string> CallExecutor::injectVariables(
   return std::nullopt;
 }
 
-void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out) {
+void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out) {
   auto source = params.getSource();
   if (const void* nul = std::memchr(source.begin(), '\0', source.size())) {
     out.setRejected("source contains a NUL byte at offset " +

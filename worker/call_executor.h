@@ -1,7 +1,7 @@
 // One call in the embedded interpreter: a fresh namespace with the call's variables and
 // `_return`, the source compiled (through a cache of code objects) and run, its soft timeout and
 // output captured, and the outcome (values, Python error with traceback, or rejection) written
-// as a wire::CallResult. Also the start-up work of setup().
+// as a wire::Outcome. Also the start-up work of setup().
 //
 // Thread-safety: one thread runs calls (the one that constructed the executor: the soft timeout
 // is raised there); every method takes the GIL itself. Destroy without holding the GIL.
@@ -74,7 +74,7 @@ class CallExecutor {
 
   /// Runs one call and writes its outcome (ok / python error / rejected, plus output) to `out`.
   /// Never throws for anything the user's code or input does.
-  void run(wire::Worker::RunParams::Reader params, wire::CallResult::Builder out);
+  void run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out);
 
   /// Python threads the last call started and left running when it ended (0 normally).
   std::size_t leftThreads() const { return leftThreads_; }

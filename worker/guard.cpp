@@ -1,5 +1,6 @@
 #include "worker/guard.h"
 
+#include "protocol/limits.h"
 #include "util/process_info.h"
 
 #include <errno.h>
@@ -21,16 +22,12 @@ namespace vial::worker {
 
 namespace {
 
-// How long the guard keeps killing a tree that keeps growing (a fork bomb racing it) before it
-// gives up, says so, and leaves.
-constexpr auto kClearBound = std::chrono::seconds(10);
-
 // Kills and reaps everything left in the guard's tree until it has no child at all. Anything a
 // killed process had started is reparented to the guard (the subreaper), so rounds of "kill the
-// tree, reap" end with an empty tree unless a fork bomb outruns them for kClearBound.
+// tree, reap" end with an empty tree unless a fork bomb outruns them for kGuardClearBound.
 void clearTree(pid_t worker) {
   const pid_t self = proc_self_pid();  // the tree is read from /proc, in its numbering
-  const auto deadline = std::chrono::steady_clock::now() + kClearBound;
+  const auto deadline = std::chrono::steady_clock::now() + kGuardClearBound;
   sigset_t childExit;
   sigemptyset(&childExit);
   sigaddset(&childExit, SIGCHLD);
@@ -44,7 +41,7 @@ void clearTree(pid_t worker) {
       std::fprintf(stderr,
                    "vial-guard %d: %zu processes started by worker %d were still multiplying "
                    "after %lld s of killing; leaving them\n",
-                   getpid(), tree.size(), worker, static_cast<long long>(kClearBound.count()));
+                   getpid(), tree.size(), worker, static_cast<long long>(kGuardClearBound.count()));
       return;
     }
     std::size_t refused = 0;

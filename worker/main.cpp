@@ -16,7 +16,7 @@
 #include <cstring>
 
 #include "protocol/started_call.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/call_executor.h"
 #include "worker/guard.h"
@@ -61,7 +61,7 @@ int serve() {
   auto io = kj::setupAsyncIo();
   WriteTrackingStream stream(
       io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
-  capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, reader_options());
+  capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, readerOptions());
   auto rpc = capnp::makeRpcServer(network,
                                   kj::heap<WorkerService>(interpreter, executor, stream, started));
   network.onDisconnect().wait(io.waitScope);

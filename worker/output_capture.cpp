@@ -61,7 +61,7 @@ void OutputCapture::Call::restoreStreams() {
   PySys_SetObject("stderr", savedStderr_.get());
 }
 
-void OutputCapture::Call::finish(wire::CallResult::Builder out) {
+void OutputCapture::Call::finish(wire::Outcome::Builder out) {
   restoreStreams();
   writeOutput(stdout_.get(), fdOutput_.out, out.initStdout());
   writeOutput(stderr_.get(), fdOutput_.err, out.initStderr());

@@ -36,7 +36,7 @@ class OutputCapture {
     }
 
     /// Puts sys.stdout and sys.stderr back and writes both streams into `out`.
-    void finish(wire::CallResult::Builder out);
+    void finish(wire::Outcome::Builder out);
 
    private:
     class FdScope {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "protocol/vial.capnp.h"
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "worker/py_ref.h"
 
 namespace vial::worker {

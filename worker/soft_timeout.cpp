@@ -30,7 +30,7 @@ SoftTimeout::Armed::~Armed() {
 
 void SoftTimeout::arm(double seconds) {
   std::lock_guard lock(mutex_);
-  deadline_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(to_nanoseconds(seconds));
+  deadline_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(toNanoseconds(seconds));
   armed_ = true;
   ++generation_;
   changed_.notify_all();

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "protocol/limits.h"
+#include "util/describe.h"
 #include "worker/call_executor.h"
 #include "worker/interpreter.h"
 
@@ -13,15 +14,9 @@ namespace vial::worker {
 
 namespace {
 
-// Room, within the pool's reader limit (kMaxMessageBytes), for what an answer holds besides
-// its CallResult: the RPC system's Return and Payload, the results struct, the cap table. They
-// take about a hundred bytes; 64 KiB is room to spare that costs nothing against 256 MiB. A
-// result larger than kMaxMessageBytes minus this is replaced by a vial.ResultTooLarge error, so
-// the pool's reader never refuses an answer (which would fail the connection, not just the call).
-constexpr std::size_t kResultMarginBytes = 64 * 1024;
-
-// Words added to a result's size when asking the RPC system for the answer's message: the
-// results struct that points to the CallResult (and slack), so the copy fits the first segment.
+// Words added to an answer's size when asking the RPC system for its message: the results
+// struct that points to the Outcome and holds leftRunning (and slack), so the copy fits the first
+// segment.
 constexpr std::uint64_t kResultsStructWords = 8;
 
 }  // namespace
@@ -40,8 +35,9 @@ kj::Promise<void> WorkerService::hello(HelloContext context) {
 kj::Promise<void> WorkerService::setup(SetupContext context) {
   try {
     executor_.setup(context.getParams());
+    context.getResults().initOutcome().setReady();
   } catch (const SetupError& e) {
-    context.getResults().setError(e.what());
+    context.getResults().initOutcome().setFailed(e.what());
   }
   return kj::READY_NOW;
 }
@@ -94,35 +90,35 @@ kj::Promise<void> WorkerService::answersWritten() {
 
 void WorkerService::execute(RunContext& context) {
   started_.set(++startedCalls_);
-  // Built in a scratch message so that a result over the size limit, or one abandoned half
+  // Built in a scratch message so that an outcome over the size limit, or one abandoned half
   // way by a conversion error, never reaches the wire.
   capnp::MallocMessageBuilder scratch;
-  auto result = scratch.initRoot<wire::CallResult>();
-  executor_.run(context.getParams(), result);
+  auto outcome = scratch.initRoot<wire::Outcome>();
+  executor_.run(context.getParams(), outcome);
   context.releaseParams();
-  if (auto left = leftRunning()) {
-    result.setLeftRunning(*left);
-    retired_ = true;  // the pool replaces this worker: no further call runs here
-  }
-  size_t bytes = result.totalSize().wordCount * sizeof(capnp::word);
-  if (bytes + kResultMarginBytes > kMaxMessageBytes) {
-    capnp::MallocMessageBuilder small;
-    auto tooLarge = small.initRoot<wire::CallResult>();
-    tooLarge.setStdout(result.getStdout());  // output is bounded, so it always fits
-    tooLarge.setStderr(result.getStderr());
+  std::string left = leftRunning().value_or("");
+  if (!left.empty()) retired_ = true;  // the pool replaces this worker: no further call runs here
+  size_t bytes = outcome.totalSize().wordCount * sizeof(capnp::word);
+  capnp::MallocMessageBuilder small;  // the outcome sent instead of one over the limit
+  if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes) {
+    auto tooLarge = small.initRoot<wire::Outcome>();
+    tooLarge.setStdout(outcome.getStdout());  // output is bounded, so it always fits
+    tooLarge.setStderr(outcome.getStderr());
     auto error = tooLarge.initPythonError();
-    std::string message = "the call's result is " + std::to_string(bytes >> 20) +
-                          " MiB, over vial's limit of " + std::to_string(kMaxMessageBytes >> 20) +
-                          " MiB per message";
+    std::string message = "the call's result is " + formatWholeMebibytes(bytes) +
+                          ", over vial's limit of " + formatWholeMebibytes(kMaxMessageBytes) +
+                          " per message";
     error.setType("vial.ResultTooLarge");
     error.setMessage(message);
     error.setTraceback("vial.ResultTooLarge: " + message + "\n");
-    context.getResults().setResult(tooLarge);
-    return;
+    outcome = tooLarge;
   }
-  auto size = result.totalSize();
-  size.wordCount += kResultsStructWords;
-  context.getResults(size).setResult(result);
+  // Room for the whole answer in one segment: the outcome, leftRunning and the results struct.
+  auto size = outcome.totalSize();
+  size.wordCount += kResultsStructWords + left.size() / sizeof(capnp::word);
+  auto results = context.getResults(size);
+  results.setOutcome(outcome);
+  results.setLeftRunning(left);  // "" when nothing was left running
 }
 
 }  // namespace vial::worker

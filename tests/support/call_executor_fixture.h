@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 #include "tests/support/value_printer.h"
 #include "worker/call_executor.h"
 #include "worker/interpreter.h"
@@ -29,15 +29,11 @@ class CallExecutorFixture : public ::testing::Test {
     auto params = in.initRoot<wire::Worker::RunParams>();
     params.setSource(capnp::Text::Reader(source.data(), source.size()));
     params.setSoftTimeout(softTimeout);
-    auto variables = params.initVariables(vars.size());
-    for (size_t i = 0; i < vars.size(); ++i) {
-      variables[i].setName(vars[i].first);
-      to_wire(vars[i].second, variables[i].initValue(), vars[i].first);
-    }
+    toWire(vars, params.initVariables(vars.size()));
     capnp::MallocMessageBuilder out;
-    auto result = out.initRoot<wire::CallResult>();
+    auto result = out.initRoot<wire::Outcome>();
     executor_->run(params.asReader(), result);
-    return Result(from_wire(result.asReader()));
+    return Result(workerOutcomeFromWire(result.asReader()));
   }
 
   // The error of a call expected to raise (a copy: Results here are temporaries).

@@ -1,4 +1,4 @@
-#include "protocol/wire_value.h"
+#include "protocol/wire.h"
 
 #include "protocol/limits.h"
 
@@ -16,7 +16,8 @@ template <class Items>
 void itemsToWire(const Items& items, capnp::List<wire::Value>::Builder out, int depth,
                  const std::string& where);
 
-void toWire(const Value& value, wire::Value::Builder out, int depth, const std::string& where) {
+void valueToWire(const Value& value, wire::Value::Builder out, int depth,
+                 const std::string& where) {
   checkDepth(depth, where);
   struct Visitor {
     wire::Value::Builder out;
@@ -38,7 +39,7 @@ void toWire(const Value& value, wire::Value::Builder out, int depth, const std::
       auto entries = out.initDict(d.size());
       for (size_t i = 0; i < d.size(); ++i) {
         entries[i].setKey(capnp::Text::Reader(d[i].first.data(), d[i].first.size()));
-        toWire(d[i].second, entries[i].initValue(), depth + 1, where);
+        valueToWire(d[i].second, entries[i].initValue(), depth + 1, where);
       }
     }
   };
@@ -48,14 +49,14 @@ void toWire(const Value& value, wire::Value::Builder out, int depth, const std::
 template <class Items>
 void itemsToWire(const Items& items, capnp::List<wire::Value>::Builder out, int depth,
                  const std::string& where) {
-  for (size_t i = 0; i < items.size(); ++i) toWire(items[i], out[i], depth + 1, where);
+  for (size_t i = 0; i < items.size(); ++i) valueToWire(items[i], out[i], depth + 1, where);
 }
 
 std::string toString(capnp::Text::Reader text) {
   return std::string(text.begin(), text.size());
 }
 
-Value fromWire(wire::Value::Reader in, int depth) {
+Value valueFromWire(wire::Value::Reader in, int depth) {
   checkDepth(depth, "result");
   switch (in.which()) {
     case wire::Value::NONE:
@@ -77,20 +78,20 @@ Value fromWire(wire::Value::Reader in, int depth) {
     case wire::Value::LIST: {
       List list;
       list.reserve(in.getList().size());
-      for (auto item : in.getList()) list.push_back(fromWire(item, depth + 1));
+      for (auto item : in.getList()) list.push_back(valueFromWire(item, depth + 1));
       return list;
     }
     case wire::Value::TUPLE: {
       Tuple tuple;
       tuple.reserve(in.getTuple().size());
-      for (auto item : in.getTuple()) tuple.push_back(fromWire(item, depth + 1));
+      for (auto item : in.getTuple()) tuple.push_back(valueFromWire(item, depth + 1));
       return tuple;
     }
     case wire::Value::DICT: {
       Dict dict;
       dict.reserve(in.getDict().size());
       for (auto entry : in.getDict())
-        dict.emplace_back(toString(entry.getKey()), fromWire(entry.getValue(), depth + 1));
+        dict.emplace_back(toString(entry.getKey()), valueFromWire(entry.getValue(), depth + 1));
       return dict;
     }
   }
@@ -98,43 +99,10 @@ Value fromWire(wire::Value::Reader in, int depth) {
                         " (worker and pool built from different schemas?)");
 }
 
-Output outputFromWire(wire::CallResult::Reader in) {
+Output outputFromWire(wire::Outcome::Reader in) {
   return Output{toString(in.getStdout().getText()), toString(in.getStderr().getText()),
                 in.getStdout().getTruncated(), in.getStderr().getTruncated()};
 }
-
-}  // namespace
-
-void to_wire(const Value& value, wire::Value::Builder out, const std::string& where) {
-  toWire(value, out, 0, where);
-}
-
-Value from_wire(wire::Value::Reader in) {
-  return fromWire(in, 0);
-}
-
-Outcome from_wire(wire::CallResult::Reader in) {
-  switch (in.which()) {
-    case wire::CallResult::OK: {
-      Ok ok;
-      auto values = in.getOk();
-      ok.values.reserve(values.size());
-      for (auto v : values) ok.values.push_back(fromWire(v, 0));
-      ok.output = outputFromWire(in);
-      return ok;
-    }
-    case wire::CallResult::PYTHON_ERROR: {
-      auto e = in.getPythonError();
-      return PythonError{toString(e.getType()), toString(e.getMessage()),
-                         toString(e.getTraceback()), outputFromWire(in)};
-    }
-    case wire::CallResult::REJECTED:
-      return Rejected{toString(in.getRejected())};
-  }
-  throw ConversionError("result: unknown outcome kind " + std::to_string(in.which()));
-}
-
-namespace {
 
 void outputToWire(const std::string& text, bool truncated, wire::Output::Builder out) {
   out.setText(capnp::Text::Reader(text.data(), text.size()));
@@ -143,18 +111,45 @@ void outputToWire(const std::string& text, bool truncated, wire::Output::Builder
 
 }  // namespace
 
-void to_wire(const Result& result, wire::Outcome::Builder out) {
-  if (const Output* o = result.output()) {
-    outputToWire(o->stdout_text, o->stdout_truncated, out.initStdout());
-    outputToWire(o->stderr_text, o->stderr_truncated, out.initStderr());
+void toWire(const Value& value, wire::Value::Builder out, const std::string& where) {
+  valueToWire(value, out, 0, where);
+}
+
+Value fromWire(wire::Value::Reader in) {
+  return valueFromWire(in, 0);
+}
+
+void toWire(const Vars& vars, capnp::List<wire::Variable>::Builder out) {
+  for (std::size_t i = 0; i < vars.size(); ++i) {
+    const auto& [name, value] = vars[i];
+    out[i].setName(capnp::Text::Reader(name.data(), name.size()));
+    valueToWire(value, out[i].initValue(), 0, "variable '" + name + "'");
   }
+}
+
+Vars fromWire(capnp::List<wire::Variable>::Reader in) {
+  Vars vars;
+  vars.reserve(in.size());
+  for (auto variable : in)
+    vars.emplace_back(toString(variable.getName()), valueFromWire(variable.getValue(), 0));
+  return vars;
+}
+
+void toWire(const Outcome& outcome, wire::Outcome::Builder out) {
   struct Visitor {
     wire::Outcome::Builder out;
+    void output(const Output& o) {
+      outputToWire(o.stdout_text, o.stdout_truncated, out.initStdout());
+      outputToWire(o.stderr_text, o.stderr_truncated, out.initStderr());
+    }
     void operator()(const Ok& ok) {
+      output(ok.output);
       auto values = out.initOk(ok.values.size());
-      for (size_t i = 0; i < ok.values.size(); ++i) to_wire(ok.values[i], values[i], "result");
+      for (size_t i = 0; i < ok.values.size(); ++i)
+        valueToWire(ok.values[i], values[i], 0, "result");
     }
     void operator()(const PythonError& e) {
+      output(e.output);
       auto g = out.initPythonError();
       g.setType(e.type);
       g.setMessage(e.message);
@@ -176,29 +171,24 @@ void to_wire(const Result& result, wire::Outcome::Builder out) {
     void operator()(const Cancelled& c) { out.setCancelled(c.reason); }
     void operator()(const Unavailable& u) { out.setUnavailable(u.reason); }
     void operator()(const Overloaded& o) { out.setOverloaded(o.reason); }
-    void operator()(const CppException& e) {
-      // Never produced by a pool; kept total for completeness.
-      out.setRejected(e.type + ": " + e.message);
-    }
+    void operator()(const CppException& e) { out.setRejected(e.type + ": " + e.message); }
   };
-  std::visit(Visitor{out}, result.outcome());
+  std::visit(Visitor{out}, outcome);
 }
 
-Result from_wire(wire::Outcome::Reader in) {
-  Output output{toString(in.getStdout().getText()), toString(in.getStderr().getText()),
-                in.getStdout().getTruncated(), in.getStderr().getTruncated()};
+Outcome fromWire(wire::Outcome::Reader in) {
   switch (in.which()) {
     case wire::Outcome::OK: {
       Ok ok;
       ok.values.reserve(in.getOk().size());
-      for (auto v : in.getOk()) ok.values.push_back(fromWire(v, 0));
-      ok.output = std::move(output);
+      for (auto v : in.getOk()) ok.values.push_back(valueFromWire(v, 0));
+      ok.output = outputFromWire(in);
       return ok;
     }
     case wire::Outcome::PYTHON_ERROR: {
       auto e = in.getPythonError();
       return PythonError{toString(e.getType()), toString(e.getMessage()),
-                         toString(e.getTraceback()), std::move(output)};
+                         toString(e.getTraceback()), outputFromWire(in)};
     }
     case wire::Outcome::TIMEOUT: {
       auto t = in.getTimeout();
@@ -221,10 +211,22 @@ Result from_wire(wire::Outcome::Reader in) {
       return Overloaded{toString(in.getOverloaded())};
   }
   throw ConversionError("outcome: unknown kind " + std::to_string(in.which()) +
-                        " (client and server built from different schemas?)");
+                        " (the two ends built from different schemas?)");
 }
 
-void to_wire(const PoolStats& s, wire::Stats::Builder out) {
+Outcome workerOutcomeFromWire(wire::Outcome::Reader in) {
+  switch (in.which()) {
+    case wire::Outcome::OK:
+    case wire::Outcome::PYTHON_ERROR:
+    case wire::Outcome::REJECTED:
+      return fromWire(in);
+    default:
+      throw ConversionError("result: a worker cannot decide an outcome of kind " +
+                            std::to_string(in.which()));
+  }
+}
+
+void toWire(const PoolStats& s, wire::PoolStats::Builder out) {
   out.setWorkersLive(s.workers_live);
   out.setWorkersStarting(s.workers_starting);
   out.setWorkersIdle(s.workers_idle);
@@ -250,7 +252,7 @@ void to_wire(const PoolStats& s, wire::Stats::Builder out) {
   out.setClients(s.clients);
 }
 
-PoolStats from_wire(wire::Stats::Reader in) {
+PoolStats fromWire(wire::PoolStats::Reader in) {
   PoolStats s;
   s.workers_live = in.getWorkersLive();
   s.workers_starting = in.getWorkersStarting();
@@ -278,7 +280,7 @@ PoolStats from_wire(wire::Stats::Reader in) {
   return s;
 }
 
-capnp::ReaderOptions reader_options() {
+capnp::ReaderOptions readerOptions() {
   capnp::ReaderOptions options;
   // Traversal counts every word read; allow reading a maximal message twice over.
   options.traversalLimitInWords = 2 * kMaxMessageBytes / sizeof(capnp::word);

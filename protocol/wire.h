@@ -1,0 +1,55 @@
+// The wire form of vial's types (protocol/vial.capnp), written once for both links (pool ⇄
+// worker, client ⇄ `vial serve`): values, variables, outcomes and pool stats, each converted
+// by one toWire/fromWire pair; and the reader options both ends of every connection use.
+// Stateless functions; safe from any thread.
+#pragma once
+
+#include <capnp/message.h>
+
+#include <stdexcept>
+
+#include "protocol/result.h"
+#include "protocol/stats.h"
+#include "protocol/value.h"
+#include "protocol/vial.capnp.h"
+
+namespace vial {
+
+/// A value or message that has no form on the other side: nested past kMaxValueDepth, or a kind
+/// this build does not know (a peer built from another schema). The message says what and
+/// where ("variable 'items': value is nested deeper than 200 levels").
+class ConversionError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// `where` starts the message of a ConversionError, e.g. "variable 'items'".
+void toWire(const Value& value, wire::Value::Builder out, const std::string& where);
+Value fromWire(wire::Value::Reader in);
+
+/// `out` must have room for every variable (initVariables(vars.size())). Each conversion error
+/// names its variable.
+void toWire(const Vars& vars, capnp::List<wire::Variable>::Builder out);
+Vars fromWire(capnp::List<wire::Variable>::Reader in);
+
+/// Any outcome. CppException has no wire form (only in-process C++ callables end in one, and no
+/// worker or server has one to send): should one reach here it goes as Rejected, with
+/// "type: message" as the reason, so that the receiving side still gets a failure that says what
+/// happened.
+void toWire(const Outcome& outcome, wire::Outcome::Builder out);
+inline void toWire(const Result& result, wire::Outcome::Builder out) {
+  toWire(result.outcome(), out);
+}
+Outcome fromWire(wire::Outcome::Reader in);
+
+/// A worker's answer to a call: fromWire, except that only the kinds a worker decides (Ok,
+/// PythonError, Rejected) are accepted; any other is a ConversionError.
+Outcome workerOutcomeFromWire(wire::Outcome::Reader in);
+
+void toWire(const PoolStats& stats, wire::PoolStats::Builder out);
+PoolStats fromWire(wire::PoolStats::Reader in);
+
+/// Reader limits for every vial connection: room for kMaxMessageBytes and deep values.
+capnp::ReaderOptions readerOptions();
+
+}  // namespace vial
