@@ -13,7 +13,7 @@ ProcessSpawner::ProcessSpawner(kj::AsyncIoContext& io, const PoolOptions& option
 
 kj::Own<WorkerHandle> ProcessSpawner::spawn() {
   try {
-    if (spawn_.path.empty()) spawn_.path = resolve_worker_path(workerPath_);
+    if (spawn_.path.empty()) spawn_.path = resolveWorkerPath(workerPath_);
     return kj::heap<WorkerProcess>(io_, spawn_);
   } catch (...) {
     spawn_.path.clear();

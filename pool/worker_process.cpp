@@ -43,7 +43,7 @@ namespace vial::pool {
 
 namespace bp = boost::process;
 
-std::string resolve_worker_path(const std::string& configured) {
+std::string resolveWorkerPath(const std::string& configured) {
   namespace fs = std::filesystem;
   auto executable = [](const std::string& p) { return access(p.c_str(), X_OK) == 0; };
   if (!configured.empty()) {
@@ -245,8 +245,8 @@ void WorkerProcess::adoptWorker(pid_t pid) {
   if (reaped_ || workerPid_ > 0) return;
   int pidfd = pidfdOpen(pid);
   // Checked after the pidfd pins the process, in /proc's own numbering (see process_info.h).
-  pid_t parent = pidfd >= 0 ? parent_of(proc_pid_of_pidfd(pidfd)) : -1;
-  if (pidfd >= 0 && (parent < 0 || parent != proc_pid_of_pidfd(guardPidfd_.get()))) {
+  pid_t parent = pidfd >= 0 ? parentOf(pidOfPidfd(pidfd)) : -1;
+  if (pidfd >= 0 && (parent < 0 || parent != pidOfPidfd(guardPidfd_.get()))) {
     close(pidfd);
     pidfd = -1;
   }

@@ -31,7 +31,7 @@ namespace vial::pool {
 
 /// The worker executable to start, resolved from `configured` (may be empty): see
 /// PoolOptions::worker_path. Throws std::runtime_error naming every place looked at.
-std::string resolve_worker_path(const std::string& configured);
+std::string resolveWorkerPath(const std::string& configured);
 
 /// How the process is started (see PoolOptions for the meaning of each).
 struct SpawnOptions {

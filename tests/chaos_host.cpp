@@ -136,16 +136,16 @@ std::vector<Kind> kinds() {
   };
 }
 
-// The host runs in a pid namespace of its own below /proc's: /proc knows it by proc_self_pid(),
+// The host runs in a pid namespace of its own below /proc's: /proc knows it by procSelfPid(),
 // not by getpid().
 
 // The host's open fds once the count has held still for 300 ms: a worker that has just been
 // replaced keeps its fds until its death has been settled.
 int openFds() {
-  int last = static_cast<int>(vial::testing::openFds(vial::proc_self_pid()));
+  int last = static_cast<int>(vial::testing::openFds(vial::procSelfPid()));
   for (int stable = 0, i = 0; stable < 30 && i < 500; ++i) {
     std::this_thread::sleep_for(10ms);
-    int now = static_cast<int>(vial::testing::openFds(vial::proc_self_pid()));
+    int now = static_cast<int>(vial::testing::openFds(vial::procSelfPid()));
     stable = now == last ? stable + 1 : 0;
     last = now;
   }
@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 200; ++i) pool.run_async("_return(1)").get();
     atRest();
     fdsBefore = openFds();
-    rssBefore = vial::testing::rssKib(vial::proc_self_pid());
+    rssBefore = vial::testing::rssKib(vial::procSelfPid());
 
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
         s.workers_live, s.workers_idle, full ? "true" : "false",
         static_cast<unsigned long long>(s.submitted), static_cast<unsigned long long>(s.resolved()),
         static_cast<unsigned long long>(s.spawns), fdsBefore, openFds(), rssBefore,
-        vial::testing::rssKib(vial::proc_self_pid()),
+        vial::testing::rssKib(vial::procSelfPid()),
         std::chrono::duration<double>(Clock::now() - started).count());
     for (std::size_t m = 1; m < mismatches.size() && m < 20; ++m)
       std::fprintf(stderr, "mismatch: %s\n", mismatches[m].c_str());

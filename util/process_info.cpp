@@ -17,7 +17,7 @@ namespace vial {
 namespace {
 
 // The start of a /proc file (at most `max` bytes), or "" when it cannot be read.
-std::string read_start(const char* path, std::size_t max = 1024) {
+std::string readStart(const char* path, std::size_t max = 1024) {
   std::string text;
   FILE* file = std::fopen(path, "re");
   if (!file) return text;
@@ -33,10 +33,10 @@ std::string read_start(const char* path, std::size_t max = 1024) {
 
 }  // namespace
 
-std::optional<ProcStat> proc_stat(pid_t pid) {
+std::optional<ProcStat> procStat(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  std::string stat = read_start(path);
+  std::string stat = readStart(path);
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
   std::size_t close = stat.rfind(')');
   ProcStat fields{};
@@ -48,11 +48,11 @@ std::optional<ProcStat> proc_stat(pid_t pid) {
   return fields;
 }
 
-std::vector<pid_t> children_of(pid_t pid) {
+std::vector<pid_t> childrenOf(pid_t pid) {
   char path[80];
   std::snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
   std::vector<pid_t> children;
-  std::string list = read_start(path, 1 << 20);
+  std::string list = readStart(path, 1 << 20);
   for (const char* at = list.c_str(); *at;) {
     char* end = nullptr;
     long child = std::strtol(at, &end, 10);
@@ -63,19 +63,19 @@ std::vector<pid_t> children_of(pid_t pid) {
   return children;
 }
 
-pid_t parent_of(pid_t pid) {
-  auto stat = proc_stat(pid);
+pid_t parentOf(pid_t pid) {
+  auto stat = procStat(pid);
   return stat ? stat->parent : -1;
 }
 
-std::vector<std::pair<pid_t, pid_t>> processes_below(pid_t root) {
+std::vector<std::pair<pid_t, pid_t>> processesBelow(pid_t root) {
   std::unordered_map<pid_t, std::vector<pid_t>> children;
   if (DIR* proc = opendir("/proc")) {
     while (dirent* entry = readdir(proc)) {
       char* end = nullptr;
       long pid = std::strtol(entry->d_name, &end, 10);
       if (*end || pid <= 0) continue;
-      pid_t parent = parent_of(static_cast<pid_t>(pid));
+      pid_t parent = parentOf(static_cast<pid_t>(pid));
       if (parent > 0) children[parent].push_back(static_cast<pid_t>(pid));
     }
     closedir(proc);
@@ -93,29 +93,29 @@ std::vector<std::pair<pid_t, pid_t>> processes_below(pid_t root) {
   return tree;
 }
 
-int open_if_child_of(pid_t pid, pid_t parent) {
+int openIfChildOf(pid_t pid, pid_t parent) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d", pid);
   int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   // Checked after the open: the fd holds on to the process it names from then on.
-  if (parent_of(pid) != parent) {
+  if (parentOf(pid) != parent) {
     close(fd);
     return -1;
   }
   return fd;
 }
 
-pid_t proc_self_pid() {
+pid_t procSelfPid() {
   char target[32] = {};
   ssize_t n = readlink("/proc/self", target, sizeof target - 1);
   return n > 0 ? static_cast<pid_t>(std::atoi(target)) : -1;
 }
 
-pid_t proc_pid_of_pidfd(int pidfd) {
+pid_t pidOfPidfd(int pidfd) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-  std::string fdinfo = read_start(path, 4096);
+  std::string fdinfo = readStart(path, 4096);
   std::size_t line = fdinfo.find("\nPid:");
   return line == std::string::npos ? -1 : static_cast<pid_t>(std::atoi(&fdinfo[line + 5]));
 }

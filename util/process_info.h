@@ -15,10 +15,10 @@
 namespace vial {
 
 /// This process's pid as /proc numbers it, or -1.
-pid_t proc_self_pid();
+pid_t procSelfPid();
 
 /// The pid /proc gives the process behind `pidfd`, or -1 once it has been reaped.
-pid_t proc_pid_of_pidfd(int pidfd);
+pid_t pidOfPidfd(int pidfd);
 
 /// What /proc/PID/stat says of a process.
 struct ProcStat {
@@ -27,22 +27,22 @@ struct ProcStat {
 };
 
 /// /proc/PID/stat's state and parent, or nothing when there is no such process.
-std::optional<ProcStat> proc_stat(pid_t pid);
+std::optional<ProcStat> procStat(pid_t pid);
 
 /// The parent of `pid` (from /proc/PID/stat), or -1 when there is no such process.
-pid_t parent_of(pid_t pid);
+pid_t parentOf(pid_t pid);
 
 /// The children of `pid`'s main thread (/proc/PID/task/PID/children): all its children when it
 /// is single-threaded; a child forked by another of its threads is listed under that thread.
-std::vector<pid_t> children_of(pid_t pid);
+std::vector<pid_t> childrenOf(pid_t pid);
 
 /// Every process below `root` in the process tree as (pid, parent), parents before children.
 /// A snapshot: processes may come and go while it is taken.
-std::vector<std::pair<pid_t, pid_t>> processes_below(pid_t root);
+std::vector<std::pair<pid_t, pid_t>> processesBelow(pid_t root);
 
 /// An fd of /proc/PID, which pins that very process (pidfd_send_signal() accepts it), if PID
 /// is still a child of `parent`; else -1. Signalling through it never hits a process that took
 /// over a freed pid.
-int open_if_child_of(pid_t pid, pid_t parent);
+int openIfChildOf(pid_t pid, pid_t parent);
 
 }  // namespace vial

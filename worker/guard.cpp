@@ -26,7 +26,7 @@ namespace {
 // killed process had started is reparented to the guard (the subreaper), so rounds of "kill the
 // tree, reap" end with an empty tree unless a fork bomb outruns them for kGuardClearBound.
 void clearTree(pid_t worker) {
-  const pid_t self = proc_self_pid();  // the tree is read from /proc, in its numbering
+  const pid_t self = procSelfPid();  // the tree is read from /proc, in its numbering
   const auto deadline = std::chrono::steady_clock::now() + kGuardClearBound;
   sigset_t childExit;
   sigemptyset(&childExit);
@@ -36,7 +36,7 @@ void clearTree(pid_t worker) {
     while ((got = waitpid(-1, nullptr, WNOHANG)) > 0) {
     }
     if (got < 0 && errno == ECHILD) return;  // the usual case: the worker left nothing behind
-    auto tree = processes_below(self);
+    auto tree = processesBelow(self);
     if (std::chrono::steady_clock::now() > deadline) {
       std::fprintf(stderr,
                    "vial-guard %d: %zu processes started by worker %d were still multiplying "
@@ -46,7 +46,7 @@ void clearTree(pid_t worker) {
     }
     std::size_t refused = 0;
     for (auto [pid, parent] : tree) {
-      int process = open_if_child_of(pid, parent);
+      int process = openIfChildOf(pid, parent);
       if (process < 0) continue;  // gone already, or moved
       if (syscall(SYS_pidfd_send_signal, process, SIGKILL, nullptr, 0) != 0 && errno == EPERM)
         ++refused;

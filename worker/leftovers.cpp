@@ -8,16 +8,16 @@
 namespace vial::worker {
 
 LeftoverProcesses::LeftoverProcesses()
-    : self_(proc_self_pid()), guard_(self_ > 0 ? parent_of(self_) : -1) {}
+    : self_(procSelfPid()), guard_(self_ > 0 ? parentOf(self_) : -1) {}
 
 std::string LeftoverProcesses::describe() const {
   std::string left;
   // A child of the worker's own, still running (a zombie has ended: it does not count).
   siginfo_t info{};
   if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 || errno != ECHILD) {
-    for (auto [pid, parent] : processes_below(self_)) {
+    for (auto [pid, parent] : processesBelow(self_)) {
       if (parent != self_) continue;
-      auto stat = proc_stat(pid);
+      auto stat = procStat(pid);
       if (stat && stat->state != 'Z') {
         left = "a child process";
         break;
@@ -27,7 +27,7 @@ std::string LeftoverProcesses::describe() const {
   // An orphan of the worker's children (a double fork) is reparented to the guard.
   // The guard is single-threaded, so its main thread's children are all of them.
   if (guard_ > 0) {
-    for (pid_t pid : children_of(guard_))
+    for (pid_t pid : childrenOf(guard_))
       if (pid != self_) return left.empty() ? "a detached process" : left + " and a detached one";
   }
   return left;

@@ -58,7 +58,7 @@ struct LiveProcess {
 /// What /proc says of `pid` (its state and parent through util/process_info.h, its name from
 /// /proc/PID/comm), or nothing when there is no such process.
 inline std::optional<LiveProcess> describeProcess(pid_t pid) {
-  auto stat = proc_stat(pid);
+  auto stat = procStat(pid);
   if (!stat) return std::nullopt;
   LiveProcess p;
   p.pid = pid;
@@ -220,7 +220,7 @@ class Net {
       // fork in the test's pid numbering, so /proc is polled).
       eventually(
           [&] {
-            auto below = processes_below(init_);
+            auto below = processesBelow(init_);
             if (!below.empty()) program->pid_ = below.front().first;
             return program->pid_ > 0;
           },
@@ -241,7 +241,7 @@ class Net {
   std::vector<LiveProcess> processes() const {
     std::vector<LiveProcess> live;
     if (init_ <= 0) return live;
-    for (auto [pid, parent] : processes_below(init_)) {
+    for (auto [pid, parent] : processesBelow(init_)) {
       auto p = describeProcess(pid);
       if (p && p->state != 'Z' && p->state != 'X') live.push_back(*p);
     }
@@ -252,7 +252,7 @@ class Net {
   /// live process of the net has that pid. Code in the net reports its own pids (os.getpid()).
   pid_t hostPid(pid_t nsPid) const {
     if (init_ <= 0 || nsPid <= 0) return 0;
-    for (auto [pid, parent] : processes_below(init_)) {
+    for (auto [pid, parent] : processesBelow(init_)) {
       std::ifstream status("/proc/" + std::to_string(pid) + "/status");
       for (std::string line; std::getline(status, line);) {
         if (line.rfind("NSpid:", 0) != 0) continue;

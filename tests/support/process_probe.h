@@ -25,7 +25,7 @@ namespace vial::testing {
 /// True when `pid` no longer runs: absent from /proc, or a zombie (PID 1 here may reap
 /// orphans late, so a zombie counts as dead).
 inline bool processGone(pid_t pid) {
-  auto stat = proc_stat(pid);
+  auto stat = procStat(pid);
   return !stat || stat->state == 'Z' || stat->state == 'X';
 }
 
@@ -69,7 +69,7 @@ inline bool waitGone(pid_t pid, std::chrono::milliseconds bound = std::chrono::s
 /// The live (not zombie) children of `parent`, whichever of its threads forked them.
 inline std::set<pid_t> liveChildrenOf(pid_t parent) {
   std::set<pid_t> children;
-  for (auto [pid, itsParent] : processes_below(parent))
+  for (auto [pid, itsParent] : processesBelow(parent))
     if (itsParent == parent && !processGone(pid)) children.insert(pid);
   return children;
 }
