@@ -243,20 +243,17 @@ WorkerProcess::~WorkerProcess() noexcept(false) {
 
 void WorkerProcess::adoptWorker(pid_t pid) {
   if (reaped_ || workerPid_ > 0) return;
-  int pidfd = pidfdOpen(pid);
+  kj::AutoCloseFd pidfd(pidfdOpen(pid));
   // Checked after the pidfd pins the process, in /proc's own numbering (see process_info.h).
-  pid_t parent = pidfd >= 0 ? parentOf(pidOfPidfd(pidfd)) : -1;
-  if (pidfd >= 0 && (parent < 0 || parent != pidOfPidfd(guardPidfd_.get()))) {
-    close(pidfd);
-    pidfd = -1;
-  }
-  if (pidfd < 0) {
+  pid_t parent = pidfd != nullptr ? parentOf(pidOfPidfd(pidfd)) : -1;
+  if (pidfd != nullptr && (parent < 0 || parent != pidOfPidfd(guardPidfd_.get()))) pidfd = nullptr;
+  if (pidfd == nullptr) {
     log().warn("worker {} said it is pid {}, which is not its child; killing it by its guard only",
                guardPid_, pid);
     return;
   }
   workerPid_ = pid;
-  workerPidfd_ = kj::AutoCloseFd(pidfd);
+  workerPidfd_ = kj::mv(pidfd);
 }
 
 kj::Promise<ExitStatus> WorkerProcess::onExit() {

@@ -93,16 +93,12 @@ std::vector<std::pair<pid_t, pid_t>> processesBelow(pid_t root) {
   return tree;
 }
 
-int openIfChildOf(pid_t pid, pid_t parent) {
+util::UniqueFd openIfChildOf(pid_t pid, pid_t parent) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d", pid);
-  int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  util::UniqueFd fd(open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC));
   // Checked after the open: the fd holds on to the process it names from then on.
-  if (parentOf(pid) != parent) {
-    close(fd);
-    return -1;
-  }
+  if (!fd || parentOf(pid) != parent) return {};
   return fd;
 }
 

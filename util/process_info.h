@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/unique_fd.h"
+
 namespace vial {
 
 /// This process's pid as /proc numbers it, or -1.
@@ -41,8 +43,8 @@ std::vector<pid_t> childrenOf(pid_t pid);
 std::vector<std::pair<pid_t, pid_t>> processesBelow(pid_t root);
 
 /// An fd of /proc/PID, which pins that very process (pidfd_send_signal() accepts it), if PID
-/// is still a child of `parent`; else -1. Signalling through it never hits a process that took
-/// over a freed pid.
-int openIfChildOf(pid_t pid, pid_t parent);
+/// is still a child of `parent`; else none. Signalling through it never hits a process that
+/// took over a freed pid.
+util::UniqueFd openIfChildOf(pid_t pid, pid_t parent);
 
 }  // namespace vial

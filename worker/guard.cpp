@@ -46,11 +46,10 @@ void clearTree(pid_t worker) {
     }
     std::size_t refused = 0;
     for (auto [pid, parent] : tree) {
-      int process = openIfChildOf(pid, parent);
-      if (process < 0) continue;  // gone already, or moved
-      if (syscall(SYS_pidfd_send_signal, process, SIGKILL, nullptr, 0) != 0 && errno == EPERM)
+      util::UniqueFd process = openIfChildOf(pid, parent);
+      if (!process) continue;  // gone already, or moved
+      if (syscall(SYS_pidfd_send_signal, process.get(), SIGKILL, nullptr, 0) != 0 && errno == EPERM)
         ++refused;
-      close(process);
     }
     if (refused > 0 && refused == tree.size()) {
       // All that is left runs as another user (a set-user-ID program, where the host does not
