@@ -4,6 +4,9 @@
 #include <sstream>
 #include <string>
 
+#include "protocol/limits.h"
+#include "util/describe.h"
+
 namespace vial::cli {
 
 namespace {
@@ -21,10 +24,11 @@ void printCapturedOutput(const Output& output) {
   }
   std::fflush(stdout);
   std::fwrite(output.stderr_text.data(), 1, output.stderr_text.size(), stderr);
+  const std::string limit = formatWholeMebibytes(kMaxCapturedOutputBytes);
   if (output.stdout_truncated)
-    std::fputs("vial: the code's stdout was truncated at 1 MiB\n", stderr);
+    std::fprintf(stderr, "vial: the code's stdout was truncated at %s\n", limit.c_str());
   if (output.stderr_truncated)
-    std::fputs("vial: the code's stderr was truncated at 1 MiB\n", stderr);
+    std::fprintf(stderr, "vial: the code's stderr was truncated at %s\n", limit.c_str());
 }
 
 }  // namespace
