@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "pool/log.h"
+
 namespace vial::client {
 
 void Inbox::post(Task task) {
@@ -115,13 +117,29 @@ void LoopThreadBase::run(const Make& make, const std::shared_ptr<std::promise<vo
   service = nullptr;  // on this thread, while its event loop still exists
 }
 
+// A task that throws (it should not: each resolves its own failures) is abandoned, so whoever
+// waits for it hears, and the loop and the rest of the batch carry on.
+void LoopThreadBase::runOrAbandon(Inbox::Task& task) {
+  std::string failure;
+  try {
+    task.run();
+    return;
+  } catch (const kj::Exception& e) {
+    failure = e.getDescription().cStr();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  log().error("a task on the loop thread failed: {}", failure);
+  if (task.abandon) task.abandon();
+}
+
 void LoopThreadBase::serve(kj::AsyncIoContext& io, LoopService& service) {
   kj::UnixEventPort::FdObserver observer(io.unixEventPort, inbox_->fd(),
                                          kj::UnixEventPort::FdObserver::OBSERVE_READ);
   auto ended = service.whenEnded().fork();
   for (;;) {
     auto batch = inbox_->take();
-    for (auto& task : batch.tasks) task.run();
+    for (auto& task : batch.tasks) runOrAbandon(task);
     if (batch.stop) {
       if (batch.finish) batch.finish().wait(io.waitScope);
       return;

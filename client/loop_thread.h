@@ -105,6 +105,7 @@ class LoopThreadBase {
 
  private:
   void run(const Make& make, const std::shared_ptr<std::promise<void>>& started);
+  void runOrAbandon(Inbox::Task& task);
   void serve(kj::AsyncIoContext& io, LoopService& service);
 
   util::MutexGuarded<std::thread> thread_;

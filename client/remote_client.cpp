@@ -80,15 +80,14 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
   void send(std::uint64_t id, const std::string& source, const Vars& vars,
             const CallOptions& callOptions, Promise promise) {
     auto request = pool_.runRequest();
-    request.setSource(capnp::Text::Reader(source.data(), source.size()));
-    auto variables = request.initVariables(vars.size());
     try {
-      for (std::size_t i = 0; i < vars.size(); ++i) {
-        variables[i].setName(capnp::Text::Reader(vars[i].first.data(), vars[i].first.size()));
-        toWire(vars[i].second, variables[i].initValue(), "variable '" + vars[i].first + "'");
-      }
+      request.setSource(capnp::Text::Reader(source.data(), source.size()));
+      toWire(vars, request.initVariables(vars.size()));
     } catch (const ConversionError& e) {
       promise.resolve(Rejected{e.what()});
+      return;
+    } catch (const kj::Exception& e) {
+      promise.resolve(Rejected{tooLargeToEncode(e)});
       return;
     }
     auto o = request.initOptions();
@@ -122,23 +121,43 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
     promise.resolve(Cancelled{"cancelled by the caller"});
   }
 
+  // `answer` wrapped so that it runs once: with the answer, or with nothing when the request
+  // fails or is dropped unanswered (the connection closing): whoever waits for it never hangs.
+  template <typename T>
+  static std::shared_ptr<std::function<void(std::optional<T>)>> answerOnce(
+      std::function<void(std::optional<T>)> answer) {
+    return std::make_shared<std::function<void(std::optional<T>)>>(
+        [answer = std::move(answer), answered = false](std::optional<T> value) mutable {
+          if (std::exchange(answered, true)) return;
+          answer(std::move(value));
+        });
+  }
+
   // `answer(stats)`, or `answer(nullopt)` when the server does not answer.
   void askStats(std::function<void(std::optional<PoolStats>)> answer) {
-    requests_->add(pool_.statsRequest().send().then(
-        [answer](capnp::Response<wire::PoolService::StatsResults>&& r) {
-          answer(fromWire(r.getStats()));
-        },
-        [answer](kj::Exception&&) { answer(std::nullopt); }));
+    auto once = answerOnce(std::move(answer));
+    requests_->add(pool_.statsRequest()
+                       .send()
+                       .then(
+                           [once](capnp::Response<wire::PoolService::StatsResults>&& r) {
+                             (*once)(fromWire(r.getStats()));
+                           },
+                           [once](kj::Exception&&) { (*once)(std::nullopt); })
+                       .attach(kj::defer([once] { (*once)(std::nullopt); })));
   }
 
   // `answer("vial 0.1.0, server pid 1234")`, or `answer(nullopt)` when the server does not answer.
   void askPing(std::function<void(std::optional<std::string>)> answer) {
-    requests_->add(pool_.pingRequest().send().then(
-        [answer](capnp::Response<wire::PoolService::PingResults>&& r) {
-          answer("vial " + std::string(r.getVersion()) + ", server pid " +
-                 std::to_string(r.getServerPid()));
-        },
-        [answer](kj::Exception&&) { answer(std::nullopt); }));
+    auto once = answerOnce(std::move(answer));
+    requests_->add(pool_.pingRequest()
+                       .send()
+                       .then(
+                           [once](capnp::Response<wire::PoolService::PingResults>&& r) {
+                             (*once)("vial " + std::string(r.getVersion()) + ", server pid " +
+                                     std::to_string(r.getServerPid()));
+                           },
+                           [once](kj::Exception&&) { (*once)(std::nullopt); })
+                       .attach(kj::defer([once] { (*once)(std::nullopt); })));
   }
 
  private:

@@ -38,12 +38,14 @@ std::optional<std::string> invalidCall(const Call& call, const PoolOptions& pool
 std::optional<Rejected> encodeRun(
     const Call& call, double softTimeout,
     capnp::Request<wire::Worker::RunParams, wire::Worker::RunResults>& request) {
-  request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
-  request.setSoftTimeout(unlimited(softTimeout) ? 0 : softTimeout);
   try {
+    request.setSource(capnp::Text::Reader(call.source.data(), call.source.size()));
+    request.setSoftTimeout(unlimited(softTimeout) ? 0 : softTimeout);
     toWire(call.vars, request.initVariables(call.vars.size()));
   } catch (const ConversionError& e) {
     return Rejected{e.what()};
+  } catch (const kj::Exception& e) {
+    return Rejected{tooLargeToEncode(e)};
   }
   std::size_t bytes = request.totalSize().wordCount * sizeof(capnp::word);
   if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes)

@@ -24,6 +24,14 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{256} << 20;
 /// the limit.
 constexpr std::size_t kMessageEnvelopeBytes = std::size_t{4} << 10;
 
+/// Room a worker keeps below kMaxMessageBytes for its answer besides the outcome: the envelope
+/// above, plus the text naming what the call left running (processes and threads, listed) and
+/// the results struct. An outcome larger than kMaxMessageBytes minus this is answered as
+/// vial.ResultTooLarge instead, so the pool's reader never refuses an answer (which would fail
+/// the worker's connection, not just the call). 64 KiB is ample for both and is where vial has
+/// always drawn that line.
+constexpr std::size_t kAnswerEnvelopeBytes = std::size_t{64} << 10;
+
 /// Bytes of captured stdout (and, separately, stderr) kept per call; the rest is dropped and
 /// the output marked truncated. Bounded so that output always fits in a message beside the
 /// values, and so that a loop printing forever cannot exhaust the worker's memory.

@@ -1,6 +1,7 @@
 #include "protocol/wire.h"
 
 #include "protocol/limits.h"
+#include "util/describe.h"
 
 namespace vial {
 
@@ -278,6 +279,11 @@ PoolStats fromWire(wire::PoolStats::Reader in) {
   s.latency_p99_ms = in.getLatencyP99Ms();
   s.clients = in.getClients();
   return s;
+}
+
+std::string tooLargeToEncode(const kj::Exception& e) {
+  return "the call's source and variables do not fit in one message (the limit is " +
+         formatWholeMebibytes(kMaxMessageBytes) + "): " + e.getDescription().cStr();
 }
 
 capnp::ReaderOptions readerOptions() {

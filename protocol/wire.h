@@ -5,6 +5,7 @@
 #pragma once
 
 #include <capnp/message.h>
+#include <kj/exception.h>
 
 #include <stdexcept>
 
@@ -48,6 +49,11 @@ Outcome workerOutcomeFromWire(wire::Outcome::Reader in);
 
 void toWire(const PoolStats& stats, wire::PoolStats::Builder out);
 PoolStats fromWire(wire::PoolStats::Reader in);
+
+/// Why a call could not be encoded at all: Cap'n Proto refuses a blob (text, bytes) over 2^29
+/// bytes, or a list over 2^29 elements, while the request is built, before any size check can
+/// run. The message says so and names the limit callers can act on.
+std::string tooLargeToEncode(const kj::Exception& e);
 
 /// Reader limits for every vial connection: room for kMaxMessageBytes and deep values.
 capnp::ReaderOptions readerOptions();

@@ -1,6 +1,7 @@
 // Tests of `vial serve` as its clients and its operator see it: each test starts the real
 // server as a child process (its own process group, its stdout and stderr captured to a log
 // file that failure messages quote) and talks to it with vial::Client and the `vial` CLI.
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -482,6 +484,52 @@ TEST_F(VialServe, SigtermDeliversTheWholeLargeAnswerOfARunningCall) {
   auto status = server.waitForExit(10s);
   ASSERT_TRUE(status) << server.describe();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.describe();
+}
+
+// A stats request in flight when the client is shut down from another thread: stats() returns
+// or throws, it does not wait for ever (the request's answer is given, empty, when the
+// connection drops it). The server is stopped (SIGSTOP) so that it cannot answer. The pause
+// before shutdown() only makes it likely that stats() has posted its request by then: if it has
+// not, its request is refused at once, which passes too; no outcome depends on it.
+TEST_F(VialServe, AStatsRequestInFlightDuringShutdownReturnsInsteadOfHanging) {
+  auto& server = startUnix({}, 1);
+  auto client = connectUnix();
+  ASSERT_NO_THROW(client->stats());
+  server.signal(SIGSTOP);
+  auto returned = std::make_shared<std::promise<void>>();
+  auto done = returned->get_future();
+  vial::Client* raw = client.get();
+  std::thread asking([raw, returned] {
+    try {
+      raw->stats();
+    } catch (const std::exception&) {
+    }
+    returned->set_value();
+  });
+  std::this_thread::sleep_for(300ms);
+  client->shutdown();
+  bool answered = done.wait_for(10s) == std::future_status::ready;
+  server.signal(SIGCONT);
+  if (!answered) {
+    asking.detach();   // it still uses the client: leak both rather than free what it uses
+    client.release();  // NOLINT(bugprone-unused-return-value)
+    FAIL() << "stats() never returned after shutdown()";
+  }
+  asking.join();
+}
+
+// Cap'n Proto refuses a blob over 2^29 bytes while the client builds the request: the call still
+// resolves Rejected, and the client's connection serves on.
+TEST_F(VialServe, AVariableOverCapnProtosBlobLimitIsRejectedByTheClient) {
+  startUnix({}, 1);
+  auto client = connectUnix();
+  vial::Future f =
+      client->run_async("pass", {{"huge", std::string((std::size_t{1} << 29) + 16, 'x')}});
+  ASSERT_TRUE(f.wait_for(60s)) << "the call never resolved";
+  const auto* rejected = f.get().get_if<vial::Rejected>();
+  ASSERT_NE(rejected, nullptr) << f.get().describe().substr(0, 200);
+  vial::Result after = client->run_async("_return(1)").get();
+  EXPECT_TRUE(after.ok()) << after.describe();
 }
 
 TEST_F(VialServe, ServerSigkillLeavesNoWorkers) {

@@ -100,7 +100,7 @@ void WorkerService::execute(RunContext& context) {
   if (!left.empty()) retired_ = true;  // the pool replaces this worker: no further call runs here
   size_t bytes = outcome.totalSize().wordCount * sizeof(capnp::word);
   capnp::MallocMessageBuilder small;  // the outcome sent instead of one over the limit
-  if (bytes + kMessageEnvelopeBytes > kMaxMessageBytes) {
+  if (bytes + kAnswerEnvelopeBytes > kMaxMessageBytes) {
     auto tooLarge = small.initRoot<wire::Outcome>();
     tooLarge.setStdout(outcome.getStdout());  // output is bounded, so it always fits
     tooLarge.setStderr(outcome.getStderr());
