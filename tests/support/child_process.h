@@ -21,8 +21,8 @@
 #include <ostream>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
