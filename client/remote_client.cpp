@@ -90,10 +90,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
       promise.resolve(Rejected{tooLargeToEncode(e)});
       return;
     }
-    auto o = request.initOptions();
-    if (callOptions.proc_timeout) o.setProcTimeout(*callOptions.proc_timeout);
-    if (callOptions.soft_timeout) o.setSoftTimeout(*callOptions.soft_timeout);
-    if (callOptions.queue_timeout) o.setQueueTimeout(*callOptions.queue_timeout);
+    toWire(callOptions, request.initOptions());
     auto call = request.send()
                     .then(
                         [promise](capnp::Response<wire::PoolService::RunResults>&& response) {

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/call_options.h"
+
 namespace vial {
 
 /// Runs a task somewhere: the way a host takes vial's callbacks onto its own thread
@@ -89,14 +91,5 @@ std::optional<std::string> invalid_pool_options(const PoolOptions& options);
 /// Why a soft limit of `soft` seconds cannot go with a hard one of `hard` (it must be below it,
 /// or unlimited), or nullopt when it can. For the pool's options and for each call's.
 std::optional<std::string> invalid_soft_timeout(double soft, double hard);
-
-struct CallOptions {
-  /// This call's hard limit in seconds (kNoTimeout for none); unset = the pool's proc_timeout.
-  std::optional<double> proc_timeout;
-  /// This call's soft limit (see PoolOptions::soft_timeout); unset = the pool's.
-  std::optional<double> soft_timeout;
-  /// Longest wait in the queue (seconds): past it the call resolves Timeout without running.
-  std::optional<double> queue_timeout;
-};
 
 }  // namespace vial

@@ -281,6 +281,20 @@ PoolStats fromWire(wire::PoolStats::Reader in) {
   return s;
 }
 
+void toWire(const CallOptions& options, wire::CallOptions::Builder out) {
+  if (options.proc_timeout) out.setProcTimeout(*options.proc_timeout);
+  if (options.soft_timeout) out.setSoftTimeout(*options.soft_timeout);
+  if (options.queue_timeout) out.setQueueTimeout(*options.queue_timeout);
+}
+
+CallOptions fromWire(wire::CallOptions::Reader in) {
+  CallOptions options;
+  if (in.getProcTimeout() != 0) options.proc_timeout = in.getProcTimeout();
+  if (in.getSoftTimeout() != 0) options.soft_timeout = in.getSoftTimeout();
+  if (in.getQueueTimeout() != 0) options.queue_timeout = in.getQueueTimeout();
+  return options;
+}
+
 std::string tooLargeToEncode(const kj::Exception& e) {
   return "the call's source and variables do not fit in one message (the limit is " +
          formatWholeMebibytes(kMaxMessageBytes) + "): " + e.getDescription().cStr();

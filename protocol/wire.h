@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 
+#include "protocol/call_options.h"
 #include "protocol/result.h"
 #include "protocol/stats.h"
 #include "protocol/value.h"
@@ -46,6 +47,10 @@ Outcome fromWire(wire::Outcome::Reader in);
 /// A worker's answer to a call: fromWire, except that only the kinds a worker decides (Ok,
 /// PythonError, Rejected) are accepted; any other is a ConversionError.
 Outcome workerOutcomeFromWire(wire::Outcome::Reader in);
+
+/// A call's limits between a client and `vial serve`: an unset limit travels as 0.
+void toWire(const CallOptions& options, wire::CallOptions::Builder out);
+CallOptions fromWire(wire::CallOptions::Reader in);
 
 void toWire(const PoolStats& stats, wire::PoolStats::Builder out);
 PoolStats fromWire(wire::PoolStats::Reader in);

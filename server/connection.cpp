@@ -28,10 +28,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     } catch (const std::exception& e) {
       return reply(context, Rejected{e.what()});
     }
-    auto options = params.getOptions();
-    if (options.getProcTimeout() != 0) call.options.proc_timeout = options.getProcTimeout();
-    if (options.getSoftTimeout() != 0) call.options.soft_timeout = options.getSoftTimeout();
-    if (options.getQueueTimeout() != 0) call.options.queue_timeout = options.getQueueTimeout();
+    call.options = fromWire(params.getOptions());
     context.releaseParams();
 
     // The pool resolves the call through a copyable std::function, possibly after the client

@@ -259,6 +259,24 @@ TEST(WireValue, VariablesCrossTheWireAndErrorsNameTheVariable) {
   }
 }
 
+// A call's limits between a client and `vial serve`: unset stays unset (the server's default
+// applies), a value and "no limit" arrive as they were given.
+TEST(WireValue, CallOptionsCrossTheWireWithUnsetKeptUnset) {
+  CallOptions given;
+  given.proc_timeout = 2.5;
+  given.queue_timeout = std::numeric_limits<double>::infinity();  // kNoTimeout
+  capnp::MallocMessageBuilder message;
+  auto wire = message.initRoot<wire::CallOptions>();
+  toWire(given, wire);
+  CallOptions back = fromWire(wire.asReader());
+  EXPECT_EQ(back.proc_timeout, std::optional<double>(2.5));
+  EXPECT_EQ(back.soft_timeout, std::nullopt);
+  EXPECT_EQ(back.queue_timeout, given.queue_timeout);
+  capnp::MallocMessageBuilder empty;
+  CallOptions none = fromWire(empty.initRoot<wire::CallOptions>().asReader());
+  EXPECT_FALSE(none.proc_timeout || none.soft_timeout || none.queue_timeout);
+}
+
 TEST(Duration, RefusesNanNegativeAndZeroNamingTheLimit) {
   EXPECT_EQ(invalidSeconds("t", 0.5), std::nullopt);
   EXPECT_EQ(invalidSeconds("t", 1e300), std::nullopt);
