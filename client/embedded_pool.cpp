@@ -1,8 +1,7 @@
 // vial::Pool: the embedded pool. A LoopThread whose service is the WorkerPool: run_async and
 // cancel() post to it from any thread; the callbacks the WorkerPool fires run on its thread.
 #include <kj/async-io.h>
-#include <algorithm>
-#include <thread>
+#include <stdexcept>
 
 #include "client/loop_thread.h"
 #include "client/vial.h"
@@ -29,9 +28,9 @@ class WorkerPoolService final : public client::LoopService {
   pool::WorkerPool workers;
 };
 
-PoolOptions resolved(PoolOptions options) {
+// `options`, or std::invalid_argument in the caller's thread, before the loop thread starts.
+PoolOptions checked(PoolOptions options) {
   if (auto invalid = invalid_pool_options(options)) throw std::invalid_argument(*invalid);
-  if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
   return options;
 }
 
@@ -39,8 +38,8 @@ PoolOptions resolved(PoolOptions options) {
 
 struct Pool::Impl {
   explicit Impl(PoolOptions o)
-      : options(resolved(std::move(o))),
-        minWorkers(pool::LifecyclePolicy(options).minWorkers()),
+      : options(checked(std::move(o))),
+        policy(options),
         loop([options = options, stats = &stats](kj::AsyncIoContext& io) {
           return kj::heap<WorkerPoolService>(io, options, *stats);
         }) {}
@@ -54,7 +53,7 @@ struct Pool::Impl {
   }
 
   const PoolOptions options;
-  const std::size_t minWorkers;
+  const pool::LifecyclePolicy policy;  // its sizes: workers == 0 means one per CPU
   // Written by the loop thread, read by stats() and wait_ready() from any thread.
   pool::PoolStatsRecorder stats;
   client::LoopThread<WorkerPoolService> loop;
@@ -93,7 +92,7 @@ void Pool::shutdown(std::optional<double> grace) {
 }
 
 bool Pool::wait_ready(std::chrono::milliseconds timeout) const {
-  std::size_t ready = impl_->minWorkers;
+  std::size_t ready = impl_->policy.minWorkers();
   return impl_->stats.waitUntil(
       [ready](const PoolStats& s) { return s.workers_idle + s.workers_busy >= ready; }, timeout);
 }
@@ -103,7 +102,7 @@ PoolStats Pool::stats() const {
 }
 
 std::size_t Pool::size() const {
-  return impl_->options.workers;
+  return impl_->policy.maxWorkers();
 }
 
 }  // namespace vial
