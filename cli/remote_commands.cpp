@@ -1,5 +1,6 @@
 // `vial stats` and `vial ping`: one question to a running `vial serve`, its answer printed.
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "cli/arguments.h"
@@ -41,41 +42,38 @@ ConnectArguments parseConnectArguments(int argc, char** argv, bool allowJson) {
   return args;
 }
 
-}  // namespace
-
-int statsCommand(int argc, char** argv) {
-  ConnectArguments args = parseConnectArguments(argc, argv, true);
+// One question to a running server: the help, or the answer `ask` prints; a server that
+// cannot be reached or does not answer exits kExitUnavailable, saying why.
+int askServer(const char* command, const char* help, const ConnectArguments& args,
+              const std::function<void(Client&)>& ask) {
   if (args.help) {
-    std::fputs(kStatsHelp, stdout);
+    std::fputs(help, stdout);
     return kExitOk;
   }
   set_log_level("warn");
   try {
     auto client = Client::connect(args.address, args.token);
-    PoolStats stats = client->stats();
-    std::fputs(args.json ? (stats.to_json() + "\n").c_str() : stats.to_table().c_str(), stdout);
+    ask(*client);
     return kExitOk;
   } catch (const ConnectError& e) {
-    std::fprintf(stderr, "vial stats: %s\n", e.what());
+    std::fprintf(stderr, "vial %s: %s\n", command, e.what());
     return kExitUnavailable;
   }
 }
 
+}  // namespace
+
+int statsCommand(int argc, char** argv) {
+  ConnectArguments args = parseConnectArguments(argc, argv, true);
+  return askServer("stats", kStatsHelp, args, [&](Client& client) {
+    PoolStats stats = client.stats();
+    std::fputs(args.json ? (stats.to_json() + "\n").c_str() : stats.to_table().c_str(), stdout);
+  });
+}
+
 int pingCommand(int argc, char** argv) {
-  ConnectArguments args = parseConnectArguments(argc, argv, false);
-  if (args.help) {
-    std::fputs(kPingHelp, stdout);
-    return kExitOk;
-  }
-  set_log_level("warn");
-  try {
-    auto client = Client::connect(args.address, args.token);
-    std::printf("%s\n", client->ping().c_str());
-    return kExitOk;
-  } catch (const ConnectError& e) {
-    std::fprintf(stderr, "vial ping: %s\n", e.what());
-    return kExitUnavailable;
-  }
+  return askServer("ping", kPingHelp, parseConnectArguments(argc, argv, false),
+                   [](Client& client) { std::printf("%s\n", client.ping().c_str()); });
 }
 
 }  // namespace vial::cli
