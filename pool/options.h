@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "protocol/call_options.h"
+#include "protocol/sandbox_options.h"
 
 namespace vial {
 
@@ -74,6 +75,11 @@ struct PoolOptions {
   /// Calls sent ahead to one worker (they still run one at a time). 1 = a call goes only to an
   /// idle worker; more raises throughput of tiny calls but queues calls behind a slow one.
   std::size_t calls_in_flight_per_worker = 1;
+
+  // ---- untrusted code ----
+  /// The sandbox profile (off by default): see SandboxOptions and README, "Running untrusted
+  /// code". A sandboxed pool whose proc_timeout is unset uses kSandboxDefaultProcTimeout.
+  SandboxOptions sandbox;
 
   // ---- lifetime ----
   /// On shutdown, how long running calls may go on before their workers are killed (seconds).

@@ -1,0 +1,39 @@
+// vial::SandboxOptions: the sandbox profile for code you do not trust (PoolOptions::sandbox).
+// Plain C++17, part of the public API (reached through pool/options.h). README, "Running
+// untrusted code", says what each knob holds back and how; worker/sandbox.h is where it is built.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vial {
+
+struct SandboxOptions {
+  /// Off by default. When on, every call runs in a fresh process forked from a template worker
+  /// (CPython started, preload_modules imported, setup_source run), in namespaces of its own,
+  /// under landlock and a seccomp filter, with the limits below. If the kernel lacks something
+  /// the profile needs, the pool fails to start naming it: it never runs unsandboxed.
+  bool enabled = false;
+  /// Bytes of memory (data: heap, thread stacks, anonymous maps) each process of a call may
+  /// have (RLIMIT_DATA). Past it allocations fail: Python raises MemoryError.
+  std::size_t memory_limit = std::size_t{512} << 20;
+  /// Bytes a call may write into its scratch directory (its working directory and /tmp, a
+  /// private tmpfs new for every call). Past it writes fail with ENOSPC (OSError).
+  std::size_t scratch_limit = std::size_t{64} << 20;
+  /// Processes and threads a call may have at once, its own main thread included
+  /// (RLIMIT_NPROC inside the worker's user namespace). Past it fork() and thread starts fail.
+  std::size_t max_tasks = 32;
+  /// CPU seconds each process of a call may use (RLIMIT_CPU): a backstop under proc_timeout.
+  /// Past it the call's process is killed (WorkerCrashed, naming the limit).
+  double cpu_limit = 10.0;
+  /// Files and directories the code may read besides Python's own (its stdlib, lib-dynload,
+  /// dist-packages, every sys.path entry after start-up) and the shared libraries they load.
+  std::vector<std::string> allow_read;
+};
+
+/// proc_timeout of a sandboxed pool whose options leave it unset (seconds).
+constexpr double kSandboxDefaultProcTimeout = 10.0;
+
+}  // namespace vial
