@@ -10,6 +10,7 @@
 
 #include <linux/filter.h>
 
+#include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
