@@ -364,8 +364,10 @@ bool WorkerPool::startWorker(WorkerSlot* replacing) {
 }
 
 void WorkerPool::afterHello(WorkerSlot& worker) {
+  // A sandboxed worker always gets a setup: that is where it checks the kernel and forks its
+  // first call process, so a missing feature fails the start, never a call.
   bool setup = !options_.sys_path.empty() || !options_.preload_modules.empty() ||
-               !options_.setup_source.empty();
+               !options_.setup_source.empty() || options_.sandbox.enabled;
   if (!setup) return onReady(worker);
   auto request = worker.handle().worker().setupRequest();
   auto path = request.initSysPath(options_.sys_path.size());

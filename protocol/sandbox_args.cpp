@@ -39,8 +39,7 @@ std::vector<std::string> sandboxWorkerArgs(const SandboxOptions& options) {
   if (!options.enabled) return {};
   char cpu[64];
   std::snprintf(cpu, sizeof cpu, "%.17g", options.cpu_limit);
-  std::vector<std::string> args = {"--sandbox",
-                                   "memory=" + std::to_string(options.memory_limit),
+  std::vector<std::string> args = {"--sandbox", "memory=" + std::to_string(options.memory_limit),
                                    "scratch=" + std::to_string(options.scratch_limit),
                                    "tasks=" + std::to_string(options.max_tasks),
                                    std::string("cpu=") + cpu};

@@ -32,7 +32,11 @@ StartedCall StartedCall::adopt(int fd) {
   StartedCall page;
   void* mapped = mmap(nullptr, kPageBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
-  if (mapped != MAP_FAILED) page.word_ = static_cast<std::uint64_t*>(mapped);
+  if (mapped == MAP_FAILED) return page;
+  // Not inherited by fork: a process the code forks (or a sandbox's call process) has no page
+  // to write over.
+  madvise(mapped, kPageBytes, MADV_DONTFORK);
+  page.word_ = static_cast<std::uint64_t*>(mapped);
   return page;
 }
 

@@ -104,8 +104,14 @@ CallExecutor::CallExecutor(const Interpreter&)
     : formatException_(importAttr("traceback", "format_exception")),
       isKeyword_(importAttr("keyword", "iskeyword")),
       lineCache_(importAttr("linecache", "cache")),
-      softTimeout_(importAttr("_vial", "SoftTimeout")),  // worker/bootstrap.py
-      output_(importAttr("_vial", "Capture")) {}
+      softTimeoutType_(importAttr("_vial", "SoftTimeout")),  // worker/bootstrap.py
+      captureType_(importAttr("_vial", "Capture")) {}
+
+void CallExecutor::startThreads() {
+  Gil gil;
+  if (!softTimeout_) softTimeout_.emplace(PyRef::borrow(softTimeoutType_.get()));
+  if (!output_) output_.emplace(PyRef::borrow(captureType_.get()));
+}
 
 ExceptionReport CallExecutor::takeException(std::optional<std::string_view> source) {
   FetchedException fetched = fetchException();
@@ -233,6 +239,7 @@ void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Bu
     return;
   }
 
+  startThreads();
   Gil gil;
   const pid_t self = getpid();
   leftThreads_ = 0;
@@ -250,11 +257,11 @@ void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Bu
     return;
   }
 
-  OutputCapture::Call output(output_);  // sys.stdout and sys.stderr are the call's from here
+  OutputCapture::Call output(*output_);  // sys.stdout and sys.stderr are the call's from here
   PyRef code = codeCache_.compile(source.begin(), source.size());
   PyRef ran;
   if (code) {
-    SoftTimeout::Armed armed(softTimeout_, params.getSoftTimeout());
+    SoftTimeout::Armed armed(*softTimeout_, params.getSoftTimeout());
     ran = output.withFdsCaptured([&] { return evaluate(code.get(), globals.get(), self); });
     std::size_t threadsAfter = pythonThreads();
     leftThreads_ = threadsAfter > threadsBefore ? threadsAfter - threadsBefore : 0;

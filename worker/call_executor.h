@@ -63,7 +63,9 @@ struct ExceptionReport {
 
 class CallExecutor {
  public:
-  /// Needs the started interpreter; starts the soft-timeout watchdog and the fd capture.
+  /// Needs the started interpreter. Starts no thread: the soft-timeout watchdog and the fd
+  /// capture start with the first call (or startThreads()), so that a sandbox template, which
+  /// only runs setup(), stays single-threaded and safe to fork.
   explicit CallExecutor(const Interpreter& interpreter);
   CallExecutor(const CallExecutor&) = delete;
   CallExecutor& operator=(const CallExecutor&) = delete;
@@ -75,6 +77,10 @@ class CallExecutor {
   /// Runs one call and writes its outcome (ok / python error / rejected, plus output) to `out`.
   /// Never throws for anything the user's code or input does.
   void run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out);
+
+  /// Starts the soft-timeout watchdog and the fd capture's reader if they are not running yet,
+  /// on the thread that runs calls (a sandbox's call process: after it has locked itself in).
+  void startThreads();
 
   /// Python threads the last call started and left running when it ended (0 normally).
   std::size_t leftThreads() const { return leftThreads_; }
@@ -96,8 +102,10 @@ class CallExecutor {
   KeptRef isKeyword_;        // keyword.iskeyword
   KeptRef lineCache_;        // linecache.cache, so tracebacks show source lines
   CodeCache codeCache_;
-  SoftTimeout softTimeout_;
-  OutputCapture output_;
+  KeptRef softTimeoutType_;  // _vial.SoftTimeout
+  KeptRef captureType_;      // _vial.Capture
+  std::optional<SoftTimeout> softTimeout_;
+  std::optional<OutputCapture> output_;
   std::size_t leftThreads_ = 0;
 };
 

@@ -20,12 +20,37 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 namespace vial::worker {
+
+/// The worker's side of the split.
+struct SplitWorker {
+  /// The worker's pid as the pool numbers it (for hello): getpid(), except in a sandbox, whose
+  /// template is pid 1 of its own pid namespace.
+  pid_t pid = 0;
+  /// Sandboxed only: why the namespaces could not be made ("" when they were). Such a worker
+  /// must refuse to run anything (its setup fails with this text).
+  std::string sandboxError;
+};
 
 /// Splits this process into guard and worker. Returns in the worker only; the guard runs until
 /// the worker has exited and its tree is gone, then exits with the worker's status. Call first
 /// thing in main(), before any thread exists. `hostPid` is the pool process: if it is already
 /// gone, both leave at once.
-void splitOffGuard(pid_t hostPid);
+///
+/// `sandboxed`: the worker is made in namespaces of its own (worker/user_namespace.h): the
+/// process forked first unshares them, the guard maps its identity, and it forks the worker
+/// proper as pid 1 of a new pid namespace and leaves; the guard (a subreaper) adopts that one.
+SplitWorker splitOffGuard(pid_t hostPid, bool sandboxed);
+
+/// Exits the way a process with wait status `status` ended: killed by the same signal (core
+/// dumps off), or with the same code. In a sandbox's template (pid 1 of its pid namespace,
+/// where a signal it sends itself is ignored) a signal is sent as the exit code
+/// kSignalExitBase + signal instead, which the guard turns back into the signal.
+[[noreturn]] void exitLike(int status);
+
+/// Exit codes kSignalExitBase + N (N a signal) of a sandbox's template mean "killed by N".
+constexpr int kSignalExitBase = 160;
 
 }  // namespace vial::worker

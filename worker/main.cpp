@@ -14,13 +14,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "protocol/sandbox_args.h"
 #include "protocol/started_call.h"
 #include "protocol/wire.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/call_executor.h"
 #include "worker/guard.h"
 #include "worker/interpreter.h"
+#include "worker/sandbox.h"
 #include "worker/worker_service.h"
 
 namespace vial::worker {
@@ -51,19 +56,22 @@ void forgetChannelInChild() {
   close(null);
 }
 
-int serve() {
+int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxOptions) {
   auto started = StartedCall::adopt(StartedCall::kWorkerFd);
   Interpreter interpreter;
   // In libc, not in Python (os.register_at_fork): it runs for every fork() of this process,
   // ctypes' included, and no Python code can undo it by patching os.dup2.
   pthread_atfork(nullptr, nullptr, forgetChannelInChild);
   CallExecutor executor(interpreter);
+  std::optional<Sandbox> sandbox;
+  if (sandboxOptions) sandbox.emplace(*sandboxOptions, self.sandboxError, executor);
   auto io = kj::setupAsyncIo();
   WriteTrackingStream stream(
       io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
   capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, readerOptions());
-  auto rpc = capnp::makeRpcServer(network,
-                                  kj::heap<WorkerService>(interpreter, executor, stream, started));
+  auto rpc = capnp::makeRpcServer(
+      network, kj::heap<WorkerService>(interpreter, executor, stream, started, self.pid,
+                                       sandbox ? &*sandbox : nullptr));
   network.onDisconnect().wait(io.waitScope);
   return 0;
 }
@@ -74,18 +82,25 @@ int serve() {
 int main(int argc, char** argv) {
   vial::worker::resetSignals();
   // The pool passes its pid: if it died between fork and PR_SET_PDEATHSIG, leave at once.
-  if (argc == 3 && std::strcmp(argv[1], "--parent-pid") == 0) {
-    pid_t host = std::atoi(argv[2]);
-    if (getppid() != host) _exit(0);
-    vial::worker::splitOffGuard(host);  // returns in the worker; the guard stays behind
-  } else {
+  if (argc < 3 || std::strcmp(argv[1], "--parent-pid") != 0) {
     std::fprintf(stderr,
                  "vial-worker is started by a vial pool (the `vial` CLI or the C++ library), "
                  "not by hand.\n");
     return 2;
   }
+  std::optional<vial::SandboxOptions> sandbox;
   try {
-    int code = vial::worker::serve();
+    sandbox = vial::parseSandboxWorkerArgs(std::vector<std::string>(argv + 3, argv + argc));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vial-worker: %s\n", e.what());
+    return 2;
+  }
+  pid_t host = std::atoi(argv[2]);
+  if (getppid() != host) _exit(0);
+  // Returns in the worker; the guard stays behind.
+  vial::worker::SplitWorker self = vial::worker::splitOffGuard(host, sandbox.has_value());
+  try {
+    int code = vial::worker::serve(self, sandbox);
     std::fflush(nullptr);
     _exit(code);  // never finalize Python: threads the user's code started could block it
   } catch (const std::exception& e) {

@@ -9,6 +9,7 @@
 #include "util/describe.h"
 #include "worker/call_executor.h"
 #include "worker/interpreter.h"
+#include "worker/sandbox.h"
 
 namespace vial::worker {
 
@@ -22,12 +23,18 @@ constexpr std::uint64_t kResultsStructWords = 8;
 }  // namespace
 
 WorkerService::WorkerService(const Interpreter& interpreter, CallExecutor& executor,
-                             WriteTrackingStream& stream, StartedCall& started)
-    : interpreter_(interpreter), executor_(executor), stream_(stream), started_(started) {}
+                             WriteTrackingStream& stream, StartedCall& started, pid_t pid,
+                             Sandbox* sandbox)
+    : interpreter_(interpreter),
+      executor_(executor),
+      stream_(stream),
+      started_(started),
+      pid_(pid),
+      sandbox_(sandbox) {}
 
 kj::Promise<void> WorkerService::hello(HelloContext context) {
   auto results = context.getResults();
-  results.setPid(getpid());
+  results.setPid(pid_);
   results.setPythonVersion(interpreter_.version());
   return kj::READY_NOW;
 }
@@ -35,6 +42,7 @@ kj::Promise<void> WorkerService::hello(HelloContext context) {
 kj::Promise<void> WorkerService::setup(SetupContext context) {
   try {
     executor_.setup(context.getParams());
+    if (sandbox_) sandbox_->prepare();
     context.getResults().initOutcome().setReady();
   } catch (const SetupError& e) {
     context.getResults().initOutcome().setFailed(e.what());
@@ -64,6 +72,12 @@ kj::Promise<void> WorkerService::run(RunContext context) {
                   });
   auto shared = turn.fork();
   previous_ = shared.addBranch().catch_([](kj::Exception&&) {});
+  if (sandbox_) {
+    // Once the answer is out, the next call process gets ready (off the next call's path).
+    previous_ = previous_.then([this]() { return answersWritten(); })
+                    .then([this]() { sandbox_->prepareNext(); })
+                    .eagerlyEvaluate(nullptr);
+  }
   return shared.addBranch();
 }
 
@@ -93,10 +107,19 @@ void WorkerService::execute(RunContext& context) {
   // Built in a scratch message so that an outcome over the size limit, or one abandoned half
   // way by a conversion error, never reaches the wire.
   capnp::MallocMessageBuilder scratch;
-  auto outcome = scratch.initRoot<wire::Outcome>();
-  executor_.run(context.getParams(), outcome);
-  context.releaseParams();
-  std::string left = leftRunning().value_or("");
+  wire::Outcome::Builder outcome = nullptr;
+  std::string left;
+  if (sandbox_) {
+    // Nothing a sandboxed call does outlives it (the template kills the rest): nothing is left.
+    sandbox_->run(context.getParams(), scratch);
+    outcome = scratch.getRoot<wire::Outcome>();
+    context.releaseParams();
+  } else {
+    outcome = scratch.initRoot<wire::Outcome>();
+    executor_.run(context.getParams(), outcome);
+    context.releaseParams();
+    left = leftRunning().value_or("");
+  }
   if (!left.empty()) retired_ = true;  // the pool replaces this worker: no further call runs here
   size_t bytes = outcome.totalSize().wordCount * sizeof(capnp::word);
   capnp::MallocMessageBuilder small;  // the outcome sent instead of one over the limit

@@ -19,13 +19,15 @@ namespace vial::worker {
 
 class CallExecutor;
 class Interpreter;
+class Sandbox;
 
 class WorkerService final : public wire::Worker::Server {
  public:
   /// `stream` is the channel's, for knowing when answers are written; `started` the page shared
-  /// with the pool. All must outlive the service.
+  /// with the pool; `pid` this worker as the pool numbers it. `sandbox`, when given, runs every
+  /// call in a process of its own (worker/sandbox.h). All must outlive the service.
   WorkerService(const Interpreter& interpreter, CallExecutor& executor, WriteTrackingStream& stream,
-                StartedCall& started);
+                StartedCall& started, pid_t pid, Sandbox* sandbox);
 
   kj::Promise<void> hello(HelloContext context) override;
   kj::Promise<void> setup(SetupContext context) override;
@@ -41,6 +43,8 @@ class WorkerService final : public wire::Worker::Server {
   CallExecutor& executor_;
   WriteTrackingStream& stream_;
   StartedCall& started_;
+  const pid_t pid_;
+  Sandbox* const sandbox_;  // null: calls run in this process
   std::uint64_t startedCalls_ = 0;
   LeftoverProcesses leftovers_;
   bool retired_ = false;  // a call left something running: no further call runs here

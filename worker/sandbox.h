@@ -1,0 +1,80 @@
+// The sandbox profile in a worker (README, "Running untrusted code"): the template side, which
+// never runs a call itself, and the call process it forks for every call.
+//
+// The template (pid 1 of the worker's pid namespace, uid 0 of its user namespace; see
+// worker/user_namespace.h) owns one prepared call process at a time. prepareNext() gives it a
+// fresh tmpfs on /tmp and forks it; the child locks itself in (enter(), in the order written
+// there), starts the executor's threads, and waits for its call. run() sends the call, reads the
+// outcome, and afterwards kills whatever the call left (kill(-1) from pid 1 reaches every other
+// process of the namespace) and reaps it. A call process that ends without an outcome ends the
+// template the same way (os._exit(3) → exit code 3), so the pool sees a crash as it would in a
+// plain worker, and replaces the worker.
+//
+// Thread-safety: the template's main thread only, which must be its only thread when it forks
+// (setup code that starts threads leaves them behind in the template; they never reach a call).
+#pragma once
+
+#include <capnp/message.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/sandbox_options.h"
+#include "protocol/vial.capnp.h"
+#include "util/unique_fd.h"
+
+namespace vial::worker {
+
+class CallExecutor;
+class SeccompFilter;
+
+class Sandbox {
+ public:
+  /// `namespaceError`: why the worker's namespaces could not be made ("" when they were).
+  Sandbox(SandboxOptions options, std::string namespaceError, CallExecutor& executor);
+  ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
+
+  /// After setup: checks that the kernel has what the profile needs, builds the seccomp filter
+  /// and the list of readable paths (Python's sys.path as setup left it, ...), and forks the
+  /// first call process. Throws SetupError naming what is missing.
+  void prepare();
+
+  /// Runs one call in the prepared call process and puts its outcome in `answer`'s root. If the
+  /// process ends without one, the template exits the same way (never returns).
+  void run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBuilder& answer);
+
+  /// Between calls: makes sure a fresh call process waits for the next call (kills and reaps
+  /// what the last call left first). Cheap when one is ready.
+  void prepareNext();
+
+ private:
+  struct CallProcess {
+    pid_t pid = 0;
+    util::UniqueFd callPipe;    // the template writes the call here
+    util::UniqueFd resultPipe;  // and reads the outcome here
+    bool entered = false;       // its "locked in" byte has been read
+  };
+  void freshScratch();
+  void endCall();
+  [[noreturn]] void serveOneCall(util::UniqueFd callPipe, util::UniqueFd resultPipe);
+  void enter(int callFd, int resultFd);
+
+  SandboxOptions options_;
+  std::string namespaceError_;
+  CallExecutor& executor_;
+  std::vector<std::string> readable_;
+  std::unique_ptr<SeccompFilter> filter_;
+  std::size_t templateBytes_ = 0;  // the template's address space, which a call starts with
+  std::size_t templateTasks_ = 1;
+  bool prepared_ = false;
+  bool scratchMounted_ = false;
+  std::optional<CallProcess> next_;
+  bool callEnded_ = true;  // false after run() until prepareNext() has cleaned up
+};
+
+}  // namespace vial::worker
