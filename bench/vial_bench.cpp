@@ -5,7 +5,11 @@
 // Prints the machine, then one line per figure (or, with --json, one JSON object at the end).
 // bench/peers.py measures the same figures for Python's process pools; bench/README.md says
 // what each figure means. Exits 1 when a call does not give the expected result.
+#include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -14,7 +18,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <memory>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -92,9 +99,10 @@ void require_three(const vial::Result& result) {
           "a tiny call returned " + result.describe() + " instead of [3]");
 }
 
-vial::PoolOptions pool_options(std::size_t calls_in_flight_per_worker = 1) {
+vial::PoolOptions pool_options(std::size_t calls_in_flight_per_worker = 1, bool sandboxed = false) {
   vial::PoolOptions options;
   options.workers = kWorkers;
+  options.sandbox.enabled = sandboxed;
   options.calls_in_flight_per_worker = calls_in_flight_per_worker;
   options.max_queue = 1 << 20;  // 20,000 submitted at once must all be queued
   return options;
@@ -123,21 +131,79 @@ struct RoundTrip {
   double p99_us;
 };
 
-// One call at a time on a ready pool: run_async(...).get(), from submission to the result.
-RoundTrip round_trip(int warmup, int calls) {
-  vial::Pool pool(pool_options());
-  require_ready(pool);
-  warm_up(pool, warmup);
+// One call at a time: run_async(...).get(), from submission to the result.
+RoundTrip round_trip(vial::Runner& runner, int warmup, int calls) {
+  for (int i = 0; i < warmup; ++i) require_three(runner.run_async(kTinyCall).get());
   std::vector<double> samples;
   samples.reserve(calls);
   for (int i = 0; i < calls; ++i) {
     auto start = Clock::now();
-    vial::Result result = pool.run_async(kTinyCall).get();
+    vial::Result result = runner.run_async(kTinyCall).get();
     samples.push_back(us_since(start));
     require_three(result);
   }
   std::sort(samples.begin(), samples.end());
   return {percentile(samples, 50), percentile(samples, 99)};
+}
+
+// On a ready embedded pool, plain or sandboxed.
+RoundTrip pool_round_trip(int warmup, int calls, bool sandboxed) {
+  vial::Pool pool(pool_options(1, sandboxed));
+  require_ready(pool);
+  return round_trip(pool, warmup, calls);
+}
+
+// A `vial serve` process (the `vial` next to this program) on a unix socket in a private
+// directory, for as long as it lives; SIGTERM and reaped at the end.
+class Server {
+ public:
+  explicit Server(bool sandboxed) {
+    char dir[] = "/tmp/vial-bench-XXXXXX";
+    if (!mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
+    dir_ = dir;
+    address_ = "unix:" + dir_ + "/vial.sock";
+    std::string vial = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vial";
+    std::vector<std::string> args = {vial, "serve", "--listen", address_, "--workers",
+                                     std::to_string(kWorkers)};
+    if (sandboxed) args.push_back("--sandbox");
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 2);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    for (int attempt = 0; attempt < 300 && !client_; ++attempt) {
+      try {
+        client_ = vial::Client::connect(address_);
+      } catch (const vial::ConnectError&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    require(client_ != nullptr, "vial serve did not come up at " + address_);
+  }
+  ~Server() {
+    client_.reset();
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+  vial::Client& client() { return *client_; }
+
+ private:
+  std::string dir_, address_;
+  pid_t pid_ = -1;
+  std::unique_ptr<vial::Client> client_;
+};
+
+RoundTrip serve_round_trip(int warmup, int calls, bool sandboxed) {
+  Server server(sandboxed);
+  return round_trip(server.client(), warmup, calls);
 }
 
 // All `calls` submitted at once to a ready, warmed-up pool; timed from the first submission to
@@ -339,7 +405,7 @@ int main(int argc, char** argv) {
                 "start to ready (median of " + std::to_string(n.pool_starts) + ")",
                 pool_start_ms(n.pool_starts), "ms", 1});
 
-    RoundTrip rt = round_trip(n.round_trip_warmup, n.round_trips);
+    RoundTrip rt = pool_round_trip(n.round_trip_warmup, n.round_trips, false);
     std::string calls = std::to_string(n.round_trips) + " calls";
     report.add(
         {"roundtrip_p50_us", "round trip _return(1+2), p50 of " + calls, rt.p50_us, "us", 0});
@@ -359,6 +425,19 @@ int main(int argc, char** argv) {
                 timeout.resolved_ms, "ms", 1});
     report.add({"timeout_capacity_back_ms", "timeout 0.5 s: until capacity is back " + of,
                 timeout.capacity_back_ms, "ms", 1});
+
+    RoundTrip sandboxed = pool_round_trip(n.round_trip_warmup, n.round_trips, true);
+    report.add({"sandbox_roundtrip_p50_us", "sandboxed round trip, p50 of " + calls,
+                sandboxed.p50_us, "us", 0});
+    report.add({"sandbox_roundtrip_p99_us", "sandboxed round trip, p99 of " + calls,
+                sandboxed.p99_us, "us", 0});
+    RoundTrip served = serve_round_trip(n.round_trip_warmup, n.round_trips, false);
+    report.add({"serve_roundtrip_p50_us", "round trip through vial serve, p50 of " + calls,
+                served.p50_us, "us", 0});
+    RoundTrip servedSandboxed = serve_round_trip(n.round_trip_warmup, n.round_trips, true);
+    report.add({"serve_sandbox_roundtrip_p50_us",
+                "sandboxed round trip through vial serve, p50 of " + calls,
+                servedSandboxed.p50_us, "us", 0});
 
     report.add({"blob_10mib_roundtrip_ms",
                 "10 MiB str in and out (median of " + std::to_string(n.blob_round_trips) + ")",

@@ -311,8 +311,6 @@ void Sandbox::enter(int callFd, int resultFd) {
     why = setLimit(RLIMIT_NPROC, options_.max_tasks + templateTasks_,
                    options_.max_tasks + templateTasks_, "RLIMIT_NPROC");
   if (why.empty()) why = setLimit(RLIMIT_CORE, 0, 0, "RLIMIT_CORE");
-  if (why.empty())
-    why = setLimit(RLIMIT_FSIZE, options_.scratch_limit, options_.scratch_limit, "RLIMIT_FSIZE");
   if (why.empty()) why = setLimit(RLIMIT_MSGQUEUE, 0, 0, "RLIMIT_MSGQUEUE");
   // Few open files: each pipe or socket pair holds kernel buffers outside RLIMIT_AS.
   if (why.empty()) why = setLimit(RLIMIT_NOFILE, kCallOpenFiles, kCallOpenFiles, "RLIMIT_NOFILE");
