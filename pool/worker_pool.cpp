@@ -30,7 +30,7 @@ std::optional<std::string> invalidCall(const Call& call, const PoolOptions& pool
   if (auto invalid = invalidSeconds("soft_timeout", o.soft_timeout)) return invalid;
   if (auto invalid = invalidSeconds("queue_timeout", o.queue_timeout)) return invalid;
   return invalid_soft_timeout(o.soft_timeout.value_or(pool.soft_timeout.value_or(kNoTimeout)),
-                              o.proc_timeout.value_or(pool.proc_timeout.value_or(kNoTimeout)));
+                              o.proc_timeout.value_or(effective_proc_timeout(pool)));
 }
 
 // Fills the run request for `call`: its source, soft limit and variables. Rejected when a
@@ -284,7 +284,7 @@ void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
 void WorkerPool::armFirstCallTimer(WorkerSlot& worker) {
   if (worker.inFlight().empty() || worker.state() == WorkerState::Dying) return;
   const Call& first = worker.inFlight().front();
-  double limit = first.options.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
+  double limit = first.options.proc_timeout.value_or(effective_proc_timeout(options_));
   if (unlimited(limit)) return;
   WorkerSlot* w = &worker;  // the timer is the slot's: it cannot outlive it
   std::uint64_t id = first.id;

@@ -626,5 +626,56 @@ TEST_F(WorkerPoolTest, DestroyingThePoolResolvesEveryCall) {
   EXPECT_EQ(stats().submitted, stats().resolved());
 }
 
+// ---- a sandboxed pool (the profile itself is the worker's: here only what the pool does) ----
+
+PoolOptions sandboxed() {
+  PoolOptions o = fixed(1);
+  o.sandbox.enabled = true;
+  return o;
+}
+
+TEST_F(WorkerPoolTest, ASandboxedPoolWithoutProcTimeoutKillsACallAfterTheSandboxDefault) {
+  start(sandboxed());
+  auto a = submit("while True: pass");
+  advance(9999 * kj::MILLISECONDS);
+  EXPECT_FALSE(resolved(a)) << "killed before the 10 s default";
+  advance(1 * kj::MILLISECONDS);
+  EXPECT_TRUE(worker(0).killed);
+  const Timeout* t = outcome(a).get_if<Timeout>();
+  ASSERT_NE(t, nullptr) << outcome(a).describe();
+  EXPECT_EQ(t->limit_seconds, kSandboxDefaultProcTimeout);
+}
+
+TEST_F(WorkerPoolTest, AnUnsandboxedPoolWithoutProcTimeoutLetsACallRun) {
+  start(fixed(1));
+  auto a = submit("a");
+  advance(3600 * kj::SECONDS);
+  EXPECT_FALSE(resolved(a));
+  EXPECT_FALSE(worker(0).killed);
+}
+
+TEST_F(WorkerPoolTest, ACallsOwnProcTimeoutWinsOverTheSandboxDefault) {
+  start(sandboxed());
+  CallOptions longer;
+  longer.proc_timeout = 30;
+  auto a = submit("a", longer);
+  advance(20 * kj::SECONDS);
+  EXPECT_FALSE(resolved(a)) << outcome(a).describe();
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+}
+
+TEST_F(WorkerPoolTest, ACallsSoftTimeoutAboveTheSandboxDefaultIsRejected) {
+  start(sandboxed());
+  CallOptions soft;
+  soft.soft_timeout = 15;
+  auto a = submit("a", soft);
+  const Rejected* rejected = outcome(a).get_if<Rejected>();
+  ASSERT_NE(rejected, nullptr) << outcome(a).describe();
+  EXPECT_NE(rejected->reason.find("must be below proc_timeout (10 s)"), std::string::npos)
+      << rejected->reason;
+}
+
 }  // namespace
 }  // namespace vial::pool
