@@ -16,6 +16,9 @@
 #include <vector>
 
 #include "pool/log.h"
+#include "pool/process_spawner.h"
+#include "pool/worker_process.h"
+#include "protocol/sandbox_args.h"
 #include "protocol/wire.h"
 
 namespace vial::pool {
@@ -675,6 +678,35 @@ TEST_F(WorkerPoolTest, ACallsSoftTimeoutAboveTheSandboxDefaultIsRejected) {
   ASSERT_NE(rejected, nullptr) << outcome(a).describe();
   EXPECT_NE(rejected->reason.find("must be below proc_timeout (10 s)"), std::string::npos)
       << rejected->reason;
+}
+
+// The real spawner's side: what a pool's options make of a worker's command line.
+
+TEST(WorkerArguments, APlainPoolsWorkerGetsOnlyTheParentPid) {
+  EXPECT_EQ(workerArguments(spawnOptions(fixed(1)), 4321),
+            (std::vector<std::string>{"--parent-pid", "4321"}));
+}
+
+TEST(WorkerArguments, ASandboxedPoolsWorkerGetsTheProfileAfterTheParentPid) {
+  PoolOptions o = sandboxed();
+  o.sandbox.memory_limit = std::size_t{256} << 20;
+  o.sandbox.scratch_limit = std::size_t{8} << 20;
+  o.sandbox.max_tasks = 16;
+  o.sandbox.cpu_limit = 2.5;
+  o.sandbox.allow_read = {"/srv/game/data", "/etc/mime.types"};
+  std::vector<std::string> args = workerArguments(spawnOptions(o), 4321);
+  EXPECT_EQ(args, (std::vector<std::string>{"--parent-pid", "4321", "--sandbox", "memory=268435456",
+                                            "scratch=8388608", "tasks=16", "cpu=2.5",
+                                            "read=/srv/game/data", "read=/etc/mime.types"}));
+  // What the worker reads back is the profile the pool was given.
+  auto back = parseSandboxWorkerArgs(std::vector<std::string>(args.begin() + 2, args.end()));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_TRUE(back->enabled);
+  EXPECT_EQ(back->memory_limit, o.sandbox.memory_limit);
+  EXPECT_EQ(back->scratch_limit, o.sandbox.scratch_limit);
+  EXPECT_EQ(back->max_tasks, o.sandbox.max_tasks);
+  EXPECT_EQ(back->cpu_limit, o.sandbox.cpu_limit);
+  EXPECT_EQ(back->allow_read, o.sandbox.allow_read);
 }
 
 }  // namespace
