@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "pool/crash_cause.h"
 #include "pool/log.h"
 #include "pool/process_spawner.h"
 #include "pool/worker_process.h"
@@ -575,7 +576,9 @@ void WorkerPool::settle(std::uint64_t workerId) {
         pid, *facts.startedCount, facts.answered);
   std::vector<Call> calls = worker->takeInFlight();
   std::optional<Call> running;
-  Outcome death = WorkerCrashed{pid, status.code, status.signal};
+  WorkerCrashed crash{pid, status.code, status.signal};
+  crash.cause = sandboxCrashCause(options_.sandbox, status.signal);
+  Outcome death = std::move(crash);
   if (settlement.firstResolves()) {
     running = std::move(calls.front());
     if (settlement.first == FirstCallFate::KillOutcome) death = *killed->outcome;

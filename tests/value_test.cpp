@@ -2,6 +2,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <cmath>
 #include <limits>
@@ -211,6 +212,7 @@ TEST(WireValue, EveryOutcomeCrossesTheWireUnchanged) {
                                    Timeout{2, 0, true},
                                    WorkerCrashed{99, 3, std::nullopt},
                                    WorkerCrashed{98, std::nullopt, 9},
+                                   WorkerCrashed{97, std::nullopt, SIGXCPU, "over a limit"},
                                    Rejected{"bad"},
                                    Cancelled{"gone"},
                                    Unavailable{"down"},
@@ -229,6 +231,21 @@ TEST(WireValue, EveryOutcomeCrossesTheWireUnchanged) {
       EXPECT_TRUE(back.output()->stdout_truncated);
       EXPECT_FALSE(back.output()->stderr_truncated);
     }
+  }
+}
+
+TEST(WireValue, ACrashCauseCrossesTheWireAndNoCauseStaysEmpty) {
+  for (const std::string& cause :
+       {std::string("it made a system call the sandbox forbids"), std::string()}) {
+    capnp::MallocMessageBuilder message;
+    toWire(Outcome(WorkerCrashed{42, std::nullopt, SIGSYS, cause}),
+           message.initRoot<wire::Outcome>());
+    Result back(fromWire(message.getRoot<wire::Outcome>().asReader()));
+    const auto* crash = back.get_if<WorkerCrashed>();
+    ASSERT_NE(crash, nullptr) << back.describe();
+    EXPECT_EQ(crash->cause, cause) << "the cause did not cross the wire unchanged";
+    EXPECT_EQ(crash->worker_pid, 42);
+    EXPECT_EQ(crash->signal, SIGSYS);
   }
 }
 
@@ -310,6 +327,10 @@ TEST(Result, DescribesEveryOutcome) {
             "worker 7 crashed: it exited with code 3 while running the call");
   EXPECT_EQ(Result(WorkerCrashed{7, std::nullopt, 11}).describe(),
             "worker 7 crashed: it was killed by signal 11 (SIGSEGV) while running the call");
+  EXPECT_EQ(Result(WorkerCrashed{7, std::nullopt, 24, "it went over the sandbox's CPU-time limit"})
+                .describe(),
+            "worker 7 crashed: it was killed by signal 24 (SIGXCPU) while running the call; it "
+            "went over the sandbox's CPU-time limit");
   EXPECT_STREQ(Result(Cancelled{"x"}).kind(), "cancelled");
   EXPECT_STREQ(Result(Unavailable{"x"}).kind(), "unavailable");
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "pool/crash_cause.h"
 #include "pool/log.h"
 #include "pool/process_spawner.h"
 #include "pool/worker_process.h"
@@ -678,6 +679,71 @@ TEST_F(WorkerPoolTest, ACallsSoftTimeoutAboveTheSandboxDefaultIsRejected) {
   ASSERT_NE(rejected, nullptr) << outcome(a).describe();
   EXPECT_NE(rejected->reason.find("must be below proc_timeout (10 s)"), std::string::npos)
       << rejected->reason;
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashBySigxcpuNamesTheCpuLimit) {
+  PoolOptions o = sandboxed();
+  o.sandbox.cpu_limit = 7;
+  start(o);
+  auto a = submit("while True: pass");
+  worker(0).die(SIGXCPU);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "it went over the sandbox's CPU-time limit of 7 s");
+  EXPECT_NE(outcome(a).describe().find("CPU-time limit of 7 s"), std::string::npos)
+      << outcome(a).describe();
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashBySigsysNamesAForbiddenSystemCall) {
+  start(sandboxed());
+  auto a = submit("a");
+  worker(0).die(SIGSYS);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "it made a system call the sandbox forbids");
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashBySigsegvOrSigabrtSuggestsTheMemoryLimit) {
+  PoolOptions o = sandboxed();
+  o.sandbox.memory_limit = std::size_t{64} << 20;
+  start(o);
+  for (int signal : {SIGSEGV, SIGBUS, SIGABRT}) {
+    auto a = submit("a");
+    spawner_.processes.back()->die(signal);
+    turn();
+    const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+    ASSERT_NE(crash, nullptr) << outcome(a).describe();
+    EXPECT_EQ(crash->cause, "perhaps it reached the sandbox's memory limit of 64 MiB")
+        << "signal " << signal;
+  }
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashByAnotherSignalNamesNoLimit) {
+  start(sandboxed());
+  auto a = submit("a");
+  worker(0).die(SIGTERM);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "");
+}
+
+TEST_F(WorkerPoolTest, AnUnsandboxedCrashNamesNoLimit) {
+  start(fixed(1));
+  auto a = submit("a");
+  worker(0).die(SIGXCPU);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "") << "a pool without the sandbox set no CPU-time limit";
+}
+
+TEST(SandboxCrashCause, AnExitWithACodeNamesNoLimit) {
+  SandboxOptions sandbox;
+  sandbox.enabled = true;
+  EXPECT_EQ(sandboxCrashCause(sandbox, std::nullopt), "");
 }
 
 // The real spawner's side: what a pool's options make of a worker's command line.
