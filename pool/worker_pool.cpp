@@ -81,6 +81,7 @@ WorkerPool::WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions o
       stats_(stats),
       tasks_(kj::heap<kj::TaskSet>(errors())),
       later_(kj::heap<DeferredDestruction>(errors())) {
+  stats_.setSandboxed(options_.sandbox.enabled);
   startWorkers();
   if (policy_.reaps()) reapIdle();
 }

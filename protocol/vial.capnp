@@ -131,6 +131,7 @@ struct PoolStats {
   latencyP50Ms @20 :Float64;
   latencyP99Ms @21 :Float64;
   clients @22 :UInt32;
+  sandboxed @23 :Bool;
 }
 
 interface PoolService {

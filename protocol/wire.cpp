@@ -253,6 +253,7 @@ void toWire(const PoolStats& s, wire::PoolStats::Builder out) {
   out.setLatencyP50Ms(s.latency_p50_ms);
   out.setLatencyP99Ms(s.latency_p99_ms);
   out.setClients(s.clients);
+  out.setSandboxed(s.sandboxed);
 }
 
 PoolStats fromWire(wire::PoolStats::Reader in) {
@@ -280,6 +281,7 @@ PoolStats fromWire(wire::PoolStats::Reader in) {
   s.latency_p50_ms = in.getLatencyP50Ms();
   s.latency_p99_ms = in.getLatencyP99Ms();
   s.clients = in.getClients();
+  s.sandboxed = in.getSandboxed();
   return s;
 }
 

@@ -249,6 +249,19 @@ TEST(WireValue, ACrashCauseCrossesTheWireAndNoCauseStaysEmpty) {
   }
 }
 
+TEST(WireValue, WhetherAPoolIsSandboxedCrossesTheWire) {
+  for (bool sandboxed : {true, false}) {
+    PoolStats sent;
+    sent.sandboxed = sandboxed;
+    sent.clients = 2;
+    capnp::MallocMessageBuilder message;
+    toWire(sent, message.initRoot<wire::PoolStats>());
+    PoolStats back = fromWire(message.getRoot<wire::PoolStats>().asReader());
+    EXPECT_EQ(back.sandboxed, sandboxed);
+    EXPECT_EQ(back.clients, 2u);
+  }
+}
+
 // CppException has no wire form; it arrives as Rejected saying what was thrown.
 TEST(WireValue, ACppExceptionCrossesAsRejected) {
   capnp::MallocMessageBuilder message;
@@ -357,8 +370,8 @@ TEST(Json, StatsKeepTheirLayout) {
   s.latency_p50_ms = 1.5;
   s.latency_p99_ms = 12.345678;
   EXPECT_EQ(s.to_json(),
-            R"({"workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, "queued": 0, )"
-            R"("running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
+            R"({"sandboxed": false, "workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, )"
+            R"("queued": 0, "running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
             R"("python_error": 0, "timeout": 1, "worker_crashed": 0, "rejected": 0, )"
             R"("cancelled": 0, "unavailable": 0, "overloaded": 0}, "spawns": 0, )"
             R"("spawn_failures": 0, "recycled": {"after_calls": 0, "rss": 0}, "reaped_idle": 0, )"

@@ -746,6 +746,16 @@ TEST(SandboxCrashCause, AnExitWithACodeNamesNoLimit) {
   EXPECT_EQ(sandboxCrashCause(sandbox, std::nullopt), "");
 }
 
+TEST_F(WorkerPoolTest, StatsSayWhetherThePoolIsSandboxed) {
+  start(sandboxed());
+  EXPECT_TRUE(stats().sandboxed);
+}
+
+TEST_F(WorkerPoolTest, StatsOfAPlainPoolSayItIsNotSandboxed) {
+  start(fixed(1));
+  EXPECT_FALSE(stats().sandboxed);
+}
+
 // The real spawner's side: what a pool's options make of a worker's command line.
 
 TEST(WorkerArguments, APlainPoolsWorkerGetsOnlyTheParentPid) {
