@@ -40,7 +40,8 @@ Options:
   --var NAME=JSON    a variable holding a typed value: --var n=3  --var items='[1, "a"]'
                      (JSON objects become dicts; integers of any size stay ints)
   --str NAME=TEXT    a variable holding TEXT as a str, no JSON quoting needed
-  --timeout SEC      kill the worker if the code runs longer than SEC seconds (default: none)
+  --timeout SEC      kill the worker if the code runs longer than SEC seconds (default: none;
+                     10 with --sandbox)
   --workers N        worker processes in the pool (default: 1)
   --json             print one JSON object instead of the code's output and result line:
                        {"outcome": "ok", "returns": [...], "stdout": "...", "stderr": "...",
@@ -52,6 +53,25 @@ Options:
   -v, --verbose      log worker spawns and exits to stderr
   -h, --help         this text
 
+Sandbox, for code you do not trust (README, "Running untrusted code"):
+  --sandbox          run the code in a fresh process of its own that cannot use the network,
+                     reads only Python's own files, writes only in a private scratch directory
+                     (its working directory, new for every call), and is held to the limits
+                     below; --timeout defaults to 10. Not with --connect: a server decides its
+                     own profile (vial serve --sandbox). If the kernel lacks what it needs, the
+                     worker does not start (exit 4, naming what is missing)
+  --sandbox-memory MIB
+                     memory each process of the call may have (default 512, at least 32); past
+                     it, allocations raise MemoryError
+  --sandbox-scratch MIB
+                     what the call may write in its scratch directory (default 64, at least 1)
+  --sandbox-tasks N  processes and threads the call may have at once (default 32, 4 to 4096)
+  --sandbox-cpu SEC  CPU seconds each process of the call may use; past them it is killed
+                     (default 10)
+  --sandbox-allow-read PATH
+                     let the code read PATH too, a file or a directory given from / (repeatable)
+  The --sandbox-* knobs need --sandbox.
+
 Output: what the code printed (stdout to stdout, stderr to stderr), then the result list as one
 JSON line on stdout. Bytes print as {"$bytes": "<base64>"}, tuples as lists.
 
@@ -59,7 +79,8 @@ Exit status:
   0    the code ran to the end
   1    the code raised (the traceback is on stderr)
   2    usage error or invalid input (bad --var, unreadable file, bad variable name, bad UTF-8)
-  3    the worker crashed (stderr names the exit code or signal)
+  3    the worker crashed (stderr names the exit code or signal, and with --sandbox the
+       limit it points to)
   4    no worker could be started, or the server could not be reached (stderr says why)
   124  timed out (stderr says after how long; the worker and its processes were killed)
 
@@ -97,7 +118,7 @@ Pool:
   --workers N          most workers (default: number of CPUs)
   --min-workers N      fewest workers kept (default: --workers)
   --max-idle SEC       stop workers above the minimum after SEC idle (default 20)
-  --timeout SEC        default hard per-call limit (default: none)
+  --timeout SEC        default hard per-call limit (default: none; 10 with --sandbox)
   --soft-timeout SEC   default soft limit: raises vial.SoftTimeout in the code
   --recycle-after N    replace a worker after N calls
   --recycle-above-rss MIB
@@ -118,6 +139,24 @@ Pool:
   --worker PATH        the vial-worker executable
   --log-level LEVEL    trace, debug, info (default), warn, error, off
 
+Sandbox, for code you do not trust (README, "Running untrusted code"):
+  --sandbox            run every call in a fresh process forked from a worker's template
+                       (Python started, --preload and --setup-file done), that cannot use the
+                       network, reads only Python's own files and --sys-path, writes only in a
+                       private scratch directory new for every call, and is held to the limits
+                       below; --timeout defaults to 10. If the kernel lacks what it needs, no
+                       worker starts (the log names what is missing): never unsandboxed
+  --sandbox-memory MIB memory each process of a call may have (default 512, at least 32); past
+                       it, allocations raise MemoryError
+  --sandbox-scratch MIB
+                       what a call may write in its scratch directory (default 64, at least 1)
+  --sandbox-tasks N    processes and threads a call may have at once (default 32, 4 to 4096)
+  --sandbox-cpu SEC    CPU seconds each process of a call may use; past them it is killed
+                       (default 10)
+  --sandbox-allow-read PATH
+                       let calls read PATH too, a file or a directory given from / (repeatable)
+  The --sandbox-* knobs need --sandbox.
+
 SIGTERM/SIGINT: stop accepting, let running calls finish up to --grace, resolve the rest as
 cancelled, exit 0. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
 vial::Client::connect(ADDR). On a unix socket they send nothing unless the server runs as
@@ -126,6 +165,7 @@ themselves or root and its directory is theirs (the default path: mode 0700) or 
 Examples:
   vial serve                                   # unix socket, private to this user
   vial serve --listen tcp:127.0.0.1:7411 --token-file ~/.config/vial/token
+  vial serve --sandbox --sandbox-memory 256    # for players' snippets
 )";
 
 inline constexpr const char* kStatsHelp = R"(vial stats - what a running vial server's pool is doing

@@ -70,6 +70,7 @@ void printResultAsJson(const Result& result, double elapsedMs) {
       out << ", \"worker_pid\": " << c->worker_pid;
       if (c->exit_code) out << ", \"exit_code\": " << *c->exit_code;
       if (c->signal) out << ", \"signal\": " << *c->signal;
+      if (!c->cause.empty()) out << ", \"cause\": " << jsonString(c->cause);
     }
     out << "}";
   }

@@ -16,6 +16,7 @@
 #include "cli/exit_code.h"
 #include "cli/help.h"
 #include "cli/output.h"
+#include "cli/sandbox_arguments.h"
 #include "client/vial.h"
 
 namespace vial::cli {
@@ -55,6 +56,7 @@ RunArguments parseRunArguments(int argc, char** argv) {
   std::optional<std::string> code;
   std::optional<std::string> file;
   std::set<std::string> names;
+  SandboxArguments sandbox;
   auto addVar = [&](std::string name, Value value) {
     if (!names.insert(name).second) throw UsageError("variable '" + name + "' is given twice");
     args.vars.emplace_back(std::move(name), std::move(value));
@@ -93,6 +95,8 @@ RunArguments parseRunArguments(int argc, char** argv) {
       args.connect = next();
     } else if (arg == "--token-file") {
       args.token = readTokenOption(next());
+    } else if (sandbox.take(arg, in)) {
+      // --sandbox or one of its knobs, with its value
     } else if (arg == "-" || arg[0] != '-') {
       if (code || file) throw UsageError("give the code once: -c CODE, FILE or -");
       file = arg;
@@ -100,6 +104,12 @@ RunArguments parseRunArguments(int argc, char** argv) {
       throw UsageError("unknown option '" + arg + "' (see vial run --help)");
     }
   }
+  args.pool.sandbox = sandbox.options();
+  if (args.pool.sandbox.enabled && args.connect)
+    throw UsageError(
+        "--sandbox is for the in-process pool: with --connect the server decides its own "
+        "profile (start it with vial serve --sandbox)");
+  checkPoolOptions(args.pool);
   if (!code && !file) throw UsageError("no code given: use -c CODE, FILE or -");
   args.code = file ? readCode(*file) : *code;
   return args;

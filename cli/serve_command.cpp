@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/exit_code.h"
 #include "cli/help.h"
+#include "cli/sandbox_arguments.h"
 #include "client/vial.h"
 #include "server/serve.h"
 
@@ -19,6 +20,7 @@ int serveCommand(int argc, char** argv) {
   PoolOptions& pool = options.pool;
   pool.max_queue_per_client = 1000;
   std::string logLevel = "info";
+  SandboxArguments sandbox;
   for (Arguments in(argc, argv); in.more();) {
     std::string arg = in.take();
     auto next = [&] { return in.valueOf(arg); };
@@ -79,10 +81,14 @@ int serveCommand(int argc, char** argv) {
       pool.worker_path = next();
     } else if (arg == "--log-level") {
       logLevel = parseLogLevel(arg, next());
+    } else if (sandbox.take(arg, in)) {
+      // --sandbox or one of its knobs, with its value
     } else {
       throw UsageError("unknown option '" + arg + "' (see vial serve --help)");
     }
   }
+  pool.sandbox = sandbox.options();
+  checkPoolOptions(pool);
   set_log_level(logLevel);
   return serve(options);
 }

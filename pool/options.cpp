@@ -5,15 +5,54 @@
 
 namespace vial {
 
+namespace {
+
+// Why the sandbox's knobs cannot make a profile, or nullopt when they can (or it is off).
+std::optional<std::string> invalidSandbox(const SandboxOptions& s) {
+  if (!s.enabled) return std::nullopt;
+  if (s.memory_limit < kSandboxMinMemoryLimit)
+    return "sandbox.memory_limit (" + std::to_string(s.memory_limit) + " bytes) must be at least " +
+           formatWholeMebibytes(kSandboxMinMemoryLimit) + ": CPython needs room to run";
+  if (s.scratch_limit < kSandboxMinScratchLimit)
+    return "sandbox.scratch_limit (" + std::to_string(s.scratch_limit) +
+           " bytes) must be at least " + formatWholeMebibytes(kSandboxMinScratchLimit);
+  if (s.max_tasks < kSandboxMinTasks || s.max_tasks > kSandboxMaxTasks)
+    return "sandbox.max_tasks (" + std::to_string(s.max_tasks) + ") must be from " +
+           std::to_string(kSandboxMinTasks) + " to " + std::to_string(kSandboxMaxTasks);
+  if (auto invalid = invalidSeconds("sandbox.cpu_limit", s.cpu_limit)) return invalid;
+  if (unlimited(s.cpu_limit))
+    return "sandbox.cpu_limit (" + formatSeconds(s.cpu_limit) +
+           " s) must be finite: it is the sandbox's CPU-time backstop (proc_timeout is the "
+           "limit that may be unlimited)";
+  for (const std::string& path : s.allow_read) {
+    if (path.find('\0') != std::string::npos)
+      return "sandbox.allow_read: a path contains a NUL byte";
+    if (path.empty() || path.front() != '/')
+      return "sandbox.allow_read: '" + path + "' is not an absolute path (give it from /)";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::string> invalid_pool_options(const PoolOptions& o) {
   std::optional<std::string> invalid = invalidSeconds("proc_timeout", o.proc_timeout);
   if (!invalid) invalid = invalidSeconds("soft_timeout", o.soft_timeout);
   if (!invalid) invalid = invalidSeconds("start_timeout", o.start_timeout);
   if (!invalid) invalid = invalidSeconds("max_idle", o.max_idle, true);
   if (!invalid) invalid = invalidSeconds("shutdown_grace", o.shutdown_grace, true);
-  if (!invalid && o.soft_timeout)
-    invalid = invalid_soft_timeout(*o.soft_timeout, o.proc_timeout.value_or(kNoTimeout));
+  if (!invalid) invalid = invalidSandbox(o.sandbox);
+  if (!invalid && o.soft_timeout) {
+    invalid = invalid_soft_timeout(*o.soft_timeout, effective_proc_timeout(o));
+    if (invalid && !o.proc_timeout)
+      *invalid += ", the sandboxed pool's default: set proc_timeout to raise it";
+  }
   return invalid;
+}
+
+double effective_proc_timeout(const PoolOptions& options) {
+  if (options.proc_timeout) return *options.proc_timeout;
+  return options.sandbox.enabled ? kSandboxDefaultProcTimeout : kNoTimeout;
 }
 
 std::optional<std::string> invalid_soft_timeout(double soft, double hard) {

@@ -64,6 +64,8 @@ struct PoolOptions {
   // ---- calls ----
   /// Default hard per-call limit in seconds, counted from when the call starts running in a
   /// worker. When it passes, the worker and its process group are killed and replaced.
+  /// Unset: no limit, or kSandboxDefaultProcTimeout for a sandboxed pool (see
+  /// effective_proc_timeout).
   std::optional<double> proc_timeout;
   /// Default soft limit: vial.SoftTimeout (a TimeoutError) is raised in the running code so
   /// its `finally` blocks run and the worker survives. Must be below proc_timeout.
@@ -74,6 +76,8 @@ struct PoolOptions {
   std::size_t max_queue_per_client = 0;
   /// Calls sent ahead to one worker (they still run one at a time). 1 = a call goes only to an
   /// idle worker; more raises throughput of tiny calls but queues calls behind a slow one.
+  /// Under the sandbox too: a call sent ahead waits in the worker's template until the call
+  /// before it has ended and a fresh process has been forked for it.
   std::size_t calls_in_flight_per_worker = 1;
 
   // ---- untrusted code ----
@@ -90,9 +94,13 @@ struct PoolOptions {
 };
 
 /// Why `options` cannot make a pool (a NaN, negative or zero duration, soft_timeout not below
-/// proc_timeout...), or nullopt when they can. Pool's constructor throws
-/// std::invalid_argument with this text.
+/// proc_timeout, a sandbox limit out of its range...), or nullopt when they can. Pool's constructor
+/// throws std::invalid_argument with this text.
 std::optional<std::string> invalid_pool_options(const PoolOptions& options);
+
+/// The proc_timeout a pool made of `options` gives a call that sets none: proc_timeout, else
+/// kSandboxDefaultProcTimeout when the sandbox is on, else kNoTimeout.
+double effective_proc_timeout(const PoolOptions& options);
 
 /// Why a soft limit of `soft` seconds cannot go with a hard one of `hard` (it must be below it,
 /// or unlimited), or nullopt when it can. For the pool's options and for each call's.

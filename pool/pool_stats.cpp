@@ -71,6 +71,11 @@ void PoolStatsRecorder::count(WorkerEvent event) {
   }
 }
 
+void PoolStatsRecorder::setSandboxed(bool sandboxed) {
+  std::lock_guard lock(mutex_);
+  stats_.sandboxed = sandboxed;
+}
+
 PoolStats PoolStatsRecorder::snapshot() const {
   std::lock_guard lock(mutex_);
   return snapshotLocked();

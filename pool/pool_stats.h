@@ -40,6 +40,8 @@ class PoolStatsRecorder {
 
   void publish(const Workload& now);
   void count(WorkerEvent event);
+  /// Whether the pool is sandboxed: said once, by the pool, when it starts.
+  void setSandboxed(bool sandboxed);
 
   PoolStats snapshot() const;
   /// Waits until `condition` holds for the latest snapshot (checked at every publish()), or

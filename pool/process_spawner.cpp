@@ -2,14 +2,19 @@
 
 namespace vial::pool {
 
-ProcessSpawner::ProcessSpawner(kj::AsyncIoContext& io, const PoolOptions& options)
-    : io_(io), workerPath_(options.worker_path) {
-  spawn_.environment = options.environment;
-  spawn_.inherit_environment = options.inherit_environment;
-  spawn_.working_directory = options.working_directory;
-  spawn_.user_id = options.user_id;
-  spawn_.group_id = options.group_id;
+SpawnOptions spawnOptions(const PoolOptions& options) {
+  SpawnOptions spawn;
+  spawn.environment = options.environment;
+  spawn.inherit_environment = options.inherit_environment;
+  spawn.working_directory = options.working_directory;
+  spawn.user_id = options.user_id;
+  spawn.group_id = options.group_id;
+  spawn.sandbox = options.sandbox;
+  return spawn;
 }
+
+ProcessSpawner::ProcessSpawner(kj::AsyncIoContext& io, const PoolOptions& options)
+    : io_(io), workerPath_(options.worker_path), spawn_(spawnOptions(options)) {}
 
 kj::Own<WorkerHandle> ProcessSpawner::spawn() {
   try {

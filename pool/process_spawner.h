@@ -12,6 +12,9 @@
 
 namespace vial::pool {
 
+/// How ProcessSpawner starts each worker of a pool made of `options` (its path still empty).
+SpawnOptions spawnOptions(const PoolOptions& options);
+
 class ProcessSpawner final : public Spawner {
  public:
   ProcessSpawner(kj::AsyncIoContext& io, const PoolOptions& options);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "pool/crash_cause.h"
 #include "pool/log.h"
 #include "pool/process_spawner.h"
 #include "pool/worker_process.h"
@@ -30,7 +31,7 @@ std::optional<std::string> invalidCall(const Call& call, const PoolOptions& pool
   if (auto invalid = invalidSeconds("soft_timeout", o.soft_timeout)) return invalid;
   if (auto invalid = invalidSeconds("queue_timeout", o.queue_timeout)) return invalid;
   return invalid_soft_timeout(o.soft_timeout.value_or(pool.soft_timeout.value_or(kNoTimeout)),
-                              o.proc_timeout.value_or(pool.proc_timeout.value_or(kNoTimeout)));
+                              o.proc_timeout.value_or(effective_proc_timeout(pool)));
 }
 
 // Fills the run request for `call`: its source, soft limit and variables. Rejected when a
@@ -80,6 +81,7 @@ WorkerPool::WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions o
       stats_(stats),
       tasks_(kj::heap<kj::TaskSet>(errors())),
       later_(kj::heap<DeferredDestruction>(errors())) {
+  stats_.setSandboxed(options_.sandbox.enabled);
   startWorkers();
   if (policy_.reaps()) reapIdle();
 }
@@ -284,7 +286,7 @@ void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
 void WorkerPool::armFirstCallTimer(WorkerSlot& worker) {
   if (worker.inFlight().empty() || worker.state() == WorkerState::Dying) return;
   const Call& first = worker.inFlight().front();
-  double limit = first.options.proc_timeout.value_or(options_.proc_timeout.value_or(kNoTimeout));
+  double limit = first.options.proc_timeout.value_or(effective_proc_timeout(options_));
   if (unlimited(limit)) return;
   WorkerSlot* w = &worker;  // the timer is the slot's: it cannot outlive it
   std::uint64_t id = first.id;
@@ -575,7 +577,9 @@ void WorkerPool::settle(std::uint64_t workerId) {
         pid, *facts.startedCount, facts.answered);
   std::vector<Call> calls = worker->takeInFlight();
   std::optional<Call> running;
-  Outcome death = WorkerCrashed{pid, status.code, status.signal};
+  WorkerCrashed crash{pid, status.code, status.signal};
+  crash.cause = sandboxCrashCause(options_.sandbox, status.signal);
+  Outcome death = std::move(crash);
   if (settlement.firstResolves()) {
     running = std::move(calls.front());
     if (settlement.first == FirstCallFate::KillOutcome) death = *killed->outcome;

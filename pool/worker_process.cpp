@@ -35,6 +35,7 @@
 #include "pool/log.h"
 #include "pool/peer_stream.h"
 #include "protocol/limits.h"
+#include "protocol/sandbox_args.h"
 #include "protocol/wire.h"
 #include "util/describe.h"
 #include "util/process_info.h"
@@ -86,6 +87,12 @@ int pidfdOpen(pid_t pid) {
 }
 
 }  // namespace
+
+std::vector<std::string> workerArguments(const SpawnOptions& options, pid_t parentPid) {
+  std::vector<std::string> args = {"--parent-pid", std::to_string(parentPid)};
+  for (std::string& arg : sandboxWorkerArgs(options.sandbox)) args.push_back(std::move(arg));
+  return args;
+}
 
 namespace {
 
@@ -179,8 +186,8 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   try {
     auto env = workerEnvironment(options);
     std::string cwd = options.working_directory.empty() ? "." : options.working_directory;
-    child = bp::child(bp::exe = path, bp::args = {"--parent-pid", std::to_string(parentPid)},
-                      bp::env = env, bp::start_dir = cwd, bp::std_in.null(),
+    child = bp::child(bp::exe = path, bp::args = workerArguments(options, parentPid), bp::env = env,
+                      bp::start_dir = cwd, bp::std_in.null(),
                       bp::extend::on_exec_setup = setupChild, bp::posix::use_vfork, spawnError);
   } catch (const bp::process_error& e) {
     spawnError = e.code();

@@ -24,6 +24,7 @@
 #include "pool/exit_status.h"
 #include "pool/spawner.h"
 #include "pool/worker_output.h"
+#include "protocol/sandbox_options.h"
 #include "protocol/started_call.h"
 #include "protocol/vial.capnp.h"
 
@@ -41,7 +42,12 @@ struct SpawnOptions {
   std::string working_directory;
   std::optional<unsigned> user_id;
   std::optional<unsigned> group_id;
+  SandboxOptions sandbox;
 };
+
+/// What vial-worker is started with after its path: "--parent-pid PID", then the sandbox's
+/// profile in its argument form (protocol/sandbox_args.h), if the sandbox is on.
+std::vector<std::string> workerArguments(const SpawnOptions& options, pid_t parentPid);
 
 class WorkerProcess final : public WorkerHandle {
  public:

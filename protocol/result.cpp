@@ -43,7 +43,7 @@ std::string Result::describe() const {
         how = "exited with code " + std::to_string(c.exit_code.value_or(-1));
       }
       return "worker " + std::to_string(c.worker_pid) + " crashed: it " + how +
-             " while running the call";
+             " while running the call" + (c.cause.empty() ? "" : "; " + c.cause);
     }
     std::string operator()(const Rejected& r) { return "rejected: " + r.reason; }
     std::string operator()(const Cancelled& c) { return "cancelled: " + c.reason; }

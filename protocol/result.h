@@ -49,6 +49,11 @@ struct WorkerCrashed {
   int worker_pid = 0;
   std::optional<int> exit_code;  ///< set when the worker exited
   std::optional<int> signal;     ///< set when a signal killed it
+  /// A sandboxed pool's reading of the death: the sandbox limit the signal points to ("it went
+  /// over the sandbox's CPU-time limit of 10 s", "it made a system call the sandbox forbids",
+  /// "perhaps it reached the sandbox's memory limit of 512 MiB"). Empty when the pool is not
+  /// sandboxed or the death points to no limit. describe() ends with it.
+  std::string cause = {};
 };
 
 /// The call was refused before running: invalid input (bad variable name, non-UTF-8 source,

@@ -17,23 +17,37 @@ struct SandboxOptions {
   /// the profile needs, the pool fails to start naming it: it never runs unsandboxed.
   bool enabled = false;
   /// Bytes of memory (data: heap, thread stacks, anonymous maps) each process of a call may
-  /// have (RLIMIT_DATA). Past it allocations fail: Python raises MemoryError.
+  /// have (RLIMIT_DATA). Past it allocations fail: Python raises MemoryError. At least
+  /// kSandboxMinMemoryLimit (32 MiB).
   std::size_t memory_limit = std::size_t{512} << 20;
   /// Bytes a call may write into its scratch directory (its working directory and /tmp, a
-  /// private tmpfs new for every call). Past it writes fail with ENOSPC (OSError).
+  /// private tmpfs new for every call). Past it writes fail with ENOSPC (OSError). At least
+  /// kSandboxMinScratchLimit (1 MiB).
   std::size_t scratch_limit = std::size_t{64} << 20;
   /// Processes and threads a call may have at once, its own main thread included
   /// (RLIMIT_NPROC inside the worker's user namespace). Past it fork() and thread starts fail.
+  /// From kSandboxMinTasks (4) to kSandboxMaxTasks (4096).
   std::size_t max_tasks = 32;
   /// CPU seconds each process of a call may use (RLIMIT_CPU): a backstop under proc_timeout.
-  /// Past it the call's process is killed (WorkerCrashed, naming the limit).
+  /// Past it the call's process is killed (WorkerCrashed, naming the limit). Positive and
+  /// finite: a sandboxed call always has this backstop.
   double cpu_limit = 10.0;
   /// Files and directories the code may read besides Python's own (its stdlib, lib-dynload,
   /// dist-packages, every sys.path entry after start-up) and the shared libraries they load.
+  /// Absolute paths.
   std::vector<std::string> allow_read;
 };
 
 /// proc_timeout of a sandboxed pool whose options leave it unset (seconds).
 constexpr double kSandboxDefaultProcTimeout = 10.0;
+
+/// The smallest memory_limit a sandboxed pool takes: a floor that leaves CPython room to run.
+constexpr std::size_t kSandboxMinMemoryLimit = std::size_t{32} << 20;
+/// The smallest scratch_limit a sandboxed pool takes.
+constexpr std::size_t kSandboxMinScratchLimit = std::size_t{1} << 20;
+/// The range of max_tasks a sandboxed pool takes: a call needs its main thread and a few
+/// helpers; past the upper bound the limit no longer keeps a fork bomb small.
+constexpr std::size_t kSandboxMinTasks = 4;
+constexpr std::size_t kSandboxMaxTasks = 4096;
 
 }  // namespace vial

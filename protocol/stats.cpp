@@ -15,6 +15,7 @@ std::uint64_t PoolStats::resolved() const {
 std::string PoolStats::to_json() const {
   JsonWriter json;
   json.beginObject();
+  json.key("sandboxed").value(sandboxed);
   json.key("workers").beginObject();
   json.key("live").value(workers_live).key("starting").value(workers_starting);
   json.key("idle").value(workers_idle).key("busy").value(workers_busy);
@@ -44,6 +45,8 @@ std::string PoolStats::to_table() const {
   auto row = [&](const char* name, auto value) {
     out << "  " << name << std::string(24 - std::string(name).size(), ' ') << value << "\n";
   };
+  out << "pool\n";
+  row("sandboxed", sandboxed ? "yes" : "no");
   out << "workers\n";
   row("live", workers_live);
   row("starting", workers_starting);

@@ -9,6 +9,8 @@ namespace vial {
 
 /// A snapshot of what a pool is doing and has done (Pool::stats()).
 struct PoolStats {
+  /// The pool runs its calls under the sandbox profile (PoolOptions::sandbox).
+  bool sandboxed = false;
   // Now.
   std::size_t workers_live = 0;      ///< processes: starting + idle + busy
   std::size_t workers_starting = 0;  ///< spawned, not ready yet

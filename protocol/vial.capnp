@@ -59,6 +59,7 @@ struct Outcome {
       workerPid @9 :Int32;
       exitCode @10 :Int32;  # -1 when it did not exit normally
       signal @11 :Int32;    # 0 when no signal killed it
+      cause @16 :Text;      # the sandbox limit the death points to; empty for none
     }
     rejected @12 :Text;     # the input could not be run (bad variable name, bad UTF-8...)
     cancelled @13 :Text;
@@ -130,6 +131,7 @@ struct PoolStats {
   latencyP50Ms @20 :Float64;
   latencyP99Ms @21 :Float64;
   clients @22 :UInt32;
+  sandboxed @23 :Bool;
 }
 
 interface PoolService {

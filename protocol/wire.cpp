@@ -167,6 +167,7 @@ void toWire(const Outcome& outcome, wire::Outcome::Builder out) {
       g.setWorkerPid(c.worker_pid);
       g.setExitCode(c.exit_code.value_or(-1));
       g.setSignal(c.signal.value_or(0));
+      g.setCause(c.cause);
     }
     void operator()(const Rejected& r) { out.setRejected(r.reason); }
     void operator()(const Cancelled& c) { out.setCancelled(c.reason); }
@@ -200,6 +201,7 @@ Outcome fromWire(wire::Outcome::Reader in) {
       WorkerCrashed crash{c.getWorkerPid(), std::nullopt, std::nullopt};
       if (c.getExitCode() >= 0) crash.exit_code = c.getExitCode();
       if (c.getSignal() > 0) crash.signal = c.getSignal();
+      crash.cause = toString(c.getCause());
       return crash;
     }
     case wire::Outcome::REJECTED:
@@ -251,6 +253,7 @@ void toWire(const PoolStats& s, wire::PoolStats::Builder out) {
   out.setLatencyP50Ms(s.latency_p50_ms);
   out.setLatencyP99Ms(s.latency_p99_ms);
   out.setClients(s.clients);
+  out.setSandboxed(s.sandboxed);
 }
 
 PoolStats fromWire(wire::PoolStats::Reader in) {
@@ -278,6 +281,7 @@ PoolStats fromWire(wire::PoolStats::Reader in) {
   s.latency_p50_ms = in.getLatencyP50Ms();
   s.latency_p99_ms = in.getLatencyP99Ms();
   s.clients = in.getClients();
+  s.sandboxed = in.getSandboxed();
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -15,15 +16,18 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/sandbox_options.h"
 #include "protocol/value.h"
 #include "tests/support/child_process.h"
 #include "tests/support/process_probe.h"
+#include "tests/support/recording_worker.h"
 #include "tests/support/run_vial.h"
 
 namespace {
 
 using namespace std::chrono_literals;
 using vial::testing::contains;
+using vial::testing::RecordingWorker;
 using vial::testing::RunResult;
 using vial::testing::runVial;
 using vial::testing::waitGone;
@@ -526,6 +530,163 @@ TEST(VialRunNoWorker, ExplicitWorkerOptionIsUsed) {
                    {"VIAL_WORKER=/nonexistent/env-worker"});
   EXPECT_EQ(r.exitCode, 0) << r;
   EXPECT_EQ(r.out, "[1]\n") << r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --sandbox and its knobs (what reaches the worker; the profile itself is the worker's)
+
+using Args = std::vector<std::string>;
+
+// `vial run ARGS... -c _return(1)` on a worker that records its command line: what it got.
+Args workerArgumentsOfRun(Args args) {
+  RecordingWorker worker;
+  args.insert(args.begin(), "run");
+  args.insert(args.end(), {"--worker", worker.path(), "-c", "_return(1)"});
+  auto r = runVial(args);
+  EXPECT_EQ(r.exitCode, 4) << "the recording worker never gets ready" << r;
+  return worker.arguments();
+}
+
+TEST(VialRunSandbox, WithoutSandboxTheWorkerGetsOnlyTheParentPid) {
+  Args got = workerArgumentsOfRun({});
+  ASSERT_EQ(got.size(), 2u) << ::testing::PrintToString(got);
+  EXPECT_EQ(got[0], "--parent-pid");
+}
+
+TEST(VialRunSandbox, SandboxAloneGivesTheWorkerTheDefaultProfile) {
+  Args got = workerArgumentsOfRun({"--sandbox"});
+  ASSERT_GE(got.size(), 2u) << ::testing::PrintToString(got);
+  EXPECT_EQ(Args(got.begin() + 2, got.end()),
+            (Args{"--sandbox", "memory=536870912", "scratch=67108864", "tasks=32", "cpu=10"}));
+}
+
+TEST(VialRunSandbox, EveryKnobReachesTheWorker) {
+  Args got = workerArgumentsOfRun(
+      {"--sandbox", "--sandbox-memory", "64", "--sandbox-scratch", "2", "--sandbox-tasks", "8",
+       "--sandbox-cpu", "1.5", "--sandbox-allow-read", "/srv/a", "--sandbox-allow-read", "/srv/b"});
+  ASSERT_GE(got.size(), 2u) << ::testing::PrintToString(got);
+  EXPECT_EQ(Args(got.begin() + 2, got.end()),
+            (Args{"--sandbox", "memory=67108864", "scratch=2097152", "tasks=8", "cpu=1.5",
+                  "read=/srv/a", "read=/srv/b"}));
+}
+
+TEST(VialRunSandbox, KnobsMayComeBeforeSandbox) {
+  Args got = workerArgumentsOfRun({"--sandbox-tasks", "16", "--sandbox"});
+  EXPECT_NE(std::find(got.begin(), got.end(), "tasks=16"), got.end())
+      << ::testing::PrintToString(got);
+}
+
+TEST(VialRunSandboxUsage, AKnobWithoutSandboxExitsWith2NamingIt) {
+  for (Args knob : {Args{"--sandbox-memory", "64"}, Args{"--sandbox-scratch", "8"},
+                    Args{"--sandbox-tasks", "8"}, Args{"--sandbox-cpu", "2"},
+                    Args{"--sandbox-allow-read", "/srv"}}) {
+    Args args = {"run", "-c", "_return(1)"};
+    args.insert(args.end(), knob.begin(), knob.end());
+    auto r = runVial(args);
+    EXPECT_EQ(r.exitCode, 2) << r;
+    EXPECT_TRUE(contains(r.err, "vial run: " + knob[0] + " needs --sandbox")) << r;
+    EXPECT_EQ(r.out, "") << r;
+  }
+}
+
+TEST(VialRunSandboxUsage, SandboxWithConnectExitsWith2SayingTheServerDecides) {
+  auto r = runVial({"run", "--sandbox", "--connect", "unix:/nonexistent/vial.sock", "-c", "1"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "the server decides its own profile")) << r;
+  EXPECT_TRUE(contains(r.err, "vial serve --sandbox")) << r;
+}
+
+TEST(VialRunSandboxUsage, AMemoryLimitBelow32MiBExitsWith2NamingTheRange) {
+  auto r = runVial({"run", "--sandbox", "--sandbox-memory", "16", "-c", "1"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--sandbox-memory needs a whole number from 32 to")) << r;
+}
+
+TEST(VialRunSandboxUsage, AScratchLimitOfZeroExitsWith2) {
+  auto r = runVial({"run", "--sandbox", "--sandbox-scratch", "0", "-c", "1"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--sandbox-scratch needs a whole number from 1 to")) << r;
+}
+
+TEST(VialRunSandboxUsage, TasksOutside4To4096ExitWith2NamingTheRange) {
+  for (const char* tasks : {"3", "4097", "many"}) {
+    auto r = runVial({"run", "--sandbox", "--sandbox-tasks", tasks, "-c", "1"});
+    EXPECT_EQ(r.exitCode, 2) << r;
+    EXPECT_TRUE(contains(r.err, "--sandbox-tasks needs a whole number from 4 to 4096")) << r;
+  }
+}
+
+TEST(VialRunSandboxUsage, ACpuLimitThatIsNotPositiveExitsWith2) {
+  for (const char* seconds : {"0", "-1", "nan", "soon"}) {
+    auto r = runVial({"run", "--sandbox", "--sandbox-cpu", seconds, "-c", "1"});
+    EXPECT_EQ(r.exitCode, 2) << r;
+    EXPECT_TRUE(contains(r.err, "--sandbox-cpu needs a positive number of seconds")) << r;
+  }
+}
+
+TEST(VialRunSandboxUsage, AnUnlimitedCpuLimitExitsWith2SayingItMustBeFinite) {
+  auto r = runVial({"run", "--sandbox", "--sandbox-cpu", "inf", "-c", "1"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--sandbox-cpu needs a finite number of seconds")) << r;
+}
+
+TEST(VialRunSandboxUsage, ARelativeAllowReadPathExitsWith2AskingForAnAbsoluteOne) {
+  auto r = runVial({"run", "--sandbox", "--sandbox-allow-read", "data", "-c", "1"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--sandbox-allow-read needs an absolute path (from /), got 'data'"))
+      << r;
+}
+
+TEST(VialRunSandboxUsage, AKnobWithoutItsValueExitsWith2) {
+  auto r = runVial({"run", "-c", "1", "--sandbox", "--sandbox-memory"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--sandbox-memory needs a value")) << r;
+}
+
+TEST(VialServeSandboxUsage, AKnobWithoutSandboxExitsWith2NamingIt) {
+  auto r = runVial({"serve", "--sandbox-cpu", "5"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "vial serve: --sandbox-cpu needs --sandbox")) << r;
+}
+
+TEST(VialServeSandboxUsage, ABadKnobExitsWith2NamingIt) {
+  auto r = runVial({"serve", "--sandbox", "--sandbox-tasks", "1"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--sandbox-tasks needs a whole number from 4 to 4096")) << r;
+}
+
+TEST(VialServeSandboxUsage, ASoftTimeoutAboveTheSandboxDefaultExitsWith2SayingSo) {
+  auto r = runVial({"serve", "--sandbox", "--soft-timeout", "12"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "must be below proc_timeout (10 s), the sandboxed pool's default"))
+      << r;
+}
+
+// Each help lists every knob with the default SandboxOptions really has.
+void expectSandboxHelp(const std::string& command) {
+  auto r = runVial({command, "--help"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  const vial::SandboxOptions defaults;
+  for (const char* flag : {"--sandbox ", "--sandbox-memory MIB", "--sandbox-scratch MIB",
+                           "--sandbox-tasks N", "--sandbox-cpu SEC", "--sandbox-allow-read PATH"})
+    EXPECT_TRUE(contains(r.out, flag)) << flag << " missing from" << r;
+  for (const std::string& text :
+       {"(default " + std::to_string(defaults.memory_limit >> 20) + ", at least 32)",
+        "(default " + std::to_string(defaults.scratch_limit >> 20) + ", at least 1)",
+        "(default " + std::to_string(defaults.max_tasks) + ", 4 to 4096)",
+        "(default " + std::to_string(static_cast<int>(defaults.cpu_limit)) + ")",
+        "--timeout defaults to " +
+            std::to_string(static_cast<int>(vial::kSandboxDefaultProcTimeout)),
+        std::string("need --sandbox")})
+    EXPECT_TRUE(contains(r.out, text)) << "'" << text << "' missing from" << r;
+}
+
+TEST(VialCommand, RunHelpExplainsEverySandboxKnobWithItsDefault) {
+  expectSandboxHelp("run");
+}
+
+TEST(VialCommand, ServeHelpExplainsEverySandboxKnobWithItsDefault) {
+  expectSandboxHelp("serve");
 }
 
 // ---------------------------------------------------------------------------------------------

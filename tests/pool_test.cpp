@@ -195,6 +195,139 @@ TEST_F(PoolTest, UnusablePoolOptionsThrowNamingTheOption) {
   EXPECT_NE(construct(softAboveHard).find("below proc_timeout"), std::string::npos);
 }
 
+// ---- the sandbox's options (checked before any worker starts; no sandboxed run needed) ----
+
+PoolOptions sandboxed() {
+  PoolOptions options = withWorkers(1);
+  options.sandbox.enabled = true;
+  return options;
+}
+
+// What invalid_pool_options says, or "(valid)".
+std::string verdict(const PoolOptions& options) {
+  return invalid_pool_options(options).value_or("(valid)");
+}
+
+TEST(SandboxOptionsCheck, TheDefaultProfileIsValid) {
+  EXPECT_EQ(verdict(sandboxed()), "(valid)");
+}
+
+TEST(SandboxOptionsCheck, KnobsAreNotCheckedWhileTheSandboxIsOff) {
+  PoolOptions options = withWorkers(1);
+  options.sandbox.memory_limit = 0;
+  options.sandbox.max_tasks = 0;
+  options.sandbox.cpu_limit = std::nan("");
+  options.sandbox.allow_read = {"relative"};
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
+TEST(SandboxOptionsCheck, AMemoryLimitBelow32MiBIsRefusedNamingTheMinimum) {
+  PoolOptions options = sandboxed();
+  options.sandbox.memory_limit = (std::size_t{32} << 20) - 1;
+  EXPECT_NE(verdict(options).find("sandbox.memory_limit"), std::string::npos) << verdict(options);
+  EXPECT_NE(verdict(options).find("at least 32 MiB"), std::string::npos) << verdict(options);
+  options.sandbox.memory_limit = std::size_t{32} << 20;
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
+TEST(SandboxOptionsCheck, AScratchLimitBelow1MiBIsRefusedNamingTheMinimum) {
+  PoolOptions options = sandboxed();
+  options.sandbox.scratch_limit = 4096;
+  EXPECT_NE(verdict(options).find("sandbox.scratch_limit (4096 bytes) must be at least 1 MiB"),
+            std::string::npos)
+      << verdict(options);
+  options.sandbox.scratch_limit = std::size_t{1} << 20;
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
+TEST(SandboxOptionsCheck, MaxTasksOutside4To4096IsRefusedNamingTheRange) {
+  PoolOptions options = sandboxed();
+  for (std::size_t tasks : {std::size_t{0}, std::size_t{3}, std::size_t{4097}}) {
+    options.sandbox.max_tasks = tasks;
+    EXPECT_NE(verdict(options).find("sandbox.max_tasks (" + std::to_string(tasks) +
+                                    ") must be from 4 to 4096"),
+              std::string::npos)
+        << verdict(options);
+  }
+  for (std::size_t tasks : {std::size_t{4}, std::size_t{4096}}) {
+    options.sandbox.max_tasks = tasks;
+    EXPECT_EQ(verdict(options), "(valid)") << tasks << " tasks";
+  }
+}
+
+TEST(SandboxOptionsCheck, ACpuLimitThatIsNotPositiveIsRefused) {
+  PoolOptions options = sandboxed();
+  for (double seconds : {0.0, -1.0, std::nan("")}) {
+    options.sandbox.cpu_limit = seconds;
+    EXPECT_NE(verdict(options).find("sandbox.cpu_limit must be a positive number of seconds"),
+              std::string::npos)
+        << seconds << ": " << verdict(options);
+  }
+}
+
+TEST(SandboxOptionsCheck, AnUnlimitedCpuLimitIsRefusedSayingItMustBeFinite) {
+  PoolOptions options = sandboxed();
+  for (double seconds : {kNoTimeout, 1e300}) {
+    options.sandbox.cpu_limit = seconds;
+    EXPECT_NE(verdict(options).find("must be finite"), std::string::npos)
+        << seconds << ": " << verdict(options);
+  }
+  options.sandbox.cpu_limit = 0.5;
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
+TEST(SandboxOptionsCheck, AllowReadTakesOnlyAbsolutePaths) {
+  PoolOptions options = sandboxed();
+  for (const char* path : {"", "data", "./data", "~/data"}) {
+    options.sandbox.allow_read = {"/srv/ok", path};
+    EXPECT_NE(verdict(options).find("'" + std::string(path) + "' is not an absolute path"),
+              std::string::npos)
+        << verdict(options);
+  }
+  options.sandbox.allow_read = {"/srv/ok", "/usr/share/dict"};
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
+TEST(SandboxOptionsCheck, AllowReadRefusesAPathWithANulByte) {
+  PoolOptions options = sandboxed();
+  options.sandbox.allow_read = {std::string("/srv/a\0b", 8)};
+  EXPECT_NE(verdict(options).find("NUL"), std::string::npos) << verdict(options);
+}
+
+TEST(SandboxOptionsCheck, ASandboxedPoolWithoutProcTimeoutGetsTheSandboxDefault) {
+  EXPECT_EQ(effective_proc_timeout(sandboxed()), kSandboxDefaultProcTimeout);
+  EXPECT_EQ(kSandboxDefaultProcTimeout, 10.0);
+  PoolOptions set = sandboxed();
+  set.proc_timeout = 60;
+  EXPECT_EQ(effective_proc_timeout(set), 60);
+  set.proc_timeout = kNoTimeout;  // asked for explicitly: no limit
+  EXPECT_EQ(effective_proc_timeout(set), kNoTimeout);
+  EXPECT_EQ(effective_proc_timeout(withWorkers(1)), kNoTimeout);
+}
+
+TEST(SandboxOptionsCheck, ASoftTimeoutMustBeBelowTheSandboxDefaultAndSaysSo) {
+  PoolOptions options = sandboxed();
+  options.soft_timeout = 12;
+  EXPECT_NE(verdict(options).find("soft_timeout (12 s) must be below proc_timeout (10 s), the "
+                                  "sandboxed pool's default: set proc_timeout to raise it"),
+            std::string::npos)
+      << verdict(options);
+  options.proc_timeout = 20;
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
+TEST_F(PoolTest, APoolWithAnInvalidSandboxThrowsBeforeStartingAWorker) {
+  PoolOptions options = sandboxed();
+  options.sandbox.max_tasks = 1;
+  options.worker_path = "/nonexistent/vial-worker";  // a worker start would fail differently
+  try {
+    Pool pool(options);
+    ADD_FAILURE() << "a pool with max_tasks 1 was made";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("sandbox.max_tasks"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(PoolTest, TimeoutAlsoKillsProcessesTheCodeStarted) {
   Pool pool(withWorkers(1));
   Fifo pidFile;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "client/vial.h"
+#include "tests/support/recording_worker.h"
 #include "tests/support/serve_fixture.h"
 #include "tests/support/value_printer.h"
 
@@ -614,6 +615,39 @@ TEST_F(VialServe, CliConnect) {
       {"run", "--connect", tcpAddress(), "--token-file", tokenFile(), "-c", "_return(1+2)"});
   EXPECT_EQ(accepted.exitCode, 0) << accepted << tcp.describe();
   EXPECT_EQ(accepted.out, "[3]\n") << accepted;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --sandbox (what reaches the workers and the stats; the profile itself is the worker's)
+
+TEST_F(VialServe, SandboxFlagsReachEveryWorkersCommandLine) {
+  RecordingWorker worker;
+  Server& server = startUnix({"--sandbox", "--sandbox-memory", "128", "--sandbox-cpu", "3",
+                              "--sandbox-allow-read", "/srv/game", "--worker", worker.path()},
+                             1);
+  std::vector<std::string> got = worker.arguments();
+  ASSERT_GE(got.size(), 2u) << ::testing::PrintToString(got) << server.describe();
+  EXPECT_EQ(got[0], "--parent-pid");
+  EXPECT_EQ(got[1], std::to_string(server.pid()));
+  EXPECT_EQ(std::vector<std::string>(got.begin() + 2, got.end()),
+            (std::vector<std::string>{"--sandbox", "memory=134217728", "scratch=67108864",
+                                      "tasks=32", "cpu=3", "read=/srv/game"}));
+}
+
+TEST_F(VialServe, StatsSayTheServersPoolIsSandboxed) {
+  RecordingWorker worker;  // no worker gets ready: the stats are the server's own
+  startUnix({"--sandbox", "--worker", worker.path()}, 1);
+  EXPECT_TRUE(connectUnix()->stats().sandboxed);
+  auto table = runVial({"stats", "--connect", unixAddress()});
+  EXPECT_EQ(table.exitCode, 0) << table;
+  EXPECT_TRUE(contains(table.out, "sandboxed               yes")) << table;
+  auto json = runVial({"stats", "--connect", unixAddress(), "--json"});
+  EXPECT_TRUE(contains(json.out, "\"sandboxed\": true")) << json;
+}
+
+TEST_F(VialServe, StatsOfAPlainServerSayItIsNotSandboxed) {
+  startUnix({}, 1);
+  EXPECT_FALSE(connectUnix()->stats().sandboxed);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <cmath>
 #include <limits>
@@ -211,6 +212,7 @@ TEST(WireValue, EveryOutcomeCrossesTheWireUnchanged) {
                                    Timeout{2, 0, true},
                                    WorkerCrashed{99, 3, std::nullopt},
                                    WorkerCrashed{98, std::nullopt, 9},
+                                   WorkerCrashed{97, std::nullopt, SIGXCPU, "over a limit"},
                                    Rejected{"bad"},
                                    Cancelled{"gone"},
                                    Unavailable{"down"},
@@ -229,6 +231,34 @@ TEST(WireValue, EveryOutcomeCrossesTheWireUnchanged) {
       EXPECT_TRUE(back.output()->stdout_truncated);
       EXPECT_FALSE(back.output()->stderr_truncated);
     }
+  }
+}
+
+TEST(WireValue, ACrashCauseCrossesTheWireAndNoCauseStaysEmpty) {
+  for (const std::string& cause :
+       {std::string("it made a system call the sandbox forbids"), std::string()}) {
+    capnp::MallocMessageBuilder message;
+    toWire(Outcome(WorkerCrashed{42, std::nullopt, SIGSYS, cause}),
+           message.initRoot<wire::Outcome>());
+    Result back(fromWire(message.getRoot<wire::Outcome>().asReader()));
+    const auto* crash = back.get_if<WorkerCrashed>();
+    ASSERT_NE(crash, nullptr) << back.describe();
+    EXPECT_EQ(crash->cause, cause) << "the cause did not cross the wire unchanged";
+    EXPECT_EQ(crash->worker_pid, 42);
+    EXPECT_EQ(crash->signal, SIGSYS);
+  }
+}
+
+TEST(WireValue, WhetherAPoolIsSandboxedCrossesTheWire) {
+  for (bool sandboxed : {true, false}) {
+    PoolStats sent;
+    sent.sandboxed = sandboxed;
+    sent.clients = 2;
+    capnp::MallocMessageBuilder message;
+    toWire(sent, message.initRoot<wire::PoolStats>());
+    PoolStats back = fromWire(message.getRoot<wire::PoolStats>().asReader());
+    EXPECT_EQ(back.sandboxed, sandboxed);
+    EXPECT_EQ(back.clients, 2u);
   }
 }
 
@@ -310,6 +340,10 @@ TEST(Result, DescribesEveryOutcome) {
             "worker 7 crashed: it exited with code 3 while running the call");
   EXPECT_EQ(Result(WorkerCrashed{7, std::nullopt, 11}).describe(),
             "worker 7 crashed: it was killed by signal 11 (SIGSEGV) while running the call");
+  EXPECT_EQ(Result(WorkerCrashed{7, std::nullopt, 24, "it went over the sandbox's CPU-time limit"})
+                .describe(),
+            "worker 7 crashed: it was killed by signal 24 (SIGXCPU) while running the call; it "
+            "went over the sandbox's CPU-time limit");
   EXPECT_STREQ(Result(Cancelled{"x"}).kind(), "cancelled");
   EXPECT_STREQ(Result(Unavailable{"x"}).kind(), "unavailable");
 }
@@ -336,8 +370,8 @@ TEST(Json, StatsKeepTheirLayout) {
   s.latency_p50_ms = 1.5;
   s.latency_p99_ms = 12.345678;
   EXPECT_EQ(s.to_json(),
-            R"({"workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, "queued": 0, )"
-            R"("running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
+            R"({"sandboxed": false, "workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, )"
+            R"("queued": 0, "running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
             R"("python_error": 0, "timeout": 1, "worker_crashed": 0, "rejected": 0, )"
             R"("cancelled": 0, "unavailable": 0, "overloaded": 0}, "spawns": 0, )"
             R"("spawn_failures": 0, "recycled": {"after_calls": 0, "rss": 0}, "reaped_idle": 0, )"

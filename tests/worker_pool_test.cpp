@@ -15,7 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "pool/crash_cause.h"
 #include "pool/log.h"
+#include "pool/process_spawner.h"
+#include "pool/worker_process.h"
+#include "protocol/sandbox_args.h"
 #include "protocol/wire.h"
 
 namespace vial::pool {
@@ -624,6 +628,161 @@ TEST_F(WorkerPoolTest, DestroyingThePoolResolvesEveryCall) {
   ASSERT_NE(outcome(a).get_if<Cancelled>(), nullptr);
   ASSERT_NE(outcome(b).get_if<Cancelled>(), nullptr);
   EXPECT_EQ(stats().submitted, stats().resolved());
+}
+
+// ---- a sandboxed pool (the profile itself is the worker's: here only what the pool does) ----
+
+PoolOptions sandboxed() {
+  PoolOptions o = fixed(1);
+  o.sandbox.enabled = true;
+  return o;
+}
+
+TEST_F(WorkerPoolTest, ASandboxedPoolWithoutProcTimeoutKillsACallAfterTheSandboxDefault) {
+  start(sandboxed());
+  auto a = submit("while True: pass");
+  advance(9999 * kj::MILLISECONDS);
+  EXPECT_FALSE(resolved(a)) << "killed before the 10 s default";
+  advance(1 * kj::MILLISECONDS);
+  EXPECT_TRUE(worker(0).killed);
+  const Timeout* t = outcome(a).get_if<Timeout>();
+  ASSERT_NE(t, nullptr) << outcome(a).describe();
+  EXPECT_EQ(t->limit_seconds, kSandboxDefaultProcTimeout);
+}
+
+TEST_F(WorkerPoolTest, AnUnsandboxedPoolWithoutProcTimeoutLetsACallRun) {
+  start(fixed(1));
+  auto a = submit("a");
+  advance(3600 * kj::SECONDS);
+  EXPECT_FALSE(resolved(a));
+  EXPECT_FALSE(worker(0).killed);
+}
+
+TEST_F(WorkerPoolTest, ACallsOwnProcTimeoutWinsOverTheSandboxDefault) {
+  start(sandboxed());
+  CallOptions longer;
+  longer.proc_timeout = 30;
+  auto a = submit("a", longer);
+  advance(20 * kj::SECONDS);
+  EXPECT_FALSE(resolved(a)) << outcome(a).describe();
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+}
+
+TEST_F(WorkerPoolTest, ACallsSoftTimeoutAboveTheSandboxDefaultIsRejected) {
+  start(sandboxed());
+  CallOptions soft;
+  soft.soft_timeout = 15;
+  auto a = submit("a", soft);
+  const Rejected* rejected = outcome(a).get_if<Rejected>();
+  ASSERT_NE(rejected, nullptr) << outcome(a).describe();
+  EXPECT_NE(rejected->reason.find("must be below proc_timeout (10 s)"), std::string::npos)
+      << rejected->reason;
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashBySigxcpuNamesTheCpuLimit) {
+  PoolOptions o = sandboxed();
+  o.sandbox.cpu_limit = 7;
+  start(o);
+  auto a = submit("while True: pass");
+  worker(0).die(SIGXCPU);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "it went over the sandbox's CPU-time limit of 7 s");
+  EXPECT_NE(outcome(a).describe().find("CPU-time limit of 7 s"), std::string::npos)
+      << outcome(a).describe();
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashBySigsysNamesAForbiddenSystemCall) {
+  start(sandboxed());
+  auto a = submit("a");
+  worker(0).die(SIGSYS);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "it made a system call the sandbox forbids");
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashBySigsegvOrSigabrtSuggestsTheMemoryLimit) {
+  PoolOptions o = sandboxed();
+  o.sandbox.memory_limit = std::size_t{64} << 20;
+  start(o);
+  for (int signal : {SIGSEGV, SIGBUS, SIGABRT}) {
+    auto a = submit("a");
+    spawner_.processes.back()->die(signal);
+    turn();
+    const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+    ASSERT_NE(crash, nullptr) << outcome(a).describe();
+    EXPECT_EQ(crash->cause, "perhaps it reached the sandbox's memory limit of 64 MiB")
+        << "signal " << signal;
+  }
+}
+
+TEST_F(WorkerPoolTest, ASandboxedCrashByAnotherSignalNamesNoLimit) {
+  start(sandboxed());
+  auto a = submit("a");
+  worker(0).die(SIGTERM);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "");
+}
+
+TEST_F(WorkerPoolTest, AnUnsandboxedCrashNamesNoLimit) {
+  start(fixed(1));
+  auto a = submit("a");
+  worker(0).die(SIGXCPU);
+  turn();
+  const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
+  ASSERT_NE(crash, nullptr) << outcome(a).describe();
+  EXPECT_EQ(crash->cause, "") << "a pool without the sandbox set no CPU-time limit";
+}
+
+TEST(SandboxCrashCause, AnExitWithACodeNamesNoLimit) {
+  SandboxOptions sandbox;
+  sandbox.enabled = true;
+  EXPECT_EQ(sandboxCrashCause(sandbox, std::nullopt), "");
+}
+
+TEST_F(WorkerPoolTest, StatsSayWhetherThePoolIsSandboxed) {
+  start(sandboxed());
+  EXPECT_TRUE(stats().sandboxed);
+}
+
+TEST_F(WorkerPoolTest, StatsOfAPlainPoolSayItIsNotSandboxed) {
+  start(fixed(1));
+  EXPECT_FALSE(stats().sandboxed);
+}
+
+// The real spawner's side: what a pool's options make of a worker's command line.
+
+TEST(WorkerArguments, APlainPoolsWorkerGetsOnlyTheParentPid) {
+  EXPECT_EQ(workerArguments(spawnOptions(fixed(1)), 4321),
+            (std::vector<std::string>{"--parent-pid", "4321"}));
+}
+
+TEST(WorkerArguments, ASandboxedPoolsWorkerGetsTheProfileAfterTheParentPid) {
+  PoolOptions o = sandboxed();
+  o.sandbox.memory_limit = std::size_t{256} << 20;
+  o.sandbox.scratch_limit = std::size_t{8} << 20;
+  o.sandbox.max_tasks = 16;
+  o.sandbox.cpu_limit = 2.5;
+  o.sandbox.allow_read = {"/srv/game/data", "/etc/mime.types"};
+  std::vector<std::string> args = workerArguments(spawnOptions(o), 4321);
+  EXPECT_EQ(args, (std::vector<std::string>{"--parent-pid", "4321", "--sandbox", "memory=268435456",
+                                            "scratch=8388608", "tasks=16", "cpu=2.5",
+                                            "read=/srv/game/data", "read=/etc/mime.types"}));
+  // What the worker reads back is the profile the pool was given.
+  auto back = parseSandboxWorkerArgs(std::vector<std::string>(args.begin() + 2, args.end()));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_TRUE(back->enabled);
+  EXPECT_EQ(back->memory_limit, o.sandbox.memory_limit);
+  EXPECT_EQ(back->scratch_limit, o.sandbox.scratch_limit);
+  EXPECT_EQ(back->max_tasks, o.sandbox.max_tasks);
+  EXPECT_EQ(back->cpu_limit, o.sandbox.cpu_limit);
+  EXPECT_EQ(back->allow_read, o.sandbox.allow_read);
 }
 
 }  // namespace
