@@ -8,10 +8,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,9 +21,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <thread>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "client/vial.h"
@@ -131,12 +131,15 @@ struct RoundTrip {
   double p99_us;
 };
 
-// One call at a time: run_async(...).get(), from submission to the result.
-RoundTrip round_trip(vial::Runner& runner, int warmup, int calls) {
+// One call at a time: run_async(...).get(), from submission to the result; `gap` of idleness
+// before each call (calls from a host's players arrive apart, not back to back).
+RoundTrip round_trip(vial::Runner& runner, int warmup, int calls,
+                     std::chrono::microseconds gap = std::chrono::microseconds(0)) {
   for (int i = 0; i < warmup; ++i) require_three(runner.run_async(kTinyCall).get());
   std::vector<double> samples;
   samples.reserve(calls);
   for (int i = 0; i < calls; ++i) {
+    if (gap.count() > 0) std::this_thread::sleep_for(gap);
     auto start = Clock::now();
     vial::Result result = runner.run_async(kTinyCall).get();
     samples.push_back(us_since(start));
@@ -147,10 +150,11 @@ RoundTrip round_trip(vial::Runner& runner, int warmup, int calls) {
 }
 
 // On a ready embedded pool, plain or sandboxed.
-RoundTrip pool_round_trip(int warmup, int calls, bool sandboxed) {
+RoundTrip pool_round_trip(int warmup, int calls, bool sandboxed,
+                          std::chrono::microseconds gap = std::chrono::microseconds(0)) {
   vial::Pool pool(pool_options(1, sandboxed));
   require_ready(pool);
-  return round_trip(pool, warmup, calls);
+  return round_trip(pool, warmup, calls, gap);
 }
 
 // A `vial serve` process (the `vial` next to this program) on a unix socket in a private
@@ -163,8 +167,8 @@ class Server {
     dir_ = dir;
     address_ = "unix:" + dir_ + "/vial.sock";
     std::string vial = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vial";
-    std::vector<std::string> args = {vial, "serve", "--listen", address_, "--workers",
-                                     std::to_string(kWorkers)};
+    std::vector<std::string> args = {vial,     "serve",     "--listen",
+                                     address_, "--workers", std::to_string(kWorkers)};
     if (sandboxed) args.push_back("--sandbox");
     pid_ = fork();
     if (pid_ == 0) {
@@ -201,9 +205,10 @@ class Server {
   std::unique_ptr<vial::Client> client_;
 };
 
-RoundTrip serve_round_trip(int warmup, int calls, bool sandboxed) {
+RoundTrip serve_round_trip(int warmup, int calls, bool sandboxed,
+                           std::chrono::microseconds gap = std::chrono::microseconds(0)) {
   Server server(sandboxed);
-  return round_trip(server.client(), warmup, calls);
+  return round_trip(server.client(), warmup, calls, gap);
 }
 
 // All `calls` submitted at once to a ready, warmed-up pool; timed from the first submission to
@@ -431,13 +436,27 @@ int main(int argc, char** argv) {
                 sandboxed.p50_us, "us", 0});
     report.add({"sandbox_roundtrip_p99_us", "sandboxed round trip, p99 of " + calls,
                 sandboxed.p99_us, "us", 0});
+    const auto gap = std::chrono::milliseconds(5);
+    const int apartCalls = n.round_trips / 5;
+    std::string apart = std::to_string(apartCalls) + " calls 5 ms apart";
+    RoundTrip sandboxedApart = pool_round_trip(n.round_trip_warmup / 5, apartCalls, true, gap);
+    report.add({"sandbox_roundtrip_apart_p50_us", "sandboxed round trip, p50 of " + apart,
+                sandboxedApart.p50_us, "us", 0});
     RoundTrip served = serve_round_trip(n.round_trip_warmup, n.round_trips, false);
     report.add({"serve_roundtrip_p50_us", "round trip through vial serve, p50 of " + calls,
                 served.p50_us, "us", 0});
     RoundTrip servedSandboxed = serve_round_trip(n.round_trip_warmup, n.round_trips, true);
     report.add({"serve_sandbox_roundtrip_p50_us",
-                "sandboxed round trip through vial serve, p50 of " + calls,
-                servedSandboxed.p50_us, "us", 0});
+                "sandboxed round trip through vial serve, p50 of " + calls, servedSandboxed.p50_us,
+                "us", 0});
+    RoundTrip servedApart = serve_round_trip(n.round_trip_warmup / 5, apartCalls, false, gap);
+    report.add({"serve_roundtrip_apart_p50_us", "round trip through vial serve, p50 of " + apart,
+                servedApart.p50_us, "us", 0});
+    RoundTrip servedSandboxedApart =
+        serve_round_trip(n.round_trip_warmup / 5, apartCalls, true, gap);
+    report.add({"serve_sandbox_roundtrip_apart_p50_us",
+                "sandboxed round trip through vial serve, p50 of " + apart,
+                servedSandboxedApart.p50_us, "us", 0});
 
     report.add({"blob_10mib_roundtrip_ms",
                 "10 MiB str in and out (median of " + std::to_string(n.blob_round_trips) + ")",

@@ -30,6 +30,7 @@
 #include "worker/guard.h"
 #include "worker/interpreter.h"
 #include "worker/landlock.h"
+#include "worker/py_ref.h"
 #include "worker/seccomp_filter.h"
 
 namespace vial::worker {
@@ -41,12 +42,17 @@ namespace {
 constexpr const char* kScratch = "/tmp";
 // Inodes of one scratch tmpfs: files a call may create (each costs kernel memory).
 constexpr int kScratchInodes = 16384;
+// Tasks of a call process before its call: its main thread, the soft-timeout watchdog and the
+// fd capture's reader.
+constexpr std::size_t kCallProcessTasks = 3;
 // Open files of a call process (RLIMIT_NOFILE).
 constexpr rlim_t kCallOpenFiles = 256;
 // What a call process answers on its result pipe once it has locked itself in, before the
 // outcome: 'r', or 'f' and why it could not.
 constexpr char kEntered = 'r';
 constexpr char kEntryFailed = 'f';
+// What a call process runs before its call, to warm up (see serveOneCall).
+constexpr const char* kWarmUpSource = "_return(None)";
 
 // A field of /proc/self/status ("VmSize:", "Threads:"), as a number (kB for sizes), or 0.
 std::size_t selfStatus(const std::string& field) {
@@ -142,6 +148,14 @@ void Sandbox::prepare() {
   // is on top of it.
   templateBytes_ = selfStatus("VmSize:") * 1024;
   templateTasks_ = std::max<std::size_t>(1, selfStatus("Threads:"));
+  {
+    // The objects setup made stay where they are: the collector of a call process never
+    // touches (and so never copies) them.
+    Gil gil;
+    PyRef gc(PyImport_ImportModule("gc"));
+    PyRef frozen(gc ? PyObject_CallMethod(gc.get(), "freeze", nullptr) : nullptr);
+    PyErr_Clear();
+  }
   // Signals a call sends to pid 1 (this template) stay pending: nothing of a call reaches the
   // template, or through it (Python's SIGINT flag, copied by fork) the next call.
   sigset_t all;
@@ -164,34 +178,25 @@ void Sandbox::prepare() {
   next_->entered = true;
 }
 
-void Sandbox::freshScratch() {
-  if (scratchMounted_ && umount2(kScratch, MNT_DETACH) != 0)
-    throw SetupError(errnoText("unmounting the last call's scratch directory"));
-  scratchMounted_ = false;
-  std::string options = "size=" + std::to_string(options_.scratch_limit) +
-                        ",nr_inodes=" + std::to_string(kScratchInodes) + ",mode=0700";
-  if (mount("vial-scratch", kScratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options.c_str()) !=
-      0)
-    throw SetupError(errnoText("mounting a scratch tmpfs on /tmp"));
-  scratchMounted_ = true;
+std::size_t Sandbox::taskLimit() const {
+  // RLIMIT_NPROC counts the tasks of this user in the worker's user namespace: the template's,
+  // the call's, and the last call process's until the template has reaped it.
+  return options_.max_tasks + templateTasks_ + kCallProcessTasks;
 }
 
-void Sandbox::endCall() {
-  // pid 1's kill(-1) reaches every other process of the namespace: what the call left.
-  kill(-1, SIGKILL);
+void Sandbox::reapEnded() {
+  // Call processes answer, then exit: their zombies are collected here, never waited for.
   for (;;) {
-    pid_t got = waitpid(-1, nullptr, 0);
+    pid_t got = waitpid(-1, nullptr, WNOHANG);
     if (got > 0 || (got < 0 && errno == EINTR)) continue;
-    break;  // ECHILD: none left
+    break;  // none ended (0) or none left (ECHILD)
   }
-  callEnded_ = true;
 }
 
 void Sandbox::prepareNext() {
   if (!prepared_) return;
-  if (!callEnded_) endCall();
+  reapEnded();
   if (next_) return;
-  freshScratch();
   int callPipe[2], resultPipe[2];
   if (pipe2(callPipe, O_CLOEXEC) != 0) throw SetupError(errnoText("pipe"));
   if (pipe2(resultPipe, O_CLOEXEC) != 0) {
@@ -224,7 +229,6 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
   if (!next_) prepareNext();
   CallProcess call = std::move(*next_);
   next_.reset();
-  callEnded_ = false;
   std::string problem;
   try {
     if (!call.entered) {
@@ -246,8 +250,9 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
   } catch (const std::exception& e) {
     problem = e.what();
   }
-  // No outcome: the call process ended (or broke its pipe). End the way it did, so the pool
-  // reports the crash as for a plain worker.
+  // No outcome: the call process ended (or broke its pipe). What it started is now the
+  // template's (pid 1) to kill; then end the way it did, so the pool reports the crash as for a
+  // plain worker.
   int status = 0;
   while (waitpid(call.pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -257,7 +262,21 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
                    : ("exited with code " + std::to_string(WEXITSTATUS(status))).c_str(),
                problem.c_str());
   std::fflush(stderr);
+  kill(-1, SIGKILL);
   exitLike(status);
+}
+
+void Sandbox::endDescendants() {
+  // kill(-1) reaches every process this one may signal but pid 1 (the template): what the call
+  // started, and nothing else, since the next call process is forked only once this one has
+  // answered (with landlock's signal scope, ABI 6 and later, it could not be reached anyway). As
+  // their subreaper, this process collects all of them.
+  kill(-1, SIGKILL);
+  for (;;) {
+    pid_t got = waitpid(-1, nullptr, 0);
+    if (got > 0 || (got < 0 && errno == EINTR)) continue;
+    break;  // ECHILD: none left
+  }
 }
 
 void Sandbox::serveOneCall(util::UniqueFd callPipe, util::UniqueFd resultPipe) {
@@ -265,6 +284,13 @@ void Sandbox::serveOneCall(util::UniqueFd callPipe, util::UniqueFd resultPipe) {
   enter(callFd, resultFd);
   try {
     executor_.startThreads();
+    // A call of vial's own first, so that the pages every call writes (the interpreter's state,
+    // the capture's buffers, malloc's arenas) are copied now rather than during the real call.
+    capnp::MallocMessageBuilder warmUp;
+    auto params = warmUp.initRoot<wire::Worker::RunParams>();
+    params.setSource(kWarmUpSource);
+    capnp::MallocMessageBuilder discarded;
+    executor_.run(params.asReader(), discarded.initRoot<wire::Outcome>());
   } catch (const std::exception& e) {
     entryFailed(resultFd, std::string("starting the call's threads: ") + e.what());
   }
@@ -273,6 +299,7 @@ void Sandbox::serveOneCall(util::UniqueFd callPipe, util::UniqueFd resultPipe) {
     capnp::StreamFdMessageReader request(callFd, readerOptions());
     capnp::MallocMessageBuilder answer;
     executor_.run(request.getRoot<wire::Worker::RunParams>(), answer.initRoot<wire::Outcome>());
+    endDescendants();
     capnp::writeMessageToFd(resultFd, answer);
   } catch (const kj::Exception& e) {
     // No call came (the template is gone) or the answer could not be sent: end quietly.
@@ -293,9 +320,20 @@ void Sandbox::enter(int callFd, int resultFd) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  // 2. Its own scratch directory (mounted fresh by the template) as working directory.
+  // 2. Mount and IPC namespaces of its own: a fresh tmpfs on /tmp (its scratch directory and
+  //    working directory) that no other process sees, and System V IPC that dies with it.
+  if (unshare(CLONE_NEWNS | CLONE_NEWIPC) != 0)
+    entryFailed(resultFd, errnoText("the call's mount and IPC namespaces"));
+  std::string scratch = "size=" + std::to_string(options_.scratch_limit) +
+                        ",nr_inodes=" + std::to_string(kScratchInodes) + ",mode=0700";
+  if (mount("vial-scratch", kScratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, scratch.c_str()) !=
+      0)
+    entryFailed(resultFd, errnoText("mounting the scratch tmpfs on /tmp"));
   if (chdir(kScratch) != 0) entryFailed(resultFd, errnoText("chdir to the scratch directory"));
   setenv("TMPDIR", kScratch, 1);
+  // Everything the call starts stays below this process, whatever it does to detach, so that
+  // endDescendants() reaches it.
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   // 3. Limits. Memory: the address space may grow memory_limit past the template's (RLIMIT_AS
   //    also covers shared anonymous maps, which RLIMIT_DATA would not); malloc keeps few arenas,
   //    whose reservations count too. Tasks: counted per user in this user namespace, where
@@ -307,9 +345,7 @@ void Sandbox::enter(int callFd, int resultFd) {
   if (why.empty())
     why =
         setLimit(RLIMIT_CPU, static_cast<rlim_t>(cpu), static_cast<rlim_t>(cpu) + 1, "RLIMIT_CPU");
-  if (why.empty())
-    why = setLimit(RLIMIT_NPROC, options_.max_tasks + templateTasks_,
-                   options_.max_tasks + templateTasks_, "RLIMIT_NPROC");
+  if (why.empty()) why = setLimit(RLIMIT_NPROC, taskLimit(), taskLimit(), "RLIMIT_NPROC");
   if (why.empty()) why = setLimit(RLIMIT_CORE, 0, 0, "RLIMIT_CORE");
   if (why.empty()) why = setLimit(RLIMIT_MSGQUEUE, 0, 0, "RLIMIT_MSGQUEUE");
   // Few open files: each pipe or socket pair holds kernel buffers outside RLIMIT_AS.
@@ -317,16 +353,13 @@ void Sandbox::enter(int callFd, int resultFd) {
   if (!why.empty()) entryFailed(resultFd, why);
   // 4. Not dumpable: no core file, and no process of the same uid may open its /proc entries.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  // 5. An IPC namespace of the call's own: System V shared memory, semaphores and message
-  //    queues die with the call instead of waiting for the next one.
-  if (unshare(CLONE_NEWIPC) != 0) entryFailed(resultFd, errnoText("the call's IPC namespace"));
-  // 6. No capability left in its user namespace, and no way back to one.
+  // 5. No capability left in its user namespace, and no way back to one.
   why = dropCapabilities();
   if (!why.empty()) entryFailed(resultFd, why);
-  // 7. No new privileges (landlock and seccomp require it; no set-user-ID program gains any).
+  // 6. No new privileges (landlock and seccomp require it; no set-user-ID program gains any).
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     entryFailed(resultFd, errnoText("PR_SET_NO_NEW_PRIVS"));
-  // 8. Landlock: what it may read and write; also no TCP and no signals or abstract sockets
+  // 7. Landlock: what it may read and write; also no TCP and no signals or abstract sockets
   //    outside where the kernel knows those.
   try {
     FilesystemAccess access;
@@ -337,7 +370,7 @@ void Sandbox::enter(int callFd, int resultFd) {
   } catch (const std::exception& e) {
     entryFailed(resultFd, e.what());
   }
-  // 9. Seccomp last: the steps above use calls it refuses (unshare, ...).
+  // 8. Seccomp last: the steps above use calls it refuses (unshare, ...).
   try {
     filter_->install();
   } catch (const std::exception& e) {

@@ -2,13 +2,17 @@
 // never runs a call itself, and the call process it forks for every call.
 //
 // The template (pid 1 of the worker's pid namespace, uid 0 of its user namespace; see
-// worker/user_namespace.h) owns one prepared call process at a time. prepareNext() gives it a
-// fresh tmpfs on /tmp and forks it; the child locks itself in (enter(), in the order written
-// there), starts the executor's threads, and waits for its call. run() sends the call, reads the
-// outcome, and afterwards kills whatever the call left (kill(-1) from pid 1 reaches every other
-// process of the namespace) and reaps it. A call process that ends without an outcome ends the
-// template the same way (os._exit(3) → exit code 3), so the pool sees a crash as it would in a
-// plain worker, and replaces the worker.
+// worker/user_namespace.h) keeps one call process prepared: forked, locked in (enter(), in the
+// order written there: its own mount and IPC namespaces with a fresh tmpfs on /tmp, limits, no
+// capabilities, landlock, seccomp), its executor's threads started and warmed up, waiting for
+// its call. run() sends the call and reads the outcome. The call process is a subreaper: before
+// it answers, it kills (kill(-1)) and reaps everything the call started, so nothing of a call
+// outlives its answer. The template forks the next call process once the answer is out
+// (WorkerService), off the next call's path when calls do not come back to back.
+//
+// A call process that ends without an outcome ends the template the same way (os._exit(3) →
+// exit code 3; a signal → kSignalExitBase + signal, see worker/guard.h), so the pool sees a crash
+// as it would in a plain worker, and replaces the worker.
 //
 // Thread-safety: the template's main thread only, which must be its only thread when it forks
 // (setup code that starts threads leaves them behind in the template; they never reach a call).
@@ -48,8 +52,8 @@ class Sandbox {
   /// process ends without one, the template exits the same way (never returns).
   void run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBuilder& answer);
 
-  /// Between calls: makes sure a fresh call process waits for the next call (kills and reaps
-  /// what the last call left first). Cheap when one is ready.
+  /// Between calls: makes sure a fresh call process waits for the next call, and reaps the
+  /// call processes that have ended. Cheap when one is ready.
   void prepareNext();
 
  private:
@@ -59,8 +63,9 @@ class Sandbox {
     util::UniqueFd resultPipe;  // and reads the outcome here
     bool entered = false;       // its "locked in" byte has been read
   };
-  void freshScratch();
-  void endCall();
+  std::size_t taskLimit() const;
+  void reapEnded();
+  void endDescendants();
   [[noreturn]] void serveOneCall(util::UniqueFd callPipe, util::UniqueFd resultPipe);
   void enter(int callFd, int resultFd);
 
@@ -72,9 +77,7 @@ class Sandbox {
   std::size_t templateBytes_ = 0;  // the template's address space, which a call starts with
   std::size_t templateTasks_ = 1;
   bool prepared_ = false;
-  bool scratchMounted_ = false;
   std::optional<CallProcess> next_;
-  bool callEnded_ = true;  // false after run() until prepareNext() has cleaned up
 };
 
 }  // namespace vial::worker
