@@ -19,8 +19,8 @@ namespace vial::worker {
 /// why it cannot ("" when it did), naming the kernel setting to change.
 std::string unshareWorkerNamespaces();
 
-/// In the guard: maps uid and gid 0 of `worker`'s new user namespace to the guard's own ids, or
-/// to nobody (65534) for root. Returns why it cannot ("" when it did).
+/// In the guard: maps uid and gid 0 of its child `worker`'s new user namespace to the guard's own
+/// ids, or to nobody (65534) for root. Returns why it cannot ("" when it did).
 std::string mapWorkerIdentity(pid_t worker);
 
 /// In the worker, once mapped: becomes uid/gid 0 of its namespace, makes every mount private
