@@ -16,15 +16,16 @@ struct SandboxOptions {
   /// under landlock and a seccomp filter, with the limits below. If the kernel lacks something
   /// the profile needs, the pool fails to start naming it: it never runs unsandboxed.
   bool enabled = false;
-  /// Bytes of memory (data: heap, thread stacks, anonymous maps) each process of a call may
-  /// have (RLIMIT_DATA). Past it allocations fail: Python raises MemoryError. At least
-  /// kSandboxMinMemoryLimit (32 MiB).
+  /// Bytes of address space each process of a call may add to what the template already
+  /// maps (RLIMIT_AS: heap, thread stacks, every mapping, shared ones included). Past it
+  /// allocations fail: Python raises MemoryError. At least kSandboxMinMemoryLimit (32 MiB).
   std::size_t memory_limit = std::size_t{512} << 20;
   /// Bytes a call may write into its scratch directory (its working directory and /tmp, a
   /// private tmpfs new for every call). Past it writes fail with ENOSPC (OSError). At least
   /// kSandboxMinScratchLimit (1 MiB).
   std::size_t scratch_limit = std::size_t{64} << 20;
-  /// Processes and threads a call may have at once, its own main thread included
+  /// Processes and threads a call may have at once, its own two included (the main thread and
+  /// the output reader; a third, the watchdog, for a call with a soft limit)
   /// (RLIMIT_NPROC inside the worker's user namespace). Past it fork() and thread starts fail.
   /// From kSandboxMinTasks (4) to kSandboxMaxTasks (4096).
   std::size_t max_tasks = 32;

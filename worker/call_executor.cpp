@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "protocol/duration.h"
 #include "protocol/limits.h"  // kMaxCachedSourceBytes, kMaxCachedCodeObjects
 #include "worker/py_convert.h"
 
@@ -109,7 +110,6 @@ CallExecutor::CallExecutor(const Interpreter&)
 
 void CallExecutor::startThreads() {
   Gil gil;
-  if (!softTimeout_) softTimeout_.emplace(PyRef::borrow(softTimeoutType_.get()));
   if (!output_) output_.emplace(PyRef::borrow(captureType_.get()));
 }
 
@@ -240,6 +240,13 @@ void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Bu
   }
 
   startThreads();
+  const double softLimit = params.getSoftTimeout();
+  if (!softTimeout_ && softLimit > 0 && !unlimited(softLimit)) {
+    // The watchdog starts with the first call that has a soft limit: most have none, and a
+    // sandbox's call process then starts one thread fewer.
+    Gil gil;
+    softTimeout_.emplace(PyRef::borrow(softTimeoutType_.get()));
+  }
   Gil gil;
   const pid_t self = getpid();
   leftThreads_ = 0;
@@ -261,7 +268,8 @@ void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Bu
   PyRef code = codeCache_.compile(source.begin(), source.size());
   PyRef ran;
   if (code) {
-    SoftTimeout::Armed armed(*softTimeout_, params.getSoftTimeout());
+    std::optional<SoftTimeout::Armed> armed;
+    if (softTimeout_) armed.emplace(*softTimeout_, softLimit);
     ran = output.withFdsCaptured([&] { return evaluate(code.get(), globals.get(), self); });
     std::size_t threadsAfter = pythonThreads();
     leftThreads_ = threadsAfter > threadsBefore ? threadsAfter - threadsBefore : 0;

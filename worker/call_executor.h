@@ -63,9 +63,10 @@ struct ExceptionReport {
 
 class CallExecutor {
  public:
-  /// Needs the started interpreter. Starts no thread: the soft-timeout watchdog and the fd
-  /// capture start with the first call (or startThreads()), so that a sandbox template, which
-  /// only runs setup(), stays single-threaded and safe to fork.
+  /// Needs the started interpreter. Starts no thread: the fd capture's reader starts with the
+  /// first call (or startThreads()), the soft-timeout watchdog with the first call that has a
+  /// soft limit, so that a sandbox template, which only runs setup(), stays single-threaded
+  /// and safe to fork.
   explicit CallExecutor(const Interpreter& interpreter);
   CallExecutor(const CallExecutor&) = delete;
   CallExecutor& operator=(const CallExecutor&) = delete;
@@ -78,8 +79,8 @@ class CallExecutor {
   /// Never throws for anything the user's code or input does.
   void run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out);
 
-  /// Starts the soft-timeout watchdog and the fd capture's reader if they are not running yet,
-  /// on the thread that runs calls (a sandbox's call process: after it has locked itself in).
+  /// Starts the fd capture's reader if it is not running yet, on the thread that runs calls (a
+  /// sandbox's call process: after it has locked itself in).
   void startThreads();
 
   /// Python threads the last call started and left running when it ended (0 normally).

@@ -42,9 +42,6 @@ namespace {
 constexpr const char* kScratch = "/tmp";
 // Inodes of one scratch tmpfs: files a call may create (each costs kernel memory).
 constexpr int kScratchInodes = 16384;
-// Tasks of a call process before its call: its main thread, the soft-timeout watchdog and the
-// fd capture's reader.
-constexpr std::size_t kCallProcessTasks = 3;
 // Open files of a call process (RLIMIT_NOFILE).
 constexpr rlim_t kCallOpenFiles = 256;
 // What a call process answers on its result pipe once it has locked itself in, before the
@@ -179,13 +176,18 @@ void Sandbox::prepare() {
 }
 
 std::size_t Sandbox::taskLimit() const {
-  // RLIMIT_NPROC counts the tasks of this user in the worker's user namespace: the template's,
-  // the call's, and the last call process's until the template has reaped it.
-  return options_.max_tasks + templateTasks_ + kCallProcessTasks;
+  // RLIMIT_NPROC counts the tasks of this user in the worker's user namespace: the template's
+  // and the call's (the last call process is reaped before the next one is forked).
+  return options_.max_tasks + templateTasks_;
 }
 
 void Sandbox::reapEnded() {
-  // Call processes answer, then exit: their zombies are collected here, never waited for.
+  // The last call process answered and is exiting: wait for it (off the next call's path), so
+  // that its tasks no longer count against the next call's task limit.
+  if (lastCall_ > 0)
+    while (waitpid(lastCall_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  lastCall_ = 0;
   for (;;) {
     pid_t got = waitpid(-1, nullptr, WNOHANG);
     if (got > 0 || (got < 0 && errno == EINTR)) continue;
@@ -244,6 +246,7 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
     call.callPipe.reset();
     capnp::StreamFdMessageReader reader(call.resultPipe.get(), readerOptions());
     answer.setRoot(reader.getRoot<wire::Outcome>());
+    lastCall_ = call.pid;
     return;
   } catch (const kj::Exception& e) {
     problem = e.getDescription().cStr();

@@ -78,6 +78,7 @@ class Sandbox {
   std::size_t templateTasks_ = 1;
   bool prepared_ = false;
   std::optional<CallProcess> next_;
+  pid_t lastCall_ = 0;  // the call process that answered last, until reaped
 };
 
 }  // namespace vial::worker
