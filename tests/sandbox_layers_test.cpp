@@ -17,10 +17,12 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -576,6 +578,51 @@ TEST_F(Seccomp, CloneWithANewNamespaceFlagIsRefused) {
   });
   SKIP_IF_REFUSED_ANYWAY();
   EXPECT_EQ(with.text, "EPERM") << with.describe();
+}
+
+TEST_F(Seccomp, CloneParentIsRefused) {
+  // A sibling instead of a child: the call process, its subreaper, could not reap it.
+  auto with = filtered([] {
+    long pid = ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, 0);
+    if (pid == 0) ::_exit(0);
+    return outcome(pid);  // the sibling is the test's child now, reaped with the child
+  });
+  SKIP_IF_REFUSED_ANYWAY();
+  EXPECT_EQ(with.text, "EPERM") << with.describe();
+}
+
+TEST_F(Seccomp, AnotherProcesssLimitsCannotBeChangedButOwnCan) {
+  pid_t parent = ::getpid();  // a process the child may otherwise change: same user
+  auto with = filtered([parent] {
+    rlimit current{};
+    if (::prlimit(parent, RLIMIT_CORE, nullptr, &current) != 0) return outcome(-1);
+    return outcome(::prlimit(parent, RLIMIT_CORE, &current, nullptr));
+  });
+  SKIP_IF_REFUSED_ANYWAY();
+  EXPECT_EQ(with.text, "EPERM") << with.describe();
+  auto own = inChild([] {
+    install();
+    rlimit none{0, 0};
+    return outcome(::setrlimit(RLIMIT_CORE, &none));
+  });
+  EXPECT_EQ(own.text, "ok") << own.describe();
+}
+
+TEST_F(Seccomp, InotifyIsRefused) {
+  auto with = filtered([] { return outcome(::inotify_init1(IN_CLOEXEC)); });
+  SKIP_IF_REFUSED_ANYWAY();
+  EXPECT_EQ(with.text, "EPERM") << with.describe();
+}
+
+TEST_F(Seccomp, SystemCallsNewerThanTheFilterAreNotImplemented) {
+#if defined(__x86_64__)
+  // listmount (458 on x86_64, Linux 6.8): the host's whole mount table.
+  auto with = filtered([] { return outcome(::syscall(458, nullptr, nullptr, 0, 0)); }, "EFAULT");
+  SKIP_IF_REFUSED_ANYWAY();
+  EXPECT_EQ(with.text, "ENOSYS") << with.describe();
+#else
+  GTEST_SKIP() << "the number is x86_64's";
+#endif
 }
 
 TEST_F(Seccomp, InetSocketIsRefused) {

@@ -14,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -42,6 +44,11 @@ namespace {
 constexpr const char* kScratch = "/tmp";
 // Inodes of one scratch tmpfs: files a call may create (each costs kernel memory).
 constexpr int kScratchInodes = 16384;
+// The landlock ABI that scopes signals to the sandbox's own domain.
+constexpr int kLandlockAbiSignalScope = 6;
+// Where the zygote puts a call process's pipes: clear of fd 3, which the worker's fork hook
+// points at /dev/null in every child (worker/main.cpp).
+constexpr int kCallPipesLowestFd = 10;
 // Open files of a call process (RLIMIT_NOFILE).
 constexpr rlim_t kCallOpenFiles = 256;
 // What a call process answers on its result pipe once it has locked itself in, before the
@@ -75,6 +82,39 @@ void writeFully(int fd, const char* data, std::size_t size) {
   std::string message = std::string(1, kEntryFailed) + why;
   writeFully(resultFd, message.data(), message.size());
   _exit(1);
+}
+
+// One byte and two descriptors over a unix socket (SCM_RIGHTS).
+bool sendFds(int socket, char byte, const int (&fds)[2]) {
+  iovec data{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * 2);
+  std::memcpy(CMSG_DATA(header), fds, sizeof(int) * 2);
+  return sendmsg(socket, &message, MSG_NOSIGNAL) == 1;
+}
+
+bool receiveFds(int socket, char& byte, int (&fds)[2]) {
+  iovec data{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 2)] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  if (recvmsg(socket, &message, MSG_CMSG_CLOEXEC) != 1) return false;
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  if (!header || header->cmsg_type != SCM_RIGHTS || header->cmsg_len != CMSG_LEN(sizeof(int) * 2))
+    return false;
+  std::memcpy(fds, CMSG_DATA(header), sizeof(int) * 2);
+  return true;
 }
 
 std::string errnoText(const char* what) {
@@ -145,6 +185,7 @@ void Sandbox::prepare() {
   // is on top of it.
   templateBytes_ = selfStatus("VmSize:") * 1024;
   templateTasks_ = std::max<std::size_t>(1, selfStatus("Threads:"));
+  scopedSignals_ = abi >= kLandlockAbiSignalScope;
   {
     // The objects setup made stay where they are: the collector of a call process never
     // touches (and so never copies) them.
@@ -158,6 +199,7 @@ void Sandbox::prepare() {
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, nullptr);
+  startZygote();
   prepared_ = true;
   prepareNext();
   // The first call process shows that the sandbox can be entered at all.
@@ -176,38 +218,16 @@ void Sandbox::prepare() {
 }
 
 std::size_t Sandbox::taskLimit() const {
-  // RLIMIT_NPROC counts the tasks of this user in the worker's user namespace: the template's
-  // and the call's (the last call process is reaped before the next one is forked).
-  return options_.max_tasks + templateTasks_;
+  // RLIMIT_NPROC counts the tasks of this user in the worker's user namespace: the template's,
+  // the zygote's (one) and the call's (the last call is cleared before the next one starts).
+  return options_.max_tasks + templateTasks_ + 1;
 }
 
-void Sandbox::reapEnded() {
-  // The last call process answered and is exiting: wait for it (off the next call's path), so
-  // that its tasks no longer count against the next call's task limit.
-  if (lastCall_ > 0)
-    while (waitpid(lastCall_, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  lastCall_ = 0;
-  for (;;) {
-    pid_t got = waitpid(-1, nullptr, WNOHANG);
-    if (got > 0 || (got < 0 && errno == EINTR)) continue;
-    break;  // none ended (0) or none left (ECHILD)
-  }
-}
-
-void Sandbox::prepareNext() {
-  if (!prepared_) return;
-  reapEnded();
-  if (next_) return;
-  int callPipe[2], resultPipe[2];
-  if (pipe2(callPipe, O_CLOEXEC) != 0) throw SetupError(errnoText("pipe"));
-  if (pipe2(resultPipe, O_CLOEXEC) != 0) {
-    close(callPipe[0]);
-    close(callPipe[1]);
-    throw SetupError(errnoText("pipe"));
-  }
-  util::UniqueFd callRead(callPipe[0]), callWrite(callPipe[1]);
-  util::UniqueFd resultRead(resultPipe[0]), resultWrite(resultPipe[1]);
+void Sandbox::startZygote() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+    throw SetupError(errnoText("the zygote's socket"));
+  util::UniqueFd templateEnd(pair[0]), zygoteEnd(pair[1]);
   pid_t pid;
   {
     Gil gil;
@@ -218,8 +238,99 @@ void Sandbox::prepareNext() {
     else
       PyOS_AfterFork_Parent();
   }
-  if (pid < 0) throw SetupError(errnoText("forking a call process"));
-  if (pid == 0) serveOneCall(std::move(callRead), std::move(resultWrite));
+  if (pid < 0) throw SetupError(errnoText("forking the zygote"));
+  if (pid == 0) {
+    templateEnd.reset();
+    serveAsZygote(zygoteEnd.release());
+  }
+  zygote_ = std::move(templateEnd);
+}
+
+// The zygote: forked from the template right after setup, before any call's bytes reached the
+// template, it forks every call process, so that no call process can find another call's
+// variables, source or results in memory it inherited. After each call it kills (kill(-1): all
+// but pid 1 and itself) and reaps everything the call left, whatever it did to detach, and only
+// then tells the template how the call process ended. Single-threaded; never runs Python code
+// but the fork hooks.
+void Sandbox::serveAsZygote(int socket) {
+  prctl(PR_SET_NAME, "vial-zygote");
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);  // the call's orphans come here, not to pid 1
+  // Nothing of the template's but stdin/out/err and this socket: not the pool's channel.
+  if (socket > 3) syscall(SYS_close_range, 3U, static_cast<unsigned>(socket - 1), 0U);
+  syscall(SYS_close_range, static_cast<unsigned>(socket + 1), ~0U, 0U);
+  for (;;) {
+    char request = 0;
+    int fds[2] = {-1, -1};
+    if (!receiveFds(socket, request, fds)) _exit(0);  // the template is gone
+    // Above the fds the worker's fork hook rewrites in every child (3, the pool's channel).
+    for (int& fd : fds) {
+      int moved = fcntl(fd, F_DUPFD_CLOEXEC, kCallPipesLowestFd);
+      close(fd);
+      fd = moved;
+    }
+    pid_t pid;
+    {
+      Gil gil;
+      PyOS_BeforeFork();
+      pid = fork();
+      if (pid == 0)
+        PyOS_AfterFork_Child();
+      else
+        PyOS_AfterFork_Parent();
+    }
+    if (pid == 0) {
+      close(socket);
+      serveOneCall(util::UniqueFd(fds[0]), util::UniqueFd(fds[1]));
+    }
+    close(fds[0]);
+    close(fds[1]);
+    if (send(socket, &pid, sizeof pid, MSG_NOSIGNAL) != sizeof pid) _exit(0);
+    if (pid < 0) continue;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    // Whatever is left of the call: rounds of kill-then-reap, until no child remains (a process
+    // cannot multiply once its SIGKILL is pending, and the task limit bounds what there is).
+    for (;;) {
+      kill(-1, SIGKILL);
+      pid_t got = waitpid(-1, nullptr, 0);
+      if (got < 0 && errno == ECHILD) break;
+    }
+    if (send(socket, &status, sizeof status, MSG_NOSIGNAL) != sizeof status) _exit(0);
+  }
+}
+
+int Sandbox::awaitCallEnd() {
+  int status = 0;
+  if (recv(zygote_.get(), &status, sizeof status, 0) != sizeof status) {
+    std::fprintf(stderr, "vial-worker: the sandbox's zygote is gone\n");
+    std::fflush(stderr);
+    _exit(1);
+  }
+  callRunning_ = false;
+  return status;
+}
+
+void Sandbox::prepareNext() {
+  if (!prepared_) return;
+  // The last call process has answered: wait until it and all it left are gone (off the next
+  // call's path), so that nothing of it meets the next call or counts against its task limit.
+  if (callRunning_) awaitCallEnd();
+  if (next_) return;
+  int callPipe[2], resultPipe[2];
+  if (pipe2(callPipe, O_CLOEXEC) != 0) throw SetupError(errnoText("pipe"));
+  if (pipe2(resultPipe, O_CLOEXEC) != 0) {
+    close(callPipe[0]);
+    close(callPipe[1]);
+    throw SetupError(errnoText("pipe"));
+  }
+  util::UniqueFd callRead(callPipe[0]), callWrite(callPipe[1]);
+  util::UniqueFd resultRead(resultPipe[0]), resultWrite(resultPipe[1]);
+  int fds[2] = {callRead.get(), resultWrite.get()};
+  pid_t pid = -1;
+  if (!sendFds(zygote_.get(), 'f', fds) || recv(zygote_.get(), &pid, sizeof pid, 0) != sizeof pid)
+    throw SetupError("the sandbox's zygote is gone");
+  if (pid < 0) throw SetupError("the sandbox's zygote cannot fork a call process");
   next_.emplace();
   next_->pid = pid;
   next_->callPipe = std::move(callWrite);
@@ -246,34 +357,32 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
     call.callPipe.reset();
     capnp::StreamFdMessageReader reader(call.resultPipe.get(), readerOptions());
     answer.setRoot(reader.getRoot<wire::Outcome>());
-    lastCall_ = call.pid;
+    callRunning_ = true;  // until the zygote reports it gone (prepareNext)
     return;
   } catch (const kj::Exception& e) {
     problem = e.getDescription().cStr();
   } catch (const std::exception& e) {
     problem = e.what();
   }
-  // No outcome: the call process ended (or broke its pipe). What it started is now the
-  // template's (pid 1) to kill; then end the way it did, so the pool reports the crash as for a
-  // plain worker.
-  int status = 0;
-  while (waitpid(call.pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  // No outcome: the call process ended (or broke its pipe). Once the zygote has cleared what it
+  // left, end the way it did, so that the pool reports the crash as for a plain worker.
+  callRunning_ = true;
+  int status = awaitCallEnd();
   std::fprintf(stderr, "vial-worker: the call's process %s without an answer (%s)\n",
                WIFSIGNALED(status)
                    ? ("was killed by " + describeSignal(WTERMSIG(status))).c_str()
                    : ("exited with code " + std::to_string(WEXITSTATUS(status))).c_str(),
                problem.c_str());
   std::fflush(stderr);
-  kill(-1, SIGKILL);
   exitLike(status);
 }
 
 void Sandbox::endDescendants() {
-  // kill(-1) reaches every process this one may signal but pid 1 (the template): what the call
-  // started, and nothing else, since the next call process is forked only once this one has
-  // answered (with landlock's signal scope, ABI 6 and later, it could not be reached anyway). As
-  // their subreaper, this process collects all of them.
+  // With landlock's signal scope (ABI 6 and later) kill(-1) reaches only this process's own
+  // descendants (its landlock domain): what the call started. Without it, it would reach the
+  // zygote too: there the zygote alone clears the call's processes, once this one has exited.
+  // As their subreaper, this process collects all of them.
+  if (!scopedSignals_) return;
   kill(-1, SIGKILL);
   for (;;) {
     pid_t got = waitpid(-1, nullptr, 0);
@@ -323,6 +432,12 @@ void Sandbox::enter(int callFd, int resultFd) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
+  //    Outside its call, fds 1 and 2 lead nowhere: not to the pool's log (the output capture
+  //    keeps copies of what they were, which the call's code could write to).
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+    entryFailed(resultFd, errnoText("pointing fds 1 and 2 at /dev/null"));
+  close(null);
   // 2. Mount and IPC namespaces of its own: a fresh tmpfs on /tmp (its scratch directory and
   //    working directory) that no other process sees, and System V IPC that dies with it.
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC) != 0)
@@ -332,6 +447,11 @@ void Sandbox::enter(int callFd, int resultFd) {
   if (mount("vial-scratch", kScratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, scratch.c_str()) !=
       0)
     entryFailed(resultFd, errnoText("mounting the scratch tmpfs on /tmp"));
+  //    The host's /proc (its processes, their pids) is covered by an empty read-only tmpfs:
+  //    landlock keeps /proc unreadable, this keeps even its names and metadata out of sight.
+  if (mount("vial-no-proc", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "size=4k,nr_inodes=1,mode=0555") != 0)
+    entryFailed(resultFd, errnoText("covering /proc"));
   if (chdir(kScratch) != 0) entryFailed(resultFd, errnoText("chdir to the scratch directory"));
   setenv("TMPDIR", kScratch, 1);
   // Everything the call starts stays below this process, whatever it does to detach, so that

@@ -2,13 +2,17 @@
 // never runs a call itself, and the call process it forks for every call.
 //
 // The template (pid 1 of the worker's pid namespace, uid 0 of its user namespace; see
-// worker/user_namespace.h) keeps one call process prepared: forked, locked in (enter(), in the
-// order written there: its own mount and IPC namespaces with a fresh tmpfs on /tmp, limits, no
-// capabilities, landlock, seccomp), its executor's threads started and warmed up, waiting for
-// its call. run() sends the call and reads the outcome. The call process is a subreaper: before
-// it answers, it kills (kill(-1)) and reaps everything the call started, so nothing of a call
-// outlives its answer. The template forks the next call process once the answer is out
-// (WorkerService), off the next call's path when calls do not come back to back.
+// worker/user_namespace.h) forks, right after setup and before any call's bytes reach it, a
+// *zygote*, which forks every call process: so no call process inherits memory that ever held
+// another call's variables, source or results. The template keeps one call process prepared:
+// forked, locked in (enter(), in the order written there: its own mount and IPC namespaces with
+// a fresh tmpfs on /tmp, limits, no capabilities, landlock, seccomp), its executor's threads
+// started and warmed up, waiting for its call. run() sends the call and reads the outcome. The
+// call process is a subreaper and, where landlock confines its signals to its own processes,
+// kills and reaps everything the call started before it answers; after it exits, the zygote (a
+// subreaper too) kills and reaps whatever is left, however it detached, and only then is the
+// next call process forked (WorkerService asks once the answer is out: off the next call's path
+// when calls do not come back to back).
 //
 // A call process that ends without an outcome ends the template the same way (os._exit(3) →
 // exit code 3; a signal → kSignalExitBase + signal, see worker/guard.h), so the pool sees a crash
@@ -64,7 +68,9 @@ class Sandbox {
     bool entered = false;       // its "locked in" byte has been read
   };
   std::size_t taskLimit() const;
-  void reapEnded();
+  void startZygote();
+  [[noreturn]] void serveAsZygote(int socket);
+  int awaitCallEnd();
   void endDescendants();
   [[noreturn]] void serveOneCall(util::UniqueFd callPipe, util::UniqueFd resultPipe);
   void enter(int callFd, int resultFd);
@@ -77,8 +83,10 @@ class Sandbox {
   std::size_t templateBytes_ = 0;  // the template's address space, which a call starts with
   std::size_t templateTasks_ = 1;
   bool prepared_ = false;
+  bool scopedSignals_ = false;  // landlock confines a call's signals to its own processes
+  util::UniqueFd zygote_;       // the template's end of the zygote's socket
   std::optional<CallProcess> next_;
-  pid_t lastCall_ = 0;  // the call process that answered last, until reaped
+  bool callRunning_ = false;  // a call process has its call; the zygote has not said it is gone
 };
 
 }  // namespace vial::worker

@@ -20,7 +20,9 @@ namespace vial::worker {
 /// When a rule of the deny list applies: always, or only to some arguments.
 enum class SeccompCondition {
   kAlways,
-  kNewNamespaceFlag,         // clone with any CLONE_NEW* flag
+  kRefusedCloneFlag,         // clone with any CLONE_NEW* flag, or CLONE_PARENT
+  kOtherProcessFirst,        // the first argument, a pid, is not 0 (this process)
+  kOtherProcessSecond,       // the second argument, a pid ("who"), is not 0 (this process)
   kPersonalityChange,        // personality(p) unless p is 0 or 0xffffffff (the query)
   kSocketpairNotUnixStream,  // socketpair unless AF_UNIX + SOCK_STREAM
   kTerminalInjection,        // ioctl TIOCSTI / TIOCLINUX (typing into a terminal)

@@ -75,7 +75,17 @@ kj::Promise<void> WorkerService::run(RunContext context) {
   if (sandbox_) {
     // Once the answer is out, the next call process gets ready (off the next call's path).
     previous_ = previous_.then([this]() { return answersWritten(); })
-                    .then([this]() { sandbox_->prepareNext(); })
+                    .then([this]() {
+                      try {
+                        sandbox_->prepareNext();
+                      } catch (const std::exception& e) {
+                        // A template that cannot make call processes is of no use: the pool
+                        // replaces a worker that exits.
+                        std::fprintf(stderr, "vial-worker: %s\n", e.what());
+                        std::fflush(stderr);
+                        _exit(1);
+                      }
+                    })
                     .eagerlyEvaluate(nullptr);
   }
   return shared.addBranch();
