@@ -213,8 +213,8 @@ RoundTrip serve_round_trip(int warmup, int calls, bool sandboxed,
 
 // All `calls` submitted at once to a ready, warmed-up pool; timed from the first submission to
 // the last result. Calls per second.
-double throughput(int calls, std::size_t calls_in_flight_per_worker) {
-  vial::Pool pool(pool_options(calls_in_flight_per_worker));
+double throughput(int calls, std::size_t calls_in_flight_per_worker, bool sandboxed = false) {
+  vial::Pool pool(pool_options(calls_in_flight_per_worker, sandboxed));
   require_ready(pool);
   warm_up(pool);
   std::vector<vial::Future> futures;
@@ -436,6 +436,10 @@ int main(int argc, char** argv) {
                 sandboxed.p50_us, "us", 0});
     report.add({"sandbox_roundtrip_p99_us", "sandboxed round trip, p99 of " + calls,
                 sandboxed.p99_us, "us", 0});
+    const int sandboxedCalls = n.throughput_calls / 10;
+    report.add({"sandbox_throughput_calls_per_s",
+                "sandboxed throughput, " + std::to_string(sandboxedCalls) + " calls at once",
+                throughput(sandboxedCalls, 1, true), "calls/s", 0});
     const auto gap = std::chrono::milliseconds(5);
     const int apartCalls = n.round_trips / 5;
     std::string apart = std::to_string(apartCalls) + " calls 5 ms apart";
