@@ -1604,5 +1604,38 @@ TEST_F(SandboxKeepsWorking, SandboxedManyClientsGetTheirOwnAnswers) {
   manyClientsGetTheirOwnAnswers(*serve);
 }
 
+// =============================================================================================
+// A kernel without what the profile needs: the pool does not start, and says what is missing;
+// nothing runs unsandboxed. User namespaces are taken away for real: inside a user namespace of
+// the test's own whose user.max_user_namespaces is 0, no further one can be made.
+
+testing::RunResult runWithoutUserNamespaces(const std::vector<std::string>& vialArgs) {
+  std::vector<std::string> argv = {
+      "/usr/bin/unshare", "--user", "--map-root-user", "/bin/sh", "-c",
+      "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"", "sh", kVial};
+  argv.insert(argv.end(), vialArgs.begin(), vialArgs.end());
+  return testing::runProgram(argv);
+}
+
+TEST(SandboxMissingKernelFeature, WithoutUserNamespacesAPlainCallStillRuns) {
+  auto r = runWithoutUserNamespaces({"run", "-c", "_return(1)"});
+  if (r.exitCode != 0 && r.err.find("unshare") != std::string::npos)
+    GTEST_SKIP() << "this machine refuses the test its own user namespace" << r;
+  EXPECT_EQ(r.exitCode, 0) << r;
+  EXPECT_EQ(r.out, "[1]\n") << r;
+}
+
+TEST(SandboxMissingKernelFeature, WithoutUserNamespacesTheSandboxRefusesToStartAndSaysWhy) {
+  auto r = runWithoutUserNamespaces({"run", "--sandbox", "-c", "_return(1)"});
+  if (r.exitCode != 4 && r.err.find("unshare") != std::string::npos)
+    GTEST_SKIP() << "this machine refuses the test its own user namespace" << r;
+  EXPECT_EQ(r.exitCode, 4) << "no worker should start, so exit 4" << r;
+  EXPECT_EQ(r.out, "") << "nothing may run unsandboxed" << r;
+  EXPECT_NE(r.err.find("the sandbox needs user namespaces"), std::string::npos)
+      << "the error should name what is missing" << r;
+  EXPECT_NE(r.err.find("max_user_namespaces"), std::string::npos)
+      << "the error should say what to change" << r;
+}
+
 }  // namespace
 }  // namespace vial
