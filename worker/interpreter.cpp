@@ -1,5 +1,7 @@
 #include "worker/interpreter.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <stdexcept>
 
@@ -58,6 +60,17 @@ Interpreter::Interpreter() {
   // From here on every use of Python takes the GIL (Gil); this thread's state stays registered,
   // so Gil finds it again.
   PyEval_SaveThread();
+}
+
+pid_t forkInterpreter() {
+  Gil gil;
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  if (pid == 0)
+    PyOS_AfterFork_Child();
+  else
+    PyOS_AfterFork_Parent();
+  return pid;
 }
 
 std::string Interpreter::version() const {

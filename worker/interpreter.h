@@ -7,6 +7,7 @@
 #pragma once
 
 #include <Python.h>
+#include <sys/types.h>
 
 #include <string>
 
@@ -29,6 +30,11 @@ class Interpreter {
   /// "3.11.2 (main, ...)".
   std::string version() const;
 };
+
+/// fork() with CPython's own fork handling around it (what os.fork() does: its locks taken
+/// before, its state and os.register_at_fork hooks fixed after, in both processes), the GIL
+/// held throughout. Returns as fork() does. Needs a started Interpreter.
+pid_t forkInterpreter();
 
 /// Holds the GIL for a scope, on any thread: the main thread between calls, a thread Python did
 /// not start (the soft-timeout watchdog), or one that holds it already (nesting is fine). Needs
