@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -106,12 +108,13 @@ const std::string kMustBeSandboxed =
 /// sentinel `sleep` in the net whose pid (in the net's numbering) sentinel() gives.
 class ServeInNet {
  public:
+  /// `prelude`: shell lines run before the server starts (e.g. `ulimit` settings it inherits).
   ServeInNet(const Flags& flags, const std::string& cwd, bool withSentinel = false,
-             int maxProcesses = 256)
+             int maxProcesses = 256, const std::string& prelude = "")
       : net_(maxProcesses) {
     address_ = "unix:" + net_.directory() + "/vial.sock";
     std::string sentinelFile = net_.directory() + "/sentinel";
-    std::string script = "cd \"$1\" || exit 97\nshift\n";
+    std::string script = "cd \"$1\" || exit 97\nshift\n" + prelude;
     if (withSentinel) script += "( sleep 1000 & echo $! > '" + sentinelFile + "' )\n";
     script += "exec \"$@\"\n";
     std::vector<std::string> argv{"/bin/sh", "-c",          script,     "sh",     cwd,
@@ -186,8 +189,9 @@ class SandboxAttack : public ::testing::Test {
     ::signal(SIGPIPE, SIG_IGN);
     set_log_level("error");
   }
-  std::unique_ptr<ServeInNet> serve(const Flags& flags, bool withSentinel = false) {
-    return std::make_unique<ServeInNet>(flags, dir_.path(), withSentinel);
+  std::unique_ptr<ServeInNet> serve(const Flags& flags, bool withSentinel = false,
+                                    const std::string& prelude = "") {
+    return std::make_unique<ServeInNet>(flags, dir_.path(), withSentinel, 256, prelude);
   }
   ProbeDirectory dir_;
 };
@@ -638,6 +642,369 @@ TEST_F(SandboxAttack, SandboxedCodeCannotWriteIntoTheServersLog) {
   std::this_thread::sleep_for(1s);
   EXPECT_FALSE(contains(serve->err(), "VIAL-FORGED-LOG-LINE"))
       << "the sandboxed call wrote into the server's log: " << r.describe() << serve->log();
+}
+
+// =============================================================================================
+// Second review (the zygote design). The probes below attack the zygote, the template <-> call
+// process pipes, and what every sandboxed worker on the machine shares.
+
+// The call process's pipe to the template (the write end that is not fds 1/2's capture pipe).
+const char* kFindResultPipe = R"PY(
+import fcntl, os, stat
+def result_pipe():
+    capture = {os.fstat(1).st_ino, os.fstat(2).st_ino}
+    found = None
+    for fd in range(3, 64):
+        try:
+            st = os.fstat(fd)
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue
+        if (stat.S_ISFIFO(st.st_mode) and flags & os.O_ACCMODE == os.O_WRONLY
+                and st.st_ino not in capture):
+            found = fd
+    return found
+)PY";
+
+// =============================================================================================
+// HOLE (medium): a call answers for itself early and then lingers; the worker's NEXT call
+// (another user's) hangs until its own proc_timeout kills the worker.
+//
+// The call's code finds its result pipe (fd 11) and writes a whole capnp message to it (here an
+// empty Outcome: 16 bytes), then sleeps. The template takes it as the outcome and answers the
+// pool, which stops timing the call. Then WorkerService runs Sandbox::prepareNext() on the
+// worker's event loop, which blocks in Zygote::awaitCallEnd() until the call process exits —
+// never, while it sleeps (no CPU, so RLIMIT_CPU does not end it either). The next call sent to
+// the worker gets no answer: after proc_timeout the pool kills the worker and that call (another
+// user's) fails with a timeout. Repeated on every worker, an attacker makes every other user's
+// next call fail, and while the pool is idle the lingering process lives on, unbounded by any
+// timer, holding whatever it made (pipes, memory; see the pipe-pages probe below).
+// Reproduction by hand: `vial serve --sandbox --workers 1`, one `vial run --connect` of the code
+// below, then `vial run --connect -c "_return(1)"`: "timed out after 10 s".
+// Fix: once the template has read an outcome, the call process has nothing left to do: kill it
+// then (e.g. Sandbox::run takes a pidfd of the call process when it is prepared — pidfd_open
+// works from the template — and pidfd_send_signal(SIGKILL)s it right after reading the answer;
+// or `kill(call.pid, SIGKILL)`: the zygote reaps it only after, so its pid cannot be reused
+// meanwhile except by a wrap-around of the namespace's pids). The same on the no-outcome path
+// (a malformed answer now waits for the caller's own timeout). Better still, do not block the
+// event loop in prepareNext.
+
+const char* kAnswerEarly = R"PY(
+import ctypes, os, time
+fd = result_pipe()
+if fd is None:
+    _return('no result pipe')
+else:
+    ctypes.CDLL(None).prctl(15, b'vial-lingering', 0, 0, 0)
+    os.write(fd, b'\0\0\0\0\1\0\0\0' + b'\0' * 8)   # one segment of one word: a null root, an empty Outcome
+    time.sleep(SECONDS)
+    _return('slept')
+)PY";
+
+TEST_F(SandboxAttack, SandboxedNoProcessOfACallOutlivesItsAnswer) {
+  auto serve = this->serve(sandboxed({"--timeout", "30"}));
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  auto begin = std::chrono::steady_clock::now();
+  Result first = call(*client, std::string(kFindResultPipe) + kAnswerEarly, {{"SECONDS", 20}});
+  // The technique: the answer came back, forged, while the code still sleeps.
+  ASSERT_TRUE(first.ok()) << first.describe() << serve->log();
+  ASSERT_NE(to_json(first.values()), "[\"no result pipe\"]");
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 5s) << "the forged answer was not taken";
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(eventually([&] { return countNamed(serve->net(), {"vial-lingering"}) == 0; }, 3s))
+      << "the call's process lives on after its call was answered:"
+      << testing::describe(serve->net().processes());
+}
+
+TEST_F(SandboxAttack, SandboxedACallThatAnswersEarlyCannotHoldUpTheNextCall) {
+  auto serve = this->serve(sandboxed({"--timeout", "30"}));
+  START_OR_SKIP(*serve);
+  auto attacker = serve->connect();
+  Result first = call(*attacker, std::string(kFindResultPipe) + kAnswerEarly, {{"SECONDS", 20}});
+  ASSERT_TRUE(first.ok()) << first.describe() << serve->log();
+  ASSERT_NE(to_json(first.values()), "[\"no result pipe\"]");
+  auto victim = serve->connect();
+  Future next = victim->run_async("_return('user B')");
+  EXPECT_TRUE(next.wait_for(5s)) << "user B's call is held up by the call before it" << serve->log();
+  next.wait_for(kBound);  // bounded: the lingering process sleeps 20 s
+}
+
+// BLOCKED: malformed answers (garbage, a segment table claiming 2^31 words, a message cut short)
+// end only the attacker's own call (the template exits like a crash; the pool replaces it).
+TEST_F(SandboxAttack, SandboxedAMalformedAnswerEndsOnlyItsOwnCall) {
+  auto serve = this->serve(sandboxed());
+  START_OR_SKIP(*serve);
+  for (const char* payload :
+       {"ffffffffffffffffffffffffffffffff", "00000000ffffff7f", "00000000ffff0000"}) {
+    auto attacker = serve->connect();
+    Result r = call(*attacker,
+                    std::string(kFindResultPipe) +
+                        "import os, time\n"
+                        "os.write(result_pipe(), bytes.fromhex(PAYLOAD))\n"
+                        "time.sleep(0.5)\n"
+                        "_return('real answer')\n",
+                    {{"PAYLOAD", payload}});
+    EXPECT_FALSE(r.ok() && to_json(r.values()) == "[\"real answer\"]")
+        << payload << ": " << r.describe();
+    auto victim = serve->connect();
+    Result next = call(*victim, "_return('user B')");
+    EXPECT_TRUE(next.ok()) << payload << ": user B's call: " << next.describe() << serve->log();
+  }
+}
+
+// =============================================================================================
+// HOLE (low; cross-worker, cross-server): the pipe buffers of EVERY sandboxed worker on the
+// machine are accounted to one user, nobody (65534) under a root host (the host's own uid under
+// an ordinary one), and one call exhausts that user's share: fs.pipe-user-pages-soft (16384
+// pages) is per user, not per user namespace. 63 pipes enlarged to 1 MiB (F_SETPIPE_SZ: no
+// memory is spent, only the slot accounting) put nobody over it, and from then on every pipe
+// any nobody process makes is 8 KiB instead of 64 KiB: other workers' call processes, their
+// templates' pipes to them, other `vial serve`s, other services running as nobody (or, under an
+// ordinary host, the host's own pipes). Where the administrator sets fs.pipe-user-pages-hard,
+// their pipe() fails outright (EPERM): a template then cannot make call processes anywhere on
+// the machine. Held as long as the call lives (with the hole above: indefinitely). The same
+// per-user sharing holds for epoll watches (fs.epoll.max_user_watches) and SCM_RIGHTS fds in
+// flight (RLIMIT_NOFILE of the sender; the template's sendFds to its zygote), which a call
+// cannot exhaust here only because of the limits' current sizes.
+// Fix: a distinct unprivileged host uid per sandboxed worker (e.g. from a configured subuid
+// range: 100000 + worker slot), so that per-user kernel accounting is per worker; at least
+// document it. (Lowering the call's RLIMIT_NOFILE does not help: 16 pipes of 1 MiB suffice.)
+
+const char* kHoldPipePages = R"PY(
+import fcntl, os, time
+F_SETPIPE_SZ = 1031
+pipes, enlarged = [], 0
+for _ in range(120):
+    try:
+        pipes.append(os.pipe())
+    except OSError:
+        break
+    try:
+        fcntl.fcntl(pipes[-1][1], F_SETPIPE_SZ, 1 << 20)
+        enlarged += 1
+    except OSError:
+        pass
+time.sleep(HOLD)
+_return(enlarged)
+)PY";
+
+const char* kNewPipeSize = R"PY(
+import fcntl, os
+r, w = os.pipe()
+_return(fcntl.fcntl(w, 1032))          # F_GETPIPE_SZ
+)PY";
+
+TEST_F(SandboxAttack, SandboxedACallCannotShrinkAnotherWorkersPipes) {
+  auto serve = this->serve(sandboxed({"--workers", "2"}));
+  START_OR_SKIP(*serve);
+  auto victim = serve->connect();
+  Result before = call(*victim, kNewPipeSize);
+  ASSERT_TRUE(before.ok()) << before.describe();
+  ASSERT_EQ(to_json(before.values()), "[65536]") << "the control: a new pipe's usual size";
+  auto attacker = serve->connect();
+  Future holding = attacker->run_async(kHoldPipePages, {{"HOLD", 4}});
+  std::this_thread::sleep_for(1500ms);  // the attacker's worker is busy: the victim gets the other
+  Result during = call(*victim, kNewPipeSize);
+  ASSERT_TRUE(during.ok()) << during.describe();
+  EXPECT_EQ(to_json(during.values()), "[65536]")
+      << "another worker's call shrank this call's new pipes (pipe-user-pages of the shared uid)";
+  ASSERT_TRUE(holding.wait_for(kBound));
+  EXPECT_TRUE(holding.get().ok()) << holding.get().describe();
+}
+
+// =============================================================================================
+// HOLE (low, where the host runs with RLIMIT_RTPRIO or RLIMIT_NICE above 0, e.g. a systemd unit
+// with LimitRTPRIO= for a game server): the call process inherits them, so the code makes itself
+// SCHED_FIFO (or nice -20) and, with max_tasks processes busy-looping, takes up to 95 % of every
+// CPU of the machine (RT throttling leaves 5 %) for cpu_limit seconds each.
+// Fix (one line each in call_process.cpp's limits step): RLIMIT_RTPRIO 0 and RLIMIT_NICE 0
+// (also RLIMIT_RTTIME).
+// The probe only switches to SCHED_FIFO and straight back: no busy loop.
+
+const char* kRealtime = R"PY(
+import os
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+_return('was realtime')
+)PY";
+
+// Whether this test may raise RLIMIT_RTPRIO (the probe's host setting) at all.
+bool canRaiseRtprio() {
+  pid_t child = ::fork();
+  if (child == 0) {
+    rlimit limit{10, 10};
+    ::_exit(::setrlimit(RLIMIT_RTPRIO, &limit) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  return child > 0 && ::waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
+}
+
+TEST_F(SandboxAttack, WithoutSandboxTheCodeBecomesRealtime) {
+  if (!canRaiseRtprio()) GTEST_SKIP() << "this machine does not let the test raise RLIMIT_RTPRIO";
+  auto serve = this->serve(kWithout, false, "ulimit -r 10 || exit 96\n");
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  Result r = call(*client, kRealtime);
+  EXPECT_TRUE(r.ok() && to_json(r.values()) == "[\"was realtime\"]") << r.describe();
+}
+
+TEST_F(SandboxAttack, SandboxedCodeCannotBecomeRealtimeUnderAHostsRtprio) {
+  if (!canRaiseRtprio()) GTEST_SKIP() << "this machine does not let the test raise RLIMIT_RTPRIO";
+  auto serve = this->serve(sandboxed(), false, "ulimit -r 10 || exit 96\n");
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  Result r = call(*client, kRealtime);
+  const auto* error = r.get_if<PythonError>();
+  EXPECT_TRUE(error && error->type == "PermissionError")
+      << "the sandboxed call made itself SCHED_FIFO: " << r.describe();
+}
+
+// =============================================================================================
+// BLOCKED: signals to the zygote (the call process's parent) and the template's process group
+// through F_SETOWN + F_SETSIG + O_ASYNC (the kernel sends them, on the call's behalf, when the
+// pipe becomes readable): landlock's signal scope (ABI 6) covers this path too.
+
+const char* kSigioStop = R"PY(
+import fcntl, os, signal, time
+try:
+    os.setpgid(0, 0)                  # not in the group it signals (a plain worker leads its own)
+except OSError:
+    pass
+armed = []
+for owner in OWNERS:
+    r, w = os.pipe()
+    fcntl.fcntl(r, fcntl.F_SETOWN, os.getppid() if owner == 'parent' else owner)
+    fcntl.fcntl(r, 10, signal.SIGSTOP)                               # F_SETSIG
+    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    os.write(w, b'x')
+    armed.append(owner)
+time.sleep(0.2)
+_return(armed)
+)PY";
+
+bool anyStopped(Net& net) {
+  for (const auto& p : net.processes())
+    if (p.state == 'T') return true;
+  return false;
+}
+
+TEST_F(SandboxAttack, WithoutSandboxTheCodeStopsAProcessThroughSigio) {
+  auto serve = this->serve(kWithout, true);
+  START_OR_SKIP(*serve);
+  ASSERT_GT(serve->sentinel(), 0);
+  auto client = serve->connect();
+  Result r = call(*client, kSigioStop, {{"OWNERS", List{Value(serve->sentinel())}}});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_TRUE(eventually([&] { return anyStopped(serve->net()); }, 3s))
+      << testing::describe(serve->net().processes());
+}
+
+TEST_F(SandboxAttack, SandboxedCodeCannotStopTheZygoteOrTemplateThroughSigio) {
+  auto serve = this->serve(sandboxed());
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  Result r = call(*client, kSigioStop, {{"OWNERS", List{Value("parent"), Value(-1)}}});
+  EXPECT_TRUE(r.ok()) << r.describe();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(anyStopped(serve->net())) << testing::describe(serve->net().processes());
+  auto victim = serve->connect();
+  Future next = victim->run_async("_return('user B')");
+  EXPECT_TRUE(next.wait_for(5s)) << serve->log();
+  next.wait_for(kBound);
+}
+
+// =============================================================================================
+// BLOCKED: renicing the zygote and template (setpriority with who 0 means "my process group" /
+// "my user": the filter lets who 0 through, and the template, zygote and call share both), which
+// every later call process would inherit from the zygote. The kernel refuses (EPERM).
+
+const char* kReniceAll = R"PY(
+import os
+done = []
+for which in (os.PRIO_PGRP, os.PRIO_USER):
+    try:
+        os.setpriority(which, 0, 19)
+        done.append(which)
+    except OSError:
+        pass
+_return(os.getpriority(os.PRIO_PROCESS, SENTINEL) if SENTINEL else done)
+)PY";
+
+TEST_F(SandboxAttack, WithoutSandboxTheCodeRenicesTheUsersOtherProcesses) {
+  auto serve = this->serve(kWithout, true);
+  START_OR_SKIP(*serve);
+  ASSERT_GT(serve->sentinel(), 0);
+  auto client = serve->connect();
+  Result r = call(*client, kReniceAll, {{"SENTINEL", serve->sentinel()}});
+  EXPECT_TRUE(r.ok() && to_json(r.values()) == "[19]") << r.describe();
+}
+
+TEST_F(SandboxAttack, SandboxedCodeCannotReniceTheZygoteForLaterCalls) {
+  auto serve = this->serve(sandboxed());
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  Result r = call(*client, kReniceAll, {{"SENTINEL", 0}});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  Result next = call(*client, "import os\n_return(os.getpriority(os.PRIO_PROCESS, 0))\n");
+  EXPECT_TRUE(next.ok() && to_json(next.values()) == "[0]")
+      << "the next call process starts reniced: " << next.describe();
+}
+
+// =============================================================================================
+// BLOCKED: everything else a call might aim at its parent, the zygote: kill, pidfd_send_signal,
+// process_madvise, pidfd_getfd, setns through its pidfd, prlimit, sched_setaffinity, kcmp,
+// ptrace, get_robust_list, rt_sigqueueinfo, tgkill, ioprio_set on the group or user, setpgid
+// into its group. (pidfd_open, sched_getaffinity and getpgid succeed: information only.)
+
+const char* kAtTheZygote = R"PY(
+import ctypes, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+L = ctypes.c_long
+ppid = os.getppid()
+reached = []
+def attempt(name, fn):
+    try:
+        r = fn()
+    except OSError:
+        return
+    if r is None or r >= 0:
+        reached.append(name)
+attempt('kill', lambda: os.kill(ppid, signal.SIGSTOP))
+pidfd = libc.syscall(L(434), L(ppid), L(0))
+if pidfd >= 0:
+    attempt('pidfd_send_signal', lambda: libc.syscall(L(424), L(pidfd), L(19), None, L(0)))
+    iov = (ctypes.c_uint64 * 2)(0, 4096)
+    attempt('process_madvise', lambda: libc.syscall(L(440), L(pidfd), iov, L(1), L(21), L(0)))
+    attempt('pidfd_getfd', lambda: libc.syscall(L(438), L(pidfd), L(0), L(0)))
+    attempt('setns', lambda: libc.syscall(L(308), L(pidfd), L(0)))
+attempt('prlimit', lambda: libc.syscall(L(302), L(ppid), L(7), None, None))
+attempt('sched_setaffinity', lambda: os.sched_setaffinity(ppid, {0}))
+attempt('kcmp', lambda: libc.syscall(L(312), L(os.getpid()), L(ppid), L(0), L(0), L(0)))
+attempt('ptrace', lambda: libc.syscall(L(101), L(16), L(ppid), None, None))
+head, size = ctypes.c_void_p(), ctypes.c_size_t()
+attempt('get_robust_list',
+        lambda: libc.syscall(L(274), L(ppid), ctypes.byref(head), ctypes.byref(size)))
+attempt('rt_sigqueueinfo', lambda: libc.syscall(L(129), L(ppid), L(19), ctypes.create_string_buffer(128)))
+attempt('tgkill', lambda: libc.syscall(L(234), L(ppid), L(ppid), L(19)))
+attempt('ioprio_pgrp', lambda: libc.syscall(L(251), L(2), L(0), L(3 << 13)))
+attempt('ioprio_user', lambda: libc.syscall(L(251), L(3), L(0), L(3 << 13)))
+attempt('setpgid', lambda: os.setpgid(0, os.getpgid(ppid)) if os.getpgid(ppid) != os.getpgrp() else -1)
+_return(reached)
+)PY";
+
+TEST_F(SandboxAttack, SandboxedCodeReachesNothingOfTheZygote) {
+  auto serve = this->serve(sandboxed());
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  Result r = call(*client, kAtTheZygote);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(to_json(r.values()), "[[]]") << "the call reached its zygote";
+  EXPECT_FALSE(anyStopped(serve->net())) << testing::describe(serve->net().processes());
+  Result next = call(*client, "_return('user B')");
+  EXPECT_TRUE(next.ok()) << next.describe() << serve->log();
 }
 
 }  // namespace
