@@ -156,6 +156,8 @@ void enter(const CallProfile& profile, int callFd, int resultFd) {
     why = setLimit(RLIMIT_NPROC, profile.taskLimit, profile.taskLimit, "RLIMIT_NPROC");
   if (why.empty()) why = setLimit(RLIMIT_CORE, 0, 0, "RLIMIT_CORE");
   if (why.empty()) why = setLimit(RLIMIT_MSGQUEUE, 0, 0, "RLIMIT_MSGQUEUE");
+  if (why.empty()) why = setLimit(RLIMIT_RTPRIO, 0, 0, "RLIMIT_RTPRIO");  // not the host's
+  if (why.empty()) why = setLimit(RLIMIT_NICE, 0, 0, "RLIMIT_NICE");
   // Few open files: each pipe or socket pair holds kernel buffers outside RLIMIT_AS.
   if (why.empty()) why = setLimit(RLIMIT_NOFILE, kCallOpenFiles, kCallOpenFiles, "RLIMIT_NOFILE");
   if (!why.empty()) entryFailed(resultFd, why);
