@@ -608,6 +608,17 @@ TEST_F(Seccomp, AnotherProcesssLimitsCannotBeChangedButOwnCan) {
   EXPECT_EQ(own.text, "ok") << own.describe();
 }
 
+TEST_F(Seccomp, GrowingAPipeIsRefused) {
+  auto with = filtered([] {
+    int ends[2];
+    if (::pipe(ends) != 0) return outcome(-1);
+    long result = ::fcntl(ends[0], F_SETPIPE_SZ, 1 << 20);
+    return outcome(result < 0 ? -1 : 0);
+  });
+  SKIP_IF_REFUSED_ANYWAY();
+  EXPECT_EQ(with.text, "EPERM") << with.describe();
+}
+
 TEST_F(Seccomp, InotifyIsRefused) {
   auto with = filtered([] { return outcome(::inotify_init1(IN_CLOEXEC)); });
   SKIP_IF_REFUSED_ANYWAY();

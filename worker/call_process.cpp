@@ -39,7 +39,7 @@ constexpr const char* kScratch = "/tmp";
 constexpr int kScratchInodes = 16384;
 // Open files of a call process (RLIMIT_NOFILE): each pipe or socket pair holds kernel buffers
 // outside RLIMIT_AS.
-constexpr rlim_t kCallOpenFiles = 256;
+constexpr rlim_t kCallOpenFiles = 128;
 // What a call process answers on its result pipe once it has locked itself in, before the
 // outcome: 'r', or 'f' and why it could not.
 constexpr char kEntered = 'r';
@@ -189,6 +189,10 @@ void enter(const CallProfile& profile, int callFd, int resultFd) {
 }
 
 }  // namespace
+
+void CallProcess::kill() {
+  if (pidfd) syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+}
 
 void CallProcess::awaitEntered() {
   if (entered) return;

@@ -41,6 +41,7 @@ struct CallProfile {
 /// The template's handle on a prepared call process.
 struct CallProcess {
   pid_t pid = 0;
+  util::UniqueFd pidfd;       // pins the process: kill() never hits another
   util::UniqueFd callPipe;    // the template writes the call here
   util::UniqueFd resultPipe;  // and reads the outcome here
   bool entered = false;       // its "locked in" byte has been read
@@ -48,6 +49,10 @@ struct CallProcess {
   /// Waits until the process has locked itself in and warmed up. Throws std::runtime_error
   /// with its reason when it could not.
   void awaitEntered();
+
+  /// Ends the process at once (SIGKILL through its pidfd): once its answer is read it has
+  /// nothing left to do, and a call that answered early for itself must not linger.
+  void kill();
 };
 
 /// The life of a call process, in the child the zygote forked: locks itself in, warms up, tells

@@ -137,6 +137,9 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
     call.callPipe.reset();
     capnp::StreamFdMessageReader reader(call.resultPipe.get(), readerOptions());
     answer.setRoot(reader.getRoot<wire::Outcome>());
+    // Answered: the process has nothing left to do (a call that wrote an answer for itself
+    // early must not go on), and the zygote can clear it at once.
+    call.kill();
     callRunning_ = true;  // until the zygote has cleared it (prepareNext)
     return;
   } catch (const kj::Exception& e) {
@@ -144,8 +147,10 @@ void Sandbox::run(wire::Worker::RunParams::Reader params, capnp::MallocMessageBu
   } catch (const std::exception& e) {
     problem = e.what();
   }
-  // No outcome: the call process ended (or broke its pipe). Once the zygote has cleared what it
-  // left, end the way it did, so that the pool reports the crash as for a plain worker.
+  // No outcome: the call process ended, broke its pipe or sent something that is not an answer
+  // (then it is killed). Once the zygote has cleared what it left, end the way it did, so that
+  // the pool reports the crash as for a plain worker.
+  call.kill();
   int status = zygote_->awaitCallEnd();
   std::fprintf(stderr, "vial-worker: the call's process %s without an answer (%s)\n",
                WIFSIGNALED(status)

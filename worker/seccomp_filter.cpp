@@ -1,6 +1,7 @@
 #include "worker/seccomp_filter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -129,6 +130,9 @@ constexpr SeccompRule kDenyList[] = {
     {"accept", EPERM, kAlways, "accepting connections"},
     {"accept4", EPERM, kAlways, "accepting connections"},
     {"ioctl", EPERM, kTerminalInjection, "typing into a terminal (TIOCSTI, TIOCLINUX)"},
+    {"fcntl", EPERM, kPipeResize,
+     "growing pipes: their pages count against a per-user budget that every sandboxed worker "
+     "(one host uid) shares"},
 };
 
 // The argument that holds clone's flags: the first, except on s390 where the first two are
@@ -320,6 +324,9 @@ SeccompFilter::SeccompFilter() {
                         {SCMP_A0(SCMP_CMP_NE, AF_UNIX), SCMP_A1(SCMP_CMP_MASKED_EQ, 1, 0),
                          SCMP_A1(SCMP_CMP_MASKED_EQ, 2, 2), SCMP_A1(SCMP_CMP_MASKED_EQ, 4, 4),
                          SCMP_A1(SCMP_CMP_MASKED_EQ, 8, 8)});
+        break;
+      case kPipeResize:
+        addAlternatives(ctx, rule, number, {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffff, F_SETPIPE_SZ)});
         break;
       case kTerminalInjection:
         // The request is an unsigned int to the kernel: compare its low 32 bits only, or a

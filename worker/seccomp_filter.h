@@ -26,6 +26,7 @@ enum class SeccompCondition {
   kPersonalityChange,        // personality(p) unless p is 0 or 0xffffffff (the query)
   kSocketpairNotUnixStream,  // socketpair unless AF_UNIX + SOCK_STREAM
   kTerminalInjection,        // ioctl TIOCSTI / TIOCLINUX (typing into a terminal)
+  kPipeResize,               // fcntl F_SETPIPE_SZ
 };
 
 /// One entry of the deny list: the system call, the errno it fails with, when, and why.

@@ -100,6 +100,9 @@ CallProcess Zygote::startCallProcess() {
   if (pid < 0) throw std::runtime_error("the sandbox's zygote could not fork a call process");
   CallProcess process;
   process.pid = pid;
+  // Before the template can ask for anything else: the pid is the zygote's unreaped child (or
+  // its zombie) until the zygote reports it ended, so it names this very process.
+  process.pidfd = util::UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   process.callPipe = std::move(callWrite);
   process.resultPipe = std::move(resultRead);
   return process;
