@@ -1610,9 +1610,14 @@ TEST_F(SandboxKeepsWorking, SandboxedManyClientsGetTheirOwnAnswers) {
 // the test's own whose user.max_user_namespaces is 0, no further one can be made.
 
 testing::RunResult runWithoutUserNamespaces(const std::vector<std::string>& vialArgs) {
-  std::vector<std::string> argv = {
-      "/usr/bin/unshare", "--user", "--map-root-user", "/bin/sh", "-c",
-      "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"", "sh", kVial};
+  std::vector<std::string> argv = {"/usr/bin/unshare",
+                                   "--user",
+                                   "--map-root-user",
+                                   "/bin/sh",
+                                   "-c",
+                                   "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"",
+                                   "sh",
+                                   kVial};
   argv.insert(argv.end(), vialArgs.begin(), vialArgs.end());
   return testing::runProgram(argv);
 }
