@@ -197,17 +197,17 @@ class SandboxAttack : public ::testing::Test {
 };
 
 // =============================================================================================
-// HOLE (high): a call reads earlier calls' data — other users' code, variables, printed output
-// and results — in the memory it inherits from the template.
+// Found by review, fixed since (was high): a call reads earlier calls' data — other users' code,
+// variables, printed output and results — in the memory it inherits from the template.
 //
 // The template receives every call's parameters over RPC and reads every call's outcome from
 // the call process; the buffers are freed, not wiped, and each call process is a fork of the
 // template made *after* the previous call's answer. A call scans its own heap (below sbrk(0),
 // each page tested by write()ing it into a pipe, so an unmapped page is EFAULT, not a crash).
-// Fix: fork call processes from a process that never sees call data (a "zygote" forked from the
-// template right after setup, which forks each call process on request and hands it its pipes),
-// or at least have the template pass call data through memory it wipes (explicit_bzero of the
-// capnp buffers) — the zygote is the only robust one.
+// The fix suggested: fork call processes from a process that never sees call data (a "zygote"
+// forked from the template right after setup, which forks each call process on request and hands it
+// its pipes), or at least have the template pass call data through memory it wipes (explicit_bzero
+// of the capnp buffers) — the zygote is the only robust one.
 
 const char* kLeaveSecrets =
     "import sys\n"
@@ -305,7 +305,8 @@ TEST_F(SandboxAttack, SandboxedACallNeverSeesACallQueuedBehindIt) {
 }
 
 // =============================================================================================
-// HOLE (high): a process of a call outlives it, and every later call (other users').
+// Found by review, fixed since (was high): a process of a call outlives it, and every later call
+// (other users').
 //
 // endDescendants() sends kill(-1) once and then reaps the call process's children. A thread of
 // the call makes, with clone(CLONE_PARENT), processes that are the template's children, not the
@@ -315,12 +316,12 @@ TEST_F(SandboxAttack, SandboxedACallNeverSeesACallQueuedBehindIt) {
 // signal scope (ABI 6) puts it in a sibling domain. It is bounded by neither proc_timeout nor (by
 // relaying through forks) cpu_limit, keeps its memory, holds RLIMIT_NPROC slots of the
 // namespace, and can prlimit() later call processes (see below).
-// Fix: kill after the answer from the template, not from the call process: the template (pid
-// 1, outside every call's domain) kills everything but itself (kill(-1), already used on the
-// crash path) and reaps before forking the next call process; or give each call process a pid
-// namespace of its own (it is then pid 1 of it, and its exit kills everything in it, CLONE_PARENT
-// included). Refusing CLONE_PARENT in the seccomp filter (clone's flags are in a register)
-// closes this path too.
+// The fix suggested: kill after the answer from the template, not from the call process: the
+// template (pid 1, outside every call's domain) kills everything but itself (kill(-1), already used
+// on the crash path) and reaps before forking the next call process; or give each call process a
+// pid namespace of its own (it is then pid 1 of it, and its exit kills everything in it,
+// CLONE_PARENT included). Refusing CLONE_PARENT in the seccomp filter (clone's flags are in a
+// register) closes this path too.
 
 const char* kEscape = R"PY(
 import ctypes, os, threading, time
@@ -428,8 +429,8 @@ TEST_F(SandboxAttack, SandboxedWhatACallLeavesCannotStarveTheNextCall) {
 }
 
 // =============================================================================================
-// HOLE (high): a call changes the template's resource limits, and the worker then fails every
-// later call (other users') without being replaced.
+// Found by review, fixed since (was high): a call changes the template's resource limits, and the
+// worker then fails every later call (other users') without being replaced.
 //
 // The call process and the template have the same uid and gid (0 of the worker's user
 // namespace), which is all prlimit() asks; landlock does not hook it. RLIMIT_NOFILE 4 on pid 1:
@@ -437,7 +438,7 @@ TEST_F(SandboxAttack, SandboxedWhatACallLeavesCannotStarveTheNextCall) {
 // "vial.WorkerError: remote exception: std::exception: pipe: Too many open files"; the pool
 // keeps the worker. RLIMIT_NPROC, RLIMIT_AS, RLIMIT_CPU (kills it) work too, and on any later
 // call process (after the escape above).
-// Fix: refuse prlimit64 with a pid other than 0 in the seccomp filter (glibc's
+// The fix suggested: refuse prlimit64 with a pid other than 0 in the seccomp filter (glibc's
 // getrlimit/setrlimit and Python's resource module pass 0); and have the pool replace a worker
 // whose template fails to prepare a call process (WorkerService swallows it into an RPC error).
 
@@ -515,10 +516,10 @@ TEST_F(SandboxAttack, SandboxedCodeCannotSignalTheTemplateThroughAPidfd) {
 }
 
 // =============================================================================================
-// HOLE (medium): inotify watches directories landlock keeps the code out of, and reports the
-// names of the files the host creates, opens or removes there (landlock does not hook inotify).
-// Fix: add inotify_init, inotify_init1 and inotify_add_watch to the seccomp deny list (nothing
-// Python's stdlib does needs them).
+// Found by review, fixed since (was medium): inotify watches directories landlock keeps the code
+// out of, and reports the names of the files the host creates, opens or removes there (landlock
+// does not hook inotify). The fix suggested: add inotify_init, inotify_init1 and inotify_add_watch
+// to the seccomp deny list (nothing Python's stdlib does needs them).
 
 const char* kWatch = R"PY(
 import ctypes, os, select, struct, time
@@ -612,10 +613,10 @@ TEST_F(SandboxAttack, SandboxedCodeCannotListTheHostsMounts) {
 }
 
 // =============================================================================================
-// HOLE (low): the call process inherits the capture's saved fds 1 and 2 — the pipe to the pool
-// that the pool logs — and writes lines into the server's log (under the worker's pid).
-// Fix: in the sandbox, make the FdCapture's saved fds /dev/null (or close them) in the call
-// process: it never needs the pool's log pipe once it has locked itself in.
+// Found by review, fixed since (was low): the call process inherits the capture's saved fds 1 and 2
+// — the pipe to the pool that the pool logs — and writes lines into the server's log (under the
+// worker's pid). The fix suggested: in the sandbox, make the FdCapture's saved fds /dev/null (or
+// close them) in the call process: it never needs the pool's log pipe once it has locked itself in.
 
 const char* kForgeLog = R"PY(
 import os, stat
@@ -680,8 +681,8 @@ def result_pipe():
 )PY";
 
 // =============================================================================================
-// HOLE (medium): a call answers for itself early and then lingers; the worker's NEXT call
-// (another user's) hangs until its own proc_timeout kills the worker.
+// Found by review, fixed since (was medium): a call answers for itself early and then lingers; the
+// worker's NEXT call (another user's) hangs until its own proc_timeout kills the worker.
 //
 // The call's code finds its result pipe (fd 11) and writes a whole capnp message to it (here an
 // empty Outcome: 16 bytes), then sleeps. The template takes it as the outcome and answers the
@@ -694,10 +695,10 @@ def result_pipe():
 // timer, holding whatever it made (pipes, memory; see the pipe-pages probe below).
 // Reproduction by hand: `vial serve --sandbox --workers 1`, one `vial run --connect` of the code
 // below, then `vial run --connect -c "_return(1)"`: "timed out after 10 s".
-// Fix: once the template has read an outcome, the call process has nothing left to do: kill it
-// then (e.g. Sandbox::run takes a pidfd of the call process when it is prepared — pidfd_open
-// works from the template — and pidfd_send_signal(SIGKILL)s it right after reading the answer;
-// or `kill(call.pid, SIGKILL)`: the zygote reaps it only after, so its pid cannot be reused
+// The fix suggested: once the template has read an outcome, the call process has nothing left to
+// do: kill it then (e.g. Sandbox::run takes a pidfd of the call process when it is prepared —
+// pidfd_open works from the template — and pidfd_send_signal(SIGKILL)s it right after reading the
+// answer; or `kill(call.pid, SIGKILL)`: the zygote reaps it only after, so its pid cannot be reused
 // meanwhile except by a wrap-around of the namespace's pids). The same on the no-outcome path
 // (a malformed answer now waits for the caller's own timeout). Better still, do not block the
 // event loop in prepareNext.
@@ -727,6 +728,41 @@ TEST_F(SandboxAttack, SandboxedNoProcessOfACallOutlivesItsAnswer) {
   std::this_thread::sleep_for(1s);
   EXPECT_TRUE(eventually([&] { return countNamed(serve->net(), {"vial-lingering"}) == 0; }, 3s))
       << "the call's process lives on after its call was answered:"
+      << testing::describe(serve->net().processes());
+}
+
+// A call whose thread keeps forking while the call ends: the call process's own clearing is
+// bounded, so it answers anyway; the template's kill and the zygote's rounds of kill-and-reap
+// leave nothing for the next call.
+const char* kForkingThread = R"PY(
+import ctypes, os, threading, time
+def spawn():
+    ctypes.CDLL(None).prctl(15, b'vial-spawner', 0, 0, 0)
+    for i in range(100000):
+        try:
+            if os.fork() == 0:
+                ctypes.CDLL(None).prctl(15, b'vial-spawned', 0, 0, 0)
+                time.sleep(60)
+                os._exit(0)
+        except OSError:
+            time.sleep(0.001)
+threading.Thread(target=spawn, daemon=True).start()
+time.sleep(0.2)
+_return('leaving')
+)PY";
+
+TEST_F(SandboxAttack, SandboxedAThreadForkingAsItsCallEndsNeitherDelaysTheAnswerNorSurvives) {
+  auto serve = this->serve(sandboxed({"--timeout", "30"}));
+  START_OR_SKIP(*serve);
+  auto client = serve->connect();
+  auto begin = std::chrono::steady_clock::now();
+  Result first = call(*client, kForkingThread);
+  EXPECT_TRUE(first.ok()) << first.describe() << serve->log();
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 5s) << "the answer waited for the forking";
+  Result next = call(*client, "_return('next')");
+  EXPECT_TRUE(next.ok()) << next.describe() << serve->log();
+  EXPECT_EQ(countNamed(serve->net(), {"vial-spawner", "vial-spawned"}), 0u)
+      << "processes of the last call met the next one:"
       << testing::describe(serve->net().processes());
 }
 
@@ -768,22 +804,24 @@ TEST_F(SandboxAttack, SandboxedAMalformedAnswerEndsOnlyItsOwnCall) {
 }
 
 // =============================================================================================
-// HOLE (low; cross-worker, cross-server): the pipe buffers of EVERY sandboxed worker on the
-// machine are accounted to one user, nobody (65534) under a root host (the host's own uid under
-// an ordinary one), and one call exhausts that user's share: fs.pipe-user-pages-soft (16384
-// pages) is per user, not per user namespace. 63 pipes enlarged to 1 MiB (F_SETPIPE_SZ: no
-// memory is spent, only the slot accounting) put nobody over it, and from then on every pipe
-// any nobody process makes is 8 KiB instead of 64 KiB: other workers' call processes, their
-// templates' pipes to them, other `vial serve`s, other services running as nobody (or, under an
-// ordinary host, the host's own pipes). Where the administrator sets fs.pipe-user-pages-hard,
-// their pipe() fails outright (EPERM): a template then cannot make call processes anywhere on
-// the machine. Held as long as the call lives (with the hole above: indefinitely). The same
-// per-user sharing holds for epoll watches (fs.epoll.max_user_watches) and SCM_RIGHTS fds in
-// flight (RLIMIT_NOFILE of the sender; the template's sendFds to its zygote), which a call
-// cannot exhaust here only because of the limits' current sizes.
-// Fix: a distinct unprivileged host uid per sandboxed worker (e.g. from a configured subuid
-// range: 100000 + worker slot), so that per-user kernel accounting is per worker; at least
-// document it. (Lowering the call's RLIMIT_NOFILE does not help: 16 pipes of 1 MiB suffice.)
+// Found by review, fixed since (was low; cross-worker, cross-server): the pipe buffers of EVERY
+// sandboxed worker on the machine are accounted to one user, nobody (65534) under a root host (the
+// host's own uid under an ordinary one), and one call exhausts that user's share:
+// fs.pipe-user-pages-soft (16384 pages) is per user, not per user namespace. 63 pipes enlarged to 1
+// MiB (F_SETPIPE_SZ: no memory is spent, only the slot accounting) put nobody over it, and from
+// then on every pipe any nobody process makes is 8 KiB instead of 64 KiB: other workers' call
+// processes, their templates' pipes to them, other `vial serve`s, other services running as nobody
+// (or, under an ordinary host, the host's own pipes). Where the administrator sets
+// fs.pipe-user-pages-hard, their pipe() fails outright (EPERM): a template then cannot make call
+// processes anywhere on the machine. Held as long as the call lives (with the hole above:
+// indefinitely). The same per-user sharing holds for epoll watches (fs.epoll.max_user_watches) and
+// SCM_RIGHTS fds in flight (RLIMIT_NOFILE of the sender; the template's sendFds to its zygote),
+// which a call cannot exhaust here only because of the limits' current sizes. The fix suggested: a
+// distinct unprivileged host uid per sandboxed worker (e.g. from a configured subuid range: 100000
+// + worker slot), so that per-user kernel accounting is per worker; at least document it. (Lowering
+// the call's RLIMIT_NOFILE does not help: 16 pipes of 1 MiB suffice.) Done instead: growing a pipe
+// (F_SETPIPE_SZ) is refused, so a call holds at most 128 files' worth of default pipes, and README
+// documents the shared per-user budgets.
 
 const char* kHoldPipePages = R"PY(
 import fcntl, os, time
@@ -828,13 +866,13 @@ TEST_F(SandboxAttack, SandboxedACallCannotShrinkAnotherWorkersPipes) {
 }
 
 // =============================================================================================
-// HOLE (low, where the host runs with RLIMIT_RTPRIO or RLIMIT_NICE above 0, e.g. a systemd unit
-// with LimitRTPRIO= for a game server): the call process inherits them, so the code makes itself
-// SCHED_FIFO (or nice -20) and, with max_tasks processes busy-looping, takes up to 95 % of every
-// CPU of the machine (RT throttling leaves 5 %) for cpu_limit seconds each.
-// Fix (one line each in call_process.cpp's limits step): RLIMIT_RTPRIO 0 and RLIMIT_NICE 0
-// (also RLIMIT_RTTIME).
-// The probe only switches to SCHED_FIFO and straight back: no busy loop.
+// Found by review, fixed since (was low, where the host runs with RLIMIT_RTPRIO or RLIMIT_NICE
+// above 0, e.g. a systemd unit with LimitRTPRIO= for a game server): the call process inherits
+// them, so the code makes itself SCHED_FIFO (or nice -20) and, with max_tasks processes
+// busy-looping, takes up to 95 % of every CPU of the machine (RT throttling leaves 5 %) for
+// cpu_limit seconds each. Fix (one line each in call_process.cpp's limits step): RLIMIT_RTPRIO 0
+// and RLIMIT_NICE 0 (also RLIMIT_RTTIME). The probe only switches to SCHED_FIFO and straight back:
+// no busy loop.
 
 const char* kRealtime = R"PY(
 import os

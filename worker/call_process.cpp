@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "protocol/wire.h"
 #include "worker/call_executor.h"
@@ -44,6 +45,10 @@ constexpr rlim_t kCallOpenFiles = 128;
 // outcome: 'r', or 'f' and why it could not.
 constexpr char kEntered = 'r';
 constexpr char kEntryFailed = 'f';
+// How long a call process spends killing what its call started before it answers anyway.
+constexpr std::chrono::milliseconds kDescendantsBound{100};
+// Between rounds of killing: time for the killed to exit.
+constexpr std::chrono::microseconds kKillRoundPause{200};
 // What a call process runs before its call, to warm up (see serveOneCall).
 constexpr const char* kWarmUpSource = "_return(None)";
 
@@ -96,13 +101,9 @@ std::string setLimit(int resource, rlim_t soft, rlim_t hard, const char* name) {
 // there the zygote alone clears the call's processes, once this one has exited. As their
 // subreaper, this process collects all of them.
 void endDescendants(const CallProfile& profile) {
-  if (!profile.scopedSignals) return;
-  kill(-1, SIGKILL);
-  for (;;) {
-    pid_t got = waitpid(-1, nullptr, 0);
-    if (got > 0 || (got < 0 && errno == EINTR)) continue;
-    break;  // ECHILD: none left
-  }
+  // Bounded: a thread the call left running may go on forking; the template's kill of this
+  // process and the zygote's clearing after it finish the job.
+  if (profile.scopedSignals) killAndReapAll(kDescendantsBound);
 }
 
 // The order matters; README ("Running untrusted code") explains it.
@@ -189,6 +190,21 @@ void enter(const CallProfile& profile, int callFd, int resultFd) {
 }
 
 }  // namespace
+
+bool killAndReapAll(std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    ::kill(-1, SIGKILL);
+    for (;;) {
+      pid_t got = waitpid(-1, nullptr, WNOHANG);
+      if (got > 0 || (got < 0 && errno == EINTR)) continue;
+      if (got < 0) return true;  // ECHILD: none left
+      break;                     // some still dying, or new
+    }
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(kKillRoundPause);
+  }
+}
 
 void CallProcess::kill() {
   if (pidfd) syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);

@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -54,6 +55,11 @@ struct CallProcess {
   /// nothing left to do, and a call that answered early for itself must not linger.
   void kill();
 };
+
+/// Kills every process this one may signal (kill(-1): never pid 1, never itself) and reaps its
+/// children, round after round (a process forked while a round was sent is caught by the next),
+/// until none is left or `bound` has passed. True when none is left.
+bool killAndReapAll(std::chrono::milliseconds bound);
 
 /// The life of a call process, in the child the zygote forked: locks itself in, warms up, tells
 /// the template it is ready, runs the one call read from `callFd` and writes its outcome to

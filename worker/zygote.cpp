@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,8 @@ namespace {
 // Where the zygote puts a call process's pipes: clear of fd 3, which the worker's fork hook
 // points at /dev/null in every child (worker/main.cpp).
 constexpr int kCallPipesLowestFd = 10;
+// How long the zygote goes on killing what a call left before the next call process may start.
+constexpr std::chrono::seconds kClearBound{5};
 // The request to fork a call process.
 constexpr char kForkRequest = 'f';
 
@@ -77,11 +80,12 @@ void Zygote::serve(int socket, const CallProfile& profile, CallExecutor& executo
     }
     // Whatever is left of the call: rounds of kill-then-reap until no child remains (a process
     // cannot multiply once its SIGKILL is pending, and the task limit bounds what there is).
-    for (;;) {
-      kill(-1, SIGKILL);
-      pid_t got = waitpid(-1, nullptr, 0);
-      if (got < 0 && errno == ECHILD) break;
-    }
+    // What still lingers after the bound (stuck in the kernel) has its SIGKILL pending: it runs
+    // no more code.
+    if (!killAndReapAll(kClearBound))
+      std::fprintf(stderr,
+                   "vial-zygote: processes of the last call were still exiting after %lld s\n",
+                   static_cast<long long>(kClearBound.count()));
     if (send(socket, &status, sizeof status, MSG_NOSIGNAL) != sizeof status) _exit(0);
   }
 }
