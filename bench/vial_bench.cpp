@@ -20,7 +20,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -115,11 +117,13 @@ void warm_up(vial::Pool& pool, int calls = 10) {
 
 // Constructor to wait_ready() returning true, for a new pool each time; the pool's shutdown is
 // not timed.
-double pool_start_ms(int repeats) {
+double pool_start_ms(int repeats, std::size_t workers = kWorkers) {
   std::vector<double> samples;
   for (int i = 0; i < repeats; ++i) {
     auto start = Clock::now();
-    vial::Pool pool(pool_options());
+    vial::PoolOptions options = pool_options();
+    options.workers = workers;
+    vial::Pool pool(options);
     require_ready(pool);
     samples.push_back(ms_since(start));
   }
@@ -198,12 +202,33 @@ class Server {
     std::filesystem::remove_all(dir_);
   }
   vial::Client& client() { return *client_; }
+  /// Another connection to the same server.
+  std::unique_ptr<vial::Client> connect() { return vial::Client::connect(address_); }
 
  private:
   std::string dir_, address_;
   pid_t pid_ = -1;
   std::unique_ptr<vial::Client> client_;
 };
+
+// `calls` tiny calls through a `vial serve` process, spread over `clients` connections, all
+// submitted at once (after a warm-up): calls per second until the last has resolved.
+double serve_throughput(int calls, int clients) {
+  Server server(false);
+  std::vector<std::unique_ptr<vial::Client>> connections;
+  for (int c = 0; c < clients; ++c) connections.push_back(server.connect());
+  for (auto& client : connections)
+    for (int i = 0; i < 10; ++i) require_three(client->run_async(kTinyCall).get());
+  std::vector<vial::Future> futures;
+  futures.reserve(calls);
+  auto start = Clock::now();
+  for (int i = 0; i < calls; ++i)
+    futures.push_back(connections[static_cast<std::size_t>(i % clients)]->run_async(kTinyCall));
+  for (const auto& future : futures) future.get();
+  double seconds = ms_since(start) / 1000;
+  for (const auto& future : futures) require_three(future.get());
+  return calls / seconds;
+}
 
 RoundTrip serve_round_trip(int warmup, int calls, bool sandboxed,
                            std::chrono::microseconds gap = std::chrono::microseconds(0)) {
@@ -231,6 +256,88 @@ struct TimeoutTimes {
   double resolved_ms;
   double capacity_back_ms;
 };
+
+// Head-of-line blocking: on a ready, warmed-up pool (default options), one call sleeping 1 s is
+// submitted first, then `calls` tiny ones at once: from the first tiny submission until the
+// last tiny call has resolved. With no head-of-line blocking the sleeper holds one worker and
+// the tiny calls run on the other; 1000 ms or more means some waited behind the sleeper.
+double hol_tiny_done_ms(int calls) {
+  vial::Pool pool(pool_options());
+  require_ready(pool);
+  warm_up(pool);
+  vial::Future sleeper = pool.run_async("import time\ntime.sleep(1)\n_return(1+2)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the sleeper is running
+  std::vector<vial::Future> futures;
+  futures.reserve(calls);
+  auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) futures.push_back(pool.run_async(kTinyCall));
+  for (const auto& future : futures) future.get();
+  double ms = ms_since(start);
+  for (const auto& future : futures) require_three(future.get());
+  require_three(sleeper.get());
+  return ms;
+}
+
+// CPU time (user + system, seconds) of process `pid` from /proc/PID/stat, or 0.
+double cpu_seconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i)
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// This process and every process below it (its workers and their guards), from /proc.
+std::vector<pid_t> self_and_descendants() {
+  std::vector<pid_t> found{getpid()};
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    for (const auto& entry :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(found[i]) + "/task")) {
+      std::ifstream children(entry.path() / "children");
+      pid_t child;
+      while (children >> child) found.push_back(child);
+    }
+  }
+  return found;
+}
+
+// An idle, ready pool (warmed up): CPU used by the host and all its workers over `seconds` of
+// idleness, as a percentage of one CPU.
+double idle_cpu_percent(double seconds) {
+  vial::Pool pool(pool_options());
+  require_ready(pool);
+  warm_up(pool);
+  auto processes = self_and_descendants();
+  double before = 0, after = 0;
+  for (pid_t pid : processes) before += cpu_seconds(pid);
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  for (pid_t pid : processes) after += cpu_seconds(pid);
+  return (after - before) / seconds * 100;
+}
+
+// `import os; os._exit(3)` on a ready pool: from submission until the caller hears
+// (WorkerCrashed). The pool is ready again before each round; median of `repeats`.
+double crash_resolved_ms(int repeats) {
+  vial::Pool pool(pool_options());
+  require_ready(pool);
+  warm_up(pool);
+  std::vector<double> samples;
+  for (int i = 0; i < repeats; ++i) {
+    auto start = Clock::now();
+    vial::Result crash = pool.run_async("import os\nos._exit(3)").get();
+    samples.push_back(ms_since(start));
+    require(crash.get_if<vial::WorkerCrashed>() != nullptr,
+            "os._exit(3) ended as '" + std::string(crash.kind()) + "', not worker crashed");
+    require_ready(pool);
+    warm_up(pool, 2);
+  }
+  return median(samples);
+}
 
 // On a ready 2-worker pool, submits `while True: pass` with proc_timeout 0.5 s. Measures, from
 // that submission:
@@ -419,10 +526,33 @@ int main(int argc, char** argv) {
 
     std::string batch = std::to_string(n.throughput_calls) + " calls at once";
     for (std::size_t in_flight : {1, 16}) {
+      double rate = throughput(n.throughput_calls, in_flight);
       report.add({"throughput_inflight" + std::to_string(in_flight) + "_calls_per_s",
-                  "throughput, " + batch + ", in flight/worker " + std::to_string(in_flight),
-                  throughput(n.throughput_calls, in_flight), "calls/s", 0});
+                  "throughput, " + batch + ", in flight/worker " + std::to_string(in_flight), rate,
+                  "calls/s", 0});
+      // The default options send one call at a time to a worker: the same measurement.
+      if (in_flight == vial::PoolOptions{}.calls_in_flight_per_worker)
+        report.add({"throughput_calls_per_s", "throughput, " + batch + ", default options", rate,
+                    "calls/s", 0});
     }
+    const int holCalls = n.throughput_calls / 10;
+    report.add({"hol_tiny_done_ms",
+                "a 1 s call, then " + std::to_string(holCalls) + " tiny ones: last tiny done",
+                hol_tiny_done_ms(holCalls), "ms", 1});
+    report.add({"start_ready_16_ms",
+                "16 workers: start to ready (median of " + std::to_string(n.pool_starts) + ")",
+                pool_start_ms(n.pool_starts, 16), "ms", 1});
+    report.add({"crash_resolved_ms",
+                "os._exit in a call: until the caller hears (median of " +
+                    std::to_string(n.timeout_repeats * 3) + ")",
+                crash_resolved_ms(n.timeout_repeats * 3), "ms", 1});
+    const double idleSeconds = settings.quick ? 1.0 : 5.0;
+    report.add({"idle_cpu_percent",
+                "idle pool, host and workers, over " + fixed(idleSeconds, 0) + " s",
+                idle_cpu_percent(idleSeconds), "% of a CPU", 2});
+    report.add({"serve_throughput_calls_per_s",
+                "throughput through vial serve, 4 connections, " + batch,
+                serve_throughput(n.throughput_calls, 4), "calls/s", 0});
 
     TimeoutTimes timeout = timeout_recovery(n.timeout_repeats);
     std::string of = "(median of " + std::to_string(n.timeout_repeats) + ")";
