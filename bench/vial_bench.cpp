@@ -42,6 +42,7 @@ struct Settings {
   bool quick = false;
   bool json = false;
   bool verbose = false;
+  std::string only;  // --only: measure just the figures whose key contains this
 };
 
 // Iteration counts; --quick uses the smaller ones.
@@ -485,7 +486,7 @@ void quiet_vial_logger(bool verbose) {
 }
 
 int usage(const char* program) {
-  std::fprintf(stderr, "usage: %s [--quick] [--json] [--verbose]\n", program);
+  std::fprintf(stderr, "usage: %s [--quick] [--json] [--verbose] [--only KEY_PART]\n", program);
   return 2;
 }
 
@@ -500,6 +501,8 @@ int main(int argc, char** argv) {
       settings.json = true;
     } else if (std::strcmp(argv[i], "--verbose") == 0) {
       settings.verbose = true;
+    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      settings.only = argv[++i];
     } else {
       return usage(argv[0]);
     }
@@ -515,89 +518,122 @@ int main(int argc, char** argv) {
   }
 
   Report report(settings.json);
+  // --only: a measurement runs when one of the keys it reports contains the filter.
+  auto want = [&](std::initializer_list<const char*> keys) {
+    for (const char* key : keys)
+      if (std::string(key).find(settings.only) != std::string::npos) return true;
+    return false;
+  };
   try {
-    report.add({"start_ready_ms",
-                "start to ready (median of " + std::to_string(n.pool_starts) + ")",
-                pool_start_ms(n.pool_starts), "ms", 1});
+    if (want({"start_ready_ms"}))
+      report.add({"start_ready_ms",
+                  "start to ready (median of " + std::to_string(n.pool_starts) + ")",
+                  pool_start_ms(n.pool_starts), "ms", 1});
 
-    RoundTrip rt = pool_round_trip(n.round_trip_warmup, n.round_trips, false);
     std::string calls = std::to_string(n.round_trips) + " calls";
-    report.add(
-        {"roundtrip_p50_us", "round trip _return(1+2), p50 of " + calls, rt.p50_us, "us", 0});
-    report.add(
-        {"roundtrip_p99_us", "round trip _return(1+2), p99 of " + calls, rt.p99_us, "us", 0});
+    if (want({"roundtrip_p50_us", "roundtrip_p99_us"})) {
+      RoundTrip rt = pool_round_trip(n.round_trip_warmup, n.round_trips, false);
+      report.add(
+          {"roundtrip_p50_us", "round trip _return(1+2), p50 of " + calls, rt.p50_us, "us", 0});
+      report.add(
+          {"roundtrip_p99_us", "round trip _return(1+2), p99 of " + calls, rt.p99_us, "us", 0});
+    }
 
     std::string batch = std::to_string(n.throughput_calls) + " calls at once";
-    for (std::size_t in_flight : {1, 16}) {
+    const std::size_t defaultInFlight = vial::PoolOptions{}.calls_in_flight_per_worker;
+    for (std::size_t in_flight : {std::size_t{1}, std::size_t{16}}) {
+      std::string key = "throughput_inflight" + std::to_string(in_flight) + "_calls_per_s";
+      bool isDefault = in_flight == defaultInFlight;
+      if (!want({key.c_str(), isDefault ? "throughput_calls_per_s" : key.c_str()})) continue;
       double rate = throughput(n.throughput_calls, in_flight);
-      report.add({"throughput_inflight" + std::to_string(in_flight) + "_calls_per_s",
-                  "throughput, " + batch + ", in flight/worker " + std::to_string(in_flight), rate,
-                  "calls/s", 0});
-      // The default options send one call at a time to a worker: the same measurement.
-      if (in_flight == vial::PoolOptions{}.calls_in_flight_per_worker)
+      report.add({key, "throughput, " + batch + ", in flight/worker " + std::to_string(in_flight),
+                  rate, "calls/s", 0});
+      // The same measurement when it is the default options'.
+      if (isDefault)
         report.add({"throughput_calls_per_s", "throughput, " + batch + ", default options", rate,
                     "calls/s", 0});
     }
     const int holCalls = n.throughput_calls / 10;
-    report.add({"hol_tiny_done_ms",
-                "a 1 s call, then " + std::to_string(holCalls) + " tiny ones: last tiny done",
-                hol_tiny_done_ms(holCalls), "ms", 1});
-    report.add({"start_ready_16_ms",
-                "16 workers: start to ready (median of " + std::to_string(n.pool_starts) + ")",
-                pool_start_ms(n.pool_starts, 16), "ms", 1});
-    report.add({"crash_resolved_ms",
-                "os._exit in a call: until the caller hears (median of " +
-                    std::to_string(n.timeout_repeats * 3) + ")",
-                crash_resolved_ms(n.timeout_repeats * 3), "ms", 1});
+    if (want({"hol_tiny_done_ms"}))
+      report.add({"hol_tiny_done_ms",
+                  "a 1 s call, then " + std::to_string(holCalls) + " tiny ones: last tiny done",
+                  hol_tiny_done_ms(holCalls), "ms", 1});
+    if (want({"start_ready_16_ms"}))
+      report.add({"start_ready_16_ms",
+                  "16 workers: start to ready (median of " + std::to_string(n.pool_starts) + ")",
+                  pool_start_ms(n.pool_starts, 16), "ms", 1});
+    if (want({"crash_resolved_ms"}))
+      report.add({"crash_resolved_ms",
+                  "os._exit in a call: until the caller hears (median of " +
+                      std::to_string(n.timeout_repeats * 3) + ")",
+                  crash_resolved_ms(n.timeout_repeats * 3), "ms", 1});
     const double idleSeconds = settings.quick ? 1.0 : 5.0;
-    report.add({"idle_cpu_percent",
-                "idle pool, host and workers, over " + fixed(idleSeconds, 0) + " s",
-                idle_cpu_percent(idleSeconds), "% of a CPU", 2});
-    report.add({"serve_throughput_calls_per_s",
-                "throughput through vial serve, 4 connections, " + batch,
-                serve_throughput(n.throughput_calls, 4), "calls/s", 0});
+    if (want({"idle_cpu_percent"}))
+      report.add({"idle_cpu_percent",
+                  "idle pool, host and workers, over " + fixed(idleSeconds, 0) + " s",
+                  idle_cpu_percent(idleSeconds), "% of a CPU", 2});
+    if (want({"serve_throughput_calls_per_s"}))
+      report.add({"serve_throughput_calls_per_s",
+                  "throughput through vial serve, 4 connections, " + batch,
+                  serve_throughput(n.throughput_calls, 4), "calls/s", 0});
 
-    TimeoutTimes timeout = timeout_recovery(n.timeout_repeats);
-    std::string of = "(median of " + std::to_string(n.timeout_repeats) + ")";
-    report.add({"timeout_resolved_ms", "timeout 0.5 s: until the future resolves " + of,
-                timeout.resolved_ms, "ms", 1});
-    report.add({"timeout_capacity_back_ms", "timeout 0.5 s: until capacity is back " + of,
-                timeout.capacity_back_ms, "ms", 1});
+    if (want({"timeout_resolved_ms", "timeout_capacity_back_ms"})) {
+      TimeoutTimes timeout = timeout_recovery(n.timeout_repeats);
+      std::string of = "(median of " + std::to_string(n.timeout_repeats) + ")";
+      report.add({"timeout_resolved_ms", "timeout 0.5 s: until the future resolves " + of,
+                  timeout.resolved_ms, "ms", 1});
+      report.add({"timeout_capacity_back_ms", "timeout 0.5 s: until capacity is back " + of,
+                  timeout.capacity_back_ms, "ms", 1});
+    }
 
-    RoundTrip sandboxed = pool_round_trip(n.round_trip_warmup, n.round_trips, true);
-    report.add({"sandbox_roundtrip_p50_us", "sandboxed round trip, p50 of " + calls,
-                sandboxed.p50_us, "us", 0});
-    report.add({"sandbox_roundtrip_p99_us", "sandboxed round trip, p99 of " + calls,
-                sandboxed.p99_us, "us", 0});
+    if (want({"sandbox_roundtrip_p50_us", "sandbox_roundtrip_p99_us"})) {
+      RoundTrip sandboxed = pool_round_trip(n.round_trip_warmup, n.round_trips, true);
+      report.add({"sandbox_roundtrip_p50_us", "sandboxed round trip, p50 of " + calls,
+                  sandboxed.p50_us, "us", 0});
+      report.add({"sandbox_roundtrip_p99_us", "sandboxed round trip, p99 of " + calls,
+                  sandboxed.p99_us, "us", 0});
+    }
     const int sandboxedCalls = n.throughput_calls / 10;
-    report.add({"sandbox_throughput_calls_per_s",
-                "sandboxed throughput, " + std::to_string(sandboxedCalls) + " calls at once",
-                throughput(sandboxedCalls, 1, true), "calls/s", 0});
+    if (want({"sandbox_throughput_calls_per_s"}))
+      report.add({"sandbox_throughput_calls_per_s",
+                  "sandboxed throughput, " + std::to_string(sandboxedCalls) + " calls at once",
+                  throughput(sandboxedCalls, 1, true), "calls/s", 0});
     const auto gap = std::chrono::milliseconds(5);
     const int apartCalls = n.round_trips / 5;
     std::string apart = std::to_string(apartCalls) + " calls 5 ms apart";
-    RoundTrip sandboxedApart = pool_round_trip(n.round_trip_warmup / 5, apartCalls, true, gap);
-    report.add({"sandbox_roundtrip_apart_p50_us", "sandboxed round trip, p50 of " + apart,
-                sandboxedApart.p50_us, "us", 0});
-    RoundTrip served = serve_round_trip(n.round_trip_warmup, n.round_trips, false);
-    report.add({"serve_roundtrip_p50_us", "round trip through vial serve, p50 of " + calls,
-                served.p50_us, "us", 0});
-    RoundTrip servedSandboxed = serve_round_trip(n.round_trip_warmup, n.round_trips, true);
-    report.add({"serve_sandbox_roundtrip_p50_us",
-                "sandboxed round trip through vial serve, p50 of " + calls, servedSandboxed.p50_us,
-                "us", 0});
-    RoundTrip servedApart = serve_round_trip(n.round_trip_warmup / 5, apartCalls, false, gap);
-    report.add({"serve_roundtrip_apart_p50_us", "round trip through vial serve, p50 of " + apart,
-                servedApart.p50_us, "us", 0});
-    RoundTrip servedSandboxedApart =
-        serve_round_trip(n.round_trip_warmup / 5, apartCalls, true, gap);
-    report.add({"serve_sandbox_roundtrip_apart_p50_us",
-                "sandboxed round trip through vial serve, p50 of " + apart,
-                servedSandboxedApart.p50_us, "us", 0});
+    if (want({"sandbox_roundtrip_apart_p50_us"})) {
+      RoundTrip sandboxedApart = pool_round_trip(n.round_trip_warmup / 5, apartCalls, true, gap);
+      report.add({"sandbox_roundtrip_apart_p50_us", "sandboxed round trip, p50 of " + apart,
+                  sandboxedApart.p50_us, "us", 0});
+    }
+    if (want({"serve_roundtrip_p50_us"})) {
+      RoundTrip served = serve_round_trip(n.round_trip_warmup, n.round_trips, false);
+      report.add({"serve_roundtrip_p50_us", "round trip through vial serve, p50 of " + calls,
+                  served.p50_us, "us", 0});
+    }
+    if (want({"serve_sandbox_roundtrip_p50_us"})) {
+      RoundTrip servedSandboxed = serve_round_trip(n.round_trip_warmup, n.round_trips, true);
+      report.add({"serve_sandbox_roundtrip_p50_us",
+                  "sandboxed round trip through vial serve, p50 of " + calls,
+                  servedSandboxed.p50_us, "us", 0});
+    }
+    if (want({"serve_roundtrip_apart_p50_us"})) {
+      RoundTrip servedApart = serve_round_trip(n.round_trip_warmup / 5, apartCalls, false, gap);
+      report.add({"serve_roundtrip_apart_p50_us", "round trip through vial serve, p50 of " + apart,
+                  servedApart.p50_us, "us", 0});
+    }
+    if (want({"serve_sandbox_roundtrip_apart_p50_us"})) {
+      RoundTrip servedSandboxedApart =
+          serve_round_trip(n.round_trip_warmup / 5, apartCalls, true, gap);
+      report.add({"serve_sandbox_roundtrip_apart_p50_us",
+                  "sandboxed round trip through vial serve, p50 of " + apart,
+                  servedSandboxedApart.p50_us, "us", 0});
+    }
 
-    report.add({"blob_10mib_roundtrip_ms",
-                "10 MiB str in and out (median of " + std::to_string(n.blob_round_trips) + ")",
-                blob_round_trip_ms(n.blob_round_trips), "ms", 1});
+    if (want({"blob_10mib_roundtrip_ms"}))
+      report.add({"blob_10mib_roundtrip_ms",
+                  "10 MiB str in and out (median of " + std::to_string(n.blob_round_trips) + ")",
+                  blob_round_trip_ms(n.blob_round_trips), "ms", 1});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vial-bench: %s\n", e.what());
     return 1;
