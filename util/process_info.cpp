@@ -51,8 +51,11 @@ std::optional<ProcStat> procStat(pid_t pid) {
 std::vector<pid_t> childrenOf(pid_t pid) {
   char path[80];
   std::snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
+  return parsePids(readStart(path, 1 << 20));
+}
+
+std::vector<pid_t> parsePids(const std::string& list) {
   std::vector<pid_t> children;
-  std::string list = readStart(path, 1 << 20);
   for (const char* at = list.c_str(); *at;) {
     char* end = nullptr;
     long child = std::strtol(at, &end, 10);

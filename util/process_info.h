@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -37,6 +38,8 @@ pid_t parentOf(pid_t pid);
 /// The children of `pid`'s main thread (/proc/PID/task/PID/children): all its children when it
 /// is single-threaded; a child forked by another of its threads is listed under that thread.
 std::vector<pid_t> childrenOf(pid_t pid);
+/// The pids in a space-separated list such as /proc's children file.
+std::vector<pid_t> parsePids(const std::string& list);
 
 /// Every process below `root` in the process tree as (pid, parent), parents before children.
 /// A snapshot: processes may come and go while it is taken.

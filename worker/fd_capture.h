@@ -3,13 +3,14 @@
 // C extensions, and subprocesses the call starts, which inherit fds 1 and 2 — is written to fds
 // 1 and 2, and so belongs to the call too.
 //
-// While a call runs, fds 1 and 2 are the writing ends of two new pipes, read by a thread of
-// this class's own so that a writer never blocks on a full pipe; the first
+// While a call runs, fds 1 and 2 are the writing ends of two pipes made once, read by a thread
+// of this class's own so that a writer never blocks on a full pipe; the first
 // kMaxCapturedOutputBytes of each are kept. When the call ends, fds 1 and 2 point back where
-// they pointed before (in a worker: the pipe the pool logs, pool/worker_output.h), what is left
-// in the pipes is read, and their reading ends are closed: a process or thread the call left
-// behind can still write to its copy, but only into a pipe nobody reads (EPIPE), never into a
-// later call's output or the host's log.
+// they pointed before (in a worker: the pipe the pool logs, pool/worker_output.h) and what is
+// left in the pipes is read. The pipes are the same for every call (a call costs six system
+// calls, not eighteen): what writes to them outside a call is read and dropped. A process or
+// thread a call leaves running, which could write into a later call's output, makes its worker
+// retire before any later call (worker_service.h: leftRunning), as it could do worse things.
 #pragma once
 
 #include <cstdint>
@@ -39,28 +40,26 @@ class FdCapture {
   FdCapture(const FdCapture&) = delete;
   FdCapture& operator=(const FdCapture&) = delete;
 
-  /// Points fds 1 and 2 at fresh pipes. Called on the thread that runs calls.
+  /// Points fds 1 and 2 at the pipes. Called on the thread that runs calls.
   void begin();
-  /// Points fds 1 and 2 back, collects what was written since begin(), closes the pipes.
+  /// Points fds 1 and 2 back and collects what was written since begin().
   Output end();
 
  private:
   struct Pipe {
-    util::UniqueFd readEnd;
-    bool watched = false;  // in epoll_
-    Stream captured;
+    util::UniqueFd readEnd;   // non-blocking
+    util::UniqueFd writeEnd;  // what fds 1 and 2 become during a call
+    Stream captured;          // guarded by mutex_
   };
   void readSome(Pipe& pipe, int budget);
-  void unwatch(Pipe& pipe);
   void readLoop();
 
   util::UniqueFd savedFds_[2];  // where fds 1 and 2 point between calls
   util::UniqueFd epoll_;
   util::UniqueFd stop_;  // an eventfd that ends the reading thread
   std::mutex mutex_;
-  Pipe pipes_[2];            // guarded by mutex_
-  std::uint64_t round_ = 0;  // guarded by mutex_; tags epoll events so stale ones are ignored
-  std::thread reader_;       // last: starts once the rest is set up
+  Pipe pipes_[2];
+  std::thread reader_;  // last: starts once the rest is set up
 };
 
 }  // namespace vial::worker

@@ -7,6 +7,9 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
+
+#include "util/unique_fd.h"
 
 namespace vial::worker {
 
@@ -20,8 +23,13 @@ class LeftoverProcesses {
   std::string describe() const;
 
  private:
+  std::vector<pid_t> guardChildren() const;
+
   pid_t self_ = -1;   // this process, in /proc's numbering
   pid_t guard_ = -1;  // its parent, the guard
+  // The guard's /proc children list, opened once: reading it again from offset 0 lists them
+  // anew, one system call per call instead of an open, a read and a close.
+  util::UniqueFd guardChildren_;
 };
 
 }  // namespace vial::worker
