@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "protocol/buffered_read_stream.h"
 #include "protocol/limits.h"
 #include "protocol/wire.h"
 #include "util/describe.h"
@@ -96,9 +97,10 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   std::uint64_t connection_;
 };
 
-// The connection's stream: writes tracked (to close after a refusal is out), reads gated.
+// The connection's stream: writes tracked (to close after a refusal is out), reads gated, and
+// buffered below the gate (a fixed 16 KiB read ahead; the gate still limits what is parsed).
 kj::Own<MessageGate> gated(kj::Own<kj::AsyncIoStream> stream, WriteTrackingStream*& writes) {
-  auto tracked = kj::heap<WriteTrackingStream>(kj::mv(stream));
+  auto tracked = kj::heap<WriteTrackingStream>(kj::heap<BufferedReadStream>(kj::mv(stream)));
   writes = tracked.get();
   return kj::heap<MessageGate>(kj::mv(tracked), kMaxMessageBytesBeforeLogin);
 }

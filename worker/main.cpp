@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/buffered_read_stream.h"
 #include "protocol/sandbox_args.h"
 #include "protocol/started_call.h"
 #include "protocol/wire.h"
@@ -66,8 +67,8 @@ int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxO
   std::optional<Sandbox> sandbox;
   if (sandboxOptions) sandbox.emplace(*sandboxOptions, self.sandboxError, executor);
   auto io = kj::setupAsyncIo();
-  WriteTrackingStream stream(
-      io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+  WriteTrackingStream stream(kj::heap<BufferedReadStream>(
+      io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)));
   capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, readerOptions());
   auto rpc = capnp::makeRpcServer(
       network, kj::heap<WorkerService>(interpreter, executor, stream, started, self.pid,
