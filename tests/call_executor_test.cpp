@@ -1,9 +1,13 @@
 // The embedded interpreter in this test process, driven through CallExecutor: outcomes,
 // tracebacks, output capture, input checks and isolation between calls, without a worker process
 // or RPC around it. (Values into Python and back: py_convert_test.)
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <limits>
+#include <thread>
 
 #include "protocol/limits.h"
 #include "tests/support/call_executor_fixture.h"
@@ -71,6 +75,22 @@ TEST_F(CallExecutorTest, PrintedOutputIsCapturedPerCall) {
   EXPECT_EQ(r.output()->stderr_text, "oops\n");
   EXPECT_FALSE(r.output()->stdout_truncated);
   EXPECT_EQ(run("_return(2)").output()->stdout_text, "");
+}
+
+// The capture's pipes serve every call: what a copy of fd 1 kept past its call writes between
+// calls (here the test writes it) is dropped, not given to the next call. (In a worker, a call
+// that leaves a writer running retires the worker before any next call: worker_service.h.)
+TEST_F(CallExecutorTest, WhatReachesTheCapturePipesBetweenCallsBelongsToNoCall) {
+  Result kept = run("import os\n_return(os.dup(1))");
+  ASSERT_TRUE(kept.ok()) << kept.describe();
+  int fd = static_cast<int>(kept.values().at(0).as<std::int64_t>());
+  const char stray[] = "written between calls\n";
+  ASSERT_EQ(write(fd, stray, sizeof stray - 1), static_cast<ssize_t>(sizeof stray - 1));
+  close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the capture's reader reads it
+  Result next = run("print('mine')");
+  ASSERT_TRUE(next.ok()) << next.describe();
+  EXPECT_EQ(next.output()->stdout_text, "mine\n");
 }
 
 TEST_F(CallExecutorTest, OutputOfAFailedCallIsKept) {
