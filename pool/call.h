@@ -34,6 +34,8 @@ struct Call {
   std::optional<kj::TimePoint> startBy;
   /// Set by the pool: the call was sent to a worker that died before it, seemingly, started.
   bool requeuedUnstarted = false;
+  /// Set by the pool: its number among the calls sent to the worker that has it (CallClaims).
+  std::uint32_t sequence = 0;
 
   /// Invokes `resolve` with `outcome` unless it has been invoked already.
   void resolveOnce(Outcome outcome);

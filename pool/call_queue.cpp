@@ -13,10 +13,13 @@ std::size_t CallQueue::sizeOf(std::uint64_t group) const {
 }
 
 std::optional<Overloaded> CallQueue::whyFull(std::uint64_t group, std::size_t maxQueue,
-                                             std::size_t maxPerGroup) const {
-  if (size_ >= maxQueue)
-    return Overloaded{std::to_string(size_) + " calls are already waiting (max_queue); try later"};
-  std::size_t mine = sizeOf(group);
+                                             std::size_t maxPerGroup,
+                                             WaitingElsewhere elsewhere) const {
+  std::size_t waiting = size_ + elsewhere.all;
+  if (waiting >= maxQueue)
+    return Overloaded{std::to_string(waiting) +
+                      " calls are already waiting (max_queue); try later"};
+  std::size_t mine = sizeOf(group) + elsewhere.ofGroup;
   if (maxPerGroup > 0 && mine >= maxPerGroup)
     return Overloaded{"this client already has " + std::to_string(mine) +
                       " calls waiting (max_queue_per_client); try later"};
@@ -32,7 +35,7 @@ void CallQueue::pushBack(Call call) {
 
 void CallQueue::pushFront(Call call) {
   auto& fifo = groups_[call.group];
-  if (fifo.empty()) rotation_.push_back(call.group);
+  if (fifo.empty()) rotation_.push_front(call.group);
   fifo.push_front(std::move(call));
   ++size_;
 }

@@ -14,6 +14,13 @@
 
 namespace vial::pool {
 
+/// Calls that wait outside the queue (sent ahead to a busy worker, not started): in all, and of
+/// the group asked about.
+struct WaitingElsewhere {
+  std::size_t all = 0;
+  std::size_t ofGroup = 0;
+};
+
 class CallQueue {
  public:
   /// Calls waiting, in all groups.
@@ -23,12 +30,16 @@ class CallQueue {
   std::size_t sizeOf(std::uint64_t group) const;
 
   /// Why a call of `group` cannot be queued now: `maxQueue` calls wait already, or
-  /// `maxPerGroup` of its group do (0: no limit per group). Nothing when it can.
+  /// `maxPerGroup` of its group do (0: no limit per group), here or `elsewhere`. Nothing when
+  /// it can.
   std::optional<Overloaded> whyFull(std::uint64_t group, std::size_t maxQueue,
-                                    std::size_t maxPerGroup) const;
+                                    std::size_t maxPerGroup, WaitingElsewhere elsewhere = {}) const;
 
-  /// Queues `call` last in its group, or first (a call that goes back to the queue because the
-  /// worker it was sent to died before starting it keeps its place ahead of later calls).
+  /// Queues `call` last in its group, or first: a call that goes back to the queue (taken back
+  /// from a worker before it started, or sent to one that died before starting it) had its turn
+  /// already, so it keeps its place ahead of later calls of its group, and a group with no
+  /// other call waiting is served next (were it served last, a call taken back again and again
+  /// from behind a slow call could wait for ever).
   void pushBack(Call call);
   void pushFront(Call call);
 

@@ -14,18 +14,19 @@ kj::Duration seconds(double s) {
   return toNanoseconds(s) * kj::NANOSECONDS;
 }
 
-// The first unanswered call had started: the count is the answers read, or one more when the
-// first unanswered call had started (the worker counts a call only once the answers before it
-// are written, and all of those have been read). Anything else is a page the code wrote over.
+// Whether the first unanswered call had started: the page's started sequence is that call's when
+// it had, and the last answered call's when it had not (the worker starts a call only once the
+// answers before it are written, and all of those have been read). Anything else is a page the
+// code wrote over.
 struct Started {
   bool started;
   bool overwritten;
 };
 
 Started firstCallStarted(const DeathFacts& f) {
-  if (!f.startedCount) return {true, false};  // no page: it may have been running
-  if (*f.startedCount == f.answered + 1) return {true, false};
-  if (*f.startedCount == f.answered) return {false, false};
+  if (!f.started) return {true, false};  // no page: it may have been running
+  if (*f.started == f.first) return {true, false};
+  if (*f.started == f.lastAnswered) return {false, false};
   return {true, true};  // assume the worst for that call
 }
 
@@ -43,14 +44,17 @@ LifecyclePolicy::LifecyclePolicy(const PoolOptions& options)
 StartPlan LifecyclePolicy::workersToStart(const std::vector<WorkerView>& workers,
                                           std::size_t queued) const {
   StartPlan plan;
-  std::size_t staying = 0, starting = 0, freeSlots = 0;
+  // Calls wait in the queue and sent ahead to busy workers (whence idle ones take them back):
+  // more workers start while more calls wait than workers are idle or coming.
+  std::size_t staying = 0, starting = 0, idle = 0, waiting = queued;
   for (std::size_t i = 0; i < workers.size(); ++i) {
     const WorkerView& w = workers[i];
     if (w.recycling && !w.hasReplacement && w.state != WorkerState::Dying)
       plan.replacementsFor.push_back(i);
     if (w.staying()) ++staying;
     if (w.state == WorkerState::Starting) ++starting;
-    if (w.serving()) freeSlots += depth_ - std::min(depth_, w.inFlight);
+    if (w.serving() && w.inFlight == 0 && !w.fenced) ++idle;
+    if (w.serving() && w.inFlight > 1) waiting += w.inFlight - 1;
   }
   // Each started worker stays and is starting.
   staying += plan.replacementsFor.size();
@@ -60,7 +64,7 @@ StartPlan LifecyclePolicy::workersToStart(const std::vector<WorkerView>& workers
     staying += plan.more;
     starting += plan.more;
   }
-  while (staying < maxWorkers_ && queued > freeSlots + starting * depth_) {
+  while (staying < maxWorkers_ && waiting > idle + starting) {
     ++plan.more;
     ++staying;
     ++starting;
@@ -117,7 +121,7 @@ std::optional<std::size_t> LifecyclePolicy::workerForNextCall(
   std::optional<std::size_t> best;
   for (std::size_t i = 0; i < workers.size(); ++i) {
     const WorkerView& w = workers[i];
-    if (!w.serving() || w.inFlight >= depth_) continue;
+    if (!w.serving() || w.fenced || w.inFlight >= depth_ || (w.slow && w.inFlight > 0)) continue;
     if (!best || w.inFlight < workers[*best].inFlight) best = i;
     if (w.inFlight == 0) break;
   }

@@ -20,6 +20,12 @@ namespace vial::pool {
 /// settled once it is gone and every answer it sent has been read.
 enum class WorkerState { Starting, Ready, Dying };
 
+/// A call seen running at two looks this far apart is slow: nothing more is sent ahead to its
+/// worker, and the calls sent ahead already are taken back (WorkerPool::takeBackFromSlow), so
+/// they wait in the queue, in their client's turn, for the first worker free. Long enough that
+/// a worker merely descheduled for a time slice (a few ms on a busy machine) keeps its calls.
+constexpr kj::Duration kSlowCall = 5 * kj::MILLISECONDS;
+
 /// What the policy needs to know of one worker.
 struct WorkerView {
   WorkerState state = WorkerState::Starting;
@@ -28,6 +34,8 @@ struct WorkerView {
   bool hasReplacement = false;  ///< a replacement has been started for it
   bool replaced = false;        ///< its replacement is ready: it takes no work, retires idle
   std::size_t inFlight = 0;     ///< calls sent to it, not answered
+  bool fenced = false;          ///< calls taken back from it are unanswered: send it nothing
+  bool slow = false;            ///< its call is slow (kSlowCall): send nothing ahead
   kj::TimePoint idleSince = kj::origin<kj::TimePoint>();
 
   /// Takes calls.
@@ -54,10 +62,11 @@ enum class RssVerdict {
 
 /// What is known of a dead worker once every answer it sent has been read.
 struct DeathFacts {
-  std::size_t unanswered = 0;  ///< calls sent to it and not answered, the first one first
-  std::uint64_t answered = 0;  ///< answers read
-  /// The worker's started-call count (protocol/started_call.h); nothing without the page.
-  std::optional<std::uint64_t> startedCount;
+  std::size_t unanswered = 0;      ///< calls sent to it and not answered, the first one first
+  std::uint32_t first = 0;         ///< the sequence of the first unanswered call
+  std::uint32_t lastAnswered = 0;  ///< the sequence of the last call answered with an outcome
+  /// The sequence of the call it started last (protocol/call_claims.h); nothing without a page.
+  std::optional<std::uint32_t> started;
   bool firstRequeuedBefore = false;  ///< the first unanswered call already had its second chance
   bool leftovers = false;            ///< a call of it left something running: it stopped after
   /// The pool killed it for the first unanswered call, with an outcome for that call (its
@@ -78,7 +87,7 @@ enum class FirstCallFate {
 
 struct Settlement {
   FirstCallFate first = FirstCallFate::None;
-  /// The started-call count is neither of the two it can be: the code wrote over the page.
+  /// The page's started sequence is neither of the two it can be: the code wrote over it.
   bool pageOverwritten = false;
   /// Whether the first call resolves now (the rest, sent ahead, go back to the queue in order).
   bool firstResolves() const {
@@ -122,9 +131,9 @@ class LifecyclePolicy {
   static bool noWorkerComing(const std::vector<WorkerView>& workers);
 
   /// The worker the next call goes to: the least loaded serving one with room (a call goes
-  /// ahead to a busy worker only below calls_in_flight_per_worker); nothing when none has room.
-  // A dispatcher that batches calls and takes them back (revocation) replaces this choice:
-  // it would see the same views plus the calls sent ahead to each.
+  /// ahead to a busy worker only below calls_in_flight_per_worker, and never to a fenced one);
+  /// nothing when none has room. Calls sent ahead are not stuck there: an idle worker takes
+  /// them back (WorkerPool::takeBackForIdle).
   std::optional<std::size_t> workerForNextCall(const std::vector<WorkerView>& workers) const;
 
   /// Which of a dead worker's calls gets its death. The calls after the first never started:

@@ -74,11 +74,13 @@ struct PoolOptions {
   std::size_t max_queue = 10000;
   /// vial serve: calls one client connection may have waiting (0 = only max_queue applies).
   std::size_t max_queue_per_client = 0;
-  /// Calls sent ahead to one worker (they still run one at a time). 1 = a call goes only to an
-  /// idle worker; more raises throughput of tiny calls but queues calls behind a slow one.
-  /// Under the sandbox too: a call sent ahead waits in the worker's template until the call
-  /// before it has ended and a fresh process has been forked for it.
-  std::size_t calls_in_flight_per_worker = 1;
+  /// Calls a worker may hold (they still run one at a time): a busy worker gets the next ones
+  /// sent ahead, so it never waits for the pool between calls. They never wait behind a slow
+  /// call while another worker is idle: that worker takes back the ones not started
+  /// (protocol/call_claims.h). 1 = a call goes only to an idle worker. Under the sandbox too: a
+  /// call sent ahead waits in the worker's template until the call before it has ended and a
+  /// fresh process has been forked for it.
+  std::size_t calls_in_flight_per_worker = 16;
 
   // ---- untrusted code ----
   /// The sandbox profile (off by default): see SandboxOptions and README, "Running untrusted

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "pool/exit_status.h"
+#include "protocol/call_claims.h"
 #include "protocol/vial.capnp.h"
 
 namespace vial::pool {
@@ -32,8 +33,10 @@ class WorkerHandle {
   virtual kj::Promise<void> onDisconnect() = 0;
   /// Resolves once the worker and everything it started are gone, with how the worker ended.
   virtual kj::Promise<ExitStatus> onExit() = 0;
-  /// Calls the worker started (see protocol/started_call.h); nothing when it cannot be known.
-  virtual std::optional<std::uint64_t> startedCall() const = 0;
+  /// The page the pool and the worker share: which calls it may start, which it started last
+  /// (protocol/call_claims.h). Without a page (it could not be made), CallClaims::shared() is
+  /// false.
+  virtual CallClaims& claims() = 0;
   /// Logs whatever the worker wrote last, without waiting.
   virtual void drainOutput() = 0;
   /// Kills the worker and everything it started. Idempotent.

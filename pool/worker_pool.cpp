@@ -89,6 +89,7 @@ WorkerPool::WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions o
 WorkerPool::~WorkerPool() noexcept(false) {
   // The pool's own continuations first: none may run on a pool that is going.
   tasks_ = nullptr;
+  slowWatch_ = nullptr;
   shuttingDown_ = true;
   failQueued([] { return Cancelled{"the pool was destroyed before the call ran"}; });
   for (auto& worker : workers_)
@@ -116,14 +117,30 @@ bool WorkerPool::noWorkerComing() const {
   return LifecyclePolicy::noWorkerComing(views());
 }
 
+WaitingElsewhere WorkerPool::sentAhead(std::uint64_t group) const {
+  WaitingElsewhere ahead;
+  for (auto& w : workers_) {
+    if (w->state() == WorkerState::Dying) continue;
+    const auto& calls = w->inFlight();
+    for (std::size_t i = 1; i < calls.size(); ++i) {
+      ++ahead.all;
+      if (calls[i].group == group) ++ahead.ofGroup;
+    }
+  }
+  return ahead;
+}
+
 void WorkerPool::publish() {
   Workload now;
   now.queued = queue_.size();
   for (auto& w : workers_) {
-    // A dying worker's calls are still running until they settle; the worker no longer counts.
-    for (auto& call : w->inFlight())
-      if (!call.resolved()) ++now.running;
-    if (w->state() == WorkerState::Dying) continue;
+    // A dying worker's calls are running until they settle; the worker no longer counts. A
+    // serving worker runs its first call; those sent ahead to it are waiting.
+    bool dying = w->state() == WorkerState::Dying;
+    const auto& calls = w->inFlight();
+    for (std::size_t i = 0; i < calls.size(); ++i)
+      if (!calls[i].resolved()) ++(i == 0 || dying ? now.running : now.queued);
+    if (dying) continue;
     ++now.live;
     WorkerView view = w->view();
     if (view.state == WorkerState::Starting) ++now.starting;
@@ -168,10 +185,11 @@ void WorkerPool::onQueueTimeout(std::uint64_t id, double limit) {
     later_->add(kj::heap(kj::mv(deadline->second)));
     queueDeadlines_.erase(deadline);
   }
+  takeBackSentAhead(id);  // sent ahead and not started: it is still waiting
   auto expired = queue_.take(id);
   if (!expired) return;
   expired->resolveOnce(Timeout{limit, 0, true});
-  publish();
+  dispatchQueued();
 }
 
 void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
@@ -187,7 +205,8 @@ void WorkerPool::submit(Call call) {
   if (auto invalid = invalidCall(call, options_)) return call.resolveOnce(Rejected{*invalid});
   if (spawnFailures_ > 0 && noWorkerComing())
     return call.resolveOnce(Unavailable{"no worker could be started: " + lastSpawnError_});
-  if (auto full = queue_.whyFull(call.group, options_.max_queue, options_.max_queue_per_client))
+  if (auto full = queue_.whyFull(call.group, options_.max_queue, options_.max_queue_per_client,
+                                 sentAhead(call.group)))
     return call.resolveOnce(*full);
   if (call.id == 0) call.id = newCallId();
 
@@ -199,9 +218,10 @@ void WorkerPool::submit(Call call) {
 }
 
 void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
+  takeBackSentAhead(id);  // sent ahead and not started: as good as queued
   if (auto dropped = takeQueued(id)) {
     dropped->resolveOnce(Cancelled{"cancelled by the caller before it ran"});
-    publish();
+    dispatchQueued();
     return;
   }
   if (!evenIfRunning) return;
@@ -209,11 +229,13 @@ void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
     auto& calls = w->inFlight();
     for (std::size_t i = 0; i < calls.size(); ++i) {
       if (calls[i].id != id) continue;
-      if (i > 0 || w->state() == WorkerState::Dying) {
-        // Sent ahead to a busy worker: it can no longer be taken back and may still run.
+      if (i > 0 && (w->state() == WorkerState::Dying || !w->handle().claims().shared())) {
+        // Without a shared page it cannot be taken back, and may still run.
         calls[i].resolveOnce(Cancelled{"cancelled by the caller before it started"});
         return;
       }
+      // Running (a call sent ahead that could not be taken back has started: the answers
+      // before it are on their way, and it is first by the time the worker's death settles).
       kill(*w, {"its call was cancelled", id,
                 Cancelled{"cancelled by the caller while running; worker " +
                           std::to_string(w->pid()) + " was killed"}});
@@ -224,6 +246,15 @@ void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
 
 void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
                              bool letRunningFinish) {
+  // Its calls sent ahead and not started are as good as queued: back to the queue first.
+  for (auto& w : workers_) {
+    auto& calls = w->inFlight();
+    for (std::size_t i = 1; i < calls.size(); ++i)
+      if (calls[i].group == group) {
+        requeueFrom(*w, i);
+        break;
+      }
+  }
   for (auto& call : queue_.takeGroup(group)) {
     queueDeadlines_.erase(call.id);
     call.resolveOnce(Cancelled{reason});
@@ -235,18 +266,92 @@ void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
         if (call.group == group && !call.resolved()) running.push_back(call.id);
     for (auto id : running) cancel(id);
   }
-  publish();
+  dispatchQueued();
+}
+
+bool WorkerPool::takeBackSentAhead(std::uint64_t id) {
+  for (auto& w : workers_) {
+    auto& calls = w->inFlight();
+    for (std::size_t i = 1; i < calls.size(); ++i)
+      if (calls[i].id == id) return requeueFrom(*w, i);
+  }
+  return false;
+}
+
+bool WorkerPool::requeueFrom(WorkerSlot& worker, std::size_t index) {
+  if (index == 0) return false;
+  std::uint64_t id = worker.inFlight()[index].id;
+  std::vector<Call> back = worker.takeBack(index - 1);
+  bool took = !back.empty() && back.front().id == id;
+  for (std::size_t i = back.size(); i-- > 0;) enqueue(std::move(back[i]), true);
+  return took;
 }
 
 void WorkerPool::dispatchQueued() {
-  while (!queue_.empty()) {
-    auto chosen = policy_.workerForNextCall(views());
-    if (!chosen) break;
-    Call next = queue_.popNext();
-    queueDeadlines_.erase(next.id);
-    dispatch(*workers_[*chosen], std::move(next));
+  // Bounded: each round that takes calls back gives them to a worker that was idle.
+  for (std::size_t round = 0; round <= workers_.size(); ++round) {
+    while (!queue_.empty()) {
+      auto chosen = policy_.workerForNextCall(views());
+      if (!chosen) break;
+      Call next = queue_.popNext();
+      // Sent ahead to a busy worker, it is still waiting: its queue_timeout stays armed.
+      if (workers_[*chosen]->inFlight().empty()) queueDeadlines_.erase(next.id);
+      dispatch(*workers_[*chosen], std::move(next));
+    }
+    if (!queue_.empty() || !takeBackForIdle()) break;
   }
   publish();
+}
+
+// While calls are sent ahead anywhere, every kSlowCall: a worker whose call has run since the
+// last look (kSlowCall to twice that) gives back every call sent ahead to it that has not started.
+void WorkerPool::watchSlowCalls() {
+  if (slowWatch_ != nullptr || shuttingDown_) return;
+  slowWatch_ = timer_.afterDelay(kSlowCall)
+                   .then([this]() {
+                     // This continuation belongs to the watch: destroyed once it has returned.
+                     later_->add(kj::heap(kj::mv(KJ_ASSERT_NONNULL(slowWatch_))));
+                     slowWatch_ = nullptr;
+                     takeBackFromSlow();
+                   })
+                   .eagerlyEvaluate([](kj::Exception&& e) {
+                     log().error("slow-call watch failed: {}", e.getDescription().cStr());
+                   });
+}
+
+void WorkerPool::takeBackFromSlow() {
+  bool tookBack = false, stillAhead = false;
+  for (auto& w : workers_) {
+    if (w->inFlight().size() < 2) continue;
+    if (w->lookForSlowCall()) {
+      std::size_t before = w->inFlight().size();
+      requeueFrom(*w, 1);
+      tookBack = tookBack || w->inFlight().size() < before;
+    }
+    if (w->inFlight().size() > 1) stillAhead = true;
+  }
+  if (stillAhead) watchSlowCalls();
+  if (tookBack) dispatchQueued();
+}
+
+// No call waits behind another while a worker that could run it is idle: with the queue empty
+// and a worker idle, the worker with the most calls sent ahead gives back the later half of them
+// (those that have not started), and they go to the front of the queue, in order.
+bool WorkerPool::takeBackForIdle() {
+  bool idle = false;
+  WorkerSlot* donor = nullptr;
+  for (auto& w : workers_) {
+    WorkerView view = w->view();
+    if (view.serving() && view.inFlight == 0 && !view.fenced) idle = true;
+    if (w->state() != WorkerState::Dying && view.inFlight > 1 &&
+        (!donor || view.inFlight > donor->inFlight().size()))
+      donor = w.get();
+  }
+  if (!idle || !donor) return false;
+  // Keeps half of its calls sent ahead (rounded down): the first one it gives back is after them.
+  std::size_t before = donor->inFlight().size();
+  requeueFrom(*donor, 1 + (before - 1) / 2);
+  return donor->inFlight().size() < before;
 }
 
 void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
@@ -254,11 +359,13 @@ void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
   if (auto rejected = encodeRun(call, soft, request)) return call.resolveOnce(*rejected);
   std::uint64_t id = call.id;
-  worker.send(std::move(call));
+  request.setSequence(worker.send(std::move(call)));
   if (worker.inFlight().size() == 1) armFirstCallTimer(worker);
+  if (worker.inFlight().size() == 2) watchSlowCalls();
   WorkerSlot* w = &worker;  // the continuation is the slot's: it cannot outlive it
   worker.watch(request.send().then(
       [this, w, id](capnp::Response<wire::Worker::RunResults>&& response) {
+        if (response.getRevoked()) return onRevoked(*w, id);
         Outcome outcome;
         std::string left;
         try {
@@ -304,6 +411,7 @@ void WorkerPool::onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outco
                 callId);
     return;
   }
+  if (!queueDeadlines_.empty()) queueDeadlines_.erase(callId);  // it was sent ahead
   if (worker.state() == WorkerState::Dying) {
     publish();  // a dying worker's answers are read before it settles
   } else {
@@ -312,6 +420,17 @@ void WorkerPool::onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outco
     dispatchQueued();  // the next call first; the counts are published before anyone hears
   }
   done->resolveOnce(std::move(outcome));
+}
+
+void WorkerPool::onRevoked(WorkerSlot& worker, std::uint64_t callId) {
+  if (!worker.answerRevoked()) {
+    // Its page says otherwise than the pool: the code wrote over it. The death settles the call.
+    log().error("worker {} gave back call {}, which the pool had not taken back", worker.pid(),
+                callId);
+    kill(worker, {"it gave back a call the pool had not taken back"});
+    return;
+  }
+  if (!worker.fenced() && worker.state() != WorkerState::Dying) dispatchQueued();
 }
 
 void WorkerPool::onTimeout(WorkerSlot& worker, std::uint64_t callId, double limit) {
@@ -572,9 +691,10 @@ void WorkerPool::settle(std::uint64_t workerId) {
   Settlement settlement = LifecyclePolicy::settle(facts);
   if (settlement.pageOverwritten)
     log().warn(
-        "worker {}: its started-call count is {} after {} answers; the code has written "
-        "over it, so its first unanswered call counts as running",
-        pid, *facts.startedCount, facts.answered);
+        "worker {}: its page says call {} started last, neither its first unanswered call ({}) "
+        "nor its last answered one ({}); the code has written over it, so its first unanswered "
+        "call counts as running",
+        pid, *facts.started, facts.first, facts.lastAnswered);
   std::vector<Call> calls = worker->takeInFlight();
   std::optional<Call> running;
   WorkerCrashed crash{pid, status.code, status.signal};
@@ -630,6 +750,11 @@ void WorkerPool::checkWaiter() {
 kj::Promise<void> WorkerPool::shutdown(double grace) {
   shuttingDown_ = true;
   failQueued([] { return Cancelled{"the pool is shutting down; the call never started"}; });
+  // Calls sent ahead that have not started are as good as queued.
+  for (auto& worker : workers_)
+    for (Call& call : worker->takeBack(0))
+      call.resolveOnce(Cancelled{"the pool is shutting down; the call never started"});
+  publish();
   auto nothingRunning = [this]() { return workload_.running == 0; };
   return waitUntil(nothingRunning, grace)
       .then([this, grace]() {

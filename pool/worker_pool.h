@@ -38,13 +38,15 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   /// Queues a call, or resolves it at once when it is invalid or the pool cannot take it.
   void submit(Call call);
 
-  /// Cancels call `id`: queued, it is dropped; running, its worker is killed and replaced
+  /// Cancels call `id`: queued (or sent ahead to a worker and not started), it is dropped and
+  /// never runs; running, its worker is killed and replaced
   /// (unless `evenIfRunning` is false: then a running call is left to finish). A cancelled call
   /// resolves Cancelled. Unknown or finished ids are ignored.
   void cancel(std::uint64_t id, bool evenIfRunning = true);
 
-  /// Drops every queued call of `group` (resolving Cancelled with `reason`), and kills the
-  /// workers running its calls too unless `letRunningFinish`.
+  /// Drops every queued call of `group` (and those sent ahead and not started), resolving them
+  /// Cancelled with `reason`, and kills the workers running its calls too unless
+  /// `letRunningFinish`.
   void cancelGroup(std::uint64_t group, const std::string& reason, bool letRunningFinish);
 
   /// Stops taking calls; queued calls resolve Cancelled; running calls get `grace` seconds,
@@ -73,9 +75,21 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   void onQueueTimeout(std::uint64_t id, double limit);
   void failQueued(const std::function<Outcome()>& outcome);
   void dispatchQueued();
+  /// The calls sent ahead to serving workers and not started: in all, and of `group`.
+  WaitingElsewhere sentAhead(std::uint64_t group) const;
+  bool takeBackForIdle();
+  /// Takes call `id` back if it was sent ahead and has not started (with the calls after it,
+  /// which go back to the queue too); true when it is in the queue again.
+  bool takeBackSentAhead(std::uint64_t id);
+  /// Takes back the calls of `worker` from `index` (> 0) on that have not started, into the
+  /// front of the queue in order; true when the one at `index` was among them.
+  bool requeueFrom(WorkerSlot& worker, std::size_t index);
+  void watchSlowCalls();
+  void takeBackFromSlow();
   void dispatch(WorkerSlot& worker, Call call);
   void armFirstCallTimer(WorkerSlot& worker);
   void onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outcome);
+  void onRevoked(WorkerSlot& worker, std::uint64_t callId);
   void onTimeout(WorkerSlot& worker, std::uint64_t callId, double limit);
 
   // Workers coming.
@@ -120,6 +134,7 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   bool rssRecycling_ = true;  // off once a fresh worker is already above the limit
   bool shuttingDown_ = false;
   kj::Maybe<Waiter> waiter_;
+  kj::Maybe<kj::Promise<void>> slowWatch_;  // watchSlowCalls()
   // Continuations of the pool itself (retry, reaping, settling); dropped first by the destructor.
   kj::Own<kj::TaskSet> tasks_;
   kj::Own<DeferredDestruction> later_;

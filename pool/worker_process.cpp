@@ -113,7 +113,7 @@ bp::environment workerEnvironment(const SpawnOptions& options) {
 }  // namespace
 
 WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options)
-    : timer_(io.provider->getTimer()), startedCall_(StartedCall::create()) {
+    : timer_(io.provider->getTimer()), claims_(CallClaims::create()) {
   const std::string& path = options.path;
   if (!options.working_directory.empty() && access(options.working_directory.c_str(), X_OK) != 0)
     throw std::runtime_error("cannot start a worker in '" + options.working_directory +
@@ -140,14 +140,13 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   // overwrite one another (a host that closed its stdio gets fds 0-2 from socketpair).
   kj::AutoCloseFd childSocket(fcntl(childEnd.get(), F_DUPFD_CLOEXEC, 10));
   kj::AutoCloseFd childOutput(fcntl(outputWrite.get(), F_DUPFD_CLOEXEC, 10));
-  // Without the page the pool cannot tell a running call from one sent ahead: it then treats
-  // the first unanswered call as running (and never runs any call twice).
-  kj::AutoCloseFd childStarted(startedCall_.fd() >= 0
-                                   ? fcntl(startedCall_.fd(), F_DUPFD_CLOEXEC, 10)
-                                   : open("/dev/null", O_RDONLY | O_CLOEXEC));
+  // Without the page the pool cannot tell a running call from one sent ahead, nor take calls
+  // back: it then treats the first unanswered call as running (and never runs any call twice).
+  kj::AutoCloseFd childStarted(claims_.fd() >= 0 ? fcntl(claims_.fd(), F_DUPFD_CLOEXEC, 10)
+                                                 : open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (childSocket.get() < 0 || childOutput.get() < 0 || childStarted.get() < 0)
     throw std::system_error(errno, std::generic_category(), "fcntl(F_DUPFD) for a worker");
-  startedCall_.closeFd();
+  claims_.closeFd();
   childEnd = nullptr;
   outputWrite = nullptr;
   const int socketFd = childSocket.get();
@@ -164,7 +163,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
     dup2(outputFd, 1);  // never the host's stdout or stderr: see WorkerOutput
     dup2(outputFd, 2);
     dup2(socketFd, 3);
-    dup2(startedFd, StartedCall::kWorkerFd);
+    dup2(startedFd, CallClaims::kWorkerFd);
     syscall(SYS_close_range, 5U, ~0U, CLOSE_RANGE_CLOEXEC);  // no other fd leaks into a worker
     sigset_t none;
     sigemptyset(&none);

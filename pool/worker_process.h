@@ -24,8 +24,8 @@
 #include "pool/exit_status.h"
 #include "pool/spawner.h"
 #include "pool/worker_output.h"
+#include "protocol/call_claims.h"
 #include "protocol/sandbox_options.h"
-#include "protocol/started_call.h"
 #include "protocol/vial.capnp.h"
 
 namespace vial::pool {
@@ -53,7 +53,7 @@ class WorkerProcess final : public WorkerHandle {
  public:
   /// Starts a worker in a session of its own, dying with this thread (PR_SET_PDEATHSIG), with
   /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput), the RPC
-  /// socket as fd 3 and the started-call page as fd 4. Throws std::runtime_error on failure.
+  /// socket as fd 3 and the call-claims page as fd 4. Throws std::runtime_error on failure.
   WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options);
   ~WorkerProcess() noexcept(false) override;
   KJ_DISALLOW_COPY(WorkerProcess);
@@ -70,9 +70,8 @@ class WorkerProcess final : public WorkerHandle {
   /// Resolves once the guard has exited (so has everything the worker started) and been reaped,
   /// with the worker's own status.
   kj::Promise<ExitStatus> onExit() override;
-  /// The id of the call the worker started last (0: none), once it is dead; nothing when the
-  /// page shared with the worker could not be made (see protocol/started_call.h).
-  std::optional<std::uint64_t> startedCall() const override { return startedCall_.get(); }
+  /// The page shared with the worker (protocol/call_claims.h).
+  CallClaims& claims() override { return claims_; }
 
   /// Logs whatever the worker wrote last, without waiting (see WorkerOutput::drainNow).
   void drainOutput() override { output_->drainNow(); }
@@ -92,7 +91,7 @@ class WorkerProcess final : public WorkerHandle {
   ExitStatus reap();
 
   kj::Timer& timer_;
-  StartedCall startedCall_;
+  CallClaims claims_;
   pid_t guardPid_ = -1;
   pid_t workerPid_ = -1;
   bool reaped_ = false;

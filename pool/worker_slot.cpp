@@ -25,6 +25,8 @@ WorkerView WorkerSlot::view() const {
   v.hasReplacement = replacement_ != 0;
   v.replaced = replaced_;
   v.inFlight = inFlight_.size();
+  v.fenced = fenced();
+  v.slow = slow_;
   v.idleSince = idleSince_;
   return v;
 }
@@ -61,8 +63,40 @@ void WorkerSlot::startRecycling(std::string reason) {
   recycleReason_ = std::move(reason);
 }
 
-void WorkerSlot::send(Call call) {
+std::uint32_t WorkerSlot::send(Call call) {
+  std::uint32_t sequence = ++nextSequence_;
+  if (sequence == 0) sequence = ++nextSequence_;  // 0 means "none started" in the page
+  call.sequence = sequence;
   inFlight_.push_back(std::move(call));
+  handle_->claims().allow(sequence);
+  return sequence;
+}
+
+std::vector<Call> WorkerSlot::takeBack(std::size_t keepAhead) {
+  std::vector<Call> back;
+  if (inFlight_.size() <= keepAhead + 1 || state_ == WorkerState::Dying) return back;
+  auto limit = handle_->claims().revokeAfter(inFlight_[keepAhead].sequence);
+  if (!limit) return back;
+  std::size_t keep = inFlight_.size();
+  while (keep > 1 && CallClaims::after(inFlight_[keep - 1].sequence, *limit)) --keep;
+  for (std::size_t i = keep; i < inFlight_.size(); ++i) back.push_back(std::move(inFlight_[i]));
+  inFlight_.resize(keep);
+  revokedUnanswered_ += back.size();
+  return back;
+}
+
+bool WorkerSlot::lookForSlowCall() {
+  std::optional<std::uint32_t> running = handle_->claims().started();
+  slow_ = running && !inFlight_.empty() && *running == inFlight_.front().sequence &&
+          lastLook_ == running;
+  lastLook_ = running;
+  return slow_;
+}
+
+bool WorkerSlot::answerRevoked() {
+  if (revokedUnanswered_ == 0) return false;
+  --revokedUnanswered_;
+  return true;
 }
 
 std::optional<Call> WorkerSlot::takeAnswered(std::uint64_t callId) {
@@ -70,7 +104,8 @@ std::optional<Call> WorkerSlot::takeAnswered(std::uint64_t callId) {
   Call done = std::move(inFlight_.front());
   inFlight_.pop_front();
   firstCallTimer_ = nullptr;
-  ++answered_;
+  slow_ = false;
+  lastAnswered_ = done.sequence;
   return done;
 }
 
@@ -85,15 +120,16 @@ bool WorkerSlot::startSettling() {
   return true;
 }
 
-DeathFacts WorkerSlot::deathFacts() const {
+DeathFacts WorkerSlot::deathFacts() {
   DeathFacts f;
   f.unanswered = inFlight_.size();
-  f.answered = answered_;
-  f.startedCount = handle_->startedCall();
+  f.lastAnswered = lastAnswered_;
+  f.started = handle_->claims().started();
   f.leftovers = leftovers_;
   if (!inFlight_.empty()) {
     const Call& first = inFlight_.front();
     f.firstRequeuedBefore = first.requeuedUnstarted;
+    f.first = first.sequence;
     if (killed_ && killed_->outcome) {
       f.killedForFirstCall = killed_->callId != 0 && killed_->callId == first.id;
       f.killedForAnyCall = killed_->callId == 0;

@@ -74,11 +74,26 @@ class WorkerSlot {
   bool replaced() const { return replaced_; }
 
   // ---- calls ----
-  /// Sent to the worker.
-  void send(Call call);
+  /// Sent to the worker: numbers it (Call::sequence, returned) and lets the worker start it.
+  std::uint32_t send(Call call);
+  /// Takes back the calls sent ahead after the first `keepAhead` of them (the first call, the
+  /// one running or about to, always stays) that have not started, in order; they will never
+  /// start here, and the worker answers each as revoked. Empty when there is no shared page.
+  std::vector<Call> takeBack(std::size_t keepAhead);
+  /// A "revoked" answer came: false when no call taken back was waiting for one.
+  bool answerRevoked();
+  /// Calls taken back and not answered yet: no new call may be sent until they are (a call sent
+  /// now would raise the limit above them, and the worker could start them).
+  bool fenced() const { return revokedUnanswered_ > 0; }
   /// Calls sent and not answered, the running one first.
   std::deque<Call>& inFlight() { return inFlight_; }
   const std::deque<Call>& inFlight() const { return inFlight_; }
+  /// Looks at what the worker runs (its page, not the answers read: the pool may lag behind):
+  /// slow when it runs its first unanswered call, and ran it already at the previous look.
+  /// Called every kSlowCall while calls are sent ahead (WorkerPool::takeBackFromSlow).
+  bool lookForSlowCall();
+  /// What the last look saw, until the first call answers.
+  bool slow() const { return slow_; }
   /// Sets the proc_timeout watch of the first call (dropped when it answers). Not dropped by a
   /// kill: the watch may be what is killing the worker.
   void setFirstCallTimer(kj::Promise<void> timer) { firstCallTimer_ = kj::mv(timer); }
@@ -99,7 +114,7 @@ class WorkerSlot {
   /// Dead and every answer read, and not settling yet: then settling from now on.
   bool startSettling();
   /// What the policy needs to settle its calls (LifecyclePolicy::settle).
-  DeathFacts deathFacts() const;
+  DeathFacts deathFacts();
   /// Takes every unanswered call, the first one first.
   std::vector<Call> takeInFlight();
 
@@ -111,9 +126,13 @@ class WorkerSlot {
   bool everReady_ = false;
   std::deque<Call> inFlight_;
   kj::Maybe<kj::Promise<void>> firstCallTimer_;
-  std::uint64_t answered_ = 0;
+  std::uint32_t nextSequence_ = 0;
+  std::uint32_t lastAnswered_ = 0;  // the sequence of the last call answered with an outcome
+  std::size_t revokedUnanswered_ = 0;
   std::size_t callsServed_ = 0;
   kj::TimePoint idleSince_;
+  std::optional<std::uint32_t> lastLook_;  // the call it ran at the last lookForSlowCall()
+  bool slow_ = false;
   bool recycling_ = false;
   std::string recycleReason_;
   std::uint64_t replacement_ = 0;

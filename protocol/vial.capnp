@@ -79,13 +79,15 @@ interface Worker {
   hello @0 () -> (pid :Int32, pythonVersion :Text);
   # Answered once the interpreter is up: a worker is ready only after this returns.
 
-  run @1 (source :Text, variables :List(Variable), softTimeout :Float64)
-      -> (outcome :Outcome, leftRunning :Text);
+  run @1 (source :Text, variables :List(Variable), softTimeout :Float64, sequence :UInt32)
+      -> (outcome :Outcome, leftRunning :Text, revoked :Bool);
   # Runs `source` in a fresh namespace holding `variables` and `_return`. Calls are executed one
   # at a time in arrival order, so several may be sent ahead (pipelined) on one connection; each
-  # starts only once the answers to those before it have been written out. Before a call starts,
-  # the worker counts it in the page it shares with the pool (fd 4, protocol/started_call.h), so
-  # that after a death the pool knows whether the first unanswered call was running.
+  # starts only once the answers to those before it have been written out. `sequence` numbers the
+  # calls of this connection 1, 2, 3... (modulo 2^32). Before a call starts, the worker claims it
+  # in the page it shares with the pool (fd 4, protocol/call_claims.h): the claim fails when the
+  # pool has taken the call back, and the answer is then `revoked` (true, nothing else set).
+  # After a death the page tells the pool whether the first unanswered call was running.
   # softTimeout > 0: after that many seconds of running, vial.SoftTimeout is raised in the code.
   # leftRunning: what the call left running past its end ("2 threads", "a child process"), or
   # empty for nothing. A worker that says so runs no further call: the pool replaces it.

@@ -56,6 +56,14 @@ TEST(CallQueueTest, ACallPutBackGoesFirstInItsGroup) {
   EXPECT_EQ(drain(queue), (std::vector<std::uint64_t>{1, 2, 3}));
 }
 
+TEST(CallQueueTest, ACallPutBackFirstIsServedNextWhenItsGroupHadNoOtherCall) {
+  CallQueue queue;
+  queue.pushBack(call(1, 1));
+  queue.pushBack(call(2, 1));
+  queue.pushFront(call(9, 2));  // its turn came before: it does not wait behind group 1 again
+  EXPECT_EQ(drain(queue), (std::vector<std::uint64_t>{9, 1, 2}));
+}
+
 TEST(CallQueueTest, TakeByIdFindsACallAnywhere) {
   CallQueue queue;
   queue.pushBack(call(1, 1));

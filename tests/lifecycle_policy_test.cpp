@@ -77,12 +77,19 @@ TEST(LifecyclePolicyTest, GrowsWhileCallsWaitBeyondWhatWorkersWillTakeUpToTheMax
   EXPECT_EQ(policy.workersToStart({ready(0)}, 1).more, 0u);
 }
 
-TEST(LifecyclePolicyTest, CallsSentAheadCountAsRoomWhenWorkersTakeSeveral) {
+// Calls wait in the queue or sent ahead to a busy worker: more workers start while more calls
+// wait than workers are idle or starting (whence they take back what was sent ahead).
+TEST(LifecyclePolicyTest, CallsWaitingQueuedOrSentAheadStartWorkersWhileNoneIsIdle) {
   PoolOptions o = sized(1, 4);
   o.calls_in_flight_per_worker = 3;
   LifecyclePolicy policy(o);
-  EXPECT_EQ(policy.workersToStart({ready(1)}, 2).more, 0u);
-  EXPECT_EQ(policy.workersToStart({ready(1)}, 3).more, 1u);
+  EXPECT_EQ(policy.workersToStart({ready(1)}, 0).more, 0u);  // the running call waits for nothing
+  EXPECT_EQ(policy.workersToStart({ready(0)}, 1).more, 0u);  // an idle worker takes it
+  EXPECT_EQ(policy.workersToStart({ready(1)}, 1).more, 1u);
+  EXPECT_EQ(policy.workersToStart({ready(3)}, 0).more, 2u);  // two sent ahead
+  EXPECT_EQ(policy.workersToStart({ready(3), ready(0)}, 0).more, 1u);
+  EXPECT_EQ(policy.workersToStart({ready(3), starting()}, 0).more, 1u);
+  EXPECT_EQ(policy.workersToStart({ready(3)}, 10).more, 3u);  // up to the maximum
 }
 
 TEST(LifecyclePolicyTest, DyingAndRecyclingWorkersDoNotCountTowardTheSize) {
@@ -160,16 +167,33 @@ TEST(LifecyclePolicyTest, TheNextCallGoesToTheLeastLoadedWorkerWithRoom) {
   WorkerView replaced = ready(0);
   replaced.replaced = true;
   EXPECT_FALSE(policy.workerForNextCall({starting(), dying(), replaced}));
-  // One at a time by default: a busy worker gets nothing more.
-  EXPECT_FALSE(LifecyclePolicy(sized(1, 1)).workerForNextCall({ready(1)}));
+  // Sent ahead by default, up to 16 per worker; one at a time with a depth of 1.
+  LifecyclePolicy byDefault(sized(1, 1));
+  EXPECT_EQ(byDefault.callsInFlightPerWorker(), 16u);
+  EXPECT_EQ(byDefault.workerForNextCall({ready(15)}), 0u);
+  EXPECT_FALSE(byDefault.workerForNextCall({ready(16)}));
+  PoolOptions one = sized(1, 1);
+  one.calls_in_flight_per_worker = 1;
+  EXPECT_FALSE(LifecyclePolicy(one).workerForNextCall({ready(1)}));
+  // Never to a worker whose call is slow, nor to one with calls taken back and unanswered.
+  WorkerView slow = ready(1);
+  slow.slow = true;
+  EXPECT_FALSE(byDefault.workerForNextCall({slow}));
+  WorkerView fenced = ready(0);
+  fenced.fenced = true;
+  EXPECT_FALSE(byDefault.workerForNextCall({fenced}));
+  EXPECT_EQ(byDefault.workerForNextCall({slow, fenced, ready(4)}), 2u);
 }
 
-DeathFacts death(std::size_t unanswered, std::uint64_t answered,
-                 std::optional<std::uint64_t> started) {
+// A death with `unanswered` calls left, the last answered one numbered `lastAnswered`, the first
+// unanswered one the next, and a page saying `started` (protocol/call_claims.h).
+DeathFacts death(std::size_t unanswered, std::uint32_t lastAnswered,
+                 std::optional<std::uint32_t> started) {
   DeathFacts f;
   f.unanswered = unanswered;
-  f.answered = answered;
-  f.startedCount = started;
+  f.lastAnswered = lastAnswered;
+  f.first = lastAnswered + 1;
+  f.started = started;
   return f;
 }
 
@@ -189,6 +213,19 @@ TEST(LifecyclePolicyTest, ACallThatHadNotStartedGoesBackToTheQueueOnce) {
   EXPECT_EQ(LifecyclePolicy::settle(again).first, FirstCallFate::Crash);
 }
 
+// Calls taken back (revoked) leave gaps in the sequences: calls 6-8 were taken back, 9 is first.
+TEST(LifecyclePolicyTest, CallsTakenBackLeaveGapsThatChangeNothing) {
+  DeathFacts f = death(2, 5, 9);
+  f.first = 9;
+  EXPECT_EQ(LifecyclePolicy::settle(f).first, FirstCallFate::Crash);
+  f.started = 5;
+  EXPECT_EQ(LifecyclePolicy::settle(f).first, FirstCallFate::RequeueOnce);
+  f.started = 7;  // a call taken back never starts: the page was written over
+  Settlement s = LifecyclePolicy::settle(f);
+  EXPECT_EQ(s.first, FirstCallFate::Crash);
+  EXPECT_TRUE(s.pageOverwritten);
+}
+
 TEST(LifecyclePolicyTest, WithoutAPageOrWithOneWrittenOverTheFirstCallCountsAsRunning) {
   EXPECT_EQ(LifecyclePolicy::settle(death(1, 0, std::nullopt)).first, FirstCallFate::Crash);
   Settlement s = LifecyclePolicy::settle(death(1, 4, 77));
@@ -203,7 +240,7 @@ TEST(LifecyclePolicyTest, AWorkerKilledForACallGivesThatCallWhatItWasKilledFor) 
   DeathFacts shutdown = death(2, 0, 1);
   shutdown.killedForAnyCall = true;
   EXPECT_EQ(LifecyclePolicy::settle(shutdown).first, FirstCallFate::KillOutcome);
-  shutdown.startedCount = 0;  // not running: back to the queue, not the kill's outcome
+  shutdown.started = 0;  // not running: back to the queue, not the kill's outcome
   EXPECT_EQ(LifecyclePolicy::settle(shutdown).first, FirstCallFate::RequeueOnce);
 }
 

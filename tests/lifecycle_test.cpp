@@ -300,6 +300,39 @@ TEST_F(LifecycleTest, CancellingAQueuedCallDropsIt) {
   EXPECT_FALSE(queued.cancel()) << "cancel() of a resolved call should say false";
 }
 
+// Calls go ahead to busy workers by default (calls_in_flight_per_worker 16). Those sent ahead
+// to a worker whose call hangs are taken back and run on the other worker, each exactly once,
+// long before the hanging call ends.
+TEST_F(LifecycleTest, CallsSentAheadBehindAHangingCallRunElsewhereOnceEach) {
+  Pool pool(sized(2, 2));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  fs::path marks = scratchDir("sent-ahead") / "marks";
+  fs::remove(marks);
+  Future hang = pool.run_async("import time\ntime.sleep(4)\n_return('hang')");
+  constexpr int kCalls = 300;
+  auto start = std::chrono::steady_clock::now();
+  std::vector<Future> calls;
+  for (int i = 0; i < kCalls; ++i)
+    calls.push_back(
+        pool.run_async("import os\nfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
+                       "os.write(fd, b'%d\\n' % i)\nos.close(fd)\n_return(i)",
+                       {{"path", marks.string()}, {"i", i}}));
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(calls[i].wait_for(3s)) << "call " << i << " waited behind the hanging call";
+    ASSERT_TRUE(calls[i].get().ok()) << calls[i].get().describe();
+    EXPECT_EQ(calls[i].get().values(), std::vector<Value>{i});
+  }
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(took, 3.0);
+  EXPECT_FALSE(hang.ready()) << "the hanging call ended before the test could tell";
+  std::vector<int> runs(kCalls, 0);
+  std::ifstream in(marks);
+  for (int i; in >> i;) ++runs.at(i);
+  for (int i = 0; i < kCalls; ++i)
+    EXPECT_EQ(runs[i], 1) << "call " << i << " ran " << runs[i] << " times";
+  EXPECT_EQ(hang.get().values(), std::vector<Value>{"hang"});
+}
+
 TEST_F(LifecycleTest, CancellingARunningCallKillsItsWorkerAndThePoolHeals) {
   Pool pool(sized(1, 1));
   int pid = workerPid(pool);

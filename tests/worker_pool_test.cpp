@@ -8,6 +8,7 @@
 #include <kj/timer.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -29,29 +30,52 @@ namespace {
 struct FakeProcess {
   struct Run {
     std::string source;
-    kj::Own<kj::PromiseFulfiller<void>> finish;
+    std::uint32_t sequence = 0;
+    kj::Own<kj::PromiseFulfiller<bool>> finish;  // with "revoked"
+    bool started = false;
   };
 
   pid_t pid = 0;
   bool answersHello = true;  // false: it never gets ready (until hello() is released)
   kj::Own<kj::PromiseFulfiller<void>> heldHello;
-  bool countsStarts = true;  // false: its started-call page never moves
+  bool countsStarts = true;  // false: its page never moves (and so it honours no take-back)
   std::uint64_t rss = 0;     // resident memory it reports
-  std::uint64_t started = 0;
+  // The page the fake shares with the pool: one object plays both sides (protocol/call_claims.h).
+  CallClaims claims = CallClaims::create();
   std::deque<Run> runs;               // calls received and not answered, the running one first
   std::vector<std::string> received;  // every call's source, in arrival order
+  std::vector<std::string> revoked;   // every call it answered as taken back, in order
   bool killed = false;
   bool dead = false;
   kj::Own<kj::PromiseFulfiller<void>> disconnect;
   kj::Own<kj::PromiseFulfiller<ExitStatus>> exit;
 
+  // The sequence of the call it started last, as its page says.
+  std::uint32_t started() const { return claims.started().value_or(0); }
+
+  // Starts the first call received, answering those taken back before it as revoked.
+  void startNext() {
+    while (!runs.empty() && !runs.front().started) {
+      Run& next = runs.front();
+      if (!countsStarts || claims.claim(next.sequence)) {
+        next.started = true;
+        return;
+      }
+      revoked.push_back(next.source);
+      auto run = kj::mv(runs.front());
+      runs.pop_front();
+      run.finish->fulfill(true);
+    }
+  }
+
   // The running call answers Ok with its source; the next one starts.
   void finishCall() {
     ASSERT_FALSE(runs.empty()) << "worker " << pid << " runs nothing";
+    ASSERT_TRUE(runs.front().started) << "worker " << pid << " has not started its call";
     auto run = kj::mv(runs.front());
     runs.pop_front();
-    run.finish->fulfill();
-    if (!runs.empty() && countsStarts) ++started;
+    run.finish->fulfill(false);
+    startNext();
   }
 
   // Dies (with everything it started): its connection ends, then its exit is known.
@@ -86,13 +110,16 @@ class FakeWorker final : public wire::Worker::Server {
   kj::Promise<void> run(RunContext context) override {
     std::string source = context.getParams().getSource();
     process_->received.push_back(source);
-    auto finished = kj::newPromiseAndFulfiller<void>();
-    if (process_->runs.empty() && process_->countsStarts) ++process_->started;
-    process_->runs.push_back({source, kj::mv(finished.fulfiller)});
-    return finished.promise.then([context, source]() mutable {
+    auto finished = kj::newPromiseAndFulfiller<bool>();
+    process_->runs.push_back(
+        {source, context.getParams().getSequence(), kj::mv(finished.fulfiller), false});
+    auto answer = finished.promise.then([context, source](bool revoked) mutable {
+      if (revoked) return context.getResults().setRevoked(true);
       auto ok = context.getResults().initOutcome().initOk(1);
       toWire(Value(source), ok[0], "result");
     });
+    if (process_->runs.size() == 1) process_->startNext();
+    return answer;
   }
 
   kj::Promise<void> setup(SetupContext context) override {
@@ -126,7 +153,7 @@ class FakeHandle final : public WorkerHandle {
   void adoptWorker(pid_t) override {}
   kj::Promise<void> onDisconnect() override { return kj::mv(disconnected_); }
   kj::Promise<ExitStatus> onExit() override { return kj::mv(exited_); }
-  std::optional<std::uint64_t> startedCall() const override { return process_->started; }
+  CallClaims& claims() override { return process_->claims; }
   void drainOutput() override {}
   void kill() override {
     process_->killed = true;
@@ -264,6 +291,13 @@ PoolOptions fixed(std::size_t workers) {
   return o;
 }
 
+// A call goes only to an idle worker: for the tests of the queue's own rules, where calls sent
+// ahead (the default) would leave the queue before the rule is seen.
+PoolOptions oneAtATime(PoolOptions o) {
+  o.calls_in_flight_per_worker = 1;
+  return o;
+}
+
 TEST_F(WorkerPoolTest, TheMinimumStartsAndGetsReady) {
   start(fixed(2));
   EXPECT_EQ(spawner_.processes.size(), 2u);
@@ -286,7 +320,7 @@ TEST_F(WorkerPoolTest, ACallRunsAndResolvesWithItsAnswer) {
 }
 
 TEST_F(WorkerPoolTest, GroupsAreServedRoundRobin) {
-  start(fixed(1));
+  start(oneAtATime(fixed(1)));
   submit("a0", {}, 1);
   for (auto s : {"a1", "a2", "a3"}) submit(s, {}, 1);
   submit("b1", {}, 2);
@@ -303,7 +337,7 @@ TEST_F(WorkerPoolTest, GrowsUnderLoadUpToTheMaximumAndShrinksBackAfterMaxIdle) {
   o.workers = 3;
   o.min_workers = 1;
   o.max_idle = 10;
-  start(o);
+  start(oneAtATime(o));
   EXPECT_EQ(stats().workers_live, 1u);
   std::vector<std::size_t> calls;
   for (auto source : {"c0", "c1", "c2", "c3", "c4"}) calls.push_back(submit(source));
@@ -465,7 +499,7 @@ TEST_F(WorkerPoolTest, ProcTimeoutKillsTheWorkerResolvesTimeoutAndAReplacementSt
 }
 
 TEST_F(WorkerPoolTest, QueueTimeoutResolvesACallThatWaitedTooLong) {
-  start(fixed(1));
+  start(oneAtATime(fixed(1)));
   auto a = submit("a");
   CallOptions o;
   o.queue_timeout = 1;
@@ -512,7 +546,7 @@ TEST_F(WorkerPoolTest, ACrashIsBlamedOnTheRunningCallAndTheCallsSentAheadRunElse
   auto b = submit("b");
   auto c = submit("c");
   EXPECT_EQ(worker(0).received.size(), 3u);  // sent ahead to the one worker
-  EXPECT_EQ(worker(0).started, 1u);
+  EXPECT_EQ(worker(0).started(), 1u);
   worker(0).die(SIGSEGV);
   turn();
   const WorkerCrashed* crash = outcome(a).get_if<WorkerCrashed>();
@@ -539,14 +573,13 @@ TEST_F(WorkerPoolTest, ACallThatSeeminglyNeverStartedIsRequeuedOnceOnly) {
   ASSERT_EQ(spawner_.processes.size(), 2u);
   EXPECT_EQ(worker(1).received, (std::vector<std::string>{"a"}));
   worker(1).countsStarts = false;
-  worker(1).started = 0;
   worker(1).die(SIGKILL);  // again: this time the call gets the death
   turn();
   ASSERT_NE(outcome(a).get_if<WorkerCrashed>(), nullptr) << outcome(a).describe();
 }
 
 TEST_F(WorkerPoolTest, CancellingAQueuedCallDropsItAndARunningOneKillsItsWorker) {
-  start(fixed(1));
+  start(oneAtATime(fixed(1)));
   auto a = submit("a", {}, 0, 501);
   auto b = submit("b", {}, 0, 502);
   pool_->cancel(502);
@@ -609,6 +642,178 @@ TEST_F(WorkerPoolTest, ShutdownCancelsQueuedCallsAndKillsRunningOnesAfterTheGrac
   auto d = submit("d");
   ASSERT_NE(outcome(d).get_if<Cancelled>(), nullptr);
   EXPECT_EQ(spawner_.processes.size(), 2u);  // nothing replaced them
+}
+
+// ---- calls sent ahead (the default, calls_in_flight_per_worker 16) ---------------------------
+
+// The sources of the calls worker `w` ran to the end, in order.
+std::vector<std::string> ranOn(const FakeProcess& w) {
+  std::vector<std::string> ran = w.received;
+  for (const std::string& back : w.revoked) ran.erase(std::find(ran.begin(), ran.end(), back));
+  for (const auto& run : w.runs) ran.erase(std::find(ran.begin(), ran.end(), run.source));
+  return ran;
+}
+
+TEST_F(WorkerPoolTest, CallsSentAheadToABusyWorkerAreTakenBackByAnIdleOne) {
+  start(fixed(2));
+  auto slow = submit("slow");
+  submit("x");  // to worker 1: both busy now
+  std::vector<std::size_t> tiny;
+  for (char i = '0'; i < '6'; ++i) tiny.push_back(submit(std::string{'t', i}));
+  EXPECT_EQ(worker(0).received.size(), 4u) << "the calls were not sent ahead";
+  EXPECT_EQ(worker(1).received.size(), 4u);
+  // Worker 1 drains its own calls, then takes back those waiting behind "slow", half at a time.
+  for (int i = 0; i < 20 && !worker(1).runs.empty(); ++i) {
+    worker(1).finishCall();
+    turn();
+  }
+  for (std::size_t t : tiny) EXPECT_TRUE(outcome(t).ok()) << outcome(t).describe();
+  EXPECT_FALSE(resolved(slow));
+  EXPECT_EQ(stats().workers_idle, 1u);
+  // They never start on worker 0: it answers each as taken back once "slow" is done.
+  EXPECT_EQ(worker(0).runs.size(), 4u);
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(worker(0).revoked, (std::vector<std::string>{"t0", "t2", "t4"}));
+  EXPECT_EQ(ranOn(worker(0)), (std::vector<std::string>{"slow"}));
+  EXPECT_EQ(ranOn(worker(1)), (std::vector<std::string>{"x", "t1", "t3", "t5", "t2", "t4", "t0"}));
+  EXPECT_TRUE(outcome(slow).ok());
+  EXPECT_EQ(stats().ok, 8u);
+}
+
+TEST_F(WorkerPoolTest, ASlowCallGivesBackTheCallsSentAheadToItsWorker) {
+  start(fixed(1));
+  auto slow = submit("slow");
+  auto a = submit("a");
+  advance(kSlowCall - 1 * kj::MICROSECONDS);
+  auto b = submit("b");
+  EXPECT_EQ(worker(0).received.size(), 3u) << "not sent ahead before the call was slow";
+  EXPECT_EQ(stats().queued, 2u);  // sent ahead, they still wait
+  advance(2 * kSlowCall);
+  auto c = submit("c");
+  EXPECT_EQ(worker(0).received.size(), 3u)
+      << "a call was sent ahead to a worker whose call is slow";
+  EXPECT_EQ(stats().queued, 3u);
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(slow).ok());
+  EXPECT_EQ(worker(0).revoked, (std::vector<std::string>{"a", "b"}))
+      << "the calls behind the slow one were not taken back";
+  for (int i = 0; i < 3; ++i) {
+    worker(0).finishCall();
+    turn();
+  }
+  EXPECT_EQ(okValue(a), "a");
+  EXPECT_EQ(okValue(b), "b");
+  EXPECT_EQ(okValue(c), "c");
+  EXPECT_EQ(ranOn(worker(0)), (std::vector<std::string>{"slow", "a", "b", "c"}));
+}
+
+// A flood of calls that each run past kSlowCall: the calls sent ahead behind each are taken back
+// again and again. Another client's call, taken back with them, is served next, not passed over.
+TEST_F(WorkerPoolTest, AClientsCallTakenBackFromBehindASlowCallIsNotPassedOverAgain) {
+  start(fixed(2));
+  for (int i = 0; i < 40; ++i) submit("flood", {}, 1);
+  advance(2 * kSlowCall + 1 * kj::MILLISECONDS);
+  auto trickle = submit("trickle", {}, 2);
+  int finished = 0;
+  for (; finished < 40 && !resolved(trickle); ++finished) {
+    advance(2 * kSlowCall + 1 * kj::MILLISECONDS);
+    worker(finished % 2).finishCall();
+    turn();
+  }
+  EXPECT_TRUE(resolved(trickle)) << "the trickle waited for the whole flood";
+  EXPECT_LE(finished, 4) << "the trickle waited behind " << finished << " flood calls";
+}
+
+TEST_F(WorkerPoolTest, ACallSentAheadIsCancelledWithoutEverRunning) {
+  start(fixed(1));
+  auto first = submit("first", {}, 0, 601);
+  auto a = submit("a", {}, 0, 602);
+  auto b = submit("b", {}, 0, 603);
+  pool_->cancel(602, false);  // not running: cancelled even when running calls are left alone
+  turn();
+  ASSERT_NE(outcome(a).get_if<Cancelled>(), nullptr) << outcome(a).describe();
+  EXPECT_EQ(outcome(a).get_if<Cancelled>()->reason, "cancelled by the caller before it ran");
+  EXPECT_FALSE(worker(0).killed);
+  EXPECT_FALSE(resolved(b));
+  worker(0).finishCall();
+  turn();
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(first).ok());
+  EXPECT_EQ(okValue(b), "b");
+  EXPECT_EQ(ranOn(worker(0)), (std::vector<std::string>{"first", "b"}));
+}
+
+TEST_F(WorkerPoolTest, AQueueTimeoutHoldsForACallSentAhead) {
+  start(fixed(1));
+  auto a = submit("a");
+  CallOptions o;
+  o.queue_timeout = 0.001;  // before the slow-call watch would take it back
+  auto b = submit("b", o);
+  EXPECT_EQ(worker(0).received.size(), 2u);
+  advance(1 * kj::MILLISECONDS);
+  const Timeout* t = outcome(b).get_if<Timeout>();
+  ASSERT_NE(t, nullptr) << outcome(b).describe();
+  EXPECT_TRUE(t->in_queue);
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_EQ(worker(0).revoked, (std::vector<std::string>{"b"}));
+}
+
+TEST_F(WorkerPoolTest, ShutdownCancelsTheCallsSentAheadThatHaveNotStarted) {
+  start(fixed(1));
+  auto a = submit("a");
+  auto b = submit("b");
+  auto c = submit("c");
+  auto stopped = pool_->shutdown(2).eagerlyEvaluate(nullptr);
+  turn();
+  for (auto call : {b, c}) {
+    const Cancelled* cancelled = outcome(call).get_if<Cancelled>();
+    ASSERT_NE(cancelled, nullptr) << outcome(call).describe();
+    EXPECT_NE(cancelled->reason.find("never started"), std::string::npos) << cancelled->reason;
+  }
+  worker(0).finishCall();  // within the grace
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_EQ(ranOn(worker(0)), (std::vector<std::string>{"a"}));
+}
+
+TEST_F(WorkerPoolTest, CancellingAGroupTakesBackItsCallsSentAhead) {
+  start(fixed(1));
+  auto a = submit("a", {}, 2);
+  auto b = submit("b", {}, 1);
+  auto c = submit("c", {}, 2);
+  pool_->cancelGroup(1, "the client disconnected", true);
+  turn();
+  ASSERT_NE(outcome(b).get_if<Cancelled>(), nullptr) << outcome(b).describe();
+  for (int i = 0; i < 2; ++i) {
+    worker(0).finishCall();
+    turn();
+  }
+  EXPECT_EQ(okValue(a), "a");
+  EXPECT_EQ(okValue(c), "c");
+  EXPECT_EQ(ranOn(worker(0)), (std::vector<std::string>{"a", "c"}));
+}
+
+// The code wrote over the page (lowered the limit): the worker gives back a call the pool never
+// took back. The pool kills it; the call, which never started, runs on the replacement.
+TEST_F(WorkerPoolTest, AWorkerThatGivesBackACallNobodyTookBackIsReplaced) {
+  start(fixed(1));
+  auto a = submit("a");
+  auto b = submit("b");
+  worker(0).claims.revokeAfter(1);  // as the code could, from inside the worker
+  worker(0).finishCall();
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  EXPECT_TRUE(worker(0).killed);
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(worker(1).received, (std::vector<std::string>{"b"}));
+  worker(1).finishCall();
+  turn();
+  EXPECT_EQ(okValue(b), "b");
 }
 
 TEST_F(WorkerPoolTest, ShutdownWithNothingRunningEndsAtOnce) {

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "protocol/buffered_read_stream.h"
+#include "protocol/call_claims.h"
 #include "protocol/sandbox_args.h"
-#include "protocol/started_call.h"
 #include "protocol/wire.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/call_executor.h"
@@ -58,7 +58,7 @@ void forgetChannelInChild() {
 }
 
 int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxOptions) {
-  auto started = StartedCall::adopt(StartedCall::kWorkerFd);
+  auto claims = CallClaims::adopt(CallClaims::kWorkerFd);
   Interpreter interpreter;
   // In libc, not in Python (os.register_at_fork): it runs for every fork() of this process,
   // ctypes' included, and no Python code can undo it by patching os.dup2.
@@ -71,7 +71,7 @@ int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxO
       io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)));
   capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, readerOptions());
   auto rpc = capnp::makeRpcServer(
-      network, kj::heap<WorkerService>(interpreter, executor, stream, started, self.pid,
+      network, kj::heap<WorkerService>(interpreter, executor, stream, claims, self.pid,
                                        sandbox ? &*sandbox : nullptr));
   network.onDisconnect().wait(io.waitScope);
   return 0;

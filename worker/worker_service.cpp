@@ -23,12 +23,12 @@ constexpr std::uint64_t kResultsStructWords = 8;
 }  // namespace
 
 WorkerService::WorkerService(const Interpreter& interpreter, CallExecutor& executor,
-                             WriteTrackingStream& stream, StartedCall& started, pid_t pid,
+                             WriteTrackingStream& stream, CallClaims& claims, pid_t pid,
                              Sandbox* sandbox)
     : interpreter_(interpreter),
       executor_(executor),
       stream_(stream),
-      started_(started),
+      claims_(claims),
       pid_(pid),
       sandbox_(sandbox) {}
 
@@ -63,7 +63,7 @@ kj::Promise<void> WorkerService::rss(RssContext context) {
 kj::Promise<void> WorkerService::run(RunContext context) {
   // One call at a time, in arrival order, each only once every answer before it has been
   // written out. A call that kills the process then loses no earlier answer, and the pool can
-  // tell the call that was running from those that had finished (protocol/started_call.h).
+  // tell the call that was running from those that had finished (protocol/call_claims.h).
   auto turn = previous_.then([this]() { return answersWritten(); })
                   .then([this, context]() mutable -> kj::Promise<void> {
                     if (retired_) return kj::NEVER_DONE;  // until the pool kills this worker
@@ -113,7 +113,12 @@ kj::Promise<void> WorkerService::answersWritten() {
 }
 
 void WorkerService::execute(RunContext& context) {
-  started_.set(++startedCalls_);
+  if (!claims_.claim(context.getParams().getSequence())) {
+    // Taken back by the pool before it started: it runs elsewhere.
+    context.releaseParams();
+    context.getResults().setRevoked(true);
+    return;
+  }
   // Built in a scratch message so that an outcome over the size limit, or one abandoned half
   // way by a conversion error, never reaches the wire.
   capnp::MallocMessageBuilder scratch;

@@ -1,6 +1,7 @@
 // The worker's side of the pool's channel: wire::Worker::Server over a CallExecutor. It orders
-// the calls (one at a time, each only once every earlier answer has been written out), counts
-// each started call in the page it shares with the pool, retires the worker when a call leaves
+// the calls (one at a time, each only once every earlier answer has been written out), claims
+// each call in the page it shares with the pool before it starts it (answering "revoked" for one
+// the pool took back), retires the worker when a call leaves
 // something running, and keeps every answer within the message size limit. Runs on the kj event
 // loop of the worker's main thread, the thread that runs calls.
 #pragma once
@@ -10,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "protocol/started_call.h"
+#include "protocol/call_claims.h"
 #include "protocol/vial.capnp.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/leftovers.h"
@@ -23,11 +24,11 @@ class Sandbox;
 
 class WorkerService final : public wire::Worker::Server {
  public:
-  /// `stream` is the channel's, for knowing when answers are written; `started` the page shared
+  /// `stream` is the channel's, for knowing when answers are written; `claims` the page shared
   /// with the pool; `pid` this worker as the pool numbers it. `sandbox`, when given, runs every
   /// call in a process of its own (worker/sandbox.h). All must outlive the service.
   WorkerService(const Interpreter& interpreter, CallExecutor& executor, WriteTrackingStream& stream,
-                StartedCall& started, pid_t pid, Sandbox* sandbox);
+                CallClaims& claims, pid_t pid, Sandbox* sandbox);
 
   kj::Promise<void> hello(HelloContext context) override;
   kj::Promise<void> setup(SetupContext context) override;
@@ -42,10 +43,9 @@ class WorkerService final : public wire::Worker::Server {
   const Interpreter& interpreter_;
   CallExecutor& executor_;
   WriteTrackingStream& stream_;
-  StartedCall& started_;
+  CallClaims& claims_;
   const pid_t pid_;
   Sandbox* const sandbox_;  // null: calls run in this process
-  std::uint64_t startedCalls_ = 0;
   LeftoverProcesses leftovers_;
   bool retired_ = false;  // a call left something running: no further call runs here
   kj::Promise<void> previous_ = kj::READY_NOW;  // the turn of the last call accepted
