@@ -12,18 +12,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,156 +27,27 @@
 #include "tests/support/net.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/run_vial.h"
+#include "tests/support/sandbox_serve.h"
 #include "tests/support/value_printer.h"
 
 namespace vial {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::call;
 using testing::contains;
+using testing::countNamed;
 using testing::eventually;
+using testing::Flags;
+using testing::Host;
 using testing::inOwnNet;
-using testing::kVial;
+using testing::kBound;
+using testing::kMustBeSandboxed;
+using testing::kWithout;
 using testing::Net;
-using testing::waitForFile;
-
-constexpr auto kBound = 30s;
-
-using Flags = std::vector<std::string>;
-const Flags kWithout = {};
-Flags sandboxed(Flags knobs = {}) {
-  knobs.insert(knobs.begin(), "--sandbox");
-  return knobs;
-}
-
-// A directory of the test's own under /var/tmp (not /tmp, which is the call's own tmpfs under
-// the sandbox), 0755 so that a host's nobody-mapped code could look into it were it not for the
-// sandbox.
-class ProbeDirectory {
- public:
-  ProbeDirectory() {
-    std::string pattern = "/var/tmp/vial-sandbox-attack-XXXXXX";
-    if (!::mkdtemp(pattern.data())) {
-      ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
-      return;
-    }
-    path_ = pattern;
-    ::chmod(path_.c_str(), 0755);
-  }
-  ~ProbeDirectory() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  std::string file(const std::string& name, const std::string& contents) const {
-    std::string at = *this / name;
-    std::ofstream(at) << contents;
-    ::chmod(at.c_str(), 0644);
-    return at;
-  }
-
- private:
-  std::string path_;
-};
-
-/// `code` run on `runner` to its end (bounded).
-Result call(Runner& runner, const std::string& code, Vars vars = {}, CallOptions options = {}) {
-  Future future = runner.run_async(code, std::move(vars), options);
-  if (!future.wait_for(kBound)) {
-    ADD_FAILURE() << "the call did not end within " << kBound.count() << " s:\n" << code;
-    future.cancel();
-    future.wait_for(10s);
-  }
-  return future.get();
-}
-
-const std::string kMustBeSandboxed =
-    "try:\n"
-    "    open('/etc/passwd').close()\n"
-    "except PermissionError:\n"
-    "    pass\n"
-    "else:\n"
-    "    raise AssertionError('not sandboxed: the code reads /etc/passwd')\n";
-
-/// `vial serve` (one worker unless said) in a net of its own, working in `cwd`; optionally a
-/// sentinel `sleep` in the net whose pid (in the net's numbering) sentinel() gives.
-class ServeInNet {
- public:
-  /// `prelude`: shell lines run before the server starts (e.g. `ulimit` settings it inherits).
-  ServeInNet(const Flags& flags, const std::string& cwd, bool withSentinel = false,
-             int maxProcesses = 256, const std::string& prelude = "")
-      : net_(maxProcesses) {
-    address_ = "unix:" + net_.directory() + "/vial.sock";
-    std::string sentinelFile = net_.directory() + "/sentinel";
-    std::string script = "cd \"$1\" || exit 97\nshift\n" + prelude;
-    if (withSentinel) script += "( sleep 1000 & echo $! > '" + sentinelFile + "' )\n";
-    script += "exec \"$@\"\n";
-    std::vector<std::string> argv{"/bin/sh", "-c",          script,     "sh",     cwd,
-                                  kVial,     "serve",       "--listen", address_, "--workers",
-                                  "1",       "--log-level", "info"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    server_ = &net_.start(argv);
-    if (!net_.started()) return;
-    if (withSentinel)
-      waitForFile(
-          sentinelFile,
-          [&](const std::string& text) {
-            return !text.empty() && text.back() == '\n' && (std::istringstream(text) >> sentinel_);
-          },
-          10s);
-    bool listening = eventually(
-        [&] { return contains(server_->err(), "vial serve: listening on") || server_->wait(0ms); },
-        20s);
-    if (!listening || server_->wait(0ms)) {
-      problem_ = "the server never listened";
-      return;
-    }
-    try {
-      auto client = connect();
-      client->ping();
-      if (!flags.empty()) {
-        Result canary = call(*client, kMustBeSandboxed);
-        if (!canary.ok()) problem_ = "the server runs its calls unsandboxed: " + canary.describe();
-      }
-    } catch (const ConnectError& e) {
-      problem_ = std::string("the server never answered: ") + e.what();
-    }
-  }
-  bool started() const { return net_.started(); }
-  std::string whyNot() const { return net_.startError(); }
-  bool ready() const { return problem_.empty(); }
-  const std::string& problem() const { return problem_; }
-  Net& net() { return net_; }
-  int sentinel() const { return sentinel_; }
-  std::string err() { return server_->err(); }
-  std::string log() {
-    server_->wait(0ms);
-    return "\n  server:" + server_->report();
-  }
-  std::unique_ptr<Client> connect() { return Client::connect(address_); }
-
- private:
-  Net net_;
-  std::string address_;
-  Net::Program* server_ = nullptr;
-  int sentinel_ = 0;
-  std::string problem_;
-};
-
-#define START_OR_SKIP(serve)                                            \
-  do {                                                                  \
-    if (!(serve).started()) GTEST_SKIP() << (serve).whyNot();           \
-    ASSERT_TRUE((serve).ready()) << (serve).problem() << (serve).log(); \
-  } while (false)
-
-std::size_t countNamed(Net& net, std::initializer_list<const char*> names) {
-  std::size_t n = 0;
-  for (const auto& p : net.processes())
-    for (const char* name : names)
-      if (p.name == name) ++n;
-  return n;
-}
+using testing::ProbeDirectory;
+using testing::sandboxed;
+using testing::ServeInNet;
 
 class SandboxAttack : public ::testing::Test {
  protected:
@@ -191,9 +57,14 @@ class SandboxAttack : public ::testing::Test {
   }
   std::unique_ptr<ServeInNet> serve(const Flags& flags, bool withSentinel = false,
                                     const std::string& prelude = "") {
-    return std::make_unique<ServeInNet>(flags, dir_.path(), withSentinel, 256, prelude);
+    Host host;
+    host.cwd = dir_.path();
+    host.sentinel = withSentinel;
+    host.maxProcesses = 256;
+    host.prelude = prelude;
+    return std::make_unique<ServeInNet>(flags, host);
   }
-  ProbeDirectory dir_;
+  ProbeDirectory dir_{"vial-sandbox-attack"};
 };
 
 // =============================================================================================
