@@ -139,6 +139,7 @@ void enter(const CallProfile& profile, int callFd, int resultFd) {
             "size=4k,nr_inodes=1,mode=0555") != 0)
     entryFailed(resultFd, errnoText("covering /proc"));
   if (chdir(kScratch) != 0) entryFailed(resultFd, errnoText("chdir to the scratch directory"));
+  //    Read by C getenv(), not os.environ: else SQLite puts temp files in /var/tmp (unwritable).
   setenv("TMPDIR", kScratch, 1);
   // Everything the call starts stays below this process, whatever it does to detach, so that
   // endDescendants() reaches it.
