@@ -8,10 +8,12 @@ multiprocessing.Pool, concurrent.futures.ProcessPoolExecutor and pebble.ProcessP
 The unit of work is vial's: run_source() exec()s a source string in a fresh dict holding the
 injected variables and a `_return` that appends to a list, and returns that list.
 bench/README.md says what each figure means. Exits 1 when a call gives an unexpected result.
+No PyPI packages: the idle CPU figure reads /proc, not psutil.
 """
 
 import argparse
 import concurrent.futures
+import concurrent.futures.process
 import json
 import multiprocessing
 import os
@@ -26,12 +28,15 @@ TINY_CALL = "_return(1+2)"
 PID_CALL = "import os; _return(os.getpid())"
 SPIN_CALL = "while True: pass"
 PROBE_CALL = "import time; time.sleep(0.05); _return(1)"
+SLEEPER_CALL = "import time\ntime.sleep(1)\n_return(1+2)"
+CRASH_CALL = "import os\nos._exit(3)"  # as vial-bench submits it
+CRASH_WAIT_S = 5  # every wait of the crash figure is bounded by this; then the peer gets null
 BLOB_BYTES = 10 << 20
 
 FULL = dict(pool_starts=5, round_trip_warmup=200, round_trips=5000, throughput_calls=20000,
-            timeout_repeats=3, blob_round_trips=5)
+            timeout_repeats=3, blob_round_trips=5, idle_seconds=5)
 QUICK = dict(pool_starts=2, round_trip_warmup=50, round_trips=500, throughput_calls=2000,
-             timeout_repeats=1, blob_round_trips=2)
+             timeout_repeats=1, blob_round_trips=2, idle_seconds=1)
 
 
 def run_source(source, variables):
@@ -47,6 +52,10 @@ class BenchError(Exception):
     pass
 
 
+class WaitExpired(Exception):
+    """A bounded wait for a call's result ran out (the call may never resolve)."""
+
+
 def require(condition, what):
     if not condition:
         raise BenchError(what)
@@ -57,58 +66,92 @@ def require_three(values):
 
 
 # One adapter per peer: make() a pool, submit() a call (returns a future-like handle),
-# result() of a handle, close() the pool.
+# result() of a handle (with a timeout: raises WaitExpired if it has not resolved by then),
+# close() the pool, terminate() it (kill its workers; for a pool a wait ran out on).
+# crash_error: what a call whose worker died raises (an empty tuple: nothing, it never
+# resolves); crash_breaks_pool: the pool is unusable after such a call.
+
+def future_result(future, timeout):
+    """concurrent.futures-style result() with a bounded wait that cannot be confused with a
+    call that resolved as TimeoutError (pebble's per-call timeout)."""
+    if timeout is not None:
+        concurrent.futures.wait([future], timeout)
+        if not future.done():
+            raise WaitExpired
+    return future.result()
+
 
 class MultiprocessingPool:
     name = "multiprocessing.Pool"
     has_timeout = False
+    crash_error = ()  # the task is lost: its AsyncResult never resolves
+    crash_breaks_pool = False
 
-    def make(self):
-        return multiprocessing.Pool(WORKERS)
+    def make(self, workers=WORKERS):
+        return multiprocessing.Pool(workers)
 
     def submit(self, pool, source, variables=None, timeout=None):
         return pool.apply_async(run_source, (source, variables or {}))
 
-    def result(self, handle):
-        return handle.get()
+    def result(self, handle, timeout=None):
+        try:
+            return handle.get(timeout)
+        except multiprocessing.TimeoutError:
+            raise WaitExpired from None
 
     def close(self, pool):
         pool.close()
         pool.join()
 
+    def terminate(self, pool):
+        pool.terminate()  # close() + join() would wait forever for a lost task
+
 
 class ProcessPoolExecutor:
     name = "concurrent.futures.ProcessPoolExecutor"
     has_timeout = False
+    crash_error = concurrent.futures.process.BrokenProcessPool
+    crash_breaks_pool = True
 
-    def make(self):
-        return concurrent.futures.ProcessPoolExecutor(WORKERS)
+    def make(self, workers=WORKERS):
+        return concurrent.futures.ProcessPoolExecutor(workers)
 
     def submit(self, pool, source, variables=None, timeout=None):
         return pool.submit(run_source, source, variables or {})
 
-    def result(self, handle):
-        return handle.result()
+    def result(self, handle, timeout=None):
+        return future_result(handle, timeout)
 
     def close(self, pool):
         pool.shutdown(wait=True)
+
+    def terminate(self, pool):
+        for process in list((pool._processes or {}).values()):
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PebbleProcessPool:
     name = "pebble.ProcessPool"
     has_timeout = True
+    crash_error = pebble.ProcessExpired
+    crash_breaks_pool = False
 
-    def make(self):
-        return pebble.ProcessPool(max_workers=WORKERS)
+    def make(self, workers=WORKERS):
+        return pebble.ProcessPool(max_workers=workers)
 
     def submit(self, pool, source, variables=None, timeout=None):
         return pool.schedule(run_source, args=(source, variables or {}), timeout=timeout)
 
-    def result(self, handle):
-        return handle.result()
+    def result(self, handle, timeout=None):
+        return future_result(handle, timeout)
 
     def close(self, pool):
         pool.close()
+        pool.join()
+
+    def terminate(self, pool):
+        pool.stop()
         pool.join()
 
 
@@ -131,27 +174,36 @@ def warm_up(peer, pool, calls=10):
         require_three(call(peer, pool, TINY_CALL))
 
 
-def until_pids_served(peer, pool, done, what):
-    """Submits trivial calls, 2 at a time, until done(pids that answered) is true."""
+def until_pids_served(peer, pool, done, what, workers=WORKERS, wait_limit=None):
+    """Submits trivial calls, `workers` at a time, until done(pids that answered) is true.
+    wait_limit: bound on each wait for a result (WaitExpired), else unbounded."""
     seen = set()
     deadline = time.perf_counter() + 60
     while not done(seen):
         require(time.perf_counter() < deadline, f"{what}: not within 60 s")
-        handles = [peer.submit(pool, PID_CALL) for _ in range(WORKERS)]
+        handles = [peer.submit(pool, PID_CALL) for _ in range(workers)]
         for handle in handles:
-            seen.update(peer.result(handle))
+            seen.update(peer.result(handle, wait_limit))
     return seen
 
 
-def pool_start_ms(peer, repeats):
-    """Constructor until each of the 2 worker processes has completed a trivial call (calls
-    are submitted 2 at a time until 2 distinct worker pids have answered). Closing the pool is
-    not timed."""
+def make_ready(peer, pool, warm_up_calls=10, wait_limit=None):
+    """Until each of the pool's 2 workers has answered a trivial call, then a warm-up."""
+    until_pids_served(peer, pool, lambda pids: len(pids) >= WORKERS, "ready",
+                      wait_limit=wait_limit)
+    for _ in range(warm_up_calls):
+        require_three(peer.result(peer.submit(pool, TINY_CALL), wait_limit))
+
+
+def pool_start_ms(peer, repeats, workers=WORKERS):
+    """Constructor until each of the `workers` worker processes has completed a trivial call
+    (calls are submitted `workers` at a time until that many distinct worker pids have
+    answered). Closing the pool is not timed."""
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
-        pool = peer.make()
-        until_pids_served(peer, pool, lambda pids: len(pids) >= WORKERS, "start")
+        pool = peer.make(workers)
+        until_pids_served(peer, pool, lambda pids: len(pids) >= workers, "start", workers)
         samples.append(ms_since(start))
         peer.close(pool)
     return statistics.median(samples)
@@ -209,6 +261,112 @@ def starmap_throughput(calls):
             return pool.starmap(run_source, [(TINY_CALL, {})] * calls, chunksize=1)
 
         return timed_calls(peer, pool, calls, run_all)
+    finally:
+        peer.close(pool)
+
+
+def hol_tiny_done_ms(peer, calls):
+    """Head-of-line blocking: on a ready, warmed-up pool, one call sleeping 1 s is submitted
+    first (and given 20 ms to start running), then `calls` tiny ones at once: from the first
+    tiny submission until the last tiny result. 1000 ms or more means some tiny calls waited
+    behind the sleeper."""
+    pool = peer.make()
+    try:
+        make_ready(peer, pool)
+        sleeper = peer.submit(pool, SLEEPER_CALL)
+        time.sleep(0.02)  # the sleeper is running
+        start = time.perf_counter()
+        handles = [peer.submit(pool, TINY_CALL) for _ in range(calls)]
+        results = [peer.result(handle) for handle in handles]
+        ms = ms_since(start)
+        for values in results:
+            require_three(values)
+        require_three(peer.result(sleeper))
+        return ms
+    finally:
+        peer.close(pool)
+
+
+def crash_resolved_ms(peer, repeats):
+    """`import os; os._exit(3)` on a ready pool: from submission until the caller holds an
+    error (peer.crash_error). The pool is ready again (or, if the crash broke it, new) before
+    each round; median of `repeats`. Every wait is bounded by CRASH_WAIT_S: when one runs out
+    (multiprocessing.Pool loses the task and never resolves it) the pool is terminated and the
+    figure is None."""
+    samples = []
+    pool = None
+    try:
+        for _ in range(repeats):
+            if pool is None:
+                pool = peer.make()
+            make_ready(peer, pool, 2, CRASH_WAIT_S)
+            start = time.perf_counter()
+            handle = peer.submit(pool, CRASH_CALL)
+            try:
+                values = peer.result(handle, CRASH_WAIT_S)
+            except peer.crash_error as error:
+                samples.append(ms_since(start))
+                code = getattr(error, "exitcode", 3)
+                require(code == 3, f"os._exit(3) reported exit code {code}")
+            except WaitExpired:
+                raise
+            except Exception as error:
+                raise BenchError(f"os._exit(3) ended as {error!r}, not a crash error") from None
+            else:
+                raise BenchError(f"os._exit(3) returned {values!r}")
+            if peer.crash_breaks_pool:
+                peer.close(pool)
+                pool = None
+        return statistics.median(samples)
+    except WaitExpired:
+        peer.terminate(pool)
+        pool = None
+        return None
+    finally:
+        if pool is not None:
+            peer.close(pool)
+
+
+def cpu_seconds(pid):
+    """utime + stime of process `pid` (all its threads) from /proc/PID/stat, or 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3, state
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15
+
+
+def self_and_descendants():
+    """This process and every process below it, from /proc/PID/task/TID/children."""
+    found = [os.getpid()]
+    for pid in found:  # grows as children are found
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as children:
+                    found.extend(int(child) for child in children.read().split())
+            except OSError:
+                pass
+    return found
+
+
+def idle_cpu_percent(peer, seconds):
+    """A ready, warmed-up, idle pool: CPU time of this process (the pool's threads included)
+    and every process below it over `seconds`, as a percentage of one CPU."""
+    pool = peer.make()
+    try:
+        make_ready(peer, pool)
+        processes = self_and_descendants()
+        require(len(processes) > WORKERS, f"found only processes {processes} below this one")
+        before = sum(cpu_seconds(pid) for pid in processes)
+        time.sleep(seconds)
+        after = sum(cpu_seconds(pid) for pid in processes)
+        return (after - before) / seconds * 100
     finally:
         peer.close(pool)
 
@@ -306,6 +464,20 @@ def bench_peer(peer, n, report):
         report.add("throughput_starmap_chunksize1_calls_per_s",
                    f"throughput, {batch}, starmap chunksize=1",
                    starmap_throughput(n["throughput_calls"]), "calls/s", 0)
+
+    hol_calls = n["throughput_calls"] // 10
+    report.add("hol_tiny_done_ms", f"a 1 s call, then {hol_calls} tiny ones: last tiny done",
+               hol_tiny_done_ms(peer, hol_calls), "ms", 1)
+    report.add("start_ready_16_ms", f"16 workers: start to ready (median of {n['pool_starts']})",
+               pool_start_ms(peer, n["pool_starts"], 16), "ms", 1)
+    crashes = n["timeout_repeats"] * 3
+    report.add("crash_resolved_ms",
+               f"os._exit in a call: until the caller hears (median of {crashes})",
+               crash_resolved_ms(peer, crashes), "ms", 1,
+               f"n/a (no error within {CRASH_WAIT_S} s)")
+    idle_seconds = n["idle_seconds"]
+    report.add("idle_cpu_percent", f"idle pool, this process and workers, over {idle_seconds} s",
+               idle_cpu_percent(peer, idle_seconds), "% of a CPU", 2)
 
     of = f"(median of {n['timeout_repeats']})"
     if peer.has_timeout:
