@@ -46,6 +46,8 @@ class CallQueue {
   /// The next call: the head of the group whose turn it is; that group then waits for the
   /// others' turn. Requires !empty().
   Call popNext();
+  /// The group popNext() would take from. Requires !empty().
+  std::uint64_t nextGroup() const { return rotation_.front(); }
   /// Takes call `id` out of the queue, wherever it is.
   std::optional<Call> take(std::uint64_t id);
   /// Takes every call of `group`, in order.

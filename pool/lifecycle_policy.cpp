@@ -37,6 +37,7 @@ LifecyclePolicy::LifecyclePolicy(const PoolOptions& options)
                                        : std::max(1u, std::thread::hardware_concurrency())),
       minWorkers_(std::min(options.min_workers.value_or(maxWorkers_), maxWorkers_)),
       depth_(std::max<std::size_t>(1, options.calls_in_flight_per_worker)),
+      mixesGroups_(options.sandbox.enabled),
       maxIdle_(options.max_idle),
       recycleAfter_(options.recycle_after),
       rssLimit_(options.recycle_above_rss) {}
@@ -117,11 +118,12 @@ bool LifecyclePolicy::noWorkerComing(const std::vector<WorkerView>& workers) {
 }
 
 std::optional<std::size_t> LifecyclePolicy::workerForNextCall(
-    const std::vector<WorkerView>& workers) const {
+    const std::vector<WorkerView>& workers, std::uint64_t group) const {
   std::optional<std::size_t> best;
   for (std::size_t i = 0; i < workers.size(); ++i) {
     const WorkerView& w = workers[i];
-    if (!w.serving() || w.fenced || w.inFlight >= depth_ || (w.slow && w.inFlight > 0)) continue;
+    if (!w.serving() || w.fenced || w.inFlight >= depth_) continue;
+    if (w.inFlight > 0 && (w.slow || (w.group != group && !mixesGroups_))) continue;
     if (!best || w.inFlight < workers[*best].inFlight) best = i;
     if (w.inFlight == 0) break;
   }

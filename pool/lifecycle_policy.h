@@ -36,6 +36,7 @@ struct WorkerView {
   std::size_t inFlight = 0;     ///< calls sent to it, not answered
   bool fenced = false;          ///< calls taken back from it are unanswered: send it nothing
   bool slow = false;            ///< its call is slow (kSlowCall): send nothing ahead
+  std::uint64_t group = 0;      ///< the client group of its calls in flight (when it has some)
   kj::TimePoint idleSince = kj::origin<kj::TimePoint>();
 
   /// Takes calls.
@@ -130,11 +131,15 @@ class LifecyclePolicy {
   /// (whose death may free room for a new one, e.g. a fork bomb filling the process limit).
   static bool noWorkerComing(const std::vector<WorkerView>& workers);
 
-  /// The worker the next call goes to: the least loaded serving one with room (a call goes
-  /// ahead to a busy worker only below calls_in_flight_per_worker, and never to a fenced one);
-  /// nothing when none has room. Calls sent ahead are not stuck there: an idle worker takes
-  /// them back (WorkerPool::takeBackForIdle).
-  std::optional<std::size_t> workerForNextCall(const std::vector<WorkerView>& workers) const;
+  /// The worker the next call, of client `group`, goes to: the least loaded serving one with
+  /// room. A call goes ahead to a busy worker only below calls_in_flight_per_worker, never to a
+  /// fenced or slow one, and, unless the pool is sandboxed, only behind calls of its own client:
+  /// a call's code can read the calls queued in its worker's channel and write answers for them
+  /// (README, "Containment"), so one client's code never shares a worker's channel with another
+  /// client's calls. Nothing when none has room. Calls sent ahead are not stuck there: an idle
+  /// worker takes them back (WorkerPool::takeBackForIdle).
+  std::optional<std::size_t> workerForNextCall(const std::vector<WorkerView>& workers,
+                                               std::uint64_t group = 0) const;
 
   /// Which of a dead worker's calls gets its death. The calls after the first never started:
   /// they go back to the queue. Nothing ever runs twice: a call that looked unstarted gets
@@ -145,6 +150,7 @@ class LifecyclePolicy {
   std::size_t maxWorkers_;
   std::size_t minWorkers_;
   std::size_t depth_;
+  bool mixesGroups_;  // sandboxed: a call's code sees nothing of the calls behind it
   double maxIdle_;
   std::size_t recycleAfter_;
   std::uint64_t rssLimit_;

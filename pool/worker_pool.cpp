@@ -291,7 +291,7 @@ void WorkerPool::dispatchQueued() {
   // Bounded: each round that takes calls back gives them to a worker that was idle.
   for (std::size_t round = 0; round <= workers_.size(); ++round) {
     while (!queue_.empty()) {
-      auto chosen = policy_.workerForNextCall(views());
+      auto chosen = policy_.workerForNextCall(views(), queue_.nextGroup());
       if (!chosen) break;
       Call next = queue_.popNext();
       // Sent ahead to a busy worker, it is still waiting: its queue_timeout stays armed.

@@ -27,6 +27,7 @@ WorkerView WorkerSlot::view() const {
   v.inFlight = inFlight_.size();
   v.fenced = fenced();
   v.slow = slow_;
+  if (!inFlight_.empty()) v.group = inFlight_.front().group;
   v.idleSince = idleSince_;
   return v;
 }

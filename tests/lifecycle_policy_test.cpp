@@ -183,6 +183,14 @@ TEST(LifecyclePolicyTest, TheNextCallGoesToTheLeastLoadedWorkerWithRoom) {
   fenced.fenced = true;
   EXPECT_FALSE(byDefault.workerForNextCall({fenced}));
   EXPECT_EQ(byDefault.workerForNextCall({slow, fenced, ready(4)}), 2u);
+  // Only behind calls of the same client, unless sandboxed (the code then sees none of them).
+  WorkerView otherClient = ready(1);
+  otherClient.group = 7;
+  EXPECT_FALSE(byDefault.workerForNextCall({otherClient}, 8));
+  EXPECT_EQ(byDefault.workerForNextCall({otherClient}, 7), 0u);
+  PoolOptions sandboxed = sized(1, 1);
+  sandboxed.sandbox.enabled = true;
+  EXPECT_EQ(LifecyclePolicy(sandboxed).workerForNextCall({otherClient}, 8), 0u);
 }
 
 // A death with `unanswered` calls left, the last answered one numbered `lastAnswered`, the first

@@ -364,6 +364,50 @@ TEST_F(VialServe, ConnectDisconnectCyclesLeakNothing) {
             << " -> " << openFds(pid) << "; RSS " << baseRss << " -> " << rss << " KiB\n";
 }
 
+// A call's code can peek at its worker's channel (fd 3), where calls sent ahead to it wait. The
+// peek finds a call sent ahead behind it by its own client (the control: the attack works), but
+// never another client's: calls go ahead only behind calls of their own client.
+const char* kPeekAtTheChannel = R"PY(
+import re, socket, time
+started = open(flag, 'w'); started.close()
+time.sleep(0.6)
+channel = socket.socket(fileno=3)
+try:
+    data = channel.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+except BlockingIOError:
+    data = b''
+finally:
+    channel.detach()
+_return(sorted(set(m.decode() for m in re.findall(prefix.encode() + rb'([0-9a-f]{16})', data))))
+)PY";
+
+TEST_F(VialServe, ACallsCodeNeverSeesAnotherClientsCallsInItsWorkersChannel) {
+  Server& server = startUnix({}, 1);
+  const std::string prefix = "VIAL-SECRET-";
+  auto attacker = connectUnix();
+  auto victim = connectUnix();
+  for (bool sameClient : {true, false}) {
+    std::string flag = path(sameClient ? "peek-1" : "peek-2");
+    std::string secret = sameClient ? "0123456789abcdef" : "fedcba9876543210";
+    auto peek = attacker->run_async(kPeekAtTheChannel, {{"flag", flag}, {"prefix", prefix}});
+    ASSERT_TRUE(waitForFile(
+        flag, [](const std::string&) { return true; }, 10s))
+        << server.describe();
+    vial::Runner& owner = sameClient ? *attacker : *victim;
+    auto secretCall = owner.run_async("_return(len(s))", {{"s", prefix + secret}});
+    ASSERT_TRUE(peek.wait_for(10s)) << server.describe();
+    ASSERT_TRUE(peek.get().ok()) << describe(peek);
+    ASSERT_TRUE(secretCall.wait_for(10s)) << server.describe();
+    EXPECT_TRUE(secretCall.get().ok()) << describe(secretCall);
+    std::vector<vial::Value> seen = peek.get().values().at(0).as<vial::List>();
+    if (sameClient)
+      EXPECT_EQ(seen, std::vector<vial::Value>{vial::Value(secret)})
+          << "the control failed: the call sent ahead was not in the channel";
+    else
+      EXPECT_TRUE(seen.empty()) << "a call's code read another client's call in its channel";
+  }
+}
+
 TEST_F(VialServe, ClientDisconnectKillsItsRunningCall) {
   Server& server = startUnix({}, 1);
   std::string pidFile = path("worker.pid");

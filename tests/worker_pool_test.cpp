@@ -726,6 +726,31 @@ TEST_F(WorkerPoolTest, AClientsCallTakenBackFromBehindASlowCallIsNotPassedOverAg
   EXPECT_LE(finished, 4) << "the trickle waited behind " << finished << " flood calls";
 }
 
+// A call's code can read its worker's channel: another client's calls are never sent ahead
+// behind it (README, "Containment"); its own client's are.
+TEST_F(WorkerPoolTest, CallsGoAheadOnlyBehindCallsOfTheirOwnClient) {
+  start(fixed(1));
+  auto a = submit("a", {}, 1);
+  auto b = submit("b", {}, 2);
+  auto c = submit("c", {}, 1);
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a"}))
+      << "another client's call was sent ahead behind a call of client 1";
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b"}));
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b", "c"}));
+  auto d = submit("d", {}, 1);
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b", "c", "d"}))
+      << "a call of the same client was not sent ahead";
+  for (int i = 0; i < 2; ++i) {
+    worker(0).finishCall();
+    turn();
+  }
+  for (auto call : {a, b, c, d}) EXPECT_TRUE(outcome(call).ok()) << outcome(call).describe();
+}
+
 TEST_F(WorkerPoolTest, ACallSentAheadIsCancelledWithoutEverRunning) {
   start(fixed(1));
   auto first = submit("first", {}, 0, 601);
