@@ -57,6 +57,11 @@ struct PoolOptions {
   /// Path of vial-worker. Empty: $VIAL_WORKER, else `vial-worker` next to the running program,
   /// else the one in vial's build tree.
   std::string worker_path;
+  /// New workers are forked from a fork server: one more vial-worker process, its interpreter
+  /// started once, forks each in about a millisecond (an exec and an interpreter start take
+  /// tens). Workers forked from it share its hash seed (str hashes agree across workers).
+  /// Ignored by sandboxed pools. false: every worker is exec'd.
+  bool fork_server = true;
   /// How long a new worker may take to be ready (start-up work included) before it counts as
   /// failed (seconds).
   double start_timeout = 30.0;

@@ -1,5 +1,7 @@
 #include "pool/process_spawner.h"
 
+#include "pool/log.h"
+
 namespace vial::pool {
 
 SpawnOptions spawnOptions(const PoolOptions& options) {
@@ -10,6 +12,7 @@ SpawnOptions spawnOptions(const PoolOptions& options) {
   spawn.user_id = options.user_id;
   spawn.group_id = options.group_id;
   spawn.sandbox = options.sandbox;
+  spawn.fork_server = options.fork_server && !options.sandbox.enabled;
   return spawn;
 }
 
@@ -19,11 +22,40 @@ ProcessSpawner::ProcessSpawner(kj::AsyncIoContext& io, const PoolOptions& option
 kj::Own<WorkerHandle> ProcessSpawner::spawn() {
   try {
     if (spawn_.path.empty()) spawn_.path = resolveWorkerPath(workerPath_);
+    if (ForkServer* server = forkServer()) {
+      try {
+        return kj::heap<WorkerProcess>(io_, spawn_, server);
+      } catch (const std::exception& e) {
+        forkServerFailed(e.what());
+      }
+    }
     return kj::heap<WorkerProcess>(io_, spawn_);
   } catch (...) {
     spawn_.path.clear();
     throw;
   }
+}
+
+ForkServer* ProcessSpawner::forkServer() {
+  if (!spawn_.fork_server || forkServerFailures_ >= kMaxForkServerFailures) return nullptr;
+  if (!forkServer_) {
+    try {
+      forkServer_ = std::make_unique<ForkServer>(io_, spawn_);
+    } catch (const std::exception& e) {
+      forkServerFailed(e.what());
+      return nullptr;
+    }
+  }
+  return forkServer_.get();
+}
+
+void ProcessSpawner::forkServerFailed(const std::string& why) {
+  forkServer_ = nullptr;
+  ++forkServerFailures_;
+  log().warn("fork server: {}; {}", why,
+             forkServerFailures_ >= kMaxForkServerFailures
+                 ? "workers are exec'd from now on"
+                 : "this worker is exec'd, the next tries a new fork server");
 }
 
 }  // namespace vial::pool

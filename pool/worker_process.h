@@ -22,10 +22,11 @@
 #include <vector>
 
 #include "pool/exit_status.h"
+#include "pool/fork_server.h"
 #include "pool/spawner.h"
+#include "pool/worker_launch.h"
 #include "pool/worker_output.h"
 #include "protocol/call_claims.h"
-#include "protocol/sandbox_options.h"
 #include "protocol/vial.capnp.h"
 
 namespace vial::pool {
@@ -34,27 +35,15 @@ namespace vial::pool {
 /// PoolOptions::worker_path. Throws std::runtime_error naming every place looked at.
 std::string resolveWorkerPath(const std::string& configured);
 
-/// How the process is started (see PoolOptions for the meaning of each).
-struct SpawnOptions {
-  std::string path;
-  std::vector<std::pair<std::string, std::string>> environment;
-  bool inherit_environment = false;
-  std::string working_directory;
-  std::optional<unsigned> user_id;
-  std::optional<unsigned> group_id;
-  SandboxOptions sandbox;
-};
-
-/// What vial-worker is started with after its path: "--parent-pid PID", then the sandbox's
-/// profile in its argument form (protocol/sandbox_args.h), if the sandbox is on.
-std::vector<std::string> workerArguments(const SpawnOptions& options, pid_t parentPid);
-
 class WorkerProcess final : public WorkerHandle {
  public:
   /// Starts a worker in a session of its own, dying with this thread (PR_SET_PDEATHSIG), with
   /// stdin on /dev/null, stdout and stderr on a pipe the pool logs (WorkerOutput), the RPC
-  /// socket as fd 3 and the call-claims page as fd 4. Throws std::runtime_error on failure.
-  WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options);
+  /// socket as fd 3 and the call-claims page as fd 4: forked by `forkServer` when given (its
+  /// guard is then a child of this process all the same), else exec'd (launchWorker). Throws
+  /// std::runtime_error on failure.
+  WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options,
+                ForkServer* forkServer = nullptr);
   ~WorkerProcess() noexcept(false) override;
   KJ_DISALLOW_COPY(WorkerProcess);
 

@@ -742,8 +742,9 @@ TEST_F(Containment, WhatACallLeavesRunningNeverMeetsTheNextCall) {
           << "the worker that ran the call leaving " << left.what << " served another call";
     }
   }
-  // What was left died with its workers: the net holds the server, one guard and its worker.
-  EXPECT_TRUE(eventually([&] { return serve.net().processes().size() == 3; }, 10s))
+  // What was left died with its workers: the net holds the server, its fork server, one guard
+  // and its worker.
+  EXPECT_TRUE(eventually([&] { return serve.net().processes().size() == 4; }, 10s))
       << testing::describe(serve.net().processes());
 }
 

@@ -2,6 +2,7 @@
 // backpressure, queue deadlines, cancellation, soft timeouts, stats, shutdown while scaling.
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "client/vial.h"
@@ -426,6 +428,81 @@ TEST_F(LifecycleTest, StatsAddUp) {
   EXPECT_GT(s.latency_p50_ms, 0);
   EXPECT_GE(s.latency_p99_ms, s.latency_p50_ms);
   EXPECT_NE(s.to_table().find("python error"), std::string::npos);
+}
+
+// ---- the fork server (pool/fork_server.h) --------------------------------------------------
+
+// The id() of an imported module on each of `workers` workers (three calls held together so
+// that each runs on its own worker).
+std::set<std::int64_t> moduleAddresses(Pool& pool, int workers) {
+  std::vector<Future> calls;
+  for (int i = 0; i < workers; ++i)
+    calls.push_back(
+        pool.run_async("import time, traceback\ntime.sleep(0.3)\n"
+                       "import os\n_return([os.getpid(), id(traceback)])"));
+  std::set<std::int64_t> pids, addresses;
+  for (auto& call : calls) {
+    EXPECT_TRUE(call.get().ok()) << call.get().describe();
+    if (!call.get().ok()) continue;
+    const auto& pair = call.get().values().at(0).as<List>();
+    pids.insert(pair.at(0).as<std::int64_t>());
+    addresses.insert(pair.at(1).as<std::int64_t>());
+  }
+  EXPECT_EQ(pids.size(), static_cast<std::size_t>(workers)) << "the calls did not spread";
+  return addresses;
+}
+
+// Forked from one started interpreter, the workers hold its modules at the same addresses;
+// exec'd, each has its own (address space layout randomisation).
+TEST_F(LifecycleTest, WorkersAreForkedFromOneStartedInterpreter) {
+  Pool forked(sized(3, 3));
+  ASSERT_TRUE(forked.wait_ready(10s));
+  EXPECT_EQ(moduleAddresses(forked, 3).size(), 1u) << "the workers were not forked from one";
+  PoolOptions exec = sized(3, 3);
+  exec.fork_server = false;
+  Pool execd(exec);
+  ASSERT_TRUE(execd.wait_ready(10s));
+  EXPECT_EQ(moduleAddresses(execd, 3).size(), 3u) << "the control: exec'd workers";
+}
+
+// A forked worker's death reaches the caller as an exec'd one's: its code, its signal (through
+// its guard, a raw clone of the fork server), and abort() in it kills it, not the fork server.
+TEST_F(LifecycleTest, AForkedWorkersDeathIsReportedWithItsCodeOrSignal) {
+  Pool pool(sized(1, 1));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  struct Death {
+    const char* source;
+    std::optional<int> code;
+    std::optional<int> signal;
+  };
+  for (Death d :
+       {Death{"import os\nos._exit(7)", 7, std::nullopt},
+        Death{"import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", std::nullopt, SIGSEGV},
+        Death{"import os\nos.abort()", std::nullopt, SIGABRT}}) {
+    Result r = pool.run_async(d.source).get();
+    const auto* crash = r.get_if<WorkerCrashed>();
+    ASSERT_NE(crash, nullptr) << d.source << ": " << r.describe();
+    EXPECT_EQ(crash->exit_code, d.code) << d.source;
+    EXPECT_EQ(crash->signal, d.signal) << d.source;
+    EXPECT_EQ(only(pool, "_return(1)"), Value(1)) << "after " << d.source;
+  }
+}
+
+// The fork server dies: the next workers are exec'd, and the pool goes on.
+TEST_F(LifecycleTest, APoolWhoseForkServerDiedStartsItsWorkersByExec) {
+  Pool pool(sized(1, 1));
+  ASSERT_TRUE(pool.wait_ready(10s));
+  pid_t server = 0;
+  for (pid_t child : liveChildrenOf(getpid())) {
+    std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "vial-forksrv") server = child;
+  }
+  ASSERT_GT(server, 0) << "no fork server among this process's children";
+  ASSERT_EQ(::kill(server, SIGKILL), 0);
+  Result crash = pool.run_async("import os\nos._exit(3)").get();
+  ASSERT_NE(crash.get_if<WorkerCrashed>(), nullptr) << crash.describe();
+  EXPECT_EQ(only(pool, "_return(2)"), Value(2)) << "no worker after the fork server died";
 }
 
 TEST_F(LifecycleTest, ShutdownWhileScalingResolvesEverythingAndLeavesNoProcess) {

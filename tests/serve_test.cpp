@@ -327,7 +327,7 @@ TEST_F(VialServe, ConnectDisconnectCyclesLeakNothing) {
   auto settled = [&] {
     auto s = observer->stats();
     return s.clients == 1 && s.queued == 0 && s.running == 0 && s.workers_idle == kWorkers &&
-           liveChildrenOf(pid).size() == static_cast<std::size_t>(kWorkers);
+           liveGuardsOf(pid).size() == static_cast<std::size_t>(kWorkers);
   };
 
   for (int i = 0; i < 50; ++i) cycle(i);
@@ -344,10 +344,10 @@ TEST_F(VialServe, ConnectDisconnectCyclesLeakNothing) {
   EXPECT_TRUE(eventually(settled, 15s))
       << "clients " << observer->stats().clients << ", queued " << observer->stats().queued
       << ", running " << observer->stats().running << ", idle " << observer->stats().workers_idle
-      << ", children " << liveChildrenOf(pid).size() << server.describe();
+      << ", workers " << liveGuardsOf(pid).size() << server.describe();
   EXPECT_TRUE(eventually([&] { return openFds(pid) <= baseFds + 5; }, 5s))
       << "fds: baseline " << baseFds << ", now " << openFds(pid);
-  EXPECT_EQ(liveChildrenOf(pid).size(), static_cast<std::size_t>(kWorkers));
+  EXPECT_EQ(liveGuardsOf(pid).size(), static_cast<std::size_t>(kWorkers));
   long rss = rssKib(pid);
   EXPECT_LE(rss, baseRss + 20 * 1024) << "RSS grew from " << baseRss << " KiB to " << rss << " KiB";
   // Every call of a departed client was taken, and has been resolved (dropped or killed).
@@ -488,7 +488,7 @@ TEST_F(VialServe, SigtermFinishesRunningCallsAndExitsZero) {
   ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) {
     return s.running == 1 && s.queued == 1;
   })) << server.describe();
-  std::set<int> workers = liveChildrenOf(server.pid());
+  std::set<int> workers = liveGuardsOf(server.pid());
   ASSERT_EQ(workers.size(), 1u);
 
   auto t0 = Clock::now();
@@ -583,9 +583,9 @@ TEST_F(VialServe, ServerSigkillLeavesNoWorkers) {
   auto pending = client->run_async("while True: pass");
   ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) { return s.running == 1; }))
       << server.describe();
-  ASSERT_TRUE(eventually([&] { return liveChildrenOf(server.pid()).size() == 2; }, 10s))
+  ASSERT_TRUE(eventually([&] { return liveGuardsOf(server.pid()).size() == 2; }, 10s))
       << server.describe();
-  std::set<int> workers = liveChildrenOf(server.pid());
+  std::set<int> workers = liveChildrenOf(server.pid());  // the guards and the fork server
 
   server.sigkill();
   ASSERT_TRUE(server.exitStatus()) << server.describe();

@@ -93,8 +93,8 @@ int signalOfTemplateExit(int status) {
     sigemptyset(&only);
     sigaddset(&only, signal);
     sigprocmask(SIG_UNBLOCK, &only, nullptr);
-    raise(signal);
-    _exit(128 + signal);  // a signal whose default is not to terminate
+    kill(getpid(), signal);  // not raise(): a fork server's guard has a stale cached thread id
+    _exit(128 + signal);     // a signal whose default is not to terminate
   }
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }

@@ -24,6 +24,7 @@
 #include "protocol/wire.h"
 #include "protocol/write_tracking_stream.h"
 #include "worker/call_executor.h"
+#include "worker/fork_server.h"
 #include "worker/guard.h"
 #include "worker/interpreter.h"
 #include "worker/sandbox.h"
@@ -57,13 +58,14 @@ void forgetChannelInChild() {
   close(null);
 }
 
-int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxOptions) {
+// Serves the pool's channel (fd 3) with `interpreter` and `executor`, started in this process or
+// inherited from the fork server.
+int serveWith(Interpreter& interpreter, CallExecutor& executor, const SplitWorker& self,
+              const std::optional<SandboxOptions>& sandboxOptions) {
   auto claims = CallClaims::adopt(CallClaims::kWorkerFd);
-  Interpreter interpreter;
   // In libc, not in Python (os.register_at_fork): it runs for every fork() of this process,
   // ctypes' included, and no Python code can undo it by patching os.dup2.
   pthread_atfork(nullptr, nullptr, forgetChannelInChild);
-  CallExecutor executor(interpreter);
   std::optional<Sandbox> sandbox;
   if (sandboxOptions) sandbox.emplace(*sandboxOptions, self.sandboxError, executor);
   auto io = kj::setupAsyncIo();
@@ -75,6 +77,12 @@ int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxO
                                        sandbox ? &*sandbox : nullptr));
   network.onDisconnect().wait(io.waitScope);
   return 0;
+}
+
+int serve(const SplitWorker& self, const std::optional<SandboxOptions>& sandboxOptions) {
+  Interpreter interpreter;
+  CallExecutor executor(interpreter);
+  return serveWith(interpreter, executor, self, sandboxOptions);
 }
 
 }  // namespace
@@ -89,6 +97,21 @@ int main(int argc, char** argv) {
                  "not by hand.\n");
     return 2;
   }
+  pid_t host = std::atoi(argv[2]);
+  if (argc == 4 && std::strcmp(argv[3], "--fork-server") == 0) {
+    if (getppid() != host) _exit(0);
+    try {
+      vial::worker::serveForks(
+          host, [](vial::worker::Interpreter& interpreter, vial::worker::CallExecutor& executor,
+                   const vial::worker::SplitWorker& self) {
+            return vial::worker::serveWith(interpreter, executor, self, std::nullopt);
+          });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "vial-worker --fork-server: %s\n", e.what());
+    }
+    std::fflush(nullptr);
+    _exit(1);
+  }
   std::optional<vial::SandboxOptions> sandbox;
   try {
     sandbox = vial::parseSandboxWorkerArgs(std::vector<std::string>(argv + 3, argv + argc));
@@ -96,7 +119,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vial-worker: %s\n", e.what());
     return 2;
   }
-  pid_t host = std::atoi(argv[2]);
   if (getppid() != host) _exit(0);
   // Returns in the worker; the guard stays behind.
   vial::worker::SplitWorker self = vial::worker::splitOffGuard(host, sandbox.has_value());

@@ -74,6 +74,18 @@ inline std::set<pid_t> liveChildrenOf(pid_t parent) {
   return children;
 }
 
+/// The live children of `parent` that guard a worker ("vial-guard"): one per worker. A pool's
+/// other child, its fork server ("vial-forksrv", pool/fork_server.h), is not among them.
+inline std::set<pid_t> liveGuardsOf(pid_t parent) {
+  std::set<pid_t> guards;
+  for (pid_t pid : liveChildrenOf(parent)) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "vial-guard") guards.insert(pid);
+  }
+  return guards;
+}
+
 /// How many fds `pid` has open.
 inline std::size_t openFds(pid_t pid) {
   std::size_t n = 0;

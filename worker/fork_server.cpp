@@ -1,0 +1,95 @@
+#include "worker/fork_server.h"
+
+#include <Python.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+
+#include "protocol/call_claims.h"
+#include "util/fd_passing.h"
+
+namespace vial::worker {
+
+namespace {
+
+constexpr int kControlFd = 3;
+constexpr char kForkRequest = 'w';  // pool/fork_server.cpp sends the same
+
+// Forks this process as a sibling: the child's parent is this process's parent, the pool, so
+// that the pool reaps it as it reaps an exec'd worker. Python's fork hooks run around it (the
+// child reseeds `random`, resets its locks), as for os.fork(). A raw clone: glibc's cached
+// thread id is stale in the child, which therefore uses neither raise() nor pthread calls (the
+// guard uses plain system calls; the worker it forks gets a fresh one from glibc's fork()).
+pid_t forkSibling() {
+  Gil gil;
+  PyOS_BeforeFork();
+  pid_t pid =
+      static_cast<pid_t>(syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, nullptr, nullptr, 0));
+  int error = errno;
+  if (pid == 0)
+    PyOS_AfterFork_Child();
+  else
+    PyOS_AfterFork_Parent();
+  errno = error;
+  return pid;
+}
+
+// In the forked process: puts the descriptors where an exec'd worker has them
+// (pool/worker_launch.h), as the pool's launch does, then splits into guard and worker; runs
+// `worker` in the worker.
+[[noreturn]] void becomeWorker(pid_t hostPid, const int (&fds)[3], Interpreter& interpreter,
+                               CallExecutor& executor, const ForkedWorkerMain& worker) {
+  // Above fd 9 first, so that the dup2()s below never overwrite one another.
+  int channel = fcntl(fds[0], F_DUPFD_CLOEXEC, 10);
+  int output = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
+  int page = fcntl(fds[2], F_DUPFD_CLOEXEC, 10);
+  if (channel < 0 || output < 0 || page < 0) _exit(126);
+  setsid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  dup2(output, 1);
+  dup2(output, 2);
+  dup2(channel, kControlFd);  // the worker's channel takes the place of the server's socket
+  dup2(page, CallClaims::kWorkerFd);
+  syscall(SYS_close_range, 5U, ~0U, 0U);
+  SplitWorker self = splitOffGuard(hostPid, false);  // returns in the worker only
+  prctl(PR_SET_NAME, "vial-worker");                 // as an exec'd one is named
+  int code = 1;
+  try {
+    code = worker(interpreter, executor, self);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vial-worker: %s\n", e.what());
+  }
+  std::fflush(nullptr);
+  _exit(code);
+}
+
+}  // namespace
+
+void serveForks(pid_t hostPid, const ForkedWorkerMain& worker) {
+  prctl(PR_SET_NAME, "vial-forksrv");
+  Interpreter interpreter;
+  CallExecutor executor(interpreter);
+  const std::int32_t ready = 0;
+  if (send(kControlFd, &ready, sizeof ready, MSG_NOSIGNAL) != sizeof ready) _exit(0);
+  for (;;) {
+    char request = 0;
+    int fds[3] = {-1, -1, -1};
+    if (!util::receiveFds(kControlFd, request, fds) || request != kForkRequest) _exit(0);
+    pid_t guard = forkSibling();
+    if (guard == 0) becomeWorker(hostPid, fds, interpreter, executor, worker);
+    std::int32_t answer = guard > 0 ? guard : -errno;
+    for (int fd : fds) close(fd);
+    if (send(kControlFd, &answer, sizeof answer, MSG_NOSIGNAL) != sizeof answer) _exit(0);
+  }
+}
+
+}  // namespace vial::worker
