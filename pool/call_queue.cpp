@@ -33,9 +33,14 @@ void CallQueue::pushBack(Call call) {
   ++size_;
 }
 
-void CallQueue::pushFront(Call call) {
+void CallQueue::pushFront(Call call, bool keepTurn) {
   auto& fifo = groups_[call.group];
-  if (fifo.empty()) rotation_.push_front(call.group);
+  if (fifo.empty()) {
+    if (keepTurn)
+      rotation_.push_front(call.group);
+    else
+      rotation_.push_back(call.group);
+  }
   fifo.push_front(std::move(call));
   ++size_;
 }

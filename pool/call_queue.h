@@ -41,7 +41,9 @@ class CallQueue {
   /// other call waiting is served next (were it served last, a call taken back again and again
   /// from behind a slow call could wait for ever).
   void pushBack(Call call);
-  void pushFront(Call call);
+  /// `keepTurn` false: a group with no other call waiting waits for its turn like any other
+  /// (calls taken back from a busy worker to make room for a client that has nothing running).
+  void pushFront(Call call, bool keepTurn = true);
 
   /// The next call: the head of the group whose turn it is; that group then waits for the
   /// others' turn. Requires !empty().

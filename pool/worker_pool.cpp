@@ -153,7 +153,7 @@ void WorkerPool::publish() {
 
 // ---- the queue ------------------------------------------------------------------------------
 
-void WorkerPool::enqueue(Call call, bool atFront) {
+void WorkerPool::enqueue(Call call, bool atFront, bool keepTurn) {
   if (auto startBy = call.startBy) {
     // Armed anew each time the call is queued (a call sent to a worker that died before it
     // started is queued again): the limit is on the wait before it starts, from submission.
@@ -168,7 +168,7 @@ void WorkerPool::enqueue(Call call, bool atFront) {
                 }));
   }
   if (atFront)
-    queue_.pushFront(std::move(call));
+    queue_.pushFront(std::move(call), keepTurn);
   else
     queue_.pushBack(std::move(call));
 }
@@ -236,9 +236,10 @@ void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
       }
       // Running (a call sent ahead that could not be taken back has started: the answers
       // before it are on their way, and it is first by the time the worker's death settles).
-      kill(*w, {"its call was cancelled", id,
-                Cancelled{"cancelled by the caller while running; worker " +
-                          std::to_string(w->pid()) + " was killed"}});
+      killFor(*w, i,
+              {"its call was cancelled", id,
+               Cancelled{"cancelled by the caller while running; worker " +
+                         std::to_string(w->pid()) + " was killed"}});
       return;
     }
   }
@@ -246,14 +247,20 @@ void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
 
 void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
                              bool letRunningFinish) {
-  // Its calls sent ahead and not started are as good as queued: back to the queue first.
+  // Its calls sent ahead and not started are as good as queued: back to the queue first. A dying
+  // worker gives nothing back (its death puts them back in the queue once it settles, unless
+  // they are resolved by then): they are cancelled where they are, as cancel() does.
   for (auto& w : workers_) {
     auto& calls = w->inFlight();
-    for (std::size_t i = 1; i < calls.size(); ++i)
-      if (calls[i].group == group) {
-        requeueFrom(*w, i);
-        break;
+    for (std::size_t i = 1; i < calls.size(); ++i) {
+      if (calls[i].group != group) continue;
+      if (w->state() == WorkerState::Dying) {
+        calls[i].resolveOnce(Cancelled{reason});
+        continue;
       }
+      requeueFrom(*w, i);
+      break;
+    }
   }
   for (auto& call : queue_.takeGroup(group)) {
     queueDeadlines_.erase(call.id);
@@ -278,13 +285,28 @@ bool WorkerPool::takeBackSentAhead(std::uint64_t id) {
   return false;
 }
 
-bool WorkerPool::requeueFrom(WorkerSlot& worker, std::size_t index) {
+bool WorkerPool::requeueFrom(WorkerSlot& worker, std::size_t index, bool keepTurn) {
   if (index == 0) return false;
   std::uint64_t id = worker.inFlight()[index].id;
   std::vector<Call> back = worker.takeBack(index - 1);
   bool took = !back.empty() && back.front().id == id;
-  for (std::size_t i = back.size(); i-- > 0;) enqueue(std::move(back[i]), true);
+  for (std::size_t i = back.size(); i-- > 0;) enqueue(std::move(back[i]), true, keepTurn);
   return took;
+}
+
+// A client whose turn it is has nothing running or sent ahead anywhere, and no worker can take
+// its call: the worker with the most calls of other clients sent ahead gives them back (without
+// their turn), so that the client's call runs next there rather than behind all of them.
+void WorkerPool::makeRoomFor(std::uint64_t group) {
+  WorkerSlot* donor = nullptr;
+  for (auto& w : workers_) {
+    if (w->state() == WorkerState::Dying) continue;
+    for (const Call& call : w->inFlight())
+      if (call.group == group) return;  // it has calls running or sent ahead
+    if (w->inFlight().size() > 1 && (!donor || w->inFlight().size() > donor->inFlight().size()))
+      donor = w.get();
+  }
+  if (donor) requeueFrom(*donor, 1, false);
 }
 
 void WorkerPool::dispatchQueued() {
@@ -292,7 +314,10 @@ void WorkerPool::dispatchQueued() {
   for (std::size_t round = 0; round <= workers_.size(); ++round) {
     while (!queue_.empty()) {
       auto chosen = policy_.workerForNextCall(views(), queue_.nextGroup());
-      if (!chosen) break;
+      if (!chosen) {
+        makeRoomFor(queue_.nextGroup());
+        break;
+      }
       Call next = queue_.popNext();
       // Sent ahead to a busy worker, it is still waiting: its queue_timeout stays armed.
       if (workers_[*chosen]->inFlight().empty()) queueDeadlines_.erase(next.id);
@@ -407,8 +432,12 @@ void WorkerPool::armFirstCallTimer(WorkerSlot& worker) {
 void WorkerPool::onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outcome) {
   auto done = worker.takeAnswered(callId);
   if (!done) {
+    // A call taken back has run after all (the code wrote over the page), or the worker broke
+    // the order of answers: the pool no longer knows what it runs, and the "revoked" answer it
+    // waits for would never come (fenced for ever). Its death settles what it holds.
     log().error("worker {} answered call {} out of order; dropping the answer", worker.pid(),
                 callId);
+    kill(worker, {"it answered a call out of order"});
     return;
   }
   if (!queueDeadlines_.empty()) queueDeadlines_.erase(callId);  // it was sent ahead
@@ -437,7 +466,24 @@ void WorkerPool::onTimeout(WorkerSlot& worker, std::uint64_t callId, double limi
   if (worker.inFlight().empty() || worker.inFlight().front().id != callId) return;
   int pid = worker.pid();
   log().warn("worker {} killed: call ran past its proc_timeout of {} s", pid, limit);
-  kill(worker, {"proc_timeout", callId, Timeout{limit, pid, false}});
+  killFor(worker, 0, {"proc_timeout", callId, Timeout{limit, pid, false}});
+}
+
+void WorkerPool::killFor(WorkerSlot& worker, std::size_t index, KillReason why) {
+  std::uint32_t sequence = worker.inFlight()[index].sequence;
+  // Nothing after the call may start before the kill lands.
+  if (index + 1 < worker.inFlight().size() && requeueFrom(worker, index + 1)) dispatchQueued();
+  std::optional<std::uint32_t> started = worker.handle().claims().started();
+  if (!started || !CallClaims::after(*started, sequence)) return kill(worker, std::move(why));
+  // The worker has answered the call and started the next one: the answer is on its way (it is
+  // written before the next call starts). Should it not come (the code may have written over
+  // the page), the kill goes ahead.
+  WorkerSlot* w = &worker;  // the continuation is the slot's: it cannot outlive it
+  std::uint64_t id = why.callId;
+  worker.watch(timer_.afterDelay(kAnswerGrace).then([this, w, id, why = std::move(why)]() mutable {
+    for (const Call& call : w->inFlight())
+      if (call.id == id) return kill(*w, std::move(why));
+  }));
 }
 
 // ---- workers coming -------------------------------------------------------------------------

@@ -62,6 +62,9 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   /// How long a dead worker's connection may stay open, or a worker that closed its connection
   /// may stay alive, before the pool stops waiting for the other half of its death.
   static constexpr kj::Duration kDeathGrace = 1 * kj::SECONDS;
+  /// How long the answer of a call the worker has gone past (its page says it started the next)
+  /// may take before a kill meant for that call goes ahead anyway.
+  static constexpr kj::Duration kAnswerGrace = 1 * kj::SECONDS;
 
   WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions options,
              PoolStatsRecorder& stats);
@@ -70,7 +73,7 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   kj::TaskSet::ErrorHandler& errors() { return *this; }
 
   // Calls.
-  void enqueue(Call call, bool atFront);
+  void enqueue(Call call, bool atFront, bool keepTurn = true);
   std::optional<Call> takeQueued(std::uint64_t id);
   void onQueueTimeout(std::uint64_t id, double limit);
   void failQueued(const std::function<Outcome()>& outcome);
@@ -83,7 +86,8 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   bool takeBackSentAhead(std::uint64_t id);
   /// Takes back the calls of `worker` from `index` (> 0) on that have not started, into the
   /// front of the queue in order; true when the one at `index` was among them.
-  bool requeueFrom(WorkerSlot& worker, std::size_t index);
+  bool requeueFrom(WorkerSlot& worker, std::size_t index, bool keepTurn = true);
+  void makeRoomFor(std::uint64_t group);
   void watchSlowCalls();
   void takeBackFromSlow();
   void dispatch(WorkerSlot& worker, Call call);
@@ -91,6 +95,11 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   void onReply(WorkerSlot& worker, std::uint64_t callId, Outcome outcome);
   void onRevoked(WorkerSlot& worker, std::uint64_t callId);
   void onTimeout(WorkerSlot& worker, std::uint64_t callId, double limit);
+  /// Kills `worker` for its call at `index` (why.callId: its proc_timeout, its cancellation),
+  /// and for that call only: the calls after it go back to the queue first, and a worker that
+  /// has gone past it (answered it, started the next) is killed only if the answer does not come
+  /// within kAnswerGrace.
+  void killFor(WorkerSlot& worker, std::size_t index, KillReason why);
 
   // Workers coming.
   void startWorkers();

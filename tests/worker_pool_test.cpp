@@ -78,15 +78,20 @@ struct FakeProcess {
     startNext();
   }
 
-  // Dies (with everything it started): its connection ends, then its exit is known.
-  void die(int signal) {
-    if (dead) return;
-    dead = true;
+  // Its connection ends (every call unanswered fails DISCONNECTED); its exit is not known yet.
+  void closeConnection() {
     for (auto& run : runs)
       run.finish->reject(kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
                                        kj::str("worker died")));
     runs.clear();
-    disconnect->fulfill();
+    if (disconnect->isWaiting()) disconnect->fulfill();
+  }
+
+  // Dies (with everything it started): its connection ends, then its exit is known.
+  void die(int signal) {
+    if (dead) return;
+    dead = true;
+    closeConnection();
     exit->fulfill(ExitStatus{std::nullopt, signal});
   }
 };
@@ -839,6 +844,143 @@ TEST_F(WorkerPoolTest, AWorkerThatGivesBackACallNobodyTookBackIsReplaced) {
   worker(1).finishCall();
   turn();
   EXPECT_EQ(okValue(b), "b");
+}
+
+// A worker that crashed is Dying until its death settles (its connection ended; its exit is
+// not known yet). A client that goes away meanwhile takes its calls sent ahead to that worker
+// with it: they never started, and are cancelled, not run on the replacement.
+TEST_F(WorkerPoolTest, CancellingAGroupCancelsItsCallsSentAheadToADyingWorker) {
+  start(fixed(1));
+  auto a = submit("a", {}, 1);
+  auto b = submit("b", {}, 1);
+  auto c = submit("c", {}, 1);
+  EXPECT_EQ(worker(0).received.size(), 3u);
+  worker(0).closeConnection();  // it crashed running a (the running call is let finish)
+  turn();
+  pool_->cancelGroup(1, "the client disconnected", true);
+  turn();
+  worker(0).die(SIGSEGV);
+  turn();
+  ASSERT_NE(outcome(a).get_if<WorkerCrashed>(), nullptr) << outcome(a).describe();
+  for (auto call : {b, c}) {
+    ASSERT_TRUE(resolved(call)) << "a call of the cancelled group waits to run";
+    EXPECT_NE(outcome(call).get_if<Cancelled>(), nullptr) << outcome(call).describe();
+  }
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_TRUE(worker(1).received.empty()) << "a cancelled call ran on the replacement";
+}
+
+// The worker finished call "a" and started "b", the call sent ahead, before the pool read a's
+// answer. Cancelling "a" now must not kill the worker: the kill would hit "b", a call nobody
+// cancelled, which then fails as a crash.
+TEST_F(WorkerPoolTest, CancellingACallThatHasJustFinishedDoesNotKillTheNextCall) {
+  start(fixed(1));
+  auto a = submit("a", {}, 0, 801);
+  auto b = submit("b", {}, 0, 802);
+  worker(0).finishCall();  // a's answer is on its way; b has started
+  ASSERT_EQ(worker(0).started(), 2u);
+  pool_->cancel(801);
+  turn();
+  EXPECT_TRUE(outcome(a).ok()) << outcome(a).describe();
+  EXPECT_FALSE(worker(0).killed) << "the worker was killed for a call it had finished";
+  if (resolved(b)) {
+    ADD_FAILURE() << "b, which nobody cancelled, resolved: " << outcome(b).describe();
+  } else {
+    worker(0).finishCall();
+    turn();
+    EXPECT_EQ(okValue(b), "b");
+  }
+}
+
+// The same race with proc_timeout: "a" finishes just as its limit passes, and "b" has started.
+// (A limit below two looks of the slow-call watch: a longer call gives back "b" first.)
+TEST_F(WorkerPoolTest, AProcTimeoutThatFiresAsTheCallFinishesDoesNotKillTheNextCall) {
+  PoolOptions o = fixed(1);
+  o.proc_timeout = 0.008;
+  start(o);
+  auto a = submit("a");
+  auto b = submit("b");
+  advance(7999 * kj::MICROSECONDS);
+  // a's limit passes (the pool's loop has the timer's event) as the worker answers a and
+  // starts b: the pool handles the timer before it reads a's answer.
+  timer_.advanceTo(timer_.now() + 1 * kj::MICROSECONDS);
+  worker(0).finishCall();
+  ASSERT_EQ(worker(0).started(), 2u);
+  turn();
+  EXPECT_TRUE(outcome(a).ok()) << outcome(a).describe();
+  EXPECT_FALSE(worker(0).killed) << "the worker was killed for a call it had finished";
+  if (resolved(b)) {
+    ADD_FAILURE() << "b, which nobody cancelled and which ran within its limit, resolved: "
+                  << outcome(b).describe();
+  } else {
+    worker(0).finishCall();
+    turn();
+    EXPECT_EQ(okValue(b), "b");
+  }
+}
+
+// The code writes over the page to say the worker has gone past its call: the kill for its
+// proc_timeout waits for the answer a moment (kAnswerGrace), then goes ahead.
+TEST_F(WorkerPoolTest, APageWrittenOverDoesNotEscapeProcTimeout) {
+  PoolOptions o = fixed(1);
+  o.proc_timeout = 0.008;
+  start(o);
+  auto a = submit("a");
+  submit("b");
+  worker(0).claims.claim(2);  // as the code could, from inside the worker, while a runs
+  advance(8 * kj::MILLISECONDS);
+  EXPECT_FALSE(worker(0).killed);
+  advance(1 * kj::SECONDS);
+  EXPECT_TRUE(worker(0).killed) << "the call ran past its proc_timeout for good";
+  const Timeout* t = outcome(a).get_if<Timeout>();
+  ASSERT_NE(t, nullptr) << outcome(a).describe();
+  ASSERT_EQ(spawner_.processes.size(), 2u);
+  EXPECT_EQ(worker(1).received, (std::vector<std::string>{"b"}));
+}
+
+// Code that writes over the page raises the limit again after the pool took calls back: the
+// worker runs a call taken back (which also runs elsewhere: the page is the code's to break) and
+// answers it, where the pool waited for "revoked". The pool must not wait for ever: it replaces
+// the worker, and the calls waiting are served.
+TEST_F(WorkerPoolTest, AWorkerThatRunsACallTakenBackIsReplacedNotFencedForever) {
+  start(fixed(1));
+  auto a = submit("a");
+  auto b = submit("b");
+  advance(2 * kSlowCall + 1 * kj::MILLISECONDS);  // a is slow: b is taken back
+  ASSERT_EQ(stats().queued, 1u);
+  worker(0).claims.allow(2);  // as the code could, from inside the worker
+  worker(0).finishCall();     // a answers; b starts here anyway
+  turn();
+  EXPECT_TRUE(outcome(a).ok());
+  worker(0).finishCall();  // b answers with an outcome, not "revoked"
+  turn();
+  auto c = submit("c");
+  for (int i = 0; i < 4; ++i) {
+    for (auto& w : spawner_.processes)
+      if (!w->dead && !w->runs.empty() && w->runs.front().started) w->finishCall();
+    turn();
+  }
+  EXPECT_TRUE(worker(0).killed) << "the worker that ran a call taken back still serves";
+  EXPECT_TRUE(resolved(b)) << "b waits for ever";
+  EXPECT_TRUE(resolved(c)) << "c waits for ever";
+}
+
+// Round-robin between clients holds when their calls are quick too: a flood of calls that each
+// take under kSlowCall (the slow-call watch never fires) fills the worker with calls sent ahead;
+// another client's one call is served after about one flood call, as with one call at a time,
+// not after every call sent ahead before it came.
+TEST_F(WorkerPoolTest, AClientsCallIsNotQueuedBehindAnotherClientsQuickCallsSentAhead) {
+  start(fixed(1));
+  for (int i = 0; i < 30; ++i) submit("flood", {}, 1);
+  auto trickle = submit("trickle", {}, 2);
+  int finished = 0;
+  for (; finished < 30 && !resolved(trickle); ++finished) {
+    advance(1 * kj::MILLISECONDS);
+    worker(0).finishCall();
+    turn();
+  }
+  EXPECT_TRUE(resolved(trickle)) << "the trickle waited for the whole flood";
+  EXPECT_LE(finished, 3) << "the trickle waited behind " << finished << " flood calls";
 }
 
 TEST_F(WorkerPoolTest, ShutdownWithNothingRunningEndsAtOnce) {
