@@ -144,7 +144,7 @@ void WorkerPool::publish() {
     ++now.live;
     WorkerView view = w->view();
     if (view.state == WorkerState::Starting) ++now.starting;
-    if (view.serving()) ++(view.inFlight == 0 ? now.idle : now.busy);
+    if (view.serving()) ++(view.inFlight == 0 && !view.fenced ? now.idle : now.busy);
   }
   workload_ = now;
   stats_.publish(now);
