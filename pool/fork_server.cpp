@@ -42,9 +42,18 @@ ForkServer::ForkServer(kj::AsyncIoContext& io, const SpawnOptions& options) {
   util::UniqueFd outputRead(ends[0]);
   util::UniqueFd outputWrite(ends[1]);
   util::UniqueFd noPage(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  std::vector<std::string> args = workerArguments(options, getpid());
+  // The server keeps this process's identity and each forked worker drops to its own (--uid,
+  // --gid): a worker's code, running as the workers' user, can then neither signal the server
+  // nor trace it, nor write its memory (which every later worker would inherit).
+  const WorkerIdentity identity = workerIdentity(options);
+  SpawnOptions serverOptions = options;
+  serverOptions.user_id.reset();
+  serverOptions.group_id.reset();
+  std::vector<std::string> args = workerArguments(serverOptions, getpid());
   args.push_back("--fork-server");
-  pid_ = launchWorker(options, args, {serverEnd.get(), outputWrite.get(), noPage.get()});
+  if (identity.uid >= 0) args.insert(args.end(), {"--uid", std::to_string(identity.uid)});
+  if (identity.gid >= 0) args.insert(args.end(), {"--gid", std::to_string(identity.gid)});
+  pid_ = launchWorker(serverOptions, args, {serverEnd.get(), outputWrite.get(), noPage.get()});
   // Only the server holds its ends now: its exit is the end of the socket here.
   serverEnd.reset();
   outputWrite.reset();

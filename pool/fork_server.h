@@ -1,5 +1,7 @@
 // A pool's fork server: one `vial-worker --fork-server` process, started like a worker (the same
-// executable, environment, directory and identity), whose CPython is initialised once. Each new
+// executable, environment and directory; the host's identity, not PoolOptions::user_id/group_id:
+// each forked worker drops to those itself, so a worker's code cannot signal or trace the
+// server), whose CPython is initialised once. Each new
 // worker is then forked from it in about a millisecond instead of an exec and an interpreter
 // start (tens of milliseconds): growth, replacements after a timeout or a crash, recycling.
 //

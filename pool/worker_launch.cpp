@@ -55,6 +55,22 @@ long primaryGroupOf(uid_t uid) {
   return static_cast<long>(found->pw_gid);
 }
 
+}  // namespace
+
+WorkerIdentity workerIdentity(const SpawnOptions& options) {
+  if ((options.user_id || options.group_id) && geteuid() != 0)
+    throw std::runtime_error("user_id/group_id need the host to run as root (it runs as uid " +
+                             std::to_string(geteuid()) + ")");
+  WorkerIdentity identity;
+  if (options.user_id) identity.uid = static_cast<long>(*options.user_id);
+  if (options.group_id) identity.gid = static_cast<long>(*options.group_id);
+  if (identity.uid >= 0 && identity.gid < 0)
+    identity.gid = primaryGroupOf(static_cast<uid_t>(identity.uid));
+  return identity;
+}
+
+namespace {
+
 bp::environment workerEnvironment(const SpawnOptions& options) {
   bp::environment env;
   if (options.inherit_environment) {
@@ -76,14 +92,9 @@ pid_t launchWorker(const SpawnOptions& options, const std::vector<std::string>& 
   if (!options.working_directory.empty() && access(options.working_directory.c_str(), X_OK) != 0)
     throw std::runtime_error("cannot start a worker in '" + options.working_directory +
                              "': " + strerror(errno));
-  bool dropPrivileges = options.user_id || options.group_id;
-  if (dropPrivileges && geteuid() != 0)
-    throw std::runtime_error("user_id/group_id need the host to run as root (it runs as uid " +
-                             std::to_string(geteuid()) + ")");
-  const long uid = options.user_id ? static_cast<long>(*options.user_id) : -1;
-  // A user without a group takes the user's primary group, never the host's (root's) one.
-  long gid = options.group_id ? static_cast<long>(*options.group_id) : -1;
-  if (uid >= 0 && gid < 0) gid = primaryGroupOf(static_cast<uid_t>(uid));
+  const WorkerIdentity identity = workerIdentity(options);
+  const long uid = identity.uid;
+  const long gid = identity.gid;
 
   // The child's ends moved above fd 9, so that the dup2()s onto 1, 2 and 3 in the child never
   // overwrite one another (a host that closed its stdio gets fds 0-2 from socketpair).

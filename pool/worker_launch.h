@@ -29,6 +29,15 @@ struct SpawnOptions {
 /// profile in its argument form (protocol/sandbox_args.h), if the sandbox is on.
 std::vector<std::string> workerArguments(const SpawnOptions& options, pid_t parentPid);
 
+/// The identity a worker runs as: options.user_id/group_id, a user without a group taking its
+/// primary group (never the host's); -1 where it stays the host's. Throws std::runtime_error
+/// when it must change and cannot: the host is not root, or the user has no database entry.
+struct WorkerIdentity {
+  long uid = -1;
+  long gid = -1;
+};
+WorkerIdentity workerIdentity(const SpawnOptions& options);
+
 /// The descriptors a started process gets: fd 3 (`channel`), fds 1 and 2 (`output`), fd 4
 /// (`page`). Stdin is /dev/null; no other descriptor is inherited.
 struct LaunchFds {

@@ -748,6 +748,88 @@ TEST_F(Containment, WhatACallLeavesRunningNeverMeetsTheNextCall) {
       << testing::describe(serve.net().processes());
 }
 
+// Found by review: the fork server ran as the workers' user (--user), so a worker's code could
+// stop it (every fork request then held the server's loop for 2 s plus 2 s of waiting for it to
+// exit, and a new server's start for 10 s, up to three times), kill it, or write its memory
+// through /proc (and so run its own code in every worker forked after it, other clients' calls
+// included). The server keeps the host's identity now; each forked worker drops to the user.
+TEST_F(Containment, AWorkersCodeCannotSignalOrWriteItsForkServer) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to drop workers to another user";
+  ServerInNet serve({"--user", "65534"});
+  if (!serve.started()) GTEST_SKIP() << serve.whyNot();
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto client = serve.connect();
+  // /proc is the test's (host numbering); os.kill() takes the net's numbers (NSpid's last).
+  Result probe = client
+                     ->run_async(R"PY(
+import os, signal
+def stat(p):
+    with open('/proc/%d/stat' % p) as f:
+        return f.read().rsplit(')', 1)[1].split()
+def ns_pid(p):
+    with open('/proc/%d/status' % p) as f:
+        for line in f:
+            if line.startswith('NSpid:'):
+                return int(line.split()[-1])
+me = int(os.readlink('/proc/self'))
+pool = int(stat(int(stat(me)[1]))[1])
+server = 0
+for d in os.listdir('/proc'):
+    if not d.isdigit():
+        continue
+    try:
+        with open('/proc/%s/comm' % d) as f:
+            if f.read().strip() == 'vial-forksrv' and int(stat(int(d))[1]) == pool:
+                server = int(d)
+    except (OSError, IndexError):
+        pass
+found = {'server': server, 'mem': '', 'stop': ''}
+if server:
+    try:
+        open('/proc/%d/mem' % server, 'r+b').close()
+        found['mem'] = 'writable'
+    except OSError as e:
+        found['mem'] = type(e).__name__
+    try:
+        os.kill(ns_pid(server), signal.SIGSTOP)
+        found['stop'] = 'stopped'
+    except OSError as e:
+        found['stop'] = type(e).__name__
+_return(found)
+)PY")
+                     .get();
+  ASSERT_TRUE(probe.ok()) << probe.describe();
+  std::int64_t server = 0;
+  std::string mem, stop;
+  for (const auto& [key, value] : probe.values().at(0).as<Dict>()) {
+    if (key == "server") server = value.as<std::int64_t>();
+    if (key == "mem") mem = value.as<std::string>();
+    if (key == "stop") stop = value.as<std::string>();
+  }
+  ASSERT_GT(server, 0) << "the probe found no fork server beside its guard"
+                       << testing::describe(serve.net().processes());
+  EXPECT_EQ(mem, "PermissionError") << "the code could open the fork server's memory to write";
+  EXPECT_EQ(stop, "PermissionError") << "the code could stop the fork server";
+  // The worker dies; its replacement is asked of the fork server (stopped, if the probe could).
+  auto started = std::chrono::steady_clock::now();
+  Result crash = client->run_async("import os\nos._exit(3)").get();
+  EXPECT_NE(crash.get_if<WorkerCrashed>(), nullptr) << crash.describe();
+  Result next = client->run_async("_return(1)").get();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_TRUE(next.ok()) << next.describe();
+  EXPECT_LT(seconds, 3) << "the server's loop waited for a fork server the code had stopped";
+  // The forked worker is the user's as an exec'd one is: its /proc entries its own.
+  Result own = client
+                   ->run_async(
+                       "import os\nopen('/proc/self/environ', 'rb').read()\n"
+                       "_return([os.getuid(), os.getgid(), os.getgroups()])")
+                   .get();
+  EXPECT_EQ(own.ok() ? own.values().at(0) : Value(), Value(List{65534, 65534, List{}}))
+      << own.describe();
+  kill(static_cast<pid_t>(server), SIGCONT);
+}
+
 // The net itself: its cgroup caps the number of processes, so a fork bomb in a probe stays small.
 TEST_F(Containment, TheNetCapsTheNumberOfProcesses) {
   Net net(40);

@@ -46,8 +46,9 @@ pid_t forkSibling() {
 // In the forked process: puts the descriptors where an exec'd worker has them
 // (pool/worker_launch.h), as the pool's launch does, then splits into guard and worker; runs
 // `worker` in the worker.
-[[noreturn]] void becomeWorker(pid_t hostPid, const int (&fds)[3], Interpreter& interpreter,
-                               CallExecutor& executor, const ForkedWorkerMain& worker) {
+[[noreturn]] void becomeWorker(pid_t hostPid, ForkedIdentity identity, const int (&fds)[3],
+                               Interpreter& interpreter, CallExecutor& executor,
+                               const ForkedWorkerMain& worker) {
   // Above fd 9 first, so that the dup2()s below never overwrite one another.
   int channel = fcntl(fds[0], F_DUPFD_CLOEXEC, 10);
   int output = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
@@ -60,6 +61,17 @@ pid_t forkSibling() {
   dup2(channel, kControlFd);  // the worker's channel takes the place of the server's socket
   dup2(page, CallClaims::kWorkerFd);
   syscall(SYS_close_range, 5U, ~0U, 0U);
+  // The worker's identity, taken as launchWorker takes it before an exec (the server keeps the
+  // host's, out of the code's reach). Raw system calls: glibc's would use this process's stale
+  // thread id. A failure must not leave a worker running as the host's user.
+  if (identity.gid >= 0 && (syscall(SYS_setgroups, 0, nullptr) != 0 ||
+                            syscall(SYS_setresgid, identity.gid, identity.gid, identity.gid) != 0))
+    _exit(126);
+  if (identity.uid >= 0 && syscall(SYS_setresuid, identity.uid, identity.uid, identity.uid) != 0)
+    _exit(126);
+  // A change of identity makes a process non-dumpable (its /proc entries root's, even to
+  // itself); an exec'd worker is dumpable again after its exec, and so is this one.
+  if (identity.uid >= 0 || identity.gid >= 0) prctl(PR_SET_DUMPABLE, 1);
   SplitWorker self = splitOffGuard(hostPid, false);  // returns in the worker only
   prctl(PR_SET_NAME, "vial-worker");                 // as an exec'd one is named
   int code = 1;
@@ -74,7 +86,7 @@ pid_t forkSibling() {
 
 }  // namespace
 
-void serveForks(pid_t hostPid, const ForkedWorkerMain& worker) {
+void serveForks(pid_t hostPid, ForkedIdentity identity, const ForkedWorkerMain& worker) {
   prctl(PR_SET_NAME, "vial-forksrv");
   Interpreter interpreter;
   CallExecutor executor(interpreter);
@@ -85,7 +97,7 @@ void serveForks(pid_t hostPid, const ForkedWorkerMain& worker) {
     int fds[3] = {-1, -1, -1};
     if (!util::receiveFds(kControlFd, request, fds) || request != kForkRequest) _exit(0);
     pid_t guard = forkSibling();
-    if (guard == 0) becomeWorker(hostPid, fds, interpreter, executor, worker);
+    if (guard == 0) becomeWorker(hostPid, identity, fds, interpreter, executor, worker);
     std::int32_t answer = guard > 0 ? guard : -errno;
     for (int fd : fds) close(fd);
     if (send(kControlFd, &answer, sizeof answer, MSG_NOSIGNAL) != sizeof answer) _exit(0);

@@ -21,8 +21,15 @@ namespace vial::worker {
 /// returns its exit code.
 using ForkedWorkerMain = std::function<int(Interpreter&, CallExecutor&, const SplitWorker&)>;
 
+/// The identity each forked worker drops to before it splits off its guard (-1: the server's).
+struct ForkedIdentity {
+  long uid = -1;
+  long gid = -1;
+};
+
 /// Runs the fork server of the pool `hostPid`; never returns in the server (it exits when the
 /// pool closes fd 3). In a forked worker, runs `worker` and exits with its code.
-[[noreturn]] void serveForks(pid_t hostPid, const ForkedWorkerMain& worker);
+[[noreturn]] void serveForks(pid_t hostPid, ForkedIdentity identity,
+                             const ForkedWorkerMain& worker);
 
 }  // namespace vial::worker

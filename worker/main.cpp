@@ -98,12 +98,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   pid_t host = std::atoi(argv[2]);
-  if (argc == 4 && std::strcmp(argv[3], "--fork-server") == 0) {
+  if (argc >= 4 && std::strcmp(argv[3], "--fork-server") == 0) {
+    vial::worker::ForkedIdentity identity;  // --uid N, --gid N: what each forked worker drops to
+    for (int i = 4; i + 1 < argc; i += 2) {
+      if (std::strcmp(argv[i], "--uid") == 0) identity.uid = std::atol(argv[i + 1]);
+      if (std::strcmp(argv[i], "--gid") == 0) identity.gid = std::atol(argv[i + 1]);
+    }
     if (getppid() != host) _exit(0);
     try {
       vial::worker::serveForks(
-          host, [](vial::worker::Interpreter& interpreter, vial::worker::CallExecutor& executor,
-                   const vial::worker::SplitWorker& self) {
+          host, identity,
+          [](vial::worker::Interpreter& interpreter, vial::worker::CallExecutor& executor,
+             const vial::worker::SplitWorker& self) {
             return vial::worker::serveWith(interpreter, executor, self, std::nullopt);
           });
     } catch (const std::exception& e) {
