@@ -76,7 +76,9 @@ pid_t ForkServer::fork(LaunchFds fds) {
   const int passed[3] = {fds.channel, fds.output, fds.page};
   if (!util::sendFds(control_.get(), kForkRequest, passed))
     throw std::runtime_error(std::string("the fork server is gone: ") + strerror(errno));
+  requestPending_ = true;
   std::int32_t pid = answer(kAnswerBoundMs);
+  requestPending_ = false;
   if (pid <= 0) throw std::runtime_error("the fork server answered no pid");
   return pid;
 }
@@ -101,7 +103,12 @@ std::int32_t ForkServer::answer(int boundMs) {
 
 void ForkServer::stop() {
   if (pid_ <= 0) return;
-  control_.reset();  // the server reads the end of its socket and exits
+  // A server that left a request unanswered (stopped, hung) must not go on to fork a guard that
+  // no one would own: it is killed, not asked to leave.
+  if (requestPending_)
+    ::kill(pid_, SIGKILL);  // not reaped yet: still ours
+  else
+    control_.reset();  // the server reads the end of its socket and exits
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   int status = 0;
   pid_t got = 0;
@@ -114,8 +121,21 @@ void ForkServer::stop() {
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
   }
+  if (requestPending_) killLateGuard();
+  control_.reset();
   if (output_) output_->drainNow();
   pid_ = -1;
+}
+
+void ForkServer::killLateGuard() {
+  // It may have forked the guard between the answer's deadline and its death: the answer is in
+  // the socket then, and the guard (a child of this process, not reaped) is killed and reaped.
+  std::int32_t late = 0;
+  if (recv(control_.get(), &late, sizeof late, MSG_DONTWAIT) != sizeof late || late <= 0) return;
+  log().warn("fork server {} answered too late; killing the guard {} it forked", pid_, late);
+  ::kill(late, SIGKILL);
+  while (waitpid(late, nullptr, 0) < 0 && errno == EINTR) {
+  }
 }
 
 }  // namespace vial::pool

@@ -44,8 +44,11 @@ class ForkServer {
   // Reads the server's next answer within `boundMs`; throws what it says went wrong.
   std::int32_t answer(int boundMs);
   void stop();
+  // After a stop() with a request unanswered: kills the guard the server forked for it, if any.
+  void killLateGuard();
 
   pid_t pid_ = -1;
+  bool requestPending_ = false;  // a fork was asked and not answered (fork() threw)
   util::UniqueFd control_;
   kj::Own<WorkerOutput> output_;
 };

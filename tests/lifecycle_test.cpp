@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include "tests/support/process_probe.h"
 #include "tests/support/value_printer.h"
 #include "tests/support/worker_pid.h"
+#include "util/unique_fd.h"
 
 namespace vial {
 namespace {
@@ -488,21 +490,74 @@ TEST_F(LifecycleTest, AForkedWorkersDeathIsReportedWithItsCodeOrSignal) {
   }
 }
 
+// The live fork server ("vial-forksrv") among `parent`'s children, or 0.
+pid_t forkServerOf(pid_t parent) {
+  for (pid_t child : liveChildrenOf(parent)) {
+    std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "vial-forksrv") return child;
+  }
+  return 0;
+}
+
+// Every child of this process, zombies included.
+std::set<pid_t> allChildren() {
+  std::set<pid_t> children;
+  for (auto [pid, parent] : processesBelow(getpid()))
+    if (parent == getpid()) children.insert(pid);
+  return children;
+}
+
 // The fork server dies: the next workers are exec'd, and the pool goes on.
 TEST_F(LifecycleTest, APoolWhoseForkServerDiedStartsItsWorkersByExec) {
   Pool pool(sized(1, 1));
   ASSERT_TRUE(pool.wait_ready(10s));
-  pid_t server = 0;
-  for (pid_t child : liveChildrenOf(getpid())) {
-    std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
-    std::string name;
-    if (std::getline(comm, name) && name == "vial-forksrv") server = child;
-  }
+  pid_t server = forkServerOf(getpid());
   ASSERT_GT(server, 0) << "no fork server among this process's children";
   ASSERT_EQ(::kill(server, SIGKILL), 0);
   Result crash = pool.run_async("import os\nos._exit(3)").get();
   ASSERT_NE(crash.get_if<WorkerCrashed>(), nullptr) << crash.describe();
   EXPECT_EQ(only(pool, "_return(2)"), Value(2)) << "no worker after the fork server died";
+}
+
+// Found by review: a fork server that answered after the pool had given up on it (2 s; here it
+// is stopped, as a debugger or a machine swapping hard would hold it) still forked the worker's
+// guard when it went on: a child of this process that no one watched or reaped, left a zombie
+// after its pool was gone. A server that does not answer in time is now killed at once (no 2 s
+// more waiting for it to exit), and a guard it forked meanwhile is killed and reaped.
+TEST_F(LifecycleTest, AForkServerThatAnswersTooLateLeavesNoProcessBehind) {
+  const std::set<pid_t> before = allChildren();
+  {
+    Pool pool(sized(1, 1));
+    ASSERT_TRUE(pool.wait_ready(10s));
+    pid_t server = forkServerOf(getpid());
+    ASSERT_GT(server, 0) << "no fork server among this process's children";
+    util::UniqueFd serverFd(static_cast<int>(syscall(SYS_pidfd_open, server, 0)));
+    ASSERT_TRUE(serverFd) << std::strerror(errno);
+    ASSERT_EQ(::kill(server, SIGSTOP), 0);
+    // The replacement's fork request goes unanswered and the pool gives up after 2 s; woken
+    // at 3 s, the server finds the request still in its socket. (On a thread of its own: the
+    // pool's loop, blocked meanwhile, answers the crash late. A pidfd: the pid may be gone.)
+    std::thread waker([&serverFd, stopped = std::chrono::steady_clock::now()] {
+      std::this_thread::sleep_until(stopped + 3s);
+      syscall(SYS_pidfd_send_signal, serverFd.get(), SIGCONT, nullptr, 0);
+    });
+    Result crash = pool.run_async("import os\nos._exit(3)").get();
+    waker.join();
+    ASSERT_NE(crash.get_if<WorkerCrashed>(), nullptr) << crash.describe();
+    EXPECT_EQ(only(pool, "_return(2)"), Value(2));
+  }
+  std::set<pid_t> left;
+  EXPECT_TRUE(eventually(
+      [&] {
+        left.clear();
+        for (pid_t child : allChildren())
+          if (!before.count(child)) left.insert(child);
+        return left.empty();
+      },
+      5s))
+      << left.size() << " children (zombies included) outlived their pool, the first "
+      << (left.empty() ? 0 : *left.begin());
 }
 
 TEST_F(LifecycleTest, ShutdownWhileScalingResolvesEverythingAndLeavesNoProcess) {
