@@ -60,7 +60,7 @@ ForkServer::ForkServer(kj::AsyncIoContext& io, const SpawnOptions& options) {
   noPage.reset();
   output_ = kj::heap<WorkerOutput>(io, outputRead.release(), [pid = pid_]() { return pid; });
   try {
-    if (answer(kReadyBoundMs) != 0) throw std::runtime_error("it sent no ready signal");
+    if (answer(kReadyBoundMs) != 0) throw std::runtime_error("it sent no ready signal");  // -errno
   } catch (const std::exception& e) {
     stop();
     throw std::runtime_error(std::string("the fork server did not start: ") + e.what());
@@ -79,7 +79,8 @@ pid_t ForkServer::fork(LaunchFds fds) {
   requestPending_ = true;
   std::int32_t pid = answer(kAnswerBoundMs);
   requestPending_ = false;
-  if (pid <= 0) throw std::runtime_error("the fork server answered no pid");
+  if (pid < 0) throw ForkRefused(std::string("fork: ") + strerror(-pid));
+  if (pid == 0) throw std::runtime_error("the fork server answered no pid");
   return pid;
 }
 
@@ -96,7 +97,6 @@ std::int32_t ForkServer::answer(int boundMs) {
     ssize_t n = recv(control_.get(), &value, sizeof value, 0);
     if (n == 0) throw std::runtime_error("it exited (its output is logged above)");
     if (n != sizeof value) throw std::runtime_error(std::string("recv: ") + strerror(errno));
-    if (value < 0) throw std::runtime_error(std::string("fork: ") + strerror(-value));
     return value;
   }
 }

@@ -17,11 +17,20 @@
 #include <kj/async-io.h>
 #include <sys/types.h>
 
+#include <stdexcept>
+
 #include "pool/worker_launch.h"
 #include "pool/worker_output.h"
 #include "util/unique_fd.h"
 
 namespace vial::pool {
+
+/// The server is well but the system refused it the fork (a process limit reached, no memory):
+/// the worker cannot be started now, however it is started.
+class ForkRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class ForkServer {
  public:

@@ -24,7 +24,12 @@ kj::Own<WorkerHandle> ProcessSpawner::spawn() {
     if (spawn_.path.empty()) spawn_.path = resolveWorkerPath(workerPath_);
     if (ForkServer* server = forkServer()) {
       try {
-        return kj::heap<WorkerProcess>(io_, spawn_, server);
+        auto worker = kj::heap<WorkerProcess>(io_, spawn_, server);
+        forkServerFailures_ = 0;  // a server that works has a clean slate
+        return worker;
+      } catch (const ForkRefused& e) {
+        // Not the server's failure: an exec would be refused as well. The pool backs off.
+        throw std::runtime_error(std::string("cannot start a worker: ") + e.what());
       } catch (const std::exception& e) {
         forkServerFailed(e.what());
       }
