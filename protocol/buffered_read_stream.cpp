@@ -9,7 +9,7 @@ kj::Promise<size_t> BufferedReadStream::tryRead(void* buffer, size_t minBytes, s
   auto* out = static_cast<kj::byte*>(buffer);
   size_t ahead = end_ - begin_;
   size_t given = std::min(ahead, maxBytes);
-  std::memcpy(out, buffer_.begin() + begin_, given);
+  if (given > 0) std::memcpy(out, buffer_.begin() + begin_, given);  // `out` may be null for 0
   begin_ += given;
   if (given >= minBytes) return given;
   begin_ = end_ = 0;  // the buffer is empty now
@@ -23,7 +23,7 @@ kj::Promise<size_t> BufferedReadStream::tryRead(void* buffer, size_t minBytes, s
       .then([this, out, maxBytes, given](size_t n) {
         // Fewer than minBytes only at the end of the stream.
         size_t now = std::min(n, maxBytes);
-        std::memcpy(out, buffer_.begin(), now);
+        if (now > 0) std::memcpy(out, buffer_.begin(), now);
         begin_ = now;
         end_ = n;
         return given + now;

@@ -111,6 +111,18 @@ TEST_F(BufferedReadStreamTest, BytesSplitAcrossWritesStillMakeWholeMessages) {
   EXPECT_EQ(textOf(*message), std::string(3000, 'z'));
 }
 
+// Cap'n Proto reads an empty segment as zero bytes into no buffer (found by the pre-login fuzzer:
+// memcpy from or to a null pointer is undefined even for zero bytes).
+TEST_F(BufferedReadStreamTest, AZeroByteReadIntoNoBufferIsFine) {
+  EXPECT_EQ(reader_->tryRead(nullptr, 0, 0).wait(waitScope_), 0u);
+  auto frame = frameOf("after");
+  auto written = writer_->write(frame.asBytes().begin(), frame.asBytes().size())
+                     .eagerlyEvaluate(nullptr);
+  char first = 0;
+  EXPECT_EQ(reader_->tryRead(&first, 1, 1).wait(waitScope_), 1u);  // fills the read-ahead
+  EXPECT_EQ(reader_->tryRead(nullptr, 0, 0).wait(waitScope_), 0u);
+}
+
 TEST_F(BufferedReadStreamTest, TheEndOfTheStreamIsToldAfterWhatCameBefore) {
   auto frame = frameOf("last words");
   // In the background: an in-memory pipe's write waits for the reader.
