@@ -116,8 +116,8 @@ TEST_F(BufferedReadStreamTest, BytesSplitAcrossWritesStillMakeWholeMessages) {
 TEST_F(BufferedReadStreamTest, AZeroByteReadIntoNoBufferIsFine) {
   EXPECT_EQ(reader_->tryRead(nullptr, 0, 0).wait(waitScope_), 0u);
   auto frame = frameOf("after");
-  auto written = writer_->write(frame.asBytes().begin(), frame.asBytes().size())
-                     .eagerlyEvaluate(nullptr);
+  auto written =
+      writer_->write(frame.asBytes().begin(), frame.asBytes().size()).eagerlyEvaluate(nullptr);
   char first = 0;
   EXPECT_EQ(reader_->tryRead(&first, 1, 1).wait(waitScope_), 1u);  // fills the read-ahead
   EXPECT_EQ(reader_->tryRead(nullptr, 0, 0).wait(waitScope_), 0u);
