@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,9 +67,35 @@ ForkServer::ForkServer(kj::AsyncIoContext& io, const SpawnOptions& options) {
     throw std::runtime_error(std::string("the fork server did not start: ") + e.what());
   }
   log().info("fork server {} ready ({})", pid_, options.path);
+  pidfd_ = util::UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
+  if (pidfd_) {
+    exitObserver_ = kj::heap<kj::UnixEventPort::FdObserver>(
+        io.unixEventPort, pidfd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    exitWatch_ = exitObserver_->whenBecomesReadable()
+                     .then([this]() { onExit(); })
+                     .eagerlyEvaluate([](kj::Exception&& e) {
+                       log().error("fork server exit watch: {}", e.getDescription().cStr());
+                     });
+  }
+}
+
+void ForkServer::onExit() {
+  if (pid_ <= 0) return;
+  int status = 0;
+  pid_t got;
+  while ((got = waitpid(pid_, &status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  if (got != pid_) return;
+  if (output_) output_->drainNow();
+  log().warn("fork server {} exited ({}); the next worker starts a new one", pid_,
+             WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                 : "code " + std::to_string(WEXITSTATUS(status)));
+  pid_ = -1;
+  control_.reset();
 }
 
 ForkServer::~ForkServer() {
+  exitWatch_ = nullptr;
   stop();
 }
 

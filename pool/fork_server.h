@@ -15,6 +15,7 @@
 #pragma once
 
 #include <kj/async-io.h>
+#include <kj/async-unix.h>
 #include <sys/types.h>
 
 #include <stdexcept>
@@ -48,6 +49,8 @@ class ForkServer {
   pid_t fork(LaunchFds fds);
 
   pid_t pid() const { return pid_; }
+  /// False once the server has exited (reaped at once: no zombie waits for the next spawn).
+  bool alive() const { return pid_ > 0; }
 
  private:
   // Reads the server's next answer within `boundMs`; throws what it says went wrong.
@@ -55,11 +58,16 @@ class ForkServer {
   void stop();
   // After a stop() with a request unanswered: kills the guard the server forked for it, if any.
   void killLateGuard();
+  // Its exit, seen through a pidfd: reaped and logged; the spawner starts a new one when needed.
+  void onExit();
 
   pid_t pid_ = -1;
   bool requestPending_ = false;  // a fork was asked and not answered (fork() threw)
   util::UniqueFd control_;
   kj::Own<WorkerOutput> output_;
+  util::UniqueFd pidfd_;
+  kj::Own<kj::UnixEventPort::FdObserver> exitObserver_;
+  kj::Maybe<kj::Promise<void>> exitWatch_;  // last: dropped first
 };
 
 }  // namespace vial::pool

@@ -42,6 +42,7 @@ kj::Own<WorkerHandle> ProcessSpawner::spawn() {
 }
 
 ForkServer* ProcessSpawner::forkServer() {
+  if (forkServer_ && !forkServer_->alive()) forkServerFailed("it exited");
   if (!spawn_.fork_server || forkServerFailures_ >= kMaxForkServerFailures) return nullptr;
   if (!forkServer_) {
     try {

@@ -515,6 +515,14 @@ TEST_F(LifecycleTest, APoolWhoseForkServerDiedStartsItsWorkersByExec) {
   pid_t server = forkServerOf(getpid());
   ASSERT_GT(server, 0) << "no fork server among this process's children";
   ASSERT_EQ(::kill(server, SIGKILL), 0);
+  // Reaped as it dies, not at the next spawn: no zombie in between.
+  auto zombie = [server] {
+    std::ifstream stat("/proc/" + std::to_string(server) + "/stat");
+    std::string line;
+    return std::getline(stat, line) && line.find(") Z ") != std::string::npos;
+  };
+  EXPECT_TRUE(eventually([&] { return !zombie() && ::kill(server, 0) != 0; }, 5s))
+      << "the dead fork server " << server << " was not reaped";
   Result crash = pool.run_async("import os\nos._exit(3)").get();
   ASSERT_NE(crash.get_if<WorkerCrashed>(), nullptr) << crash.describe();
   EXPECT_EQ(only(pool, "_return(2)"), Value(2)) << "no worker after the fork server died";
