@@ -47,6 +47,8 @@ Options:
                        {"outcome": "ok", "returns": [...], "stdout": "...", "stderr": "...",
                         "elapsed_ms": 1.2}  (failures add "error": {...})
   --worker PATH      the vial-worker executable (default: $VIAL_WORKER, else next to vial)
+  --no-fork-server   exec every worker (default: workers are forked from a fork server, one
+                     more vial-worker whose Python is started once; README, "Architecture")
   --connect ADDR     run on a `vial serve` server instead of an in-process pool:
                      unix:/path, or tcp:HOST:PORT with --token-file (see vial serve --help)
   --token-file FILE  the server's shared secret (TCP)
@@ -137,6 +139,9 @@ Pool:
                        drop the workers to USER (a name or uid) and GROUP (default: USER's
                        primary group); supplementary groups are cleared (when serving as root)
   --worker PATH        the vial-worker executable
+  --no-fork-server     exec every worker, also replacements (default: workers are forked in
+                       about a millisecond from a fork server, one more vial-worker whose Python
+                       is started once; README, "Architecture")
   --log-level LEVEL    trace, debug, info (default), warn, error, off
 
 Sandbox, for code you do not trust (README, "Running untrusted code"):

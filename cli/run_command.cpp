@@ -89,6 +89,8 @@ RunArguments parseRunArguments(int argc, char** argv) {
       args.json = true;
     } else if (arg == "--worker") {
       args.pool.worker_path = next();
+    } else if (arg == "--no-fork-server") {
+      args.pool.fork_server = false;
     } else if (arg == "-v" || arg == "--verbose") {
       args.verbose = true;
     } else if (arg == "--connect") {

@@ -79,6 +79,8 @@ int serveCommand(int argc, char** argv) {
       pool.group_id = parseUserOrGroup(arg, next(), true);
     } else if (arg == "--worker") {
       pool.worker_path = next();
+    } else if (arg == "--no-fork-server") {
+      pool.fork_server = false;
     } else if (arg == "--log-level") {
       logLevel = parseLogLevel(arg, next());
     } else if (sandbox.take(arg, in)) {

@@ -201,6 +201,19 @@ TEST(VialRun, WorkersOptionRunsTheCode) {
   EXPECT_EQ(r.out, "[42]\n") << r;
 }
 
+// Forked from the fork server by default, exec'd with --no-fork-server: the code runs either way,
+// in a process named vial-worker (serve_test shows which way the workers were started).
+TEST(VialRun, NoForkServerRunsTheCodeInAnExecdWorker) {
+  for (const char* flag : {"--workers", "--no-fork-server"}) {
+    std::vector<std::string> args = {"run", flag};
+    if (std::string(flag) == "--workers") args.push_back("1");
+    args.insert(args.end(), {"-c", "_return(open('/proc/self/comm').read().strip())"});
+    auto r = runVial(args);
+    EXPECT_EQ(r.exitCode, 0) << flag << r;
+    EXPECT_EQ(r.out, "[\"vial-worker\"]\n") << flag << r;
+  }
+}
+
 TEST(VialRun, TimeoutThatIsNotReachedDoesNotChangeTheResult) {
   auto r = runVial({"run", "--timeout", "10", "-c", "_return('done')"});
   EXPECT_EQ(r.exitCode, 0) << r;

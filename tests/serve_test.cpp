@@ -408,6 +408,29 @@ TEST_F(VialServe, ACallsCodeNeverSeesAnotherClientsCallsInItsWorkersChannel) {
   }
 }
 
+// A server has a fork server among its children (its workers are forked from it) unless told
+// --no-fork-server; either way its calls run.
+TEST_F(VialServe, NoForkServerExecsEveryWorker) {
+  auto forkServers = [](pid_t server) {
+    int n = 0;
+    for (pid_t child : liveChildrenOf(server)) {
+      std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
+      std::string name;
+      if (std::getline(comm, name) && name == "vial-forksrv") ++n;
+    }
+    return n;
+  };
+  for (bool noForkServer : {false, true}) {
+    SCOPED_TRACE(noForkServer ? "--no-fork-server" : "default");
+    Server& server = noForkServer ? startUnix({"--no-fork-server"}, 1) : startUnix({}, 1);
+    auto client = connectUnix();
+    auto r = client->run_async("_return(1)").get();
+    ASSERT_TRUE(r.ok()) << r.describe() << server.describe();
+    EXPECT_EQ(forkServers(server.pid()), noForkServer ? 0 : 1) << server.describe();
+    server.stop();
+  }
+}
+
 TEST_F(VialServe, ClientDisconnectKillsItsRunningCall) {
   Server& server = startUnix({}, 1);
   std::string pidFile = path("worker.pid");
