@@ -81,7 +81,8 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
 
   void send(std::uint64_t id, const std::string& source, const Vars& vars,
             const CallOptions& callOptions, Promise promise) {
-    auto request = pool_.runRequest();
+    auto request =
+        pool_.runRequest(messageSize(source.size() / sizeof(capnp::word) + 1 + wireWords(vars)));
     try {
       request.setSource(capnp::Text::Reader(source.data(), source.size()));
       toWire(vars, request.initVariables(vars.size()));

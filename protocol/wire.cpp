@@ -313,4 +313,76 @@ capnp::ReaderOptions readerOptions() {
   return options;
 }
 
+namespace {
+
+// A text's or data's words: its bytes, a NUL, rounded up.
+std::uint64_t textWords(std::size_t bytes) {
+  return bytes / sizeof(capnp::word) + 1;
+}
+
+// A struct and the pointer to it, about.
+constexpr std::uint64_t kStructWords = 3;
+
+std::uint64_t outputWords(const Output& output) {
+  return 2 * kStructWords + textWords(output.stdout_text.size()) +
+         textWords(output.stderr_text.size());
+}
+
+}  // namespace
+
+std::uint64_t wireWords(const Value& value) {
+  return std::visit(
+      [](const auto& v) -> std::uint64_t {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          return kStructWords + textWords(v.size());
+        } else if constexpr (std::is_same_v<T, Bytes>) {
+          return kStructWords + textWords(v.data.size());
+        } else if constexpr (std::is_same_v<T, BigInt>) {
+          return kStructWords + textWords(v.digits.size());
+        } else if constexpr (std::is_same_v<T, List> || std::is_same_v<T, Tuple>) {
+          std::uint64_t words = kStructWords;
+          for (const Value& item : v) words += wireWords(item);
+          return words;
+        } else if constexpr (std::is_same_v<T, Dict>) {
+          std::uint64_t words = kStructWords;
+          for (const auto& [key, item] : v)
+            words += kStructWords + textWords(key.size()) + wireWords(item);
+          return words;
+        } else {
+          return kStructWords;
+        }
+      },
+      value.storage());
+}
+
+std::uint64_t wireWords(const Vars& vars) {
+  std::uint64_t words = 1;
+  for (const auto& [name, value] : vars)
+    words += kStructWords + textWords(name.size()) + wireWords(value);
+  return words;
+}
+
+std::uint64_t wireWords(const Outcome& outcome) {
+  return std::visit(
+      [](const auto& o) -> std::uint64_t {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, Ok>) {
+          std::uint64_t words = kStructWords + outputWords(o.output) + 1;
+          for (const Value& value : o.values) words += wireWords(value);
+          return words;
+        } else if constexpr (std::is_same_v<T, PythonError>) {
+          return kStructWords + outputWords(o.output) + textWords(o.type.size()) +
+                 textWords(o.message.size()) + textWords(o.traceback.size());
+        } else {
+          return 4 * kStructWords + 16;  // a few numbers or a reason
+        }
+      },
+      outcome);
+}
+
+capnp::MessageSize messageSize(std::uint64_t payloadWords) {
+  return capnp::MessageSize{payloadWords + 32, 0};
+}
+
 }  // namespace vial

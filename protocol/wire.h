@@ -63,4 +63,15 @@ std::string tooLargeToEncode(const kj::Exception& e);
 /// Reader limits for every vial connection: room for kMaxMessageBytes and deep values.
 capnp::ReaderOptions readerOptions();
 
+/// About how many words the wire form takes: the first segment's size for a message that holds
+/// it. Cap'n Proto's default first segment is 8 KiB, and glibc's malloc consolidates its free
+/// lists at every allocation of 1 KiB or more: a quarter of a busy pool's or server's thread went
+/// there. An estimate (a message grows past it as it must), cheap to compute.
+std::uint64_t wireWords(const Value& value);
+std::uint64_t wireWords(const Vars& vars);
+std::uint64_t wireWords(const Outcome& outcome);
+/// The first segment for a message of `payloadWords` plus its envelope (the RPC header, the
+/// params or results struct).
+capnp::MessageSize messageSize(std::uint64_t payloadWords);
+
 }  // namespace vial

@@ -46,8 +46,10 @@ class PoolServiceImpl final : public wire::PoolService::Server {
       // Not waiting: the RPC is gone, and its context with it.
       if (!pending->fulfiller->isWaiting()) return;
       // A failure to encode fails this RPC, not the pool that is calling back.
-      KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                          [&]() { toWire(r, context.getResults().initOutcome()); })) {
+      KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                     auto results = context.getResults(messageSize(wireWords(r.outcome())));
+                     toWire(r, results.initOutcome());
+                   })) {
         pending->fulfiller->reject(kj::mv(*e));
       } else {
         pending->fulfiller->fulfill();

@@ -20,6 +20,9 @@ namespace {
 // segment.
 constexpr std::uint64_t kResultsStructWords = 8;
 
+// The first segment of the scratch message an outcome is built in: 512 bytes.
+constexpr unsigned kScratchFirstWords = 64;
+
 }  // namespace
 
 WorkerService::WorkerService(const Interpreter& interpreter, CallExecutor& executor,
@@ -121,7 +124,9 @@ void WorkerService::execute(RunContext& context) {
   }
   // Built in a scratch message so that an outcome over the size limit, or one abandoned half
   // way by a conversion error, never reaches the wire.
-  capnp::MallocMessageBuilder scratch;
+  // A small first segment (it grows as the outcome needs): an 8 KiB one per call costs glibc a
+  // consolidation of its free lists each time (protocol/wire.h, messageSize).
+  capnp::MallocMessageBuilder scratch(kScratchFirstWords);
   wire::Outcome::Builder outcome = nullptr;
   std::string left;
   if (sandbox_) {
