@@ -81,8 +81,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
 
   void send(std::uint64_t id, const std::string& source, const Vars& vars,
             const CallOptions& callOptions, Promise promise) {
-    auto request =
-        pool_.runRequest(messageSize(source.size() / sizeof(capnp::word) + 1 + wireWords(vars)));
+    auto request = pool_.runRequest(messageSize(runWords(source, vars)));
     try {
       request.setSource(capnp::Text::Reader(source.data(), source.size()));
       toWire(vars, request.initVariables(vars.size()));

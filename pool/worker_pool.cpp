@@ -15,11 +15,6 @@ namespace vial::pool {
 
 namespace {
 
-// The words of `text` on the wire.
-std::uint64_t textWordsOf(const std::string& text) {
-  return text.size() / sizeof(capnp::word) + 1;
-}
-
 // Callers arm no timer at all for an unlimited() value.
 kj::Duration seconds(double s) {
   return toNanoseconds(s) * kj::NANOSECONDS;
@@ -385,8 +380,7 @@ bool WorkerPool::takeBackForIdle() {
 }
 
 void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
-  auto request = worker.handle().worker().runRequest(
-      messageSize(textWordsOf(call.source) + wireWords(call.vars)));
+  auto request = worker.handle().worker().runRequest(messageSize(runWords(call.source, call.vars)));
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
   if (auto rejected = encodeRun(call, soft, request)) return call.resolveOnce(*rejected);
   std::uint64_t id = call.id;

@@ -381,6 +381,10 @@ std::uint64_t wireWords(const Outcome& outcome) {
       outcome);
 }
 
+std::uint64_t runWords(const std::string& source, const Vars& vars) {
+  return textWords(source.size()) + wireWords(vars);
+}
+
 capnp::MessageSize messageSize(std::uint64_t payloadWords) {
   return capnp::MessageSize{payloadWords + 32, 0};
 }

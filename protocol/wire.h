@@ -70,6 +70,8 @@ capnp::ReaderOptions readerOptions();
 std::uint64_t wireWords(const Value& value);
 std::uint64_t wireWords(const Vars& vars);
 std::uint64_t wireWords(const Outcome& outcome);
+/// A run request's: its source and variables.
+std::uint64_t runWords(const std::string& source, const Vars& vars);
 /// The first segment for a message of `payloadWords` plus its envelope (the RPC header, the
 /// params or results struct).
 capnp::MessageSize messageSize(std::uint64_t payloadWords);

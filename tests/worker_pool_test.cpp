@@ -273,6 +273,7 @@ class WorkerPoolTest : public ::testing::Test {
   }
 
   FakeProcess& worker(std::size_t i) { return *spawner_.processes.at(i); }
+  void expectFinishedAndNextUntouched(std::size_t a, std::size_t b);
   PoolStats stats() const { return stats_.snapshot(); }
 
   // Held by pointers: their destructors may throw, which a test fixture's may not.
@@ -870,6 +871,21 @@ TEST_F(WorkerPoolTest, CancellingAGroupCancelsItsCallsSentAheadToADyingWorker) {
   EXPECT_TRUE(worker(1).received.empty()) << "a cancelled call ran on the replacement";
 }
 
+// After a kill meant for call `a` that arrived once `a` had finished and `b` had started: `a`
+// has its result, the worker lives, and `b` runs to its own end.
+void WorkerPoolTest::expectFinishedAndNextUntouched(std::size_t a, std::size_t b) {
+  EXPECT_TRUE(outcome(a).ok()) << outcome(a).describe();
+  EXPECT_FALSE(worker(0).killed) << "the worker was killed for a call it had finished";
+  if (resolved(b)) {
+    ADD_FAILURE() << "b, which nobody cancelled and which ran within its limit, resolved: "
+                  << outcome(b).describe();
+    return;
+  }
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(okValue(b), "b");
+}
+
 // The worker finished call "a" and started "b", the call sent ahead, before the pool read a's
 // answer. Cancelling "a" now must not kill the worker: the kill would hit "b", a call nobody
 // cancelled, which then fails as a crash.
@@ -881,15 +897,7 @@ TEST_F(WorkerPoolTest, CancellingACallThatHasJustFinishedDoesNotKillTheNextCall)
   ASSERT_EQ(worker(0).started(), 2u);
   pool_->cancel(801);
   turn();
-  EXPECT_TRUE(outcome(a).ok()) << outcome(a).describe();
-  EXPECT_FALSE(worker(0).killed) << "the worker was killed for a call it had finished";
-  if (resolved(b)) {
-    ADD_FAILURE() << "b, which nobody cancelled, resolved: " << outcome(b).describe();
-  } else {
-    worker(0).finishCall();
-    turn();
-    EXPECT_EQ(okValue(b), "b");
-  }
+  expectFinishedAndNextUntouched(a, b);
 }
 
 // The same race with proc_timeout: "a" finishes just as its limit passes, and "b" has started.
@@ -907,16 +915,7 @@ TEST_F(WorkerPoolTest, AProcTimeoutThatFiresAsTheCallFinishesDoesNotKillTheNextC
   worker(0).finishCall();
   ASSERT_EQ(worker(0).started(), 2u);
   turn();
-  EXPECT_TRUE(outcome(a).ok()) << outcome(a).describe();
-  EXPECT_FALSE(worker(0).killed) << "the worker was killed for a call it had finished";
-  if (resolved(b)) {
-    ADD_FAILURE() << "b, which nobody cancelled and which ran within its limit, resolved: "
-                  << outcome(b).describe();
-  } else {
-    worker(0).finishCall();
-    turn();
-    EXPECT_EQ(okValue(b), "b");
-  }
+  expectFinishedAndNextUntouched(a, b);
 }
 
 // The code writes over the page to say the worker has gone past its call: the kill for its

@@ -1,9 +1,7 @@
 #include "worker/fork_server.h"
 
-#include <Python.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -23,25 +21,6 @@ namespace {
 
 constexpr int kControlFd = 3;
 constexpr char kForkRequest = 'w';  // pool/fork_server.cpp sends the same
-
-// Forks this process as a sibling: the child's parent is this process's parent, the pool, so
-// that the pool reaps it as it reaps an exec'd worker. Python's fork hooks run around it (the
-// child reseeds `random`, resets its locks), as for os.fork(). A raw clone: glibc's cached
-// thread id is stale in the child, which therefore uses neither raise() nor pthread calls (the
-// guard uses plain system calls; the worker it forks gets a fresh one from glibc's fork()).
-pid_t forkSibling() {
-  Gil gil;
-  PyOS_BeforeFork();
-  pid_t pid =
-      static_cast<pid_t>(syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, nullptr, nullptr, 0));
-  int error = errno;
-  if (pid == 0)
-    PyOS_AfterFork_Child();
-  else
-    PyOS_AfterFork_Parent();
-  errno = error;
-  return pid;
-}
 
 // In the forked process: puts the descriptors where an exec'd worker has them
 // (pool/worker_launch.h), as the pool's launch does, then splits into guard and worker; runs
@@ -96,7 +75,8 @@ void serveForks(pid_t hostPid, ForkedIdentity identity, const ForkedWorkerMain& 
     char request = 0;
     int fds[3] = {-1, -1, -1};
     if (!util::receiveFds(kControlFd, request, fds) || request != kForkRequest) _exit(0);
-    pid_t guard = forkSibling();
+    // The guard is the pool's child, as an exec'd one is, so the pool reaps it the same way.
+    pid_t guard = forkInterpreter(/*asSibling=*/true);
     if (guard == 0) becomeWorker(hostPid, identity, fds, interpreter, executor, worker);
     std::int32_t answer = guard > 0 ? guard : -errno;
     for (int fd : fds) close(fd);

@@ -1,6 +1,11 @@
 #include "worker/interpreter.h"
 
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <stdexcept>
@@ -62,14 +67,19 @@ Interpreter::Interpreter() {
   PyEval_SaveThread();
 }
 
-pid_t forkInterpreter() {
+pid_t forkInterpreter(bool asSibling) {
   Gil gil;
   PyOS_BeforeFork();
-  pid_t pid = fork();
+  pid_t pid =
+      asSibling
+          ? static_cast<pid_t>(syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, nullptr, nullptr, 0))
+          : fork();
+  int error = errno;
   if (pid == 0)
     PyOS_AfterFork_Child();
   else
     PyOS_AfterFork_Parent();
+  errno = error;
   return pid;
 }
 

@@ -33,8 +33,10 @@ class Interpreter {
 
 /// fork() with CPython's own fork handling around it (what os.fork() does: its locks taken
 /// before, its state and os.register_at_fork hooks fixed after, in both processes), the GIL
-/// held throughout. Returns as fork() does. Needs a started Interpreter.
-pid_t forkInterpreter();
+/// held throughout. Returns as fork() does. Needs a started Interpreter. `asSibling`: the child's
+/// parent is this process's parent (a raw clone(CLONE_PARENT), so glibc's cached thread id is
+/// stale in the child: it must make only plain system calls, no raise() or pthread calls).
+pid_t forkInterpreter(bool asSibling = false);
 
 /// Holds the GIL for a scope, on any thread: the main thread between calls, a thread Python did
 /// not start (the soft-timeout watchdog), or one that holds it already (nesting is fine). Needs
