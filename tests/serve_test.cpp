@@ -370,15 +370,18 @@ TEST_F(VialServe, ConnectDisconnectCyclesLeakNothing) {
 const char* kPeekAtTheChannel = R"PY(
 import re, socket, time
 started = open(flag, 'w'); started.close()
-time.sleep(0.6)
 channel = socket.socket(fileno=3)
-try:
-    data = channel.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-except BlockingIOError:
-    data = b''
-finally:
-    channel.detach()
-_return(sorted(set(m.decode() for m in re.findall(prefix.encode() + rb'([0-9a-f]{16})', data))))
+found = set()
+deadline = time.monotonic() + 2       # peeks until a call shows up (bounded: 2 s)
+while not found and time.monotonic() < deadline:
+    time.sleep(0.05)
+    try:
+        data = channel.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        data = b''
+    found = set(m.decode() for m in re.findall(prefix.encode() + rb'([0-9a-f]{16})', data))
+channel.detach()
+_return(sorted(found))
 )PY";
 
 TEST_F(VialServe, ACallsCodeNeverSeesAnotherClientsCallsInItsWorkersChannel) {
