@@ -13,6 +13,7 @@
 #include "pool/log.h"
 #include "protocol/buffered_read_stream.h"
 #include "protocol/duration.h"
+#include "protocol/gathering_write_stream.h"
 #include "protocol/wire.h"
 #include "util/deferred_destruction.h"
 #include "util/private_socket.h"
@@ -27,8 +28,8 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
   // Connects and logs in (blocking this thread's event loop); throws when it cannot.
   Connection(kj::AsyncIoContext& io, const std::string& target, const ClientOptions& options)
       : target_(target),
-        stream_(
-            kj::heap<BufferedReadStream>(client::connectTo(io, target, options.connect_timeout))),
+        stream_(kj::heap<GatheringWriteStream>(
+            kj::heap<BufferedReadStream>(client::connectTo(io, target, options.connect_timeout)))),
         network_(kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
                                                      readerOptions())),
         rpc_(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(

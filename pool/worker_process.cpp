@@ -19,6 +19,7 @@
 #include "pool/log.h"
 #include "pool/peer_stream.h"
 #include "protocol/buffered_read_stream.h"
+#include "protocol/gathering_write_stream.h"
 #include "protocol/limits.h"
 #include "protocol/wire.h"
 #include "util/describe.h"
@@ -97,8 +98,9 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   exit_ = watchExit().fork();
   output_ = kj::heap<WorkerOutput>(io, outputRead.release(), [this]() { return pid(); });
 
-  stream_ = kj::heap<PeerStream>(kj::heap<BufferedReadStream>(io.lowLevelProvider->wrapSocketFd(
-      parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)));
+  stream_ = kj::heap<PeerStream>(
+      kj::heap<GatheringWriteStream>(kj::heap<BufferedReadStream>(io.lowLevelProvider->wrapSocketFd(
+          parentEnd.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP))));
   network_ = kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
                                                  readerOptions());
   rpc_ = kj::heap(capnp::makeRpcClient(*network_));

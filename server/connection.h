@@ -10,8 +10,8 @@
 
 #include "pool/pool_stats.h"
 #include "pool/worker_pool.h"
+#include "protocol/gathering_write_stream.h"
 #include "protocol/limits.h"
-#include "protocol/write_tracking_stream.h"
 #include "server/login.h"
 #include "server/message_gate.h"
 #include "server/peer.h"
@@ -63,7 +63,7 @@ class Connection final : private LoginTarget {
   ConnectionOwner& owner_;
   std::uint64_t id_;
   Peer peer_;
-  WriteTrackingStream* writes_ = nullptr;  // owned by stream_, which wraps it
+  GatheringWriteStream* writes_ = nullptr;  // owned by stream_, which wraps it
   kj::Own<MessageGate> stream_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_;

@@ -20,9 +20,9 @@
 
 #include "protocol/buffered_read_stream.h"
 #include "protocol/call_claims.h"
+#include "protocol/gathering_write_stream.h"
 #include "protocol/sandbox_args.h"
 #include "protocol/wire.h"
-#include "protocol/write_tracking_stream.h"
 #include "worker/call_executor.h"
 #include "worker/fork_server.h"
 #include "worker/guard.h"
@@ -69,7 +69,7 @@ int serveWith(Interpreter& interpreter, CallExecutor& executor, const SplitWorke
   std::optional<Sandbox> sandbox;
   if (sandboxOptions) sandbox.emplace(*sandboxOptions, self.sandboxError, executor);
   auto io = kj::setupAsyncIo();
-  WriteTrackingStream stream(kj::heap<BufferedReadStream>(
+  GatheringWriteStream stream(kj::heap<BufferedReadStream>(
       io.lowLevelProvider->wrapSocketFd(kSocketFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)));
   capnp::TwoPartyVatNetwork network(stream, capnp::rpc::twoparty::Side::SERVER, readerOptions());
   auto rpc = capnp::makeRpcServer(

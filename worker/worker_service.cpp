@@ -26,7 +26,7 @@ constexpr unsigned kScratchFirstWords = 64;
 }  // namespace
 
 WorkerService::WorkerService(const Interpreter& interpreter, CallExecutor& executor,
-                             WriteTrackingStream& stream, CallClaims& claims, pid_t pid,
+                             GatheringWriteStream& stream, CallClaims& claims, pid_t pid,
                              Sandbox* sandbox)
     : interpreter_(interpreter),
       executor_(executor),

@@ -12,8 +12,8 @@
 #include <string>
 
 #include "protocol/call_claims.h"
+#include "protocol/gathering_write_stream.h"
 #include "protocol/vial.capnp.h"
-#include "protocol/write_tracking_stream.h"
 #include "worker/leftovers.h"
 
 namespace vial::worker {
@@ -27,8 +27,8 @@ class WorkerService final : public wire::Worker::Server {
   /// `stream` is the channel's, for knowing when answers are written; `claims` the page shared
   /// with the pool; `pid` this worker as the pool numbers it. `sandbox`, when given, runs every
   /// call in a process of its own (worker/sandbox.h). All must outlive the service.
-  WorkerService(const Interpreter& interpreter, CallExecutor& executor, WriteTrackingStream& stream,
-                CallClaims& claims, pid_t pid, Sandbox* sandbox);
+  WorkerService(const Interpreter& interpreter, CallExecutor& executor,
+                GatheringWriteStream& stream, CallClaims& claims, pid_t pid, Sandbox* sandbox);
 
   kj::Promise<void> hello(HelloContext context) override;
   kj::Promise<void> setup(SetupContext context) override;
@@ -42,7 +42,7 @@ class WorkerService final : public wire::Worker::Server {
 
   const Interpreter& interpreter_;
   CallExecutor& executor_;
-  WriteTrackingStream& stream_;
+  GatheringWriteStream& stream_;
   CallClaims& claims_;
   const pid_t pid_;
   Sandbox* const sandbox_;  // null: calls run in this process

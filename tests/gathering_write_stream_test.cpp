@@ -1,0 +1,116 @@
+// protocol/gathering_write_stream: the small writes of one turn of the event loop reach the
+// stream below as one write, in order; a large write goes out without a copy, after what was
+// gathered before it, and is done only when written; whenWritten() tells when what was written
+// is out; a failed write fails every later one. In-process, over kj's
+// in-memory pipes.
+#include "protocol/gathering_write_stream.h"
+
+#include <kj/async-io.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using vial::GatheringWriteStream;
+
+// Records the writes that reach the stream it wraps.
+class CountingStream final : public vial::ForwardingStream {
+ public:
+  CountingStream(kj::Own<kj::AsyncIoStream> inner, std::vector<size_t>& writes)
+      : ForwardingStream(kj::mv(inner)), writes_(writes) {}
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    writes_.push_back(size);
+    return inner().write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    size_t size = 0;
+    for (auto piece : pieces) size += piece.size();
+    writes_.push_back(size);
+    return inner().write(pieces);
+  }
+
+ private:
+  std::vector<size_t>& writes_;
+};
+
+class GatheringWriteStreamTest : public ::testing::Test {
+ protected:
+  GatheringWriteStreamTest() : waitScope_(loop_) {
+    auto pipe = kj::newTwoWayPipe();
+    reader_ = kj::mv(pipe.ends[1]);
+    writer_ =
+        kj::heap<GatheringWriteStream>(kj::heap<CountingStream>(kj::mv(pipe.ends[0]), writes_));
+  }
+  ~GatheringWriteStreamTest() noexcept override {}
+
+  kj::Promise<void> write(const std::string& text) {
+    return writer_->write(text.data(), text.size());
+  }
+  std::string read(size_t bytes) {
+    std::string text(bytes, '\0');
+    reader_->read(text.data(), bytes).wait(waitScope_);
+    return text;
+  }
+  void runPending() { loop_.run(); }
+
+  kj::EventLoop loop_;
+  kj::WaitScope waitScope_;
+  std::vector<size_t> writes_;
+  kj::Own<kj::AsyncIoStream> reader_;
+  kj::Own<GatheringWriteStream> writer_;
+};
+
+TEST_F(GatheringWriteStreamTest, TheSmallWritesOfOneTurnGoOutAsOneWrite) {
+  std::string expected;
+  for (int i = 0; i < 40; ++i) {
+    std::string piece = "message " + std::to_string(i) + ";";
+    EXPECT_TRUE(write(piece).poll(waitScope_)) << "a small write was not done at once";
+    expected += piece;
+  }
+  EXPECT_TRUE(writes_.empty()) << "bytes went out before the turn ended";
+  EXPECT_FALSE(writer_->idle());
+  EXPECT_EQ(read(expected.size()), expected);
+  EXPECT_EQ(writes_, (std::vector<size_t>{expected.size()}))
+      << "40 small writes of one turn reached the socket as " << writes_.size() << " writes";
+  runPending();
+  EXPECT_TRUE(writer_->idle());
+}
+
+TEST_F(GatheringWriteStreamTest, ALargeWriteGoesOutUncopiedInItsPlaceAndIsDoneWhenWritten) {
+  std::string large(2 * GatheringWriteStream::kDirectBytes, 'x');
+  EXPECT_TRUE(write("before").poll(waitScope_));
+  auto largeDone = write(large);
+  EXPECT_TRUE(write("after").poll(waitScope_));
+  // The pipe holds nothing until it is read: the large write cannot be done yet.
+  EXPECT_FALSE(largeDone.poll(waitScope_)) << "a large write was done before it was written";
+  EXPECT_EQ(read(6 + large.size() + 5), "before" + large + "after");
+  largeDone.wait(waitScope_);
+  EXPECT_EQ(writes_, (std::vector<size_t>{6, large.size(), 5}));
+}
+
+TEST_F(GatheringWriteStreamTest, WhenWrittenResolvesOnceWhatWasWrittenIsOut) {
+  write("answer").poll(waitScope_);
+  auto written = writer_->whenWritten();
+  EXPECT_FALSE(written.poll(waitScope_)) << "resolved before the peer could have the bytes";
+  EXPECT_EQ(writes_, (std::vector<size_t>{6}));
+  EXPECT_EQ(read(6), "answer");
+  written.wait(waitScope_);
+  EXPECT_TRUE(writer_->idle());
+  EXPECT_TRUE(writer_->whenWritten().poll(waitScope_)) << "nothing to write, yet not resolved";
+}
+
+TEST_F(GatheringWriteStreamTest, AFailedWriteFailsEveryLaterOne) {
+  reader_ = nullptr;  // the peer is gone
+  write("lost").poll(waitScope_);
+  auto written = writer_->whenWritten();
+  written.wait(waitScope_);  // resolves: nothing is left to write, though it failed
+  auto later = write("later");
+  EXPECT_ANY_THROW(later.wait(waitScope_)) << "a write after a failed one did not fail";
+  std::string large(GatheringWriteStream::kDirectBytes, 'x');
+  EXPECT_ANY_THROW(write(large).wait(waitScope_));
+}
+
+}  // namespace
