@@ -60,6 +60,20 @@ Call CallQueue::popNext() {
   return next;
 }
 
+Call CallQueue::popFrom(std::uint64_t group) {
+  auto fifo = groups_.find(group);
+  KJ_REQUIRE(fifo != groups_.end(), "no call of this group waits", group);
+  Call next = std::move(fifo->second.front());
+  fifo->second.pop_front();
+  --size_;
+  rotation_.erase(std::find(rotation_.begin(), rotation_.end(), group));
+  if (fifo->second.empty())
+    groups_.erase(fifo);
+  else
+    rotation_.push_back(group);
+  return next;
+}
+
 std::optional<Call> CallQueue::take(std::uint64_t id) {
   for (auto& [group, fifo] : groups_) {
     auto it = std::find_if(fifo.begin(), fifo.end(), [id](const Call& c) { return c.id == id; });

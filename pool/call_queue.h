@@ -48,6 +48,9 @@ class CallQueue {
   /// The next call: the head of the group whose turn it is; that group then waits for the
   /// others' turn. Requires !empty().
   Call popNext();
+  /// The next call of `group`, out of turn: the group then waits for the others' turn. Requires
+  /// sizeOf(group) > 0.
+  Call popFrom(std::uint64_t group);
   /// The group popNext() would take from. Requires !empty().
   std::uint64_t nextGroup() const { return rotation_.front(); }
   /// Takes call `id` out of the queue, wherever it is.

@@ -130,6 +130,25 @@ std::optional<std::size_t> LifecyclePolicy::workerForNextCall(
   return best;
 }
 
+std::optional<std::size_t> LifecyclePolicy::workerForCallOutOfTurn(
+    const std::vector<WorkerView>& workers,
+    const std::function<bool(std::uint64_t group)>& waiting) const {
+  if (mixesGroups_) return std::nullopt;
+  std::optional<std::size_t> best;
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    const WorkerView& w = workers[i];
+    if (!w.serving() || w.fenced || w.slow || w.inFlight == 0 || w.inFlight >= depth_) continue;
+    if (w.streak >= turnLength() || !waiting(w.group)) continue;
+    if (!best || w.inFlight < workers[*best].inFlight) best = i;
+  }
+  return best;
+}
+
+std::size_t LifecyclePolicy::callsKeptForAWaitingClient(const WorkerView& w) const {
+  std::size_t answered = w.streak > w.inFlight ? w.streak - w.inFlight : 0;
+  return answered >= turnLength() ? 1 : std::max<std::size_t>(1, turnLength() - answered);
+}
+
 Settlement LifecyclePolicy::settle(const DeathFacts& f) {
   Settlement s;
   if (f.unanswered == 0) return s;

@@ -7,8 +7,10 @@
 
 #include <kj/time.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -37,6 +39,7 @@ struct WorkerView {
   bool fenced = false;          ///< calls taken back from it are unanswered: send it nothing
   bool slow = false;            ///< its call is slow (kSlowCall): send nothing ahead
   std::uint64_t group = 0;      ///< the client group of its calls in flight (when it has some)
+  std::size_t streak = 0;       ///< calls sent to it since it was last without calls
   kj::TimePoint idleSince = kj::origin<kj::TimePoint>();
 
   /// Takes calls.
@@ -140,6 +143,26 @@ class LifecyclePolicy {
   /// worker takes them back (WorkerPool::takeBackForIdle).
   std::optional<std::size_t> workerForNextCall(const std::vector<WorkerView>& workers,
                                                std::uint64_t group = 0) const;
+  /// How many calls of one client a worker takes in a row while another client's call waits
+  /// for a worker: half of calls_in_flight_per_worker (at least 1). A worker changes clients only
+  /// once it has run dry (workerForNextCall), which costs it a round trip: turns of several calls
+  /// make that rare, short turns keep the other client's wait short.
+  std::size_t turnLength() const { return std::max<std::size_t>(1, depth_ / 2); }
+  /// When the client whose turn it is has no worker (each busy worker runs another client's
+  /// calls): a worker that may take the next call of its own client out of turn, so that it
+  /// does not run dry while that client has calls `waiting`. The least loaded one with room,
+  /// not fenced or slow, that has taken fewer than turnLength() calls since it was last without
+  /// calls: so it runs dry, and takes the waiting client's call, within that many calls. Nothing
+  /// when none may (and always when the pool is sandboxed, where any call goes to any worker
+  /// with room).
+  std::optional<std::size_t> workerForCallOutOfTurn(
+      const std::vector<WorkerView>& workers,
+      const std::function<bool(std::uint64_t group)>& waiting) const;
+  /// How many of its calls in flight a busy worker keeps when a client with nothing running
+  /// waits for a worker: what is left of its turn (turnLength() calls since it was last without
+  /// calls), and at least the one it runs. The rest go back to the queue (WorkerPool::
+  /// makeRoomFor): the waiting client's call runs there within a turn.
+  std::size_t callsKeptForAWaitingClient(const WorkerView& worker) const;
 
   /// Which of a dead worker's calls gets its death. The calls after the first never started:
   /// they go back to the queue. Nothing ever runs twice: a call that looked unstarted gets

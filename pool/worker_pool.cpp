@@ -295,18 +295,33 @@ bool WorkerPool::requeueFrom(WorkerSlot& worker, std::size_t index, bool keepTur
 }
 
 // A client whose turn it is has nothing running or sent ahead anywhere, and no worker can take
-// its call: the worker with the most calls of other clients sent ahead gives them back (without
-// their turn), so that the client's call runs next there rather than behind all of them.
+// its call: the worker with the most calls of other clients sent ahead beyond its turn gives
+// those back (without their turn), so that the client's call runs there within a turn rather
+// than behind all of them.
 void WorkerPool::makeRoomFor(std::uint64_t group) {
   WorkerSlot* donor = nullptr;
+  std::size_t donorKeeps = 0, mostBeyond = 0;
   for (auto& w : workers_) {
     if (w->state() == WorkerState::Dying) continue;
     for (const Call& call : w->inFlight())
       if (call.group == group) return;  // it has calls running or sent ahead
-    if (w->inFlight().size() > 1 && (!donor || w->inFlight().size() > donor->inFlight().size()))
+    std::size_t keeps = policy_.callsKeptForAWaitingClient(w->view());
+    std::size_t inFlight = w->inFlight().size();
+    if (inFlight > keeps && inFlight - keeps > mostBeyond) {
       donor = w.get();
+      donorKeeps = keeps;
+      mostBeyond = inFlight - keeps;
+    }
   }
-  if (donor) requeueFrom(*donor, 1, false);
+  if (donor) requeueFrom(*donor, donorKeeps, false);
+}
+
+void WorkerPool::dispatchOutOfTurn() {
+  auto waiting = [this](std::uint64_t group) { return queue_.sizeOf(group) > 0; };
+  while (auto chosen = policy_.workerForCallOutOfTurn(views(), waiting)) {
+    WorkerSlot& worker = *workers_[*chosen];
+    dispatch(worker, queue_.popFrom(worker.view().group));
+  }
 }
 
 void WorkerPool::dispatchQueued() {
@@ -315,7 +330,8 @@ void WorkerPool::dispatchQueued() {
     while (!queue_.empty()) {
       auto chosen = policy_.workerForNextCall(views(), queue_.nextGroup());
       if (!chosen) {
-        makeRoomFor(queue_.nextGroup());
+        dispatchOutOfTurn();
+        if (!queue_.empty()) makeRoomFor(queue_.nextGroup());
         break;
       }
       Call next = queue_.popNext();

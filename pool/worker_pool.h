@@ -78,6 +78,9 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   void onQueueTimeout(std::uint64_t id, double limit);
   void failQueued(const std::function<Outcome()>& outcome);
   void dispatchQueued();
+  /// While the client whose turn it is finds no worker: feeds workers running calls of a
+  /// client with calls waiting (LifecyclePolicy::workerForCallOutOfTurn).
+  void dispatchOutOfTurn();
   /// The calls sent ahead to serving workers and not started: in all, and of `group`.
   WaitingElsewhere sentAhead(std::uint64_t group) const;
   bool takeBackForIdle();

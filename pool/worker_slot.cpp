@@ -28,6 +28,7 @@ WorkerView WorkerSlot::view() const {
   v.fenced = fenced();
   v.slow = slow_;
   if (!inFlight_.empty()) v.group = inFlight_.front().group;
+  v.streak = inFlight_.empty() ? 0 : streak_;
   v.idleSince = idleSince_;
   return v;
 }
@@ -68,6 +69,8 @@ std::uint32_t WorkerSlot::send(Call call) {
   std::uint32_t sequence = ++nextSequence_;
   if (sequence == 0) sequence = ++nextSequence_;  // 0 means "none started" in the page
   call.sequence = sequence;
+  if (inFlight_.empty()) streak_ = 0;
+  ++streak_;
   inFlight_.push_back(std::move(call));
   handle_->claims().allow(sequence);
   return sequence;

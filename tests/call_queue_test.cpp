@@ -48,6 +48,22 @@ TEST(CallQueueTest, AGroupThatEmptiesAndComesBackWaitsForTheOthers) {
   EXPECT_EQ(drain(queue), (std::vector<std::uint64_t>{2, 4, 3}));
 }
 
+TEST(CallQueueTest, ACallTakenOutOfTurnSendsItsGroupBehindTheOthers) {
+  CallQueue queue;
+  queue.pushBack(call(1, 1));
+  queue.pushBack(call(2, 2));
+  queue.pushBack(call(3, 2));
+  queue.pushBack(call(4, 3));
+  EXPECT_EQ(queue.nextGroup(), 1u);
+  EXPECT_EQ(queue.popFrom(2).id, 2u);  // group 1's turn; group 2 served out of turn
+  EXPECT_EQ(queue.size(), 3u);
+  EXPECT_EQ(drain(queue), (std::vector<std::uint64_t>{1, 4, 3}));
+  queue.pushBack(call(5, 4));
+  EXPECT_EQ(queue.popFrom(4).id, 5u);  // its last call: the group leaves the rotation
+  EXPECT_TRUE(queue.empty());
+  EXPECT_EQ(queue.sizeOf(4), 0u);
+}
+
 TEST(CallQueueTest, ACallPutBackGoesFirstInItsGroup) {
   CallQueue queue;
   queue.pushBack(call(2, 1));

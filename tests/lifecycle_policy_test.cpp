@@ -193,6 +193,39 @@ TEST(LifecyclePolicyTest, TheNextCallGoesToTheLeastLoadedWorkerWithRoom) {
   EXPECT_EQ(LifecyclePolicy(sandboxed).workerForNextCall({otherClient}, 8), 0u);
 }
 
+TEST(LifecyclePolicyTest, AWorkerTakesItsOwnClientsCallsOutOfTurnForAtMostATurn) {
+  PoolOptions o = sized(1, 4);
+  o.calls_in_flight_per_worker = 4;
+  LifecyclePolicy policy(o);
+  auto busy = [](std::size_t inFlight, std::uint64_t group, std::size_t streak) {
+    WorkerView w = ready(inFlight);
+    w.group = group;
+    w.streak = streak;
+    return w;
+  };
+  auto only7 = [](std::uint64_t group) { return group == 7; };
+  EXPECT_FALSE(policy.workerForCallOutOfTurn({busy(2, 8, 2)}, only7)) << "its client has none";
+  EXPECT_EQ(policy.turnLength(), 2u);
+  EXPECT_EQ(policy.workerForCallOutOfTurn({busy(1, 7, 1)}, only7), 0u);
+  EXPECT_FALSE(policy.workerForCallOutOfTurn({busy(2, 7, 2)}, only7)) << "it must run dry";
+  EXPECT_FALSE(policy.workerForCallOutOfTurn({busy(4, 7, 1)}, only7)) << "no room";
+  // Keeps what is left of its turn, and at least the call it runs.
+  EXPECT_EQ(policy.callsKeptForAWaitingClient(busy(4, 7, 4)), 2u);
+  EXPECT_EQ(policy.callsKeptForAWaitingClient(busy(3, 7, 4)), 1u);
+  EXPECT_EQ(policy.callsKeptForAWaitingClient(busy(1, 7, 9)), 1u);
+  EXPECT_FALSE(policy.workerForCallOutOfTurn({ready(0)}, only7)) << "an idle one takes turns";
+  WorkerView slow = busy(1, 7, 1), fenced = busy(1, 7, 1);
+  slow.slow = true;
+  fenced.fenced = true;
+  EXPECT_FALSE(policy.workerForCallOutOfTurn({slow, fenced}, only7));
+  EXPECT_EQ(policy.workerForCallOutOfTurn({busy(2, 7, 1), busy(1, 7, 1)}, only7), 1u)
+      << "not the least loaded";
+  PoolOptions sandboxed = o;
+  sandboxed.sandbox.enabled = true;
+  EXPECT_FALSE(LifecyclePolicy(sandboxed).workerForCallOutOfTurn({busy(1, 7, 1)}, only7))
+      << "a sandboxed pool takes every call in turn";
+}
+
 // A death with `unanswered` calls left, the last answered one numbered `lastAnswered`, the first
 // unanswered one the next, and a page saying `started` (protocol/call_claims.h).
 DeathFacts death(std::size_t unanswered, std::uint32_t lastAnswered,

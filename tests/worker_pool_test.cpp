@@ -739,22 +739,51 @@ TEST_F(WorkerPoolTest, CallsGoAheadOnlyBehindCallsOfTheirOwnClient) {
   auto a = submit("a", {}, 1);
   auto b = submit("b", {}, 2);
   auto c = submit("c", {}, 1);
-  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a"}))
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "c"}))
+      << "client 1's next call was not sent ahead while client 2's could not be";
+  worker(0).finishCall();
+  turn();
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "c"}))
       << "another client's call was sent ahead behind a call of client 1";
   worker(0).finishCall();
   turn();
-  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "c", "b"}));
+  auto d = submit("d", {}, 1);
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "c", "b"}))
+      << "client 1's call was sent ahead behind a call of client 2";
   worker(0).finishCall();
   turn();
-  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b", "c"}));
-  auto d = submit("d", {}, 1);
-  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "b", "c", "d"}))
-      << "a call of the same client was not sent ahead";
-  for (int i = 0; i < 2; ++i) {
+  EXPECT_EQ(worker(0).received, (std::vector<std::string>{"a", "c", "b", "d"}));
+  worker(0).finishCall();
+  turn();
+  for (auto call : {a, b, c, d}) EXPECT_TRUE(outcome(call).ok()) << outcome(call).describe();
+}
+
+// Two clients flooding one worker: it takes one client's calls ahead (it never runs dry while
+// they wait), at most a turn (half of calls_in_flight_per_worker) in a row while the other
+// client waits, then the other's.
+TEST_F(WorkerPoolTest, ClientsFloodingOneWorkerTakeTurnsInRunsOfTheCallsInFlight) {
+  PoolOptions o = fixed(1);
+  o.calls_in_flight_per_worker = 4;
+  start(o);
+  for (int i = 0; i < 12; ++i) {
+    submit("a", {}, 1);
+    submit("b", {}, 2);
+  }
+  EXPECT_EQ(worker(0).received.size(), 2u) << "the worker did not take a call ahead";
+  for (int i = 0; i < 24; ++i) {
     worker(0).finishCall();
     turn();
   }
-  for (auto call : {a, b, c, d}) EXPECT_TRUE(outcome(call).ok()) << outcome(call).describe();
+  ASSERT_EQ(worker(0).received.size(), 24u) << "calls were taken back and sent again";
+  std::size_t longest = 0, run = 0;
+  for (std::size_t i = 0; i < 24; ++i) {
+    run = (i > 0 && worker(0).received[i] == worker(0).received[i - 1]) ? run + 1 : 1;
+    longest = std::max(longest, run);
+  }
+  EXPECT_LE(longest, 2u) << "one client's calls ran " << longest
+                         << " in a row while the other's waited";
+  EXPECT_EQ(stats().ok, 24u);
 }
 
 TEST_F(WorkerPoolTest, ACallSentAheadIsCancelledWithoutEverRunning) {
@@ -966,8 +995,8 @@ TEST_F(WorkerPoolTest, AWorkerThatRunsACallTakenBackIsReplacedNotFencedForever) 
 
 // Round-robin between clients holds when their calls are quick too: a flood of calls that each
 // take under kSlowCall (the slow-call watch never fires) fills the worker with calls sent ahead;
-// another client's one call is served after about one flood call, as with one call at a time,
-// not after every call sent ahead before it came.
+// another client's one call is served within a turn (LifecyclePolicy::turnLength, 8 calls with
+// the default 16 in flight), not after every call sent ahead before it came.
 TEST_F(WorkerPoolTest, AClientsCallIsNotQueuedBehindAnotherClientsQuickCallsSentAhead) {
   start(fixed(1));
   for (int i = 0; i < 30; ++i) submit("flood", {}, 1);
@@ -979,7 +1008,7 @@ TEST_F(WorkerPoolTest, AClientsCallIsNotQueuedBehindAnotherClientsQuickCallsSent
     turn();
   }
   EXPECT_TRUE(resolved(trickle)) << "the trickle waited for the whole flood";
-  EXPECT_LE(finished, 3) << "the trickle waited behind " << finished << " flood calls";
+  EXPECT_LE(finished, 8 + 1) << "the trickle waited behind " << finished << " flood calls";
 }
 
 TEST_F(WorkerPoolTest, ShutdownWithNothingRunningEndsAtOnce) {
