@@ -27,19 +27,17 @@ kj::Promise<void> GatheringWriteStream::writeDirect(kj::Function<kj::Promise<voi
     return kj::cp(*e);
   }
   flush();
-  auto done = kj::newPromiseAndFulfiller<void>();
-  chain([write = kj::mv(write), fulfiller = kj::mv(done.fulfiller)]() mutable {
-    // This function is gone once it has returned: the promise keeps the fulfiller.
-    auto& done = *fulfiller;
-    return write()
-        .then([&done]() { done.fulfill(); },
-              [&done](kj::Exception&& e) {
-                done.reject(kj::cp(e));
-                kj::throwRecoverableException(kj::mv(e));
-              })
-        .attach(kj::mv(fulfiller));
+  return chain(kj::mv(write));
+}
+
+void GatheringWriteStream::shutdownWrite() {
+  // After what was written before: Cap'n Proto ends a connection with an Abort message (why it
+  // ends), then shuts the stream down.
+  flush();
+  chain([this]() -> kj::Promise<void> {
+    inner().shutdownWrite();
+    return kj::READY_NOW;
   });
-  return kj::mv(done.promise);
 }
 
 kj::Promise<void> GatheringWriteStream::whenWritten() {
@@ -68,21 +66,25 @@ void GatheringWriteStream::flush() {
   });
 }
 
-void GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> write) {
+kj::Promise<void> GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> write) {
+  auto start = [this, write = kj::mv(write)]() mutable -> kj::Promise<void> {
+    KJ_IF_MAYBE (e, failed_) {
+      return kj::cp(*e);  // nothing more goes out: every later write fails as the first did
+    }
+    return write();
+  };
+  // With nothing in progress, the write starts now: what is written before a shutdown, or before
+  // the stream's owner drops it on the next turn, is then with the kernel already.
+  auto written = (writing_ == 0 ? kj::evalNow(kj::mv(start)) : writes_.then(kj::mv(start))).fork();
   ++writing_;
-  writes_ = writes_
-                .then([this, write = kj::mv(write)]() mutable -> kj::Promise<void> {
-                  KJ_IF_MAYBE (e, failed_) {
-                    return kj::cp(*e);
-                  }  // nothing more goes out
-                  return write();
-                })
+  writes_ = written.addBranch()
                 .then([this]() { finished(); },
                       [this](kj::Exception&& e) {
                         if (failed_ == nullptr) failed_ = kj::mv(e);
                         finished();
                       })
                 .eagerlyEvaluate(nullptr);
+  return written.addBranch();
 }
 
 void GatheringWriteStream::finished() {

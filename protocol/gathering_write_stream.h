@@ -8,8 +8,9 @@
 // How: a small write is copied and reported done at once; the gathered bytes go out when the
 // event loop has nothing else to run (kj::evalLast), or at once when whenWritten() asks. A large
 // write (kDirectBytes or more) is not copied: what was gathered before it goes first, then it,
-// and it is done when the kernel has it. A failed write fails every later one with the same
-// exception (the connection is gone).
+// and it is done when the kernel has it. A write starts at once when none is in progress. A
+// shutdown of the write side comes after what was written before it. A failed write fails every
+// later one with the same exception (the connection is gone), large ones queued behind it too.
 //
 // Who waits for whenWritten(): a worker must not start its next call before the answer to the
 // previous one has left (if the next call kills the process, an answer still in a user-space
@@ -34,6 +35,8 @@ class GatheringWriteStream final : public ForwardingStream {
 
   kj::Promise<void> write(const void* buffer, size_t size) override;
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override;
+  /// Shuts the inner stream's write side down once everything written before has gone out.
+  void shutdownWrite() override;
 
   /// Sends what is gathered now, and resolves once nothing written so far is left to write (at
   /// once if nothing is). A write queued later is not waited for: check idle() again from a
@@ -46,9 +49,10 @@ class GatheringWriteStream final : public ForwardingStream {
   kj::Promise<void> writeDirect(kj::Function<kj::Promise<void>()> write);
   void gather(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces);
   void flush();  // hands the gathered bytes to the chain of writes
-  // Appends `write` to the chain of the inner stream's writes; it starts when those before it
-  // are done.
-  void chain(kj::Function<kj::Promise<void>()> write);
+  // Appends `write` to the chain of the inner stream's writes: it starts when those before it
+  // are done (at once when none is in progress), and fails as the first of them that failed.
+  // Resolves as it does.
+  kj::Promise<void> chain(kj::Function<kj::Promise<void>()> write);
   void finished();
 
   kj::Vector<kj::byte> gathered_;

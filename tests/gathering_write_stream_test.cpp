@@ -6,6 +6,7 @@
 #include "protocol/gathering_write_stream.h"
 
 #include <kj/async-io.h>
+#include <kj/debug.h>
 
 #include <gtest/gtest.h>
 
@@ -34,6 +35,22 @@ class CountingStream final : public vial::ForwardingStream {
 
  private:
   std::vector<size_t>& writes_;
+};
+
+// A stream to a peer that has died: every write fails as a socket's does (EPIPE), with
+// DISCONNECTED, in a later turn.
+class DeadPeerStream final : public vial::ForwardingStream {
+ public:
+  using ForwardingStream::ForwardingStream;
+  kj::Promise<void> write(const void*, size_t) override { return failLater(); }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>>) override {
+    return failLater();
+  }
+
+ private:
+  static kj::Promise<void> failLater() {
+    return kj::evalLater([]() -> kj::Promise<void> { return KJ_EXCEPTION(DISCONNECTED, "EPIPE"); });
+  }
 };
 
 class GatheringWriteStreamTest : public ::testing::Test {
@@ -111,6 +128,38 @@ TEST_F(GatheringWriteStreamTest, AFailedWriteFailsEveryLaterOne) {
   EXPECT_ANY_THROW(later.wait(waitScope_)) << "a write after a failed one did not fail";
   std::string large(GatheringWriteStream::kDirectBytes, 'x');
   EXPECT_ANY_THROW(write(large).wait(waitScope_));
+}
+
+// The pool's end of a worker's socket drops write failures of type DISCONNECTED, so that a dead
+// worker's unread answers are still read (pool/peer_stream.h): a large write queued behind a
+// write that fails must fail the same way, not as a broken promise (FAILED), which Cap'n Proto
+// would turn into a failed read at once.
+TEST_F(GatheringWriteStreamTest, ALargeWriteQueuedBehindAFailedOneFailsWithItsException) {
+  auto pipe = kj::newTwoWayPipe();
+  GatheringWriteStream writer(kj::heap<DeadPeerStream>(kj::mv(pipe.ends[0])));
+  std::string small = "finish", large(GatheringWriteStream::kDirectBytes, 'x');
+  EXPECT_TRUE(writer.write(small.data(), small.size()).poll(waitScope_));
+  auto largeDone = writer.write(large.data(), large.size());
+  auto type =
+      largeDone
+          .then([]() { return kj::Maybe<kj::Exception::Type>(); },
+                [](kj::Exception&& e) { return kj::Maybe<kj::Exception::Type>(e.getType()); })
+          .wait(waitScope_);
+  KJ_IF_MAYBE (t, type) {
+    EXPECT_EQ(*t, kj::Exception::Type::DISCONNECTED) << "failed as " << kj::str(*t).cStr();
+  } else {
+    ADD_FAILURE() << "a write behind a failed one succeeded";
+  }
+}
+
+// Cap'n Proto ends a connection by sending an Abort message (why it ends) and then shutting down
+// the write side (TwoPartyVatNetwork::shutdown, after the message's write): the bytes gathered
+// before the shutdown must reach the peer before its end.
+TEST_F(GatheringWriteStreamTest, WhatWasWrittenBeforeAShutdownGoesOutBeforeIt) {
+  EXPECT_TRUE(write("abort: why").poll(waitScope_));
+  writer_->shutdownWrite();
+  auto text = reader_->readAllText().wait(waitScope_);
+  EXPECT_EQ(std::string(text.cStr()), "abort: why");
 }
 
 }  // namespace
