@@ -39,7 +39,8 @@ struct WorkerView {
   bool fenced = false;          ///< calls taken back from it are unanswered: send it nothing
   bool slow = false;            ///< its call is slow (kSlowCall): send nothing ahead
   std::uint64_t group = 0;      ///< the client group of its calls in flight (when it has some)
-  std::size_t streak = 0;       ///< calls sent to it since it was last without calls
+  std::size_t streak = 0;       ///< calls sent to it since it was last without calls, less
+                                ///< those taken back (they are not part of its turn)
   kj::TimePoint idleSince = kj::origin<kj::TimePoint>();
 
   /// Takes calls.

@@ -86,6 +86,7 @@ std::vector<Call> WorkerSlot::takeBack(std::size_t keepAhead) {
   for (std::size_t i = keep; i < inFlight_.size(); ++i) back.push_back(std::move(inFlight_[i]));
   inFlight_.resize(keep);
   revokedUnanswered_ += back.size();
+  streak_ -= back.size();  // it will not run them: they are not part of its turn
   return back;
 }
 

@@ -131,7 +131,7 @@ class WorkerSlot {
   std::size_t revokedUnanswered_ = 0;
   std::size_t callsServed_ = 0;
   kj::TimePoint idleSince_;
-  std::size_t streak_ = 0;  // calls sent since it was last without calls (WorkerView::streak)
+  std::size_t streak_ = 0;  // calls sent and not taken back since it was last without calls
   std::optional<std::uint32_t> lastLook_;  // the call it ran at the last lookForSlowCall()
   bool slow_ = false;
   bool recycling_ = false;

@@ -1011,6 +1011,30 @@ TEST_F(WorkerPoolTest, AClientsCallIsNotQueuedBehindAnotherClientsQuickCallsSent
   EXPECT_LE(finished, 8 + 1) << "the trickle waited behind " << finished << " flood calls";
 }
 
+// Making room for a client with nothing running takes back the calls beyond the worker's turn
+// once: the pool looking again (any later event) while the client still waits takes back none of
+// the turn's calls, which would only be sent again after the client's call.
+TEST_F(WorkerPoolTest, MakingRoomTakesBackOnlyTheCallsBeyondATurnHoweverOftenThePoolLooks) {
+  start(fixed(1));  // 16 in flight, turns of 8
+  for (int i = 0; i < 16; ++i) submit("flood", {}, 1);
+  ASSERT_EQ(worker(0).received.size(), 16u);
+  auto trickle = submit("trickle", {}, 2);
+  for (int i = 0; i < 3; ++i) submit("flood", {}, 1);  // the pool looks again each time
+  int finished = 0;
+  for (; finished < 16 && worker(0).received.back() != "trickle"; ++finished) {
+    worker(0).finishCall();
+    turn();
+  }
+  EXPECT_EQ(worker(0).revoked.size(), 8u) << "calls of the turn were taken back";
+  EXPECT_EQ(finished, 8) << "the trickle ran after " << finished << " flood calls, not a turn";
+  while (!worker(0).runs.empty()) {
+    worker(0).finishCall();
+    turn();
+  }
+  EXPECT_EQ(okValue(trickle), "trickle");
+  EXPECT_EQ(stats().ok, 20u);
+}
+
 TEST_F(WorkerPoolTest, ShutdownWithNothingRunningEndsAtOnce) {
   start(fixed(2));
   bool done = false;
