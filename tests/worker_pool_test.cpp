@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -1033,6 +1034,76 @@ TEST_F(WorkerPoolTest, MakingRoomTakesBackOnlyTheCallsBeyondATurnHoweverOftenThe
   }
   EXPECT_EQ(okValue(trickle), "trickle");
   EXPECT_EQ(stats().ok, 20u);
+}
+
+// Clients flooding and trickling on few workers, with calls finishing, cancelled, timing out in
+// the queue and workers dying, in random orders (fixed seeds): a worker never holds calls of two
+// clients, every call resolves exactly once, and once the clients stop, every call waiting is
+// served (no client is left behind, no call goes back and forth for ever).
+TEST_F(WorkerPoolTest, RandomSchedulesKeepClientsApartAndResolveEveryCallOnce) {
+  for (unsigned seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 random(seed);
+    auto below = [&random](std::size_t n) { return static_cast<std::size_t>(random() % n); };
+    PoolOptions o = fixed(1 + below(2));
+    o.calls_in_flight_per_worker = std::vector<std::size_t>{2, 4, 16}[below(3)];
+    spawner_.processes.clear();
+    start(o);
+    std::vector<int> resolutions;  // per call: how often it resolved
+    std::vector<std::uint64_t> ids;
+    auto groupOf = [](const std::string& source) { return source.substr(0, source.find('-')); };
+    auto submitTo = [&](std::uint64_t group) {
+      Call call;
+      std::size_t index = resolutions.size();
+      call.source = std::to_string(group) + "-" + std::to_string(index);
+      call.group = group;
+      call.id = 10000 + index;
+      if (below(8) == 0) call.options.queue_timeout = 0.01;
+      resolutions.push_back(0);
+      ids.push_back(call.id);
+      call.resolve = [&resolutions, index](Result&&) { ++resolutions[index]; };
+      pool_->submit(std::move(call));
+    };
+    auto checkWorkers = [&]() {
+      for (auto& process : spawner_.processes)
+        for (auto& run : process->runs)
+          ASSERT_EQ(groupOf(run.source), groupOf(process->runs.front().source))
+              << "worker " << process->pid << " holds calls of two clients";
+    };
+    auto liveWorker = [&]() -> FakeProcess* {
+      std::vector<FakeProcess*> busy;
+      for (auto& process : spawner_.processes)
+        if (!process->dead && !process->runs.empty() && process->runs.front().started)
+          busy.push_back(process.get());
+      return busy.empty() ? nullptr : busy[below(busy.size())];
+    };
+    for (int step = 0; step < 400; ++step) {
+      std::size_t action = below(100);
+      if (action < 45) {
+        submitTo(1 + (below(4) == 0 ? below(4) : 0));  // client 1 floods, 2-4 trickle
+      } else if (action < 85) {
+        if (FakeProcess* w = liveWorker()) w->finishCall();
+      } else if (action < 90) {
+        if (!ids.empty()) pool_->cancel(ids[below(ids.size())], below(2) == 0);
+      } else if (action < 93) {
+        if (FakeProcess* w = liveWorker()) w->die(SIGSEGV);
+      } else {
+        advance(below(20) * kj::MILLISECONDS);
+      }
+      turn();
+      checkWorkers();
+    }
+    for (int step = 0; step < 5000; ++step) {
+      if (std::all_of(resolutions.begin(), resolutions.end(), [](int n) { return n > 0; })) break;
+      if (FakeProcess* w = liveWorker()) w->finishCall();
+      advance(1 * kj::MILLISECONDS);
+      checkWorkers();
+    }
+    for (std::size_t i = 0; i < resolutions.size(); ++i)
+      EXPECT_EQ(resolutions[i], 1) << "call " << i << " resolved " << resolutions[i] << " times";
+    pool_.reset();  // before `resolutions`, which its calls' callbacks count into
+    if (::testing::Test::HasFailure()) break;
+  }
 }
 
 TEST_F(WorkerPoolTest, ShutdownWithNothingRunningEndsAtOnce) {
