@@ -319,6 +319,25 @@ TEST_F(ServeLimits, ALoginMessageOverTheLimitClosesTheConnection) {
   EXPECT_EQ(clientRunsACall(), "") << server.describe();
 }
 
+// The server says why it ends a connection (Cap'n Proto's Abort message, written before the
+// end): a client whose login message is over the limit hears the server's reason, not a bare
+// disconnection. Over a unix socket, where the whole message fits in the socket's buffer (no
+// reset discards the reason).
+TEST_F(ServeLimits, AClientWhoseLoginMessageIsOverTheLimitHearsWhy) {
+  Server& server = startUnix({}, 1);
+  vial::ClientOptions options;
+  options.token = std::string(100 << 10, 'x');
+  options.connect_timeout = 10;
+  try {
+    vial::Client::connect(unixAddress(), options);
+    ADD_FAILURE() << "logged in with a 100 KiB login message";
+  } catch (const vial::ConnectError& e) {
+    EXPECT_TRUE(contains(e.what(), "refused a message of at least")) << e.what();
+  }
+  EXPECT_TRUE(waitForText(server.logPath(), "closed: vial: refused a message of at least", 5s))
+      << server.describe();
+}
+
 TEST_F(ServeLimits, ATokenLongerThan1KiBIsRefusedWithoutComparing) {
   Server& server = startTcp({}, 1);
   std::string longToken = kToken + std::string(2048 - kToken.size(), 'x');
