@@ -27,7 +27,9 @@ kj::Promise<void> GatheringWriteStream::writeDirect(kj::Function<kj::Promise<voi
     return kj::cp(*e);
   }
   flush();
-  return chain(kj::mv(write));
+  auto done = kj::newPromiseAndFulfiller<void>();
+  chain(kj::mv(write), kj::mv(done.fulfiller));
+  return kj::mv(done.promise);
 }
 
 void GatheringWriteStream::shutdownWrite() {
@@ -66,7 +68,8 @@ void GatheringWriteStream::flush() {
   });
 }
 
-kj::Promise<void> GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> write) {
+void GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> write,
+                                 kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> done) {
   auto start = [this, write = kj::mv(write)]() mutable -> kj::Promise<void> {
     KJ_IF_MAYBE (e, failed_) {
       return kj::cp(*e);  // nothing more goes out: every later write fails as the first did
@@ -75,16 +78,22 @@ kj::Promise<void> GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> 
   };
   // With nothing in progress, the write starts now: what is written before a shutdown, or before
   // the stream's owner drops it on the next turn, is then with the kernel already.
-  auto written = (writing_ == 0 ? kj::evalNow(kj::mv(start)) : writes_.then(kj::mv(start))).fork();
+  auto written = (writing_ == 0 ? kj::evalNow(kj::mv(start)) : writes_.then(kj::mv(start)))
+                     .then([]() -> kj::Maybe<kj::Exception> { return nullptr; },
+                           [](kj::Exception&& e) -> kj::Maybe<kj::Exception> { return kj::mv(e); });
   ++writing_;
-  writes_ = written.addBranch()
-                .then([this]() { finished(); },
-                      [this](kj::Exception&& e) {
-                        if (failed_ == nullptr) failed_ = kj::mv(e);
-                        finished();
-                      })
+  // Only this stream holds the chain: destroying it cancels every write still in it.
+  writes_ = written
+                .then([this, done = kj::mv(done)](kj::Maybe<kj::Exception> failure) mutable {
+                  KJ_IF_MAYBE (e, failure) {
+                    KJ_IF_MAYBE (d, done) (*d)->reject(kj::cp(*e));
+                    if (failed_ == nullptr) failed_ = kj::mv(*e);
+                  } else {
+                    KJ_IF_MAYBE (d, done) (*d)->fulfill();
+                  }
+                  finished();
+                })
                 .eagerlyEvaluate(nullptr);
-  return written.addBranch();
 }
 
 void GatheringWriteStream::finished() {

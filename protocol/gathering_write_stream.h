@@ -51,8 +51,9 @@ class GatheringWriteStream final : public ForwardingStream {
   void flush();  // hands the gathered bytes to the chain of writes
   // Appends `write` to the chain of the inner stream's writes: it starts when those before it
   // are done (at once when none is in progress), and fails as the first of them that failed.
-  // Resolves as it does.
-  kj::Promise<void> chain(kj::Function<kj::Promise<void>()> write);
+  // `done`, when given, hears how it went.
+  void chain(kj::Function<kj::Promise<void>()> write,
+             kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> done = nullptr);
   void finished();
 
   kj::Vector<kj::byte> gathered_;

@@ -162,4 +162,22 @@ TEST_F(GatheringWriteStreamTest, WhatWasWrittenBeforeAShutdownGoesOutBeforeIt) {
   EXPECT_EQ(std::string(text.cStr()), "abort: why");
 }
 
+// The pool kills a worker, the server drops a connection: the stream goes with writes in
+// progress, gathered and waited for. Nothing of it runs afterwards (AddressSanitizer's build
+// checks); whoever waits hears that it failed.
+TEST_F(GatheringWriteStreamTest, DestroyedWithWritesPendingItLeavesNothingRunning) {
+  std::string large(2 * GatheringWriteStream::kDirectBytes, 'x');
+  EXPECT_TRUE(write("before").poll(waitScope_));
+  auto largeDone = write(large);
+  EXPECT_TRUE(write("after").poll(waitScope_));
+  auto written = writer_->whenWritten();
+  EXPECT_TRUE(write("gathered").poll(waitScope_));
+  writer_ = nullptr;
+  runPending();
+  EXPECT_ANY_THROW(largeDone.wait(waitScope_));
+  EXPECT_ANY_THROW(written.wait(waitScope_));
+  auto text = reader_->readAllText().wait(waitScope_);
+  EXPECT_LT(text.size(), 6 + large.size()) << "the large write went on after the stream was gone";
+}
+
 }  // namespace
