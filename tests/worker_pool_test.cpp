@@ -1037,9 +1037,9 @@ TEST_F(WorkerPoolTest, MakingRoomTakesBackOnlyTheCallsBeyondATurnHoweverOftenThe
 }
 
 // Clients flooding and trickling on few workers, with calls finishing, cancelled, timing out in
-// the queue and workers dying, in random orders (fixed seeds): a worker never holds calls of two
-// clients, every call resolves exactly once, and once the clients stop, every call waiting is
-// served (no client is left behind, no call goes back and forth for ever).
+// the queue, workers dying and recycled, in random orders (fixed seeds): a worker never holds calls
+// of two clients, every call resolves exactly once, and once the clients stop, every call waiting
+// is served (no client is left behind, no call goes back and forth for ever).
 TEST_F(WorkerPoolTest, RandomSchedulesKeepClientsApartAndResolveEveryCallOnce) {
   for (unsigned seed = 1; seed <= 40; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
@@ -1047,6 +1047,7 @@ TEST_F(WorkerPoolTest, RandomSchedulesKeepClientsApartAndResolveEveryCallOnce) {
     auto below = [&random](std::size_t n) { return static_cast<std::size_t>(random() % n); };
     PoolOptions o = fixed(1 + below(2));
     o.calls_in_flight_per_worker = std::vector<std::size_t>{2, 4, 16}[below(3)];
+    if (below(2) == 0) o.recycle_after = 3 + below(5);
     spawner_.processes.clear();
     start(o);
     std::vector<int> resolutions;  // per call: how often it resolved
