@@ -1037,9 +1037,9 @@ TEST_F(WorkerPoolTest, MakingRoomTakesBackOnlyTheCallsBeyondATurnHoweverOftenThe
 }
 
 // Clients flooding and trickling on few workers, with calls finishing, cancelled, timing out in
-// the queue, workers dying and recycled, in random orders (fixed seeds): a worker never holds calls
-// of two clients, every call resolves exactly once, and once the clients stop, every call waiting
-// is served (no client is left behind, no call goes back and forth for ever).
+// the queue, clients leaving, workers dying and recycled, in random orders (fixed seeds): a worker
+// never holds calls of two clients, every call resolves exactly once, and once the clients stop,
+// every call waiting is served (no client is left behind, no call goes back and forth for ever).
 TEST_F(WorkerPoolTest, RandomSchedulesKeepClientsApartAndResolveEveryCallOnce) {
   for (unsigned seed = 1; seed <= 40; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
@@ -1086,8 +1086,10 @@ TEST_F(WorkerPoolTest, RandomSchedulesKeepClientsApartAndResolveEveryCallOnce) {
         if (FakeProcess* w = liveWorker()) w->finishCall();
       } else if (action < 90) {
         if (!ids.empty()) pool_->cancel(ids[below(ids.size())], below(2) == 0);
-      } else if (action < 93) {
+      } else if (action < 92) {
         if (FakeProcess* w = liveWorker()) w->die(SIGSEGV);
+      } else if (action < 93) {
+        pool_->cancelGroup(1 + below(4), "the client disconnected", below(2) == 0);
       } else {
         advance(below(20) * kj::MILLISECONDS);
       }
