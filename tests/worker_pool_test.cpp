@@ -787,6 +787,35 @@ TEST_F(WorkerPoolTest, ClientsFloodingOneWorkerTakeTurnsInRunsOfTheCallsInFlight
   EXPECT_EQ(stats().ok, 24u);
 }
 
+// Three clients flooding two workers: no client waits more than a turn of each other client
+// between two of its calls running, on either worker.
+TEST_F(WorkerPoolTest, ThreeClientsFloodingTwoWorkersEachWaitAtMostATurnOfEachOther) {
+  PoolOptions o = fixed(2);
+  o.calls_in_flight_per_worker = 4;  // turns of 2
+  start(o);
+  for (int i = 0; i < 20; ++i)
+    for (std::uint64_t group : {1, 2, 3}) submit(std::to_string(group), {}, group);
+  std::vector<std::string> ran;  // the clients of the calls, in the order they finished
+  for (int i = 0; i < 60; ++i) {
+    FakeProcess& w = worker(i % 2).runs.empty() ? worker(1 - i % 2) : worker(i % 2);
+    ASSERT_FALSE(w.runs.empty()) << "both workers ran dry with calls waiting";
+    ran.push_back(w.runs.front().source);
+    w.finishCall();
+    turn();
+  }
+  EXPECT_EQ(stats().ok, 60u);
+  // Between two calls of a client, at most a turn (2) of each other client (2) on each worker
+  // (2): 8 calls (4 seen).
+  for (std::string client : {"1", "2", "3"}) {
+    std::size_t gap = 0, longest = 0;
+    for (std::size_t i = 0; i < 45; ++i) {  // its last calls run alone at the end
+      gap = ran[i] == client ? 0 : gap + 1;
+      longest = std::max(longest, gap);
+    }
+    EXPECT_LE(longest, 8u) << "client " << client << " waited for " << longest;
+  }
+}
+
 TEST_F(WorkerPoolTest, ACallSentAheadIsCancelledWithoutEverRunning) {
   start(fixed(1));
   auto first = submit("first", {}, 0, 601);
