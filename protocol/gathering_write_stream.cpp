@@ -76,9 +76,7 @@ void GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> write,
     }
     return write();
   };
-  // With nothing in progress, the write starts now: what is written before a shutdown, or before
-  // the stream's owner drops it on the next turn, is then with the kernel already.
-  auto written = (writing_ == 0 ? kj::evalNow(kj::mv(start)) : writes_.then(kj::mv(start)))
+  auto written = writes_.then(kj::mv(start))
                      .then([]() -> kj::Maybe<kj::Exception> { return nullptr; },
                            [](kj::Exception&& e) -> kj::Maybe<kj::Exception> { return kj::mv(e); });
   ++writing_;

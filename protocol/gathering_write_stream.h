@@ -8,9 +8,9 @@
 // How: a small write is copied and reported done at once; the gathered bytes go out when the
 // event loop has nothing else to run (kj::evalLast), or at once when whenWritten() asks. A large
 // write (kDirectBytes or more) is not copied: what was gathered before it goes first, then it,
-// and it is done when the kernel has it. A write starts at once when none is in progress. A
-// shutdown of the write side comes after what was written before it. A failed write fails every
-// later one with the same exception (the connection is gone), large ones queued behind it too.
+// and it is done when the kernel has it. A shutdown of the write side comes after what was
+// written before it. A failed write fails every later one with the same exception (the
+// connection is gone), large ones queued behind it too.
 //
 // Who waits for whenWritten(): a worker must not start its next call before the answer to the
 // previous one has left (if the next call kills the process, an answer still in a user-space
@@ -50,8 +50,7 @@ class GatheringWriteStream final : public ForwardingStream {
   void gather(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces);
   void flush();  // hands the gathered bytes to the chain of writes
   // Appends `write` to the chain of the inner stream's writes: it starts when those before it
-  // are done (at once when none is in progress), and fails as the first of them that failed.
-  // `done`, when given, hears how it went.
+  // are done, and fails as the first of them that failed. `done`, when given, hears how it went.
   void chain(kj::Function<kj::Promise<void>()> write,
              kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> done = nullptr);
   void finished();
