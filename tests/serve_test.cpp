@@ -369,7 +369,7 @@ TEST_F(VialServe, ConnectDisconnectCyclesLeakNothing) {
 // never another client's: calls go ahead only behind calls of their own client.
 const char* kPeekAtTheChannel = R"PY(
 import re, socket, time
-started = open(flag, 'w'); started.close()
+with open(flag, 'w') as started: started.write('started')
 channel = socket.socket(fileno=3)
 found = set()
 deadline = time.monotonic() + 2       # peeks until a call shows up (bounded: 2 s)
@@ -393,8 +393,10 @@ TEST_F(VialServe, ACallsCodeNeverSeesAnotherClientsCallsInItsWorkersChannel) {
     std::string flag = path(sameClient ? "peek-1" : "peek-2");
     std::string secret = sameClient ? "0123456789abcdef" : "fedcba9876543210";
     auto peek = attacker->run_async(kPeekAtTheChannel, {{"flag", flag}, {"prefix", prefix}});
+    // Sent only once the peek runs: sent before, it could reach the worker while its event loop
+    // still reads (ahead, into its own memory), and never be in the channel to see.
     ASSERT_TRUE(waitForFile(
-        flag, [](const std::string&) { return true; }, 10s))
+        flag, [](const std::string& contents) { return contents == "started"; }, 10s))
         << server.describe();
     vial::Runner& owner = sameClient ? *attacker : *victim;
     auto secretCall = owner.run_async("_return(len(s))", {{"s", prefix + secret}});
