@@ -52,6 +52,11 @@ kj::Promise<void> GatheringWriteStream::whenWritten() {
 
 void GatheringWriteStream::gather(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
   for (auto piece : pieces) gathered_.addAll(piece);
+  if (writing_ == 0 && !flushScheduled_) {
+    // Nothing in progress: it goes now. What follows while it is in progress gathers.
+    flush();
+    return;
+  }
   if (flushScheduled_) return;
   flushScheduled_ = true;
   scheduledFlush_ = kj::evalLast([this]() {
@@ -76,7 +81,9 @@ void GatheringWriteStream::chain(kj::Function<kj::Promise<void>()> write,
     }
     return write();
   };
-  auto written = writes_.then(kj::mv(start))
+  // With nothing in progress, the write starts now (a lone message waits for nothing);
+  // otherwise when those before it are done.
+  auto written = (writing_ == 0 ? kj::evalNow(kj::mv(start)) : writes_.then(kj::mv(start)))
                      .then([]() -> kj::Maybe<kj::Exception> { return nullptr; },
                            [](kj::Exception&& e) -> kj::Maybe<kj::Exception> { return kj::mv(e); });
   ++writing_;

@@ -1,12 +1,16 @@
-// A stream that gathers the writes of one turn of the event loop into one write of the stream it
+// A stream that gathers the writes made while one is in progress into one write of the stream it
 // wraps, and knows when everything written through it is with the kernel.
 //
 // Why gather: Cap'n Proto 0.9 writes every message with its own system call, and the peer wakes
 // for each. A pool sending a burst of calls, with the Finish messages of the answers it has just
-// read, sends them together through this class (one system call, one wake-up of the worker).
+// read, sends them together through this class (two system calls, two wake-ups of the worker,
+// not one per message).
 //
-// How: a small write is copied and reported done at once; the gathered bytes go out when the
-// event loop has nothing else to run (kj::evalLast), or at once when whenWritten() asks. A large
+// How (as Nagle's algorithm, within a turn of the event loop): a small write with nothing in
+// progress goes at once, so a lone message waits for nothing (a round trip through vial serve
+// was 40-60 us slower when every write waited for the end of the turn). The small writes that
+// follow are copied, reported done at once, and go out together when the event loop has nothing
+// else to run (kj::evalLast), or at once when whenWritten() asks. A large
 // write (kDirectBytes or more) is not copied: what was gathered before it goes first, then it,
 // and it is done when the kernel has it. A shutdown of the write side comes after what was
 // written before it. A failed write fails every later one with the same exception (the
