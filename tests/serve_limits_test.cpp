@@ -125,9 +125,14 @@ TEST_F(ServeLimits, AcceptingSurvivesRunningOutOfFileDescriptors) {
   std::string failure = clientRunsACall();
   EXPECT_EQ(failure, "") << server.describe();
   std::string log = server.log();
-  EXPECT_EQ(occurrences(log, "cannot accept connections"), 1u)
-      << "one streak of failures should be logged once" << server.describe();
-  EXPECT_TRUE(contains(log, "accepting connections again after")) << server.describe();
+  // Logged once per streak of failures, not once per failure: every streak ends (a client got
+  // in) with one "again" line. Usually one streak; a loaded machine can see an accept succeed
+  // while the flood is open (a connection closed by its login timeout frees an fd) and a
+  // second streak begin.
+  std::size_t streaks = occurrences(log, "cannot accept connections");
+  EXPECT_GE(streaks, 1u) << server.describe();
+  EXPECT_EQ(streaks, occurrences(log, "accepting connections again after"))
+      << "a streak of failures was logged more than once, or never ended" << server.describe();
 }
 
 TEST_F(ServeLimits, IdleConnectionsWaitingToLogInAreCappedAndAClientStillGetsIn) {
