@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 
 #include "pool/log.h"
 #include "util/fd_passing.h"
+#include "util/process_info.h"
 
 namespace vial::pool {
 
@@ -67,7 +67,7 @@ ForkServer::ForkServer(kj::AsyncIoContext& io, const SpawnOptions& options) {
     throw std::runtime_error(std::string("the fork server did not start: ") + e.what());
   }
   log().info("fork server {} ready ({})", pid_, options.path);
-  pidfd_ = util::UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
+  pidfd_ = openPidfd(pid_);
   if (pidfd_) {
     exitObserver_ = kj::heap<kj::UnixEventPort::FdObserver>(
         io.unixEventPort, pidfd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ);

@@ -50,14 +50,6 @@ std::string resolveWorkerPath(const std::string& configured) {
                            "'); set $VIAL_WORKER or PoolOptions::worker_path");
 }
 
-namespace {
-
-int pidfdOpen(pid_t pid) {
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-}
-
-}  // namespace
-
 WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options,
                              ForkServer* forkServer)
     : timer_(io.provider->getTimer()), claims_(CallClaims::create()) {
@@ -84,7 +76,7 @@ WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options
   outputWrite = nullptr;
   page = nullptr;
 
-  guardPidfd_ = kj::AutoCloseFd(pidfdOpen(guardPid_));
+  guardPidfd_ = kj::AutoCloseFd(openPidfd(guardPid_).release());
   if (guardPidfd_.get() < 0) {
     int error = errno;
     ::kill(guardPid_, SIGKILL);  // a real child (checked above), not reaped yet: still ours
@@ -133,7 +125,7 @@ WorkerProcess::~WorkerProcess() noexcept(false) {
 
 void WorkerProcess::adoptWorker(pid_t pid) {
   if (reaped_ || workerPid_ > 0) return;
-  kj::AutoCloseFd pidfd(pidfdOpen(pid));
+  kj::AutoCloseFd pidfd(openPidfd(pid).release());
   // Checked after the pidfd pins the process, in /proc's own numbering (see process_info.h).
   pid_t parent = pidfd != nullptr ? parentOf(pidOfPidfd(pidfd)) : -1;
   if (pidfd != nullptr && (parent < 0 || parent != pidOfPidfd(guardPidfd_.get()))) pidfd = nullptr;

@@ -99,9 +99,9 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   std::uint64_t connection_;
 };
 
-// The connection's stream: writes gathered per turn and tracked (to close after a refusal is
-// out), reads gated, and buffered below the gate (a fixed 16 KiB read ahead; the gate still
-// limits what is parsed).
+// The connection's stream: writes gathered while one is in progress and tracked (to close after
+// a refusal is out), reads gated, and buffered below the gate (a fixed 16 KiB read ahead; the gate
+// still limits what is parsed).
 kj::Own<MessageGate> gated(kj::Own<kj::AsyncIoStream> stream, GatheringWriteStream*& writes) {
   auto gathering = kj::heap<GatheringWriteStream>(kj::heap<BufferedReadStream>(kj::mv(stream)));
   writes = gathering.get();

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +110,10 @@ pid_t procSelfPid() {
   char target[32] = {};
   ssize_t n = readlink("/proc/self", target, sizeof target - 1);
   return n > 0 ? static_cast<pid_t>(std::atoi(target)) : -1;
+}
+
+util::UniqueFd openPidfd(pid_t pid) {
+  return util::UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
 }
 
 pid_t pidOfPidfd(int pidfd) {

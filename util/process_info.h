@@ -20,6 +20,10 @@ namespace vial {
 /// This process's pid as /proc numbers it, or -1.
 pid_t procSelfPid();
 
+/// A pidfd of `pid` (it pins that very process, even once the pid is reused); empty when the
+/// kernel refuses (errno says why: no such process, or too old a kernel).
+util::UniqueFd openPidfd(pid_t pid);
+
 /// The pid /proc gives the process behind `pidfd`, or -1 once it has been reaped.
 pid_t pidOfPidfd(int pidfd);
 

@@ -7,7 +7,6 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <string>
@@ -60,9 +59,8 @@ std::string mapWorkerIdentity(pid_t child) {
   const unsigned gid = getegid() == 0 ? kNobody : getegid();
   // /proc may number processes differently from getpid() (a pid namespace below the one /proc
   // was mounted for): ask a pidfd of the child which entry is its.
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
-  pid_t worker = pidfd >= 0 ? pidOfPidfd(pidfd) : -1;
-  if (pidfd >= 0) close(pidfd);
+  util::UniqueFd pidfd = openPidfd(child);
+  pid_t worker = pidfd ? pidOfPidfd(pidfd.get()) : -1;
   if (worker <= 0) return "cannot map the sandbox's user namespace: the worker is not in /proc";
   // An unprivileged guard may map only its own ids, and only with setgroups denied; the
   // sandbox never needs supplementary groups anyway.

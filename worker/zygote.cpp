@@ -16,6 +16,7 @@
 #include <string>
 
 #include "util/fd_passing.h"
+#include "util/process_info.h"
 #include "worker/interpreter.h"
 
 namespace vial::worker {
@@ -106,7 +107,7 @@ CallProcess Zygote::startCallProcess() {
   process.pid = pid;
   // Before the template can ask for anything else: the pid is the zygote's unreaped child (or
   // its zombie) until the zygote reports it ended, so it names this very process.
-  process.pidfd = util::UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  process.pidfd = openPidfd(pid);
   process.callPipe = std::move(callWrite);
   process.resultPipe = std::move(resultRead);
   return process;
