@@ -7,6 +7,7 @@
 #include "protocol/vial.capnp.h"
 #include "protocol/wire.h"
 #include "worker/py_ref.h"
+#include "worker/py_text.h"
 
 namespace vial::worker {
 

@@ -1,0 +1,62 @@
+// vial._native: the C++ half of the `vial` Python package (python/vial/__init__.py is the
+// API). It holds no Python-level policy: futures, exceptions and keywords are the package's.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "client/vial.h"
+#include "python/pool_options.h"
+#include "python/python_runner.h"
+#include "python/result_delivery.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace vial::python {
+namespace {
+
+PythonRunner* makePool(const py::dict& keywords) {
+  return new PythonRunner(poolOptionsFromPython(keywords));
+}
+
+PythonRunner* connect(const std::string& address, const std::string& token, double connectTimeout) {
+  ClientOptions options;
+  options.token = token;
+  options.connect_timeout = connectTimeout;
+  return new PythonRunner(address, std::move(options));
+}
+
+}  // namespace
+}  // namespace vial::python
+
+PYBIND11_MODULE(_native, m) {
+  using namespace vial::python;
+  m.doc() = "vial's C++ library, as the vial package uses it; use `import vial` instead.";
+
+  // Raised by connect(); the package re-raises it as vial.ConnectError.
+  static py::exception<vial::ConnectError> connectError(m, "ConnectError", PyExc_ConnectionError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const vial::ConnectError& e) {
+      connectError(e.what());
+    }
+  });
+
+  py::class_<CallHandle>(m, "Call").def("cancel", &CallHandle::cancel);
+
+  py::class_<PythonRunner>(m, "Runner")
+      .def(py::init(&makePool), "options"_a)
+      .def(py::init(&connect), "address"_a, "token"_a, "connect_timeout"_a)
+      .def("submit", &PythonRunner::submit, "source"_a, "variables"_a, "proc_timeout"_a,
+           "soft_timeout"_a, "queue_timeout"_a, "future"_a)
+      .def("stats", &PythonRunner::stats)
+      .def("close", &PythonRunner::close, "grace"_a)
+      .def("wait_ready", &PythonRunner::waitReady, "seconds"_a)
+      .def("size", &PythonRunner::size)
+      .def("ping", &PythonRunner::ping);
+
+  m.def("delivery_thread_ident", [] { return ResultDelivery::get().threadIdent(); });
+  m.def("stop_delivery", [] { ResultDelivery::get().stop(); });
+  m.def("set_log_level", &vial::set_log_level, "level"_a);
+  m.attr("VERSION") = VIAL_VERSION;
+}

@@ -1,0 +1,88 @@
+#include "python/result_delivery.h"
+
+#include <pythread.h>
+
+#include <utility>
+
+#include "pool/log.h"
+
+namespace py = pybind11;
+
+namespace vial::python {
+
+ResultDelivery& ResultDelivery::get() {
+  // Never destroyed: the thread must not be joined by a static destructor after the
+  // interpreter is gone (stop() ends it at exit).
+  static ResultDelivery* delivery = new ResultDelivery();
+  return *delivery;
+}
+
+ResultDelivery::ResultDelivery() : thread_([this] { run(); }) {}
+
+Executor ResultDelivery::executor() {
+  return [this](std::function<void()> task) { post(std::move(task)); };
+}
+
+void ResultDelivery::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopped_) {
+      bool wasEmpty = tasks_.empty();
+      tasks_.push_back(std::move(task));
+      if (wasEmpty) wake_.notify_one();
+      return;
+    }
+  }
+  // Stopped: the interpreter is exiting. The task may hold Python references that cannot be
+  // released without the GIL, so it is leaked on purpose rather than destroyed here.
+  new std::function<void()>(std::move(task));
+}
+
+void ResultDelivery::run() {
+  ident_.store(PyThread_get_thread_ident());
+  std::deque<std::function<void()>> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return !tasks_.empty() || stopping_; });
+      if (tasks_.empty()) {
+        stopped_ = true;
+        wake_.notify_all();
+        return;
+      }
+      batch.swap(tasks_);
+    }
+    py::gil_scoped_acquire gil;
+    for (auto& task : batch) {
+      try {
+        task();
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("vial delivering a result");
+      } catch (const std::exception& e) {
+        log().error("vial: delivering a result to Python failed: {}", e.what());
+      }
+    }
+    batch.clear();  // the tasks' Python references go while the GIL is held
+  }
+}
+
+void ResultDelivery::stop() {
+  py::gil_scoped_release released;  // the thread needs the GIL to finish its last batch
+  {
+    std::unique_lock lock(mutex_);
+    stopping_ = true;
+    wake_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+SharedRef::~SharedRef() {
+  if (!o_) return;
+  if (PyGILState_Check()) {
+    Py_DECREF(o_);
+    return;
+  }
+  ResultDelivery::get().executor()([o = o_] { Py_DECREF(o); });
+}
+
+}  // namespace vial::python

@@ -1,0 +1,220 @@
+"""vial: run Python source in a pool of worker processes, each embedding CPython.
+
+    import vial
+
+    with vial.Pool(workers=4, proc_timeout=10) as pool:
+        future = pool.run_async("_return(testvar + 5)", testvar=3)
+        future.result()                       # [8]: every _return(x), in order
+        await pool.run("_return(2 * x)", x=4)   # from a coroutine: [8]
+
+    client = vial.connect("unix:/run/vial/vial.sock")     # a `vial serve` daemon: same methods
+
+Values crossing to the workers and back: None, bool, int (any size), float, str, bytes, list,
+tuple, dict with str keys. Anything else raises TypeError at the call, naming where it sits.
+
+Failures raise subclasses of vial.Error: PythonError, Timeout, WorkerCrashed, Rejected,
+Cancelled, Unavailable, Overloaded (and ConnectError from connect()).
+
+Threads: every method may be called from any thread; waits release the GIL. Results arrive on
+vial's delivery thread, so concurrent.futures done-callbacks run there; ``await pool.run`` resumes
+on the caller's event loop; vial.twisted's at_return/at_err run in the reactor thread.
+
+For Evennia's run_async (callbacks, Deferreds, a Twisted reactor) see vial.twisted.
+"""
+
+import asyncio
+import atexit
+import math
+import os
+import sys
+import threading
+import weakref
+
+from . import _native
+from ._errors import (Cancelled, ConnectError, Error, Overloaded, PythonError, Rejected,
+                      Timeout, Unavailable, WorkerCrashed)
+from ._future import Future
+
+__all__ = ["Pool", "connect", "Future", "Sandbox", "Error", "PythonError", "Timeout",
+           "WorkerCrashed", "Rejected", "Cancelled", "Unavailable", "Overloaded", "ConnectError",
+           "set_log_level", "NO_TIMEOUT", "__version__"]
+
+__version__ = _native.VERSION
+
+#: A proc_timeout meaning "no limit" (per call: ``proc_timeout=vial.NO_TIMEOUT``).
+NO_TIMEOUT = math.inf
+
+#: Keywords of run_async / run that set the call's limits, not its variables. A variable of one
+#: of these names goes in the dict given as run_async's second argument.
+RESERVED_KEYWORDS = ("proc_timeout", "soft_timeout", "queue_timeout")
+
+
+def set_log_level(level):
+    """How much vial logs to stderr: "trace", "debug", "info" (default: every worker spawn, exit
+    and kill), "warn", "error", "critical", "off"."""
+    _native.set_log_level(level)
+
+
+class Sandbox(dict):
+    """The sandbox profile for code you do not trust (``vial.Pool(sandbox=vial.Sandbox(...))``;
+    ``sandbox=True`` for the defaults). Every call runs in a fresh process in namespaces of its
+    own, under landlock and a seccomp filter, with these limits (None: vial's default):
+
+    memory_limit   bytes of address space a call's process may add (default 512 MiB)
+    scratch_limit  bytes it may write to its private /tmp and working directory (64 MiB)
+    max_tasks      processes and threads at once (32)
+    cpu_limit      CPU seconds per process (10)
+    allow_read     further absolute paths it may read
+
+    See README, "Running untrusted code"."""
+
+    def __init__(self, *, memory_limit=None, scratch_limit=None, max_tasks=None, cpu_limit=None,
+                 allow_read=None):
+        super().__init__(enabled=True, memory_limit=memory_limit, scratch_limit=scratch_limit,
+                         max_tasks=max_tasks, cpu_limit=cpu_limit, allow_read=allow_read)
+
+
+_live = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+class _Runner:
+    """What a Pool and a connection to `vial serve` have in common."""
+
+    def __init__(self, native):
+        self._native = native
+        with _live_lock:
+            _live.add(self)
+
+    def run_async(self, source, variables=None, /, *, proc_timeout=None, soft_timeout=None,
+                  queue_timeout=None, **kwargs):
+        """Runs ``source`` with the keyword arguments (and ``variables``, a dict, for names that
+        are reserved here: proc_timeout, soft_timeout, queue_timeout) as its global variables.
+        Returns a vial.Future of the list of ``_return`` values.
+
+        proc_timeout: this call's hard limit in seconds (its worker is killed past it;
+        vial.NO_TIMEOUT for none); soft_timeout: vial.SoftTimeout is raised in the code past it;
+        queue_timeout: longest wait for a worker. None: the pool's.
+
+        Raises TypeError / ValueError at once for variables vial cannot send; every other
+        failure comes through the future."""
+        if variables is not None:
+            if kwargs:
+                variables = dict(variables)
+                variables.update(kwargs)
+        else:
+            variables = kwargs
+        if not isinstance(source, str):
+            raise TypeError(f"source must be a str, not {type(source).__name__}")
+        if not isinstance(variables, dict):
+            variables = dict(variables)
+        future = Future()
+        future._vial_call = self._native.submit(source, variables, proc_timeout, soft_timeout,
+                                                queue_timeout, future)
+        return future
+
+    async def run(self, source, variables=None, /, **kwargs):
+        """``await pool.run(source, **variables)``: run_async for asyncio. The result arrives on
+        the running loop (no polling, no thread per call); cancelling the awaiting task cancels
+        the call."""
+        return await asyncio.wrap_future(self.run_async(source, variables, **kwargs))
+
+    def stats(self):
+        """What the pool (or the server's pool) is doing and has done, as a dict: workers_live,
+        workers_idle, workers_busy, queued, running, submitted, ok, python_error, timeout,
+        worker_crashed, rejected, cancelled, unavailable, overloaded, spawns, latency_p50_ms, ..."""
+        return self._native.stats()
+
+    def close(self, grace=None):
+        """Pool: stops taking calls (later ones raise Cancelled), cancels queued calls, lets
+        running ones finish for up to ``grace`` seconds (default: shutdown_grace), then kills the
+        workers and returns when they are gone. Connection: disconnects; pending calls raise
+        Cancelled. Idempotent."""
+        self._native.close(grace)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+
+class Pool(_Runner):
+    """A pool of vial-worker processes run from this process.
+
+    Every keyword is a field of vial's PoolOptions (None: vial's default; README describes each):
+    workers (most processes; default: one per CPU), min_workers, max_idle, recycle_after,
+    recycle_above_rss, environment (dict), inherit_environment, working_directory, sys_path,
+    preload_modules, setup_source, user_id, group_id, worker_path, fork_server, start_timeout,
+    proc_timeout, soft_timeout, max_queue, max_queue_per_client, calls_in_flight_per_worker,
+    sandbox (True or a vial.Sandbox), shutdown_grace.
+
+    The workers get this interpreter's sys.path after ``sys_path`` (``inherit_sys_path=False``
+    to give them only ``sys_path``), so the host's own modules import there.
+
+    Raises ValueError for options that cannot make a pool, TypeError for unknown keywords."""
+
+    def __init__(self, *, workers=None, min_workers=None, max_idle=None, recycle_after=None,
+                 recycle_above_rss=None, environment=None, inherit_environment=None,
+                 working_directory=None, sys_path=None, preload_modules=None, setup_source=None,
+                 user_id=None, group_id=None, worker_path=None, fork_server=None,
+                 start_timeout=None, proc_timeout=None, soft_timeout=None, max_queue=None,
+                 max_queue_per_client=None, calls_in_flight_per_worker=None, sandbox=None,
+                 shutdown_grace=None, inherit_sys_path=True):
+        options = {name: value for name, value in locals().items()
+                   if name not in ("self", "inherit_sys_path", "__class__")}
+        paths = list(sys_path or [])
+        if inherit_sys_path:
+            paths += [os.path.abspath(p) if p else os.getcwd()
+                      for p in sys.path if isinstance(p, str)]
+        options["sys_path"] = paths
+        if worker_path is None and not os.environ.get("VIAL_WORKER"):
+            beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vial-worker")
+            if os.access(beside, os.X_OK):
+                options["worker_path"] = beside
+        super().__init__(_native.Runner(options))
+
+    @property
+    def size(self):
+        """The most workers the pool may run."""
+        return self._native.size()
+
+    def wait_ready(self, timeout=30.0):
+        """Waits until at least min_workers workers are ready; False on timeout."""
+        return self._native.wait_ready(max(0.0, min(float(timeout), 1e6)))
+
+
+class Connection(_Runner):
+    """A connection to a `vial serve` daemon (made by vial.connect)."""
+
+    def ping(self):
+        """"vial 0.1.0, server pid 1234"; raises ConnectError when the server is gone."""
+        try:
+            return self._native.ping()
+        except _native.ConnectError as e:
+            raise ConnectError(str(e)) from None
+
+
+def connect(address="", *, token="", connect_timeout=10.0):
+    """Connects to a `vial serve` daemon: "unix:/path" (default: the server's default socket) or
+    "tcp:HOST:PORT" with the server's ``token``. Raises vial.ConnectError saying what to do when
+    it cannot reach the server or the login is refused."""
+    try:
+        return Connection(_native.Runner(address, token, float(connect_timeout)))
+    except _native.ConnectError as e:
+        raise ConnectError(str(e)) from None
+
+
+@atexit.register
+def _close_all():
+    # Before the interpreter finalizes: close every pool (their pending calls resolve), then end
+    # the delivery thread, which must not take the GIL once finalizing has begun.
+    with _live_lock:
+        runners = list(_live)
+    for runner in runners:
+        try:
+            runner.close()
+        except Exception:
+            pass
+    _native.stop_delivery()

@@ -1,0 +1,56 @@
+"""vial.Future: a concurrent.futures.Future whose cancel() cancels the call."""
+
+import concurrent.futures
+import threading
+
+from . import _native
+
+
+class Future(concurrent.futures.Future):
+    """The pending result of ``pool.run_async(...)``: the list of ``_return`` values, or one of
+    vial's exceptions. A ``concurrent.futures.Future``: ``result()``, ``exception()``,
+    ``add_done_callback()``, ``concurrent.futures.wait``/``as_completed`` and
+    ``asyncio.wrap_future`` work as usual.
+
+    Done-callbacks run on vial's delivery thread (as a ThreadPoolExecutor's run on its worker
+    thread): keep them short, and do not wait there for another vial call (that would wait
+    for ever; vial raises RuntimeError instead).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._vial_call = None
+
+    def cancel(self):
+        """Cancels the call: a queued call is dropped, a running one has its worker killed (what
+        the code did until then stays done). True unless the call had already finished."""
+        if self.done():
+            return self.cancelled()
+        call = self._vial_call
+        if call is not None and not call.cancel():
+            return self.cancelled()  # it resolved meanwhile; its result is on the way
+        return super().cancel()
+
+    def result(self, timeout=None):
+        self._refuse_to_wait_on_delivery_thread()
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._refuse_to_wait_on_delivery_thread()
+        return super().exception(timeout)
+
+    def _refuse_to_wait_on_delivery_thread(self):
+        if not self.done() and threading.get_ident() == _native.delivery_thread_ident():
+            raise RuntimeError(
+                "waiting for a vial call in a done-callback of another would wait for ever "
+                "(results arrive on that thread); chain with add_done_callback instead")
+
+    def _vial_resolve(self, ok, value):
+        # On the delivery thread. A future the caller cancelled stays cancelled.
+        try:
+            if ok:
+                self.set_result(value)
+            else:
+                self.set_exception(value)
+        except concurrent.futures.InvalidStateError:
+            pass

@@ -1,0 +1,1 @@
+"""vial.twisted: Evennia's run_async on a vial pool (written next)."""
