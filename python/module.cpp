@@ -5,6 +5,7 @@
 
 #include "client/vial.h"
 #include "python/pool_options.h"
+#include "python/python_logging.h"
 #include "python/python_runner.h"
 #include "python/result_delivery.h"
 
@@ -31,6 +32,7 @@ PythonRunner* connect(const std::string& address, const std::string& token, doub
 PYBIND11_MODULE(_native, m) {
   using namespace vial::python;
   m.doc() = "vial's C++ library, as the vial package uses it; use `import vial` instead.";
+  routeLogsToPython();
 
   // Raised by connect(); the package re-raises it as vial.ConnectError.
   static py::exception<vial::ConnectError> connectError(m, "ConnectError", PyExc_ConnectionError);
