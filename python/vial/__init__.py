@@ -170,9 +170,7 @@ class Pool(_Runner):
                       for p in sys.path if isinstance(p, str)]
         options["sys_path"] = paths
         if worker_path is None and not os.environ.get("VIAL_WORKER"):
-            beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vial-worker")
-            if os.access(beside, os.X_OK):
-                options["worker_path"] = beside
+            options["worker_path"] = _installed_worker()
         super().__init__(_native.Runner(options))
 
     @property
@@ -183,6 +181,17 @@ class Pool(_Runner):
     def wait_ready(self, timeout=30.0):
         """Waits until at least min_workers workers are ready; False on timeout."""
         return self._native.wait_ready(max(0.0, min(float(timeout), 1e6)))
+
+
+def _installed_worker():
+    """The vial-worker installed with this package (cmake --install), or None in a build tree
+    (the library then finds the build's own)."""
+    try:
+        from ._install_paths import WORKER
+    except ImportError:
+        return None
+    path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), WORKER))
+    return path if os.access(path, os.X_OK) else None
 
 
 class Connection(_Runner):
