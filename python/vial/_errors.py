@@ -58,3 +58,10 @@ class Overloaded(Error):
 
 class ConnectError(Error, ConnectionError):
     """``vial.connect`` could not reach the server or the server refused the login."""
+
+
+# Shown as vial.Timeout (not vial._errors.Timeout) in tracebacks and reprs.
+for _error in (Error, PythonError, Timeout, WorkerCrashed, Rejected, Cancelled, Unavailable,
+               Overloaded, ConnectError):
+    _error.__module__ = "vial"
+del _error
