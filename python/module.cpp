@@ -44,7 +44,9 @@ PYBIND11_MODULE(_native, m) {
     }
   });
 
-  py::class_<CallHandle>(m, "Call").def("cancel", &CallHandle::cancel);
+  py::class_<CallHandle>(m, "Call")
+      .def("cancel", &CallHandle::cancel)
+      .def("take", &CallHandle::take, "seconds"_a);
 
   py::class_<PythonRunner>(m, "Runner")
       .def(py::init(&makePool), "options"_a)

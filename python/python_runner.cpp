@@ -1,5 +1,9 @@
 #include "python/python_runner.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
 #include "python/outcome_object.h"
 #include "python/py_value.h"
 #include "python/result_delivery.h"
@@ -11,6 +15,51 @@ namespace vial::python {
 bool CallHandle::cancel() {
   py::gil_scoped_release released;
   return future_.cancel();
+}
+
+namespace {
+
+// The pair _vial_resolve takes for `result`; never throws a Python error for a value that
+// cannot become a Python object (text from a server that is not UTF-8): that is the call's error.
+py::tuple resolution(const Result& result) {
+  try {
+    auto [ok, value] = outcomeObject(result);
+    return py::make_tuple(ok, value);
+  } catch (py::error_already_set& e) {
+    return py::make_tuple(
+        false, py::module_::import("vial._errors")
+                   .attr("Error")("vial could not convert the result: " + std::string(e.what())));
+  }
+}
+
+// How long a waiting thread sleeps at most before letting Python check for signals.
+constexpr std::chrono::milliseconds kSignalCheckInterval{50};
+
+}  // namespace
+
+py::object CallHandle::take(std::optional<double> seconds) {
+  auto deadline = std::chrono::steady_clock::now();
+  bool limited = seconds && std::isfinite(*seconds);
+  if (limited)
+    deadline += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(std::max(0.0, *seconds)));
+  for (;;) {
+    bool ready;
+    {
+      py::gil_scoped_release released;
+      auto slice = kSignalCheckInterval;
+      if (limited)
+        slice = std::min(slice, std::chrono::ceil<std::chrono::milliseconds>(
+                                    std::max(deadline - std::chrono::steady_clock::now(),
+                                             std::chrono::steady_clock::duration::zero())));
+      ready = future_.wait_for(slice);
+    }
+    if (ready) break;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (limited && std::chrono::steady_clock::now() >= deadline) return py::bool_(false);
+  }
+  if (taken_->exchange(true)) return py::none();
+  return resolution(future_.get());
 }
 
 PythonRunner::PythonRunner(PoolOptions options) {
@@ -42,18 +91,11 @@ PythonRunner::~PythonRunner() {
 
 namespace {
 
-// Resolves a Python future from the delivery thread (GIL held).
-void deliver(const SharedRef& future, const Result& result) {
-  std::pair<bool, py::object> outcome;
-  try {
-    outcome = outcomeObject(result);
-  } catch (py::error_already_set& e) {
-    // A value that cannot become a Python object (text from a server that is not UTF-8).
-    outcome = {false,
-               py::module_::import("vial._errors")
-                   .attr("Error")("vial could not convert the result: " + std::string(e.what()))};
-  }
-  future.get().attr("_vial_resolve")(outcome.first, outcome.second);
+// Resolves a Python future from the delivery thread (GIL held), unless a waiting thread took the
+// result first.
+void deliver(const SharedRef& future, std::atomic<bool>& taken, const Result& result) {
+  if (taken.exchange(true)) return;
+  future.get().attr("_vial_resolve")(*resolution(result));
 }
 
 }  // namespace
@@ -66,10 +108,13 @@ CallHandle PythonRunner::submit(const std::string& source, const py::dict& varia
   CallOptions options{procTimeout, softTimeout, queueTimeout};
   // Shared, not moved: std::function wants a copyable callback.
   auto target = std::make_shared<SharedRef>(future);
+  auto taken = std::make_shared<std::atomic<bool>>(false);
   py::gil_scoped_release released;
   Future call = runner_->run_async(source, std::move(vars), options);
-  call.then([target = std::move(target)](const Result& result) { deliver(*target, result); });
-  return CallHandle(std::move(call));
+  call.then([target = std::move(target), taken](const Result& result) {
+    deliver(*target, *taken, result);
+  });
+  return CallHandle(std::move(call), std::move(taken));
 }
 
 py::dict PythonRunner::stats() const {

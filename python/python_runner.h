@@ -5,6 +5,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,15 +14,25 @@
 
 namespace vial::python {
 
-/// One submitted call, for cancelling it.
+/// One submitted call: for cancelling it, and for a thread that waits on it to take its result
+/// itself instead of waiting for the delivery thread (one thread hand-off less per call).
 class CallHandle {
  public:
-  explicit CallHandle(Future future) : future_(std::move(future)) {}
+  CallHandle(Future future, std::shared_ptr<std::atomic<bool>> taken)
+      : future_(std::move(future)), taken_(std::move(taken)) {}
   /// vial::Future::cancel (GIL released): false if the call had already resolved.
   bool cancel();
+  /// Waits up to `seconds` (None: no limit) with the GIL released, in slices that let Python
+  /// handle signals (Ctrl-C) between them. Resolved and not yet taken by the delivery thread:
+  /// (ok, value) as outcomeObject gives it, for the caller to resolve its future with.
+  /// Resolved and taken by the delivery thread: None (its result is being set). Still
+  /// pending after `seconds`: False.
+  pybind11::object take(std::optional<double> seconds);
 
  private:
   Future future_;
+  // Whoever sets it first (the delivery thread or a waiting thread) resolves the Python future.
+  std::shared_ptr<std::atomic<bool>> taken_;
 };
 
 class PythonRunner {

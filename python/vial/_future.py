@@ -32,18 +32,30 @@ class Future(concurrent.futures.Future):
         return super().cancel()
 
     def result(self, timeout=None):
-        self._refuse_to_wait_on_delivery_thread()
-        return super().result(timeout)
+        return super().result(self._wait(timeout))
 
     def exception(self, timeout=None):
-        self._refuse_to_wait_on_delivery_thread()
-        return super().exception(timeout)
+        return super().exception(self._wait(timeout))
 
-    def _refuse_to_wait_on_delivery_thread(self):
-        if not self.done() and threading.get_ident() == _native.delivery_thread_ident():
+    def _wait(self, timeout):
+        # Waits on the call itself, woken by the pool's thread, and resolves this future here if
+        # the delivery thread has not yet: one thread hand-off less than waiting for delivery.
+        # Returns the timeout left for the base class's wait (which then finds it done, or
+        # waits out the moment the delivery thread takes to set it).
+        if self.done() or self._vial_call is None:
+            return timeout
+        if threading.get_ident() == _native.delivery_thread_ident():
             raise RuntimeError(
                 "waiting for a vial call in a done-callback of another would wait for ever "
                 "(results arrive on that thread); chain with add_done_callback instead")
+        taken = self._vial_call.take(timeout)
+        if taken is False:
+            if not self.done():
+                raise concurrent.futures.TimeoutError()
+            return None
+        if taken is not None:
+            self._vial_resolve(*taken)
+        return None
 
     def _vial_resolve(self, ok, value):
         # On the delivery thread. A future the caller cancelled stays cancelled.
