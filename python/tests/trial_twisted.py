@@ -496,3 +496,7 @@ class Mistakes(RunAsyncTestCase):
     def test_something_neither_str_nor_callable_raises_type_error(self):
         error = self.assertRaises(TypeError, run_async, b"1+2")
         self.assertIn("not bytes", str(error))
+
+    def test_a_proc_timeout_that_is_not_a_number_raises_type_error(self):
+        error = self.assertRaises(TypeError, run_async, "1+2", proc_timeout="2")
+        self.assertIn("proc_timeout", str(error))

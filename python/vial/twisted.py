@@ -278,7 +278,12 @@ def run_async(to_execute, *args, at_return=None, at_err=None, at_return_kwargs=N
 
     Raises at once: TypeError for a to_execute that is neither str nor callable, a source string
     with positional arguments or with use_thread=True, a value vial cannot send, a reserved
-    variable name (_return, __builtins__); ValueError for an unknown procpool_name."""
+    variable name (_return, __builtins__), a proc_timeout that is not a number; ValueError for an
+    unknown procpool_name."""
+    if proc_timeout is not None and (isinstance(proc_timeout, bool)
+                                     or not isinstance(proc_timeout, (int, float))):
+        raise TypeError(f"run_async(proc_timeout=...) takes seconds (int or float) or None, not "
+                        f"{type(proc_timeout).__name__}")
     if isinstance(to_execute, str):
         if args:
             raise TypeError(f"run_async(source, ...) takes its variables as keywords, not "
@@ -310,7 +315,7 @@ def run_async(to_execute, *args, at_return=None, at_err=None, at_return_kwargs=N
     try:
         future = pool.run_async(prelude, variables, proc_timeout=proc_timeout)
     except (TypeError, ValueError) as e:
-        raise type(e)(_unsendable_message(str(e), callable(to_execute))) from None
+        raise type(e)(_unsendable_message(str(e))) from None
     deferred = defer.Deferred(canceller=lambda _: future.cancel())
     _chain(deferred, what, at_return, at_return_kwargs, at_err, at_err_kwargs, proc_timeout)
     from twisted.internet import reactor
@@ -394,20 +399,13 @@ _PLACE = re.compile(r"variable '(__vial_vars|__vial_args|__vial_kwargs)'"
                     r"\[((?:'(?:[^']|'(?!\]))*')|\d+)\]")
 
 
-def _unsendable_message(message, for_callable):
+def _unsendable_message(message):
     match = _PLACE.match(message)
-    if match:
-        holder, key = match.groups()
-        if holder == "__vial_vars":
-            place = f"variable {key}"
-        elif holder == "__vial_args":
-            place = f"args[{key}]"
-        else:
-            place = f"kwargs[{key}]"
-        message = f"run_async: {place}{message[match.end():]}"
-    else:
-        message = f"run_async: {message}"
-    if for_callable:
-        message += ("; use_thread=True runs the callable in a thread, where its arguments "
-                    "need not be vial values")
-    return message
+    if not match:
+        return f"run_async: {message}"
+    holder, key = match.groups()
+    if holder == "__vial_vars":
+        return f"run_async: variable {key}{message[match.end():]}"
+    place = f"args[{key}]" if holder == "__vial_args" else f"kwargs[{key}]"
+    return (f"run_async: {place}{message[match.end():]}; use_thread=True runs the callable in "
+            f"a thread, where its arguments need not be vial values")
