@@ -82,7 +82,9 @@ class RunAsyncTestCase(unittest.TestCase):
 
     def setUp(self):
         self.reactor_thread = threading.get_ident()
-        vial.twisted.configure(workers=2)
+        # Workers import twisted_targets from the source tree; their isolated interpreters
+        # ignore PYTHONDONTWRITEBYTECODE, so they are told here not to leave __pycache__ there.
+        vial.twisted.configure(workers=2, setup_source="import sys\nsys.dont_write_bytecode = True")
         self.addCleanup(vial.twisted.close)
 
     @defer.inlineCallbacks
