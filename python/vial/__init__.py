@@ -106,6 +106,12 @@ class _Runner:
             variables = kwargs
         if not isinstance(source, str):
             raise TypeError(f"source must be a str, not {type(source).__name__}")
+        for name, limit in (("proc_timeout", proc_timeout), ("soft_timeout", soft_timeout),
+                            ("queue_timeout", queue_timeout)):
+            if limit is not None and (isinstance(limit, bool)
+                                      or not isinstance(limit, (int, float))):
+                raise TypeError(f"{name} takes seconds (int or float) or None, not "
+                                f"{type(limit).__name__}")
         if not isinstance(variables, dict):
             variables = dict(variables)
         future = Future()
