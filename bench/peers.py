@@ -1,17 +1,20 @@
 #!/usr/bin/python3.11
-"""The figures of vial-bench, measured for Python's own process pools.
+"""The figures of vial-bench, measured for Python's own process pools and for vial's Python module.
 
-    /usr/bin/python3.11 bench/peers.py [--quick] [--json]
+    /usr/bin/python3.11 bench/peers.py [--quick] [--json] [--peer NAME_PART]
 
 Peers, each with 2 worker processes (default start method: fork on Linux):
 multiprocessing.Pool, concurrent.futures.ProcessPoolExecutor and pebble.ProcessPool.
 The unit of work is vial's: run_source() exec()s a source string in a fresh dict holding the
 injected variables and a `_return` that appends to a list, and returns that list.
+Then vial.Pool, through `import vial` from the build tree (build/python beside this folder), on
+the same figures, with the source string itself as the call; skipped, saying so, if not built.
 bench/README.md says what each figure means. Exits 1 when a call gives an unexpected result.
 No PyPI packages: the idle CPU figure reads /proc, not psutil.
 """
 
 import argparse
+import asyncio
 import concurrent.futures
 import concurrent.futures.process
 import json
@@ -32,6 +35,9 @@ SLEEPER_CALL = "import time\ntime.sleep(1)\n_return(1+2)"
 CRASH_CALL = "import os\nos._exit(3)"  # as vial-bench submits it
 CRASH_WAIT_S = 5  # every wait of the crash figure is bounded by this; then the peer gets null
 BLOB_BYTES = 10 << 20
+# vial's Python package as the build leaves it: build/python/vial in this checkout.
+VIAL_BUILD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "build", "python")
 
 FULL = dict(pool_starts=5, round_trip_warmup=200, round_trips=5000, throughput_calls=20000,
             timeout_repeats=3, blob_round_trips=5, idle_seconds=5)
@@ -155,6 +161,46 @@ class PebbleProcessPool:
         pool.join()
 
 
+class VialPool:
+    """vial.Pool through the Python module: the source string itself is the call."""
+    name = "vial.Pool"
+    has_timeout = True
+    crash_breaks_pool = False
+
+    def __init__(self, vial):
+        self.vial = vial
+        self.crash_error = vial.WorkerCrashed
+
+    def make(self, workers=WORKERS):
+        # Default options but the queue's cap, as vial-bench's: 20,000 calls at once must fit.
+        return self.vial.Pool(workers=workers, max_queue=1 << 20)
+
+    def submit(self, pool, source, variables=None, timeout=None):
+        return pool.run_async(source, variables or {}, proc_timeout=timeout)
+
+    def result(self, handle, timeout=None):
+        return future_result(handle, timeout)
+
+    def close(self, pool):
+        pool.close()
+
+    def terminate(self, pool):
+        pool.close(grace=0)
+
+
+def import_vial():
+    """(vial, None) from VIAL_BUILD_DIR, or (None, why not) when it is not built there."""
+    if not os.path.isfile(os.path.join(VIAL_BUILD_DIR, "vial", "__init__.py")):
+        return None, f"not built: no {VIAL_BUILD_DIR}/vial"
+    sys.path.insert(0, VIAL_BUILD_DIR)
+    try:
+        import vial
+    except ImportError as e:
+        return None, f"{VIAL_BUILD_DIR}/vial does not import: {e}"
+    vial.set_log_level("error")  # as vial-bench: no info line per worker started
+    return vial, None
+
+
 def ms_since(start):
     return (time.perf_counter() - start) * 1e3
 
@@ -221,6 +267,29 @@ def round_trip(peer, warmup, calls):
             samples.append((time.perf_counter() - start) * 1e6)
             require_three(values)
         samples.sort()
+        return percentile(samples, 50), percentile(samples, 99)
+    finally:
+        peer.close(pool)
+
+
+def asyncio_round_trip(peer, warmup, calls):
+    """vial only: round_trip() as a coroutine sees it, `await pool.run(...)` one at a time on
+    an asyncio loop. (p50, p99) in us."""
+    pool = peer.make()
+
+    async def timed():
+        for _ in range(warmup):
+            require_three(await pool.run(TINY_CALL))
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            values = await pool.run(TINY_CALL)
+            samples.append((time.perf_counter() - start) * 1e6)
+            require_three(values)
+        return samples
+
+    try:
+        samples = sorted(asyncio.run(timed()))
         return percentile(samples, 50), percentile(samples, 99)
     finally:
         peer.close(pool)
@@ -306,7 +375,7 @@ def crash_resolved_ms(peer, repeats):
                 values = peer.result(handle, CRASH_WAIT_S)
             except peer.crash_error as error:
                 samples.append(ms_since(start))
-                code = getattr(error, "exitcode", 3)
+                code = getattr(error, "exitcode", getattr(error, "exit_code", 3))  # pebble, vial
                 require(code == 3, f"os._exit(3) reported exit code {code}")
             except WaitExpired:
                 raise
@@ -456,6 +525,12 @@ def bench_peer(peer, n, report):
     calls = f"{n['round_trips']} calls"
     report.add("roundtrip_p50_us", f"round trip _return(1+2), p50 of {calls}", p50, "us", 0)
     report.add("roundtrip_p99_us", f"round trip _return(1+2), p99 of {calls}", p99, "us", 0)
+    if isinstance(peer, VialPool):
+        p50, p99 = asyncio_round_trip(peer, n["round_trip_warmup"], n["round_trips"])
+        report.add("roundtrip_asyncio_p50_us", f"the same, await pool.run(), p50 of {calls}",
+                   p50, "us", 0)
+        report.add("roundtrip_asyncio_p99_us", f"the same, await pool.run(), p99 of {calls}",
+                   p99, "us", 0)
 
     batch = f"{n['throughput_calls']} calls at once"
     report.add("throughput_calls_per_s", f"throughput, {batch}, one task each",
@@ -499,6 +574,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--peer", metavar="NAME_PART", default="",
+                        help="measure only the pools whose name contains NAME_PART (e.g. vial)")
     args = parser.parse_args()
     n = QUICK if args.quick else FULL
 
@@ -506,14 +583,29 @@ def main():
     model = cpu_model()
     python = sys.version.split()[0]
     start_method = multiprocessing.get_start_method()
+    vial, vial_missing = import_vial() if args.peer in VialPool.name else (None, None)
+    vial_version = vial.__version__ if vial else None
     if not args.json:
         print(f"peers{' (quick)' if args.quick else ''}: {WORKERS} workers, Python {python}, "
               f"start method {start_method}, pebble {pebble.__version__}; "
               f"machine: nproc {nproc}, {model}", flush=True)
+        if vial:
+            print(f"vial {vial_version} from {os.path.dirname(vial.__file__)}", flush=True)
+    if vial_missing:
+        print(f"peers.py: vial's Python module is left out, {vial_missing} (build it: "
+              f"cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release; cmake --build build)",
+              file=sys.stderr, flush=True)
 
+    peers = [MultiprocessingPool(), ProcessPoolExecutor(), PebbleProcessPool()]
+    if vial:
+        # Last: the peers fork this process, which vial's threads would be part of by then.
+        peers.append(VialPool(vial))
+    peers = [peer for peer in peers if args.peer in peer.name]
+    if not peers:
+        parser.error(f"no pool to measure: --peer {args.peer}")
     results = {}
     try:
-        for peer in (MultiprocessingPool(), ProcessPoolExecutor(), PebbleProcessPool()):
+        for peer in peers:
             report = Report(args.json)
             bench_peer(peer, n, report)
             results[peer.name] = report.figures
@@ -525,7 +617,7 @@ def main():
         print(json.dumps({"program": "peers", "quick": args.quick, "nproc": nproc,
                           "cpu_model": model, "workers": WORKERS, "python": python,
                           "start_method": start_method, "pebble": pebble.__version__,
-                          "peers": results}))
+                          "vial": vial_version, "peers": results}))
     return 0
 
 
