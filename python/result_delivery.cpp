@@ -40,6 +40,11 @@ void ResultDelivery::post(std::function<void()> task) {
 
 void ResultDelivery::run() {
   ident_.store(PyThread_get_thread_ident());
+  // One Python thread state for the thread's whole life, the GIL taken per batch only: a state
+  // made and deleted per batch maps and unmaps CPython's frame stack each time (measured: a
+  // round trip 50 us slower, half the thread's time in the kernel).
+  py::gil_scoped_acquire threadState;
+  py::gil_scoped_release idle;
   std::deque<std::function<void()>> batch;
   for (;;) {
     {
