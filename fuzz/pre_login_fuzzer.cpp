@@ -32,7 +32,6 @@ class Owner final : public server::ConnectionOwner {
     KJ_FAIL_ASSERT("the pool was reached without a login");
   }
   bool letRunningFinish() const override { return false; }
-  std::size_t clientCount() const override { return 1; }
   void replyStarted() override {}
   void replyFinished() override {}
   void close(std::uint64_t, const std::string&) override { closed = true; }

@@ -5,6 +5,13 @@
 
 namespace vial::pool {
 
+void LatencyHistogram::add(double seconds) {
+  auto bucket = std::lower_bound(kBounds.begin(), kBounds.end(), seconds) - kBounds.begin();
+  ++counts[static_cast<std::size_t>(bucket)];
+  sumSeconds += seconds;
+  ++count;
+}
+
 void PoolStatsRecorder::track(Call& call) {
   {
     std::lock_guard lock(mutex_);
@@ -20,19 +27,24 @@ void PoolStatsRecorder::track(Call& call) {
 void PoolStatsRecorder::resolved(const Result& result,
                                  std::chrono::steady_clock::duration latency) {
   std::lock_guard lock(mutex_);
-  struct Count {
+  // The counter of `result`'s outcome; none for CppException, which no pool call resolves with.
+  struct Counter {
     PoolStats& s;
-    void operator()(const Ok&) { ++s.ok; }
-    void operator()(const PythonError&) { ++s.python_error; }
-    void operator()(const Timeout&) { ++s.timeout; }
-    void operator()(const WorkerCrashed&) { ++s.worker_crashed; }
-    void operator()(const Rejected&) { ++s.rejected; }
-    void operator()(const Cancelled&) { ++s.cancelled; }
-    void operator()(const Unavailable&) { ++s.unavailable; }
-    void operator()(const Overloaded&) { ++s.overloaded; }
-    void operator()(const CppException&) {}
+    std::uint64_t* operator()(const Ok&) { return &s.ok; }
+    std::uint64_t* operator()(const PythonError&) { return &s.python_error; }
+    std::uint64_t* operator()(const Timeout&) { return &s.timeout; }
+    std::uint64_t* operator()(const WorkerCrashed&) { return &s.worker_crashed; }
+    std::uint64_t* operator()(const Rejected&) { return &s.rejected; }
+    std::uint64_t* operator()(const Cancelled&) { return &s.cancelled; }
+    std::uint64_t* operator()(const Unavailable&) { return &s.unavailable; }
+    std::uint64_t* operator()(const Overloaded&) { return &s.overloaded; }
+    std::uint64_t* operator()(const CppException&) { return nullptr; }
   };
-  std::visit(Count{stats_}, result.outcome());
+  std::uint64_t* counter = std::visit(Counter{stats_}, result.outcome());
+  if (!counter) return;
+  ++*counter;
+  // The histogram counts what the outcome counters count: its count is always resolved().
+  histogram_.add(std::chrono::duration<double>(latency).count());
   latencies_[nextLatency_++ % latencies_.size()] =
       std::chrono::duration<double, std::milli>(latency).count();
 }
@@ -76,9 +88,19 @@ void PoolStatsRecorder::setSandboxed(bool sandboxed) {
   stats_.sandboxed = sandboxed;
 }
 
+void PoolStatsRecorder::setClients(std::size_t clients) {
+  std::lock_guard lock(mutex_);
+  stats_.clients = clients;
+}
+
 PoolStats PoolStatsRecorder::snapshot() const {
   std::lock_guard lock(mutex_);
   return snapshotLocked();
+}
+
+PoolStatsRecorder::WithLatencies PoolStatsRecorder::snapshotWithLatencies() const {
+  std::lock_guard lock(mutex_);
+  return {snapshotLocked(), histogram_};
 }
 
 bool PoolStatsRecorder::waitUntil(const std::function<bool(const PoolStats&)>& condition,

@@ -71,9 +71,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   }
 
   kj::Promise<void> stats(StatsContext context) override {
-    PoolStats s = owner_.stats().snapshot();
-    s.clients = owner_.clientCount();
-    toWire(s, context.getResults().initStats());
+    toWire(owner_.stats().snapshot(), context.getResults().initStats());
     return kj::READY_NOW;
   }
 

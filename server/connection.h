@@ -24,7 +24,6 @@ class ConnectionOwner {
   virtual pool::WorkerPool& workers() = 0;
   virtual pool::PoolStatsRecorder& stats() = 0;
   virtual bool letRunningFinish() const = 0;
-  virtual std::size_t clientCount() const = 0;
   /// Answers not yet handed to the RPC system are counted: the stop sequence waits for them.
   virtual void replyStarted() = 0;
   virtual void replyFinished() = 0;

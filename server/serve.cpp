@@ -111,7 +111,6 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   pool::WorkerPool& workers() override { return *workers_; }
   pool::PoolStatsRecorder& stats() override { return stats_; }
   bool letRunningFinish() const override { return options_.letRunningFinish; }
-  std::size_t clientCount() const override { return connections_.size(); }
   void replyStarted() override { ++repliesOutstanding_; }
   void replyFinished() override {
     if (--repliesOutstanding_ == 0) {
@@ -133,6 +132,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
     // its login deadline passed, its refusal was written): destroyed once this turn is over.
     closed_->add(kj::mv(it->second));
     connections_.erase(it);
+    stats_.setClients(connections_.size());
   }
 
   void loggedIn(std::uint64_t id) override { waitingForLogin_.erase(id); }
@@ -159,6 +159,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
         kj::heap<Connection>(*this, id, kj::mv(stream), kj::mv(peer), timer(), gate, loginTimeout);
     log().info("client {} connected ({})", id, connection->peer().name);
     connections_.emplace(id, kj::mv(connection));
+    stats_.setClients(connections_.size());
     waitingForLogin_.insert(id);
     if (waitingForLogin_.size() > kMaxWaitingForLogin)
       close(*waitingForLogin_.begin(), "closed: it was the oldest of more than " +
