@@ -108,7 +108,7 @@ Listening (locked down by default):
   --listen tcp:HOST:PORT
                        opt-in TCP; HOST must be loopback unless --allow-remote. Always needs
                        --token-file: clients present the token before they can run anything.
-  --allow-remote       allow a non-loopback HOST
+  --allow-remote       allow a non-loopback HOST (for --listen and --metrics)
   --token-file FILE    the shared secret (16 to 1024 characters; the file must be mode 0600)
   --login-timeout SEC  close a connection that has not logged in after SEC seconds (default
                        10); at most 128 connections may wait to log in at once, beyond that the
@@ -142,6 +142,17 @@ Pool:
   --no-fork-server     exec every worker, also replacements (default: workers are forked in
                        about a millisecond from a fork server, one more vial-worker whose Python
                        is started once; README, "Architecture")
+
+Operations:
+  --metrics tcp:HOST:PORT
+                       serve Prometheus metrics at http://HOST:PORT/metrics (text format):
+                       calls by outcome, submitted, queued and running calls, workers by state,
+                       spawns and spawn failures, recycles, reaps, connected clients and a
+                       latency histogram; the same figures as vial stats. HOST is an IPv4
+                       address or localhost, loopback unless --allow-remote; PORT 0 takes a
+                       free port (the log says which). No token: anyone who can reach the port
+                       can read them. No unix socket: the HTTP server (Debian's civetweb) is
+                       built without them
   --log-level LEVEL    trace, debug, info (default), warn, error, off
 
 Sandbox, for code you do not trust (README, "Running untrusted code"):
@@ -171,6 +182,7 @@ Examples:
   vial serve                                   # unix socket, private to this user
   vial serve --listen tcp:127.0.0.1:7411 --token-file ~/.config/vial/token
   vial serve --sandbox --sandbox-memory 256    # for players' snippets
+  vial serve --metrics tcp:127.0.0.1:9464
 )";
 
 inline constexpr const char* kStatsHelp = R"(vial stats - what a running vial server's pool is doing

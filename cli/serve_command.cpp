@@ -83,6 +83,8 @@ int serveCommand(int argc, char** argv) {
       pool.fork_server = false;
     } else if (arg == "--log-level") {
       logLevel = parseLogLevel(arg, next());
+    } else if (arg == "--metrics") {
+      options.metrics = next();
     } else if (sandbox.take(arg, in)) {
       // --sandbox or one of its knobs, with its value
     } else {

@@ -47,6 +47,18 @@ int activatedSocket() {
 
 }  // namespace
 
+TcpAddress parseTcpAddress(const std::string& address, bool allowRemote,
+                           const std::string& option) {
+  std::string hostPort = address.rfind("tcp:", 0) == 0 ? address.substr(4) : "";
+  auto colon = hostPort.rfind(':');
+  if (colon == std::string::npos) throw ServeError("use " + option + " tcp:HOST:PORT");
+  TcpAddress parsed{hostPort.substr(0, colon), hostPort.substr(colon + 1)};
+  if (!isLoopback(parsed.host) && !allowRemote)
+    throw ServeError(option + ": refusing to listen on '" + parsed.host +
+                     "': not a loopback address; pass --allow-remote if you mean it");
+  return parsed;
+}
+
 Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote) : io_(io) {
   std::string where = address.empty() ? "unix:" + util::defaultSocketPath() : address;
   auto bindAndListen = [&io](const std::string& kjAddress) {
@@ -74,15 +86,9 @@ Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allo
         socket.listener.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     socketFile_ = std::move(socket.file);
   } else if (where.rfind("tcp:", 0) == 0) {
-    std::string hostPort = where.substr(4);
-    auto colon = hostPort.rfind(':');
-    if (colon == std::string::npos) throw ServeError("use --listen tcp:HOST:PORT");
-    std::string host = hostPort.substr(0, colon);
-    if (!isLoopback(host) && !allowRemote)
-      throw ServeError("refusing to listen on '" + host +
-                       "': not a loopback address; pass --allow-remote if you mean it");
+    TcpAddress tcp = parseTcpAddress(where, allowRemote, "--listen");
     needsToken_ = true;
-    receiver_ = bindAndListen(hostPort);
+    receiver_ = bindAndListen(tcp.host + ":" + tcp.port);
   } else {
     throw ServeError("--listen takes unix:/path or tcp:HOST:PORT, not '" + where + "'");
   }

@@ -13,6 +13,16 @@
 
 namespace vial::server {
 
+/// The HOST and PORT of a "tcp:HOST:PORT" address.
+struct TcpAddress {
+  std::string host;
+  std::string port;
+};
+
+/// `address` ("tcp:HOST:PORT") taken apart. Throws ServeError when it is malformed, or when HOST
+/// is not loopback and `allowRemote` is false; `option` ("--listen") names where it came from.
+TcpAddress parseTcpAddress(const std::string& address, bool allowRemote, const std::string& option);
+
 class Listener {
  public:
   /// Listens at `address`: "unix:PATH", "tcp:HOST:PORT" (HOST must be loopback unless

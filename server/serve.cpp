@@ -21,6 +21,7 @@
 #include "server/connection.h"
 #include "server/listener.h"
 #include "server/login.h"
+#include "server/metrics_endpoint.h"
 #include "server/token.h"
 #include "util/deferred_destruction.h"
 
@@ -50,6 +51,7 @@ void raiseOpenFileLimit() {
 using server::Connection;
 using server::Listener;
 using server::LoginGate;
+using server::MetricsEndpoint;
 using server::Peer;
 
 // How long the stop sequence waits, at most, for the last replies to be written. It waits for
@@ -69,6 +71,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
 
   ~Server() noexcept(false) {
     // In this order, whatever the order of the members:
+    metrics_ = nullptr;    // its threads read stats_: joined first
     accepting_ = nullptr;  // the accept loop calls back into the server
     // A closed connection's RPCs cancel their calls in the pool as they go.
     closed_ = nullptr;
@@ -83,6 +86,10 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
     listener_ = kj::heap<Listener>(io_, options_.listen, options_.allowRemote);
     if (listener_->needsToken())
       gate_ = kj::heap<LoginGate>(timer(), server::readServerToken(options_.tokenFile));
+    if (!options_.metrics.empty()) {
+      metrics_ = kj::heap<MetricsEndpoint>(options_.metrics, options_.allowRemote, stats_);
+      log().info("vial serve: metrics at {}", metrics_->url());
+    }
     // Workers start only once the listening checks have passed.
     workers_ = kj::heap<pool::WorkerPool>(io_, options_.pool, stats_);
     log().info("vial serve: listening on {} (pid {})", listener_->where(), getpid());
@@ -197,7 +204,8 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   const ServeOptions& options_;
   pool::PoolStatsRecorder stats_;
   kj::Own<Listener> listener_;
-  kj::Own<LoginGate> gate_;  // TCP only
+  kj::Own<LoginGate> gate_;           // TCP only
+  kj::Own<MetricsEndpoint> metrics_;  // with --metrics
   std::map<std::uint64_t, kj::Own<Connection>> connections_;
   std::set<std::uint64_t> waitingForLogin_;  // ids grow with age: the oldest comes first
   kj::Own<DeferredDestruction> closed_;      // connections closed this turn, destroyed on the next
@@ -216,6 +224,7 @@ int serve(const ServeOptions& options) {
   // user) can then neither trace the server nor open its /proc entries (its stderr, its
   // memory); exec gives each worker its own setting back.
   prctl(PR_SET_DUMPABLE, 0);
+  // Blocked here, so also in the metrics endpoint's threads, started later: they reach the loop.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   try {

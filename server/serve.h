@@ -24,6 +24,9 @@ struct ServeOptions {
   /// within a round trip; ten seconds leave room for a slow link and a loaded server, while a
   /// connection held open idle is let go soon (and at most kMaxWaitingForLogin wait at once).
   double loginTimeout = 10.0;
+  /// "tcp:HOST:PORT": serve Prometheus metrics at http://HOST:PORT/metrics (HOST loopback unless
+  /// allowRemote). Empty: none.
+  std::string metrics;
   PoolOptions pool;
 };
 

@@ -19,6 +19,7 @@
 #include "protocol/sandbox_options.h"
 #include "protocol/value.h"
 #include "tests/support/child_process.h"
+#include "tests/support/json_field.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/recording_worker.h"
 #include "tests/support/run_vial.h"
@@ -27,6 +28,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using vial::testing::contains;
+using vial::testing::field;
 using vial::testing::RecordingWorker;
 using vial::testing::RunResult;
 using vial::testing::runVial;
@@ -55,14 +57,6 @@ class TempFile {
  private:
   std::string path_;
 };
-
-// The member `key` of a JSON object parsed with vial::parse_json, or nullptr.
-const vial::Value* field(const vial::Value& object, std::string_view key) {
-  if (!object.is<vial::Dict>()) return nullptr;
-  for (const auto& [name, value] : object.as<vial::Dict>())
-    if (name == key) return &value;
-  return nullptr;
-}
 
 std::string json(const vial::Value* value) {
   return value ? vial::to_json(*value) : "(missing)";
@@ -712,6 +706,13 @@ TEST(VialServeUsage, UnknownUserOrGroupExitsWith2NamingIt) {
   auto group = runVial({"serve", "--group", "vial_no_such_group"});
   EXPECT_EQ(group.exitCode, 2) << group;
   EXPECT_TRUE(contains(group.err, "no group called 'vial_no_such_group'")) << group;
+}
+
+TEST(VialCommand, ServeHelpDescribesMetrics) {
+  auto r = runVial({"serve", "--help"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  for (const char* text : {"--metrics tcp:HOST:PORT", "http://HOST:PORT/metrics"})
+    EXPECT_TRUE(contains(r.out, text)) << "'" << text << "' missing from" << r;
 }
 
 TEST(VialCommand, HelpExitsZeroAndDescribesRun) {

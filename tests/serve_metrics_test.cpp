@@ -1,0 +1,480 @@
+// `vial serve --metrics`: a real server's /metrics, scraped over HTTP on 127.0.0.1 while clients
+// load it and once they are done, checked against `vial stats --json` (the same recorder, so
+// the figures agree exactly at a quiet moment), against what the clients saw, and for the
+// addresses it refuses.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/vial.h"
+#include "protocol/value.h"
+#include "tests/support/json_field.h"
+#include "tests/support/serve_fixture.h"
+
+namespace {
+
+using namespace vial::testing;
+using namespace std::chrono_literals;
+
+// How long one scrape may take, connection to last byte.
+constexpr auto kScrapeBound = 10s;
+
+// One scrape of /metrics: every sample by its name and labels as written
+// ("vial_calls_total{outcome=\"ok\"}"), and the families that have HELP and TYPE lines.
+struct Scrape {
+  std::string status;  // the HTTP status line
+  std::string body;
+  std::map<std::string, double> samples;
+  std::set<std::string> helped, typed;
+
+  // The sample `name{labels}`; fails the test (and reads 0) when it is missing.
+  double operator()(const std::string& name, const std::string& labels = "") const {
+    std::string key = labels.empty() ? name : name + "{" + labels + "}";
+    auto it = samples.find(key);
+    EXPECT_NE(it, samples.end()) << "no sample " << key << " in\n" << body;
+    return it == samples.end() ? 0 : it->second;
+  }
+
+  // vial's own samples (not the exposer's exposer_* ones), without `except`.
+  std::map<std::string, double> vialSamples(const std::string& except = "") const {
+    std::map<std::string, double> out;
+    for (const auto& [key, value] : samples)
+      if (key.rfind("vial_", 0) == 0 && key != except) out.emplace(key, value);
+    return out;
+  }
+};
+
+// The text exposition format: "# HELP name text", "# TYPE name type", "name{labels} value".
+Scrape parse(std::string status, std::string body) {
+  Scrape s{std::move(status), std::move(body), {}, {}, {}};
+  std::istringstream lines(s.body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("# HELP ", 0) == 0) {
+      s.helped.insert(line.substr(7, line.find(' ', 7) - 7));
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      s.typed.insert(line.substr(7, line.find(' ', 7) - 7));
+    } else if (!line.empty() && line[0] != '#') {
+      auto space = line.rfind(' ');
+      s.samples[line.substr(0, space)] = std::strtod(line.c_str() + space + 1, nullptr);
+    }
+  }
+  return s;
+}
+
+// GET http://127.0.0.1:`port`/metrics, read to the end (HTTP/1.0: the server closes).
+Scrape scrape(int port) {
+  int fd = connectLoopback(port);
+  if (fd < 0) {
+    ADD_FAILURE() << "cannot connect to the metrics port " << port << ": " << std::strerror(errno);
+    return {};
+  }
+  std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string response;
+  auto deadline = Clock::now() + kScrapeBound;
+  char buffer[65536];
+  while (Clock::now() < deadline) {
+    pollfd readable{fd, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (::poll(&readable, 1, static_cast<int>(std::max(left, 1ms).count())) <= 0) continue;
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    response.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  auto headerEnd = response.find("\r\n\r\n");
+  EXPECT_NE(headerEnd, std::string::npos) << "no whole HTTP response: " << response;
+  if (headerEnd == std::string::npos) return {};
+  return parse(response.substr(0, response.find("\r\n")), response.substr(headerEnd + 4));
+}
+
+// The port a server logged for its metrics ("metrics at http://127.0.0.1:PORT/metrics").
+int metricsPort(const Server& server) {
+  std::smatch match;
+  std::string log = server.log();
+  if (!std::regex_search(log, match, std::regex(R"(metrics at http://127\.0\.0\.1:(\d+)/metrics)")))
+    return -1;
+  return std::stoi(match[1]);
+}
+
+// `vial stats --json` of the server at `address`, parsed.
+vial::Value vialStats(const std::string& address) {
+  RunResult r = runVial({"stats", "--connect", address, "--json"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  try {
+    return vial::parse_json(r.out);
+  } catch (const std::invalid_argument& e) {
+    ADD_FAILURE() << "vial stats --json printed no JSON: " << e.what() << r;
+    return {};
+  }
+}
+
+// The integer at `path` ("outcomes", "ok") of a parsed `vial stats --json`.
+double statAt(const vial::Value& stats, std::initializer_list<const char*> path) {
+  const vial::Value* at = &stats;
+  std::string where;
+  for (const char* key : path) {
+    where += std::string("/") + key;
+    at = field(*at, key);
+    if (!at) {
+      ADD_FAILURE() << "vial stats --json has no " << where << ": " << vial::to_json(stats);
+      return -1;
+    }
+  }
+  if (at->is<bool>()) return at->as<bool>() ? 1 : 0;
+  return static_cast<double>(at->as<std::int64_t>());
+}
+
+const char* const kOutcomes[] = {"ok",       "python_error", "timeout",     "worker_crashed",
+                                 "rejected", "cancelled",    "unavailable", "overloaded"};
+
+std::string outcomeLabel(const char* outcome) {
+  return std::string("outcome=\"") + outcome + "\"";
+}
+
+// What one scrape must hold whenever it is taken: the histogram counts exactly the resolved
+// calls (one snapshot of one recorder), cumulatively, and no more calls resolved than came in.
+void expectConsistent(const Scrape& s) {
+  double resolved = 0;
+  for (const char* outcome : kOutcomes) resolved += s("vial_calls_total", outcomeLabel(outcome));
+  double count = s("vial_call_duration_seconds_count");
+  EXPECT_EQ(count, resolved) << s.body;
+  EXPECT_EQ(s("vial_call_duration_seconds_bucket", "le=\"+Inf\""), count) << s.body;
+  EXPECT_LE(resolved, s("vial_calls_submitted_total")) << s.body;
+  // Buckets are cumulative: by bound, their counts never fall.
+  std::map<double, double> byBound;
+  const std::string bucket = "vial_call_duration_seconds_bucket{le=\"";
+  for (const auto& [key, value] : s.samples)
+    if (key.rfind(bucket, 0) == 0)
+      byBound[std::strtod(key.c_str() + bucket.size(), nullptr)] = value;
+  EXPECT_EQ(byBound.size(), 19u) << s.body;  // 100 us to 60 s, and +Inf
+  double below = 0;
+  for (const auto& [bound, value] : byBound) {
+    EXPECT_GE(value, below) << "the bucket up to " << bound << " s";
+    below = value;
+  }
+}
+
+// Scrapes, runs `vial stats --json`, scrapes again, until nothing changed between the two scrapes
+// (bounded): then the stats were taken at a quiet moment, and every figure must agree. The stats
+// command's own connection is one client more than the scrapes before it saw.
+void expectAgreement(const std::string& address, int port, Scrape& quiet, vial::Value& stats) {
+  bool still = false;
+  for (int attempt = 0; attempt < 20 && !still; ++attempt) {
+    quiet = scrape(port);
+    stats = vialStats(address);
+    // The stats command's connection may not have been seen to close yet.
+    still = scrape(port).vialSamples("vial_clients") == quiet.vialSamples("vial_clients");
+  }
+  ASSERT_TRUE(still) << "the server never held still between two scrapes";
+
+  for (const char* outcome : kOutcomes)
+    EXPECT_EQ(quiet("vial_calls_total", outcomeLabel(outcome)),
+              statAt(stats, {"outcomes", outcome}))
+        << outcome;
+  EXPECT_EQ(quiet("vial_call_duration_seconds_count"), statAt(stats, {"resolved"}));
+  EXPECT_EQ(quiet("vial_calls_submitted_total"), statAt(stats, {"submitted"}));
+  EXPECT_EQ(quiet("vial_calls_queued"), statAt(stats, {"queued"}));
+  EXPECT_EQ(quiet("vial_calls_running"), statAt(stats, {"running"}));
+  for (const char* state : {"starting", "idle", "busy"})
+    EXPECT_EQ(quiet("vial_workers", std::string("state=\"") + state + "\""),
+              statAt(stats, {"workers", state}))
+        << state;
+  EXPECT_EQ(quiet("vial_workers_live"), statAt(stats, {"workers", "live"}));
+  EXPECT_EQ(quiet("vial_worker_spawns_total"), statAt(stats, {"spawns"}));
+  EXPECT_EQ(quiet("vial_worker_spawn_failures_total"), statAt(stats, {"spawn_failures"}));
+  EXPECT_EQ(quiet("vial_worker_recycles_total", "reason=\"after_calls\""),
+            statAt(stats, {"recycled", "after_calls"}));
+  EXPECT_EQ(quiet("vial_worker_recycles_total", "reason=\"rss\""),
+            statAt(stats, {"recycled", "rss"}));
+  EXPECT_EQ(quiet("vial_worker_reaps_total"), statAt(stats, {"reaped_idle"}));
+  EXPECT_EQ(quiet("vial_sandboxed"), statAt(stats, {"sandboxed"}));
+  EXPECT_EQ(quiet("vial_clients") + 1, statAt(stats, {"clients"}))
+      << "vial stats counts its own connection";
+}
+
+// The outcome names of `vial stats --json` for what a client saw ("python error" ->
+// "python_error").
+std::string outcomeKey(const vial::Result& r) {
+  std::string kind = r.kind();
+  std::replace(kind.begin(), kind.end(), ' ', '_');
+  return kind;
+}
+
+// Client-side tallies of outcomes, shared by the load's threads.
+class Tally {
+ public:
+  void add(const vial::Result& r) {
+    std::lock_guard lock(mutex_);
+    ++counts_[outcomeKey(r)];
+  }
+  double operator[](const std::string& outcome) const {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(outcome);
+    return it == counts_.end() ? 0 : it->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, int> counts_;
+};
+
+// Scrapes on a thread of its own, as fast as the server answers, until stopped: every scrape
+// must be consistent in itself, and no counter may go back between two.
+class ScrapingThread {
+ public:
+  explicit ScrapingThread(int port) {
+    thread_ = std::thread([this, port] {
+      std::map<std::string, double> before;
+      while (!stopping_) {
+        Scrape s = scrape(port);
+        expectConsistent(s);
+        for (const auto& [key, value] : s.samples) {
+          if (key.find("_total") != std::string::npos && before.count(key)) {
+            EXPECT_GE(value, before[key]) << key;
+          }
+        }
+        before = s.samples;
+        ++scrapes_;
+      }
+    });
+  }
+  ~ScrapingThread() { stop(); }
+  ScrapingThread(const ScrapingThread&) = delete;
+  ScrapingThread& operator=(const ScrapingThread&) = delete;
+
+  // Stops and joins it; how many scrapes it took.
+  int stop() {
+    stopping_ = true;
+    if (thread_.joinable()) thread_.join();
+    return scrapes_;
+  }
+
+ private:
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> scrapes_{0};
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(VialServe, MetricsUnderLoadAgreeWithVialStatsAndWithWhatClientsSaw) {
+  // Two workers at most, one kept: the pool grows under the load and reaps one worker after;
+  // each worker is recycled after 10 calls; a client may have 4 calls waiting.
+  Server& server = startUnix({"--metrics", "tcp:127.0.0.1:0", "--min-workers", "1", "--max-idle",
+                              "0.5", "--recycle-after", "10", "--max-queue-per-client", "4"},
+                             2);
+  int port = metricsPort(server);
+  ASSERT_GT(port, 0) << server.describe();
+
+  Scrape first = scrape(port);
+  EXPECT_EQ(first.status.substr(first.status.find(' ') + 1, 3), "200") << first.status;
+  for (const auto& [key, value] : first.samples) {
+    std::string name = key.substr(0, key.find('{'));
+    if (name.rfind("exposer_", 0) == 0) continue;  // prometheus-cpp's own, about scrapes
+    EXPECT_EQ(name.rfind("vial_", 0), 0u) << name;
+    std::string family = std::regex_replace(name, std::regex("_(bucket|count|sum)$"), "");
+    EXPECT_TRUE(first.helped.count(family) && first.typed.count(family)) << family;
+  }
+
+  Tally seen;
+  ScrapingThread scraping(port);
+
+  // First, while every worker is fresh (a worker recycled after its 10th call would have its
+  // replacement take the waiting calls), one client's cancelled and refused calls: two calls
+  // hold both workers; four wait (the client's limit); three more are refused as overloaded;
+  // the two running are cancelled.
+  {
+    auto greedy = vial::Client::connect(unixAddress());
+    vial::CallOptions bounded;
+    bounded.proc_timeout = 30;
+    std::vector<vial::Future> blockers, waiting, refused;
+    for (int i = 0; i < 2; ++i)
+      blockers.push_back(greedy->run_async("import time; time.sleep(60)", {}, bounded));
+    ASSERT_TRUE(eventually([&] { return scrape(port)("vial_calls_running") == 2; }, 20s))
+        << server.describe();
+    for (int i = 0; i < 4; ++i) waiting.push_back(greedy->run_async("_return(n)", {{"n", i}}));
+    for (int i = 0; i < 3; ++i) refused.push_back(greedy->run_async("_return(-1)"));
+    for (auto& f : refused) {
+      ASSERT_TRUE(f.wait_for(10s)) << server.describe();
+      EXPECT_NE(f.get().get_if<vial::Overloaded>(), nullptr) << describe(f);
+      seen.add(f.get());
+    }
+    Scrape busy = scrape(port);
+    EXPECT_EQ(busy("vial_calls_running"), 2);
+    EXPECT_EQ(busy("vial_calls_queued"), 4);
+    EXPECT_EQ(busy("vial_workers", "state=\"busy\""), 2);
+    EXPECT_EQ(busy("vial_clients"), 1);
+    expectConsistent(busy);
+    for (auto& f : blockers) EXPECT_TRUE(f.cancel());
+    for (auto& f : waiting) ASSERT_TRUE(f.wait_for(20s)) << server.describe();
+    for (auto& f : blockers) seen.add(f.get());
+    for (auto& f : waiting) seen.add(f.get());
+  }
+
+  // Then the load: 4 clients at once, each 40 calls, at most 4 of its own in flight (so none is
+  // overloaded here): ok, Python errors, sources the server rejects, crashes and timeouts.
+  constexpr int kClients = 4;
+  constexpr int kCallsPerClient = 40;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto client = vial::Client::connect(unixAddress());
+      vial::CallOptions quick;
+      quick.proc_timeout = 0.3;
+      std::vector<vial::Future> batch;
+      for (int i = 0; i < kCallsPerClient; ++i) {
+        if (i % 10 == 3) {
+          batch.push_back(client->run_async("raise ValueError('no %d' % n)", {{"n", i}}));
+        } else if (i % 20 == 5) {
+          batch.push_back(client->run_async("_return(1)\xff"));  // not UTF-8: rejected
+        } else if (i == 11 + c % 2) {
+          batch.push_back(client->run_async("import os; os._exit(3)"));
+        } else if (i == 30 && c < 2) {
+          batch.push_back(client->run_async("while True: pass", {}, quick));
+        } else {
+          batch.push_back(client->run_async("_return(n)", {{"n", i}}));
+        }
+        if (batch.size() < 4 && i + 1 < kCallsPerClient) continue;
+        for (auto& f : batch) {
+          EXPECT_TRUE(f.wait_for(30s)) << "a call of client " << c << " hung";
+          if (f.ready()) seen.add(f.get());
+        }
+        batch.clear();
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_GT(scraping.stop(), 0) << "no scrape was taken under the load";
+
+  // A quiet moment: no client, nothing queued or running, the pool back at its minimum.
+  ASSERT_TRUE(eventually(
+      [&] {
+        Scrape s = scrape(port);
+        return s("vial_clients") == 0 && s("vial_calls_queued") == 0 &&
+               s("vial_calls_running") == 0 && s("vial_workers", "state=\"starting\"") == 0 &&
+               s("vial_workers_live") == 1 && s("vial_workers", "state=\"idle\"") == 1 &&
+               s("vial_calls_submitted_total") == s("vial_call_duration_seconds_count");
+      },
+      30s))
+      << scrape(port).body << server.describe();
+
+  Scrape quiet;
+  vial::Value stats;
+  expectAgreement(unixAddress(), port, quiet, stats);
+  if (HasFailure()) std::cout << quiet.body << server.describe();
+
+  // Every call the clients made is counted once, with the outcome the client saw: the server
+  // counts a cancel as the client does, since both running calls were killed for it.
+  double calls = kClients * kCallsPerClient + 2 + 4 + 3;
+  EXPECT_EQ(quiet("vial_calls_submitted_total"), calls);
+  for (const char* outcome : kOutcomes)
+    EXPECT_EQ(quiet("vial_calls_total", outcomeLabel(outcome)), seen[outcome]) << outcome;
+  EXPECT_EQ(seen["python_error"], kClients * 4);
+  EXPECT_EQ(seen["rejected"], kClients * 2);
+  EXPECT_EQ(seen["worker_crashed"], kClients);
+  EXPECT_EQ(seen["timeout"], 2);
+  EXPECT_EQ(seen["cancelled"], 2);
+  EXPECT_EQ(seen["overloaded"], 3);
+  EXPECT_EQ(seen["unavailable"], 0);
+
+  // The histogram: every resolved call once; the two timeouts (0.3 s at least) lie above the
+  // 0.25 s bucket.
+  expectConsistent(quiet);
+  EXPECT_EQ(quiet("vial_call_duration_seconds_count"), calls);
+  EXPECT_LE(quiet("vial_call_duration_seconds_bucket", "le=\"0.25\""), calls - 2) << quiet.body;
+  EXPECT_GE(quiet("vial_call_duration_seconds_sum"), 2 * 0.3);
+  // Workers came and went: replaced after crashes, timeouts and cancels, recycled, reaped.
+  EXPECT_GE(quiet("vial_worker_spawns_total"), 3);
+  EXPECT_GT(quiet("vial_worker_recycles_total", "reason=\"after_calls\""), 0);
+  EXPECT_GT(quiet("vial_worker_reaps_total"), 0);
+  EXPECT_EQ(quiet("vial_worker_spawn_failures_total"), 0);
+}
+
+TEST_F(VialServe, MetricsOfAServerWithoutWorkersCountSpawnFailuresAndUnavailableCalls) {
+  Server& server =
+      startUnix({"--metrics", "tcp:127.0.0.1:0", "--worker", path("no-such-vial-worker")}, 1);
+  int port = metricsPort(server);
+  ASSERT_GT(port, 0) << server.describe();
+  auto client = connectUnix();
+  // The pool says no worker is coming once its first start has failed.
+  ASSERT_TRUE(eventually([&] { return scrape(port)("vial_worker_spawn_failures_total") > 0; }))
+      << server.describe();
+  for (int i = 0; i < 3; ++i) {
+    auto f = client->run_async("_return(1)");
+    ASSERT_TRUE(f.wait_for(10s)) << server.describe();
+    EXPECT_NE(f.get().get_if<vial::Unavailable>(), nullptr) << describe(f);
+  }
+  client.reset();
+  ASSERT_TRUE(eventually([&] { return scrape(port)("vial_clients") == 0; })) << server.describe();
+
+  Scrape quiet;
+  vial::Value stats;
+  expectAgreement(unixAddress(), port, quiet, stats);
+  EXPECT_EQ(quiet("vial_calls_total", "outcome=\"unavailable\""), 3);
+  EXPECT_GT(quiet("vial_worker_spawn_failures_total"), 0);
+  EXPECT_EQ(quiet("vial_worker_spawns_total"), 0);
+  EXPECT_EQ(quiet("vial_workers_live"), 0);
+  expectConsistent(quiet);
+}
+
+// Refusals: the server exits 2 before starting a worker and says why.
+void expectRefused(Server& server, const std::string& why) {
+  auto status = server.waitForExit(std::chrono::milliseconds(kHardBound));
+  ASSERT_TRUE(status) << "the server started" << server.describe();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << server.describe();
+  EXPECT_TRUE(contains(server.log(), why)) << server.describe();
+  EXPECT_FALSE(contains(server.log(), "worker spawned")) << server.describe();
+}
+
+TEST_F(VialServe, MetricsOnANonLoopbackAddressAreRefusedWithoutAllowRemote) {
+  Server& server = launch("unix:" + path("vial.sock"),
+                          {"--metrics", "tcp:0.0.0.0:" + std::to_string(freePort())});
+  expectRefused(server,
+                "--metrics: refusing to listen on '0.0.0.0': not a loopback address; "
+                "pass --allow-remote if you mean it");
+  EXPECT_FALSE(fileExists(path("vial.sock"))) << "the refusing server left its socket";
+}
+
+TEST_F(VialServe, MetricsOnAUnixSocketAreRefusedSayingWhy) {
+  Server& server = launch("unix:" + path("vial.sock"), {"--metrics", "unix:" + path("m.sock")});
+  expectRefused(server, "--metrics cannot listen on a unix socket");
+  EXPECT_FALSE(fileExists(path("m.sock")));
+}
+
+TEST_F(VialServe, MetricsOnAPortInUseAreRefused) {
+  int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(taken, 1), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(taken, reinterpret_cast<sockaddr*>(&address), &length);
+  Server& server =
+      launch("unix:" + path("vial.sock"),
+             {"--metrics", "tcp:127.0.0.1:" + std::to_string(ntohs(address.sin_port))});
+  expectRefused(server, "is the port in use?");
+  ::close(taken);
+}
+
+}  // namespace
