@@ -154,6 +154,8 @@ Operations:
                        can read them. No unix socket: the HTTP server (Debian's civetweb) is
                        built without them
   --log-level LEVEL    trace, debug, info (default), warn, error, off
+  --log-format FORMAT  text (default) or json: one JSON object a line on stderr, with time
+                       (UTC), level, logger, pid and message
 
 Sandbox, for code you do not trust (README, "Running untrusted code"):
   --sandbox            run every call in a fresh process forked from a worker's template
@@ -182,7 +184,7 @@ Examples:
   vial serve                                   # unix socket, private to this user
   vial serve --listen tcp:127.0.0.1:7411 --token-file ~/.config/vial/token
   vial serve --sandbox --sandbox-memory 256    # for players' snippets
-  vial serve --metrics tcp:127.0.0.1:9464
+  vial serve --metrics tcp:127.0.0.1:9464 --log-format json
 )";
 
 inline constexpr const char* kStatsHelp = R"(vial stats - what a running vial server's pool is doing

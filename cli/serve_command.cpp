@@ -83,6 +83,10 @@ int serveCommand(int argc, char** argv) {
       pool.fork_server = false;
     } else if (arg == "--log-level") {
       logLevel = parseLogLevel(arg, next());
+    } else if (arg == "--log-format") {
+      std::string format = next();
+      if (format != "text" && format != "json") throw UsageError(arg + " takes text or json");
+      options.logFormat = format == "json" ? LogFormat::Json : LogFormat::Text;
     } else if (arg == "--metrics") {
       options.metrics = next();
     } else if (sandbox.take(arg, in)) {

@@ -19,6 +19,7 @@
 #include "pool/worker_pool.h"
 #include "protocol/duration.h"
 #include "server/connection.h"
+#include "server/json_log_formatter.h"
 #include "server/listener.h"
 #include "server/login.h"
 #include "server/metrics_endpoint.h"
@@ -224,6 +225,8 @@ int serve(const ServeOptions& options) {
   // user) can then neither trace the server nor open its /proc entries (its stderr, its
   // memory); exec gives each worker its own setting back.
   prctl(PR_SET_DUMPABLE, 0);
+  if (options.logFormat == LogFormat::Json)
+    log().set_formatter(std::make_unique<server::JsonLogFormatter>());
   // Blocked here, so also in the metrics endpoint's threads, started later: they reach the loop.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);

@@ -9,6 +9,12 @@
 
 namespace vial {
 
+/// How `vial serve` writes its log lines to stderr.
+enum class LogFormat {
+  Text,  ///< "2026-12-02 05:11:00.123 info vial: MESSAGE", for people
+  Json,  ///< one JSON object a line (server/json_log_formatter.h), for log collectors
+};
+
 struct ServeOptions {
   /// "unix:/path" or "tcp:HOST:PORT". Empty: unix socket at util::defaultSocketPath().
   std::string listen;
@@ -27,6 +33,7 @@ struct ServeOptions {
   /// "tcp:HOST:PORT": serve Prometheus metrics at http://HOST:PORT/metrics (HOST loopback unless
   /// allowRemote). Empty: none.
   std::string metrics;
+  LogFormat logFormat = LogFormat::Text;
   PoolOptions pool;
 };
 

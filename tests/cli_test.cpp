@@ -708,10 +708,17 @@ TEST(VialServeUsage, UnknownUserOrGroupExitsWith2NamingIt) {
   EXPECT_TRUE(contains(group.err, "no group called 'vial_no_such_group'")) << group;
 }
 
-TEST(VialCommand, ServeHelpDescribesMetrics) {
+TEST(VialServeUsage, AnUnknownLogFormatExitsWith2NamingTheFormats) {
+  auto r = runVial({"serve", "--log-format", "xml"});
+  EXPECT_EQ(r.exitCode, 2) << r;
+  EXPECT_TRUE(contains(r.err, "--log-format takes text or json")) << r;
+}
+
+TEST(VialCommand, ServeHelpDescribesMetricsAndTheLogFormat) {
   auto r = runVial({"serve", "--help"});
   EXPECT_EQ(r.exitCode, 0) << r;
-  for (const char* text : {"--metrics tcp:HOST:PORT", "http://HOST:PORT/metrics"})
+  for (const char* text : {"--metrics tcp:HOST:PORT", "http://HOST:PORT/metrics",
+                           "--log-format FORMAT", "text (default) or json"})
     EXPECT_TRUE(contains(r.out, text)) << "'" << text << "' missing from" << r;
 }
 
