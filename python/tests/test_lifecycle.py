@@ -1,0 +1,83 @@
+"""The host interpreter's own life: exiting with pools open and calls pending, Ctrl-C while
+waiting for a result. Each case runs in a child interpreter, killed if it outlives its bound."""
+
+import signal
+import time
+
+from conftest import finish_python, run_python, start_python
+
+PRELUDE = """
+import vial
+vial.set_log_level("error")
+"""
+
+
+def test_exit_with_a_pool_open_and_calls_pending_is_prompt_and_clean():
+    code, output, seconds = run_python(PRELUDE + """
+pool = vial.Pool(workers=2, shutdown_grace=0.5)
+assert pool.wait_ready(30)
+futures = [pool.run_async("import time\\ntime.sleep(30)") for _ in range(10)]
+print("leaving", flush=True)
+""")
+    assert code == 0, output
+    assert output == "leaving\n"
+    assert seconds < 10
+
+
+def test_exit_resolves_every_pending_call_before_vial_lets_go():
+    # An atexit handler registered before `import vial` runs after vial's own.
+    code, output, _ = run_python("""
+import atexit
+
+def report():
+    print(sorted({type(f.exception(0)).__name__ for f in futures}), flush=True)
+
+atexit.register(report)
+""" + PRELUDE + """
+pool = vial.Pool(workers=1, shutdown_grace=0.2)
+futures = [pool.run_async("import time\\ntime.sleep(30)") for _ in range(3)]
+""")
+    assert code == 0, output
+    assert output in ("['Cancelled']\n", "['Cancelled', 'Timeout']\n"), output
+
+
+def test_exit_without_ever_making_a_pool_is_clean():
+    code, output, _ = run_python(PRELUDE + "print('imported')")
+    assert (code, output) == (0, "imported\n")
+
+
+def test_exit_right_after_making_a_pool_is_clean():
+    code, output, seconds = run_python(PRELUDE + "pool = vial.Pool(workers=4)\n")
+    assert (code, output) == (0, ""), output
+    assert seconds < 10
+
+
+def test_exit_from_an_unhandled_exception_with_calls_pending_is_clean():
+    code, output, _ = run_python(PRELUDE + """
+pool = vial.Pool(workers=1, shutdown_grace=0.2)
+pending = pool.run_async("import time\\ntime.sleep(30)")
+raise SystemExit(7)
+""")
+    assert code == 7, output
+    assert "Abort" not in output and "terminate" not in output
+
+
+def test_ctrl_c_while_blocked_in_result_raises_keyboard_interrupt_and_the_call_can_be_cancelled():
+    child = start_python(PRELUDE + """
+pool = vial.Pool(workers=1, shutdown_grace=0.2)
+future = pool.run_async("import time\\ntime.sleep(30)")
+print("waiting", flush=True)
+try:
+    future.result(timeout=20)
+except KeyboardInterrupt:
+    print("interrupted; call still pending:", not future.done(), flush=True)
+    print("cancelled:", future.cancel(), flush=True)
+""")
+    assert child.stdout.readline() == "waiting\n"
+    time.sleep(0.2)  # into result()'s wait (a SIGINT just before it would be just as valid)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    code, output = finish_python(child, timeout=15)
+    assert code == 0, output
+    assert output == "interrupted; call still pending: True\ncancelled: True\n"
+    assert time.monotonic() - sent < 10
