@@ -139,6 +139,16 @@ def test_values_vial_cannot_send_raise_at_the_call(client):
         client.run_async("_return(v)", v={1})
 
 
+def test_cancel_through_the_server_kills_the_running_call(client, private_dir):
+    started = os.path.join(private_dir, "started")
+    future = client.run_async("open(started, 'w').close()\nimport time\ntime.sleep(30)",
+                              started=started)
+    assert eventually(lambda: os.path.exists(started))
+    assert future.cancel()
+    assert eventually(lambda: client.stats()["cancelled"] >= 1)
+    assert client.run_async("_return('still serving')").result(BOUND) == ["still serving"]
+
+
 def test_ping_names_the_server(client, server):
     assert client.ping() == f"vial {vial.__version__}, server pid {server.process.pid}"
 
