@@ -4,6 +4,7 @@ import concurrent.futures
 import threading
 
 from . import _native
+from ._errors import Cancelled
 
 
 class Future(concurrent.futures.Future):
@@ -20,6 +21,7 @@ class Future(concurrent.futures.Future):
     def __init__(self):
         super().__init__()
         self._vial_call = None
+        self._vial_cancelling = False
 
     def cancel(self):
         """Cancels the call: a queued call is dropped, a running one has its worker killed (what
@@ -27,6 +29,9 @@ class Future(concurrent.futures.Future):
         if self.done():
             return self.cancelled()
         call = self._vial_call
+        # vial cancels with the GIL released: the Cancelled outcome this causes may reach
+        # _vial_resolve before call.cancel() returns, and must then cancel this future too.
+        self._vial_cancelling = True
         if call is not None and not call.cancel():
             return self.cancelled()  # it resolved meanwhile; its result is on the way
         return super().cancel()
@@ -59,6 +64,9 @@ class Future(concurrent.futures.Future):
 
     def _vial_resolve(self, ok, value):
         # On the delivery thread. A future the caller cancelled stays cancelled.
+        if self._vial_cancelling and isinstance(value, Cancelled):
+            super().cancel()
+            return
         try:
             if ok:
                 self.set_result(value)
