@@ -5,6 +5,7 @@ on vial's futures."""
 import concurrent.futures
 import os
 import tempfile
+import threading
 
 import pytest
 
@@ -148,3 +149,31 @@ def test_as_completed_yields_each_future_once(pool):
                for i in range(10)]
     seen = [f.result() for f in concurrent.futures.as_completed(futures, timeout=BOUND)]
     assert sorted(seen) == [[i] for i in range(10)]
+
+
+def test_wait_counts_a_cancelled_future_as_done(one_worker, scratch):
+    blocker = Blocker(one_worker, scratch)
+    queued = one_worker.run_async("_return(1)")
+    queued.cancel()
+    done, not_done = concurrent.futures.wait([queued], timeout=5)
+    assert done == {queued} and not not_done
+    blocker.release()
+
+
+def test_wait_wakes_when_another_thread_cancels(one_worker, scratch):
+    blocker = Blocker(one_worker, scratch)
+    queued = one_worker.run_async("_return(1)")
+    canceller = threading.Timer(0.1, queued.cancel)
+    canceller.start()
+    done, _ = concurrent.futures.wait([queued], timeout=5)
+    canceller.join()
+    assert done == {queued}
+    blocker.release()
+
+
+def test_as_completed_yields_a_cancelled_future(one_worker, scratch):
+    blocker = Blocker(one_worker, scratch)
+    queued = one_worker.run_async("_return(1)")
+    queued.cancel()
+    assert list(concurrent.futures.as_completed([queued], timeout=5)) == [queued]
+    blocker.release()
