@@ -34,7 +34,18 @@ class Future(concurrent.futures.Future):
         self._vial_cancelling = True
         if call is not None and not call.cancel():
             return self.cancelled()  # it resolved meanwhile; its result is on the way
-        return super().cancel()
+        return self._cancel_and_notify()
+
+    def _cancel_and_notify(self):
+        # concurrent.futures.wait and as_completed count a cancelled future as done only once
+        # an executor has called set_running_or_notify_cancel() on it, which also wakes them;
+        # vial has no executor, so cancelling does both.
+        if not super().cancel():
+            return False
+        with self._condition:
+            if self._state == concurrent.futures._base.CANCELLED:
+                self.set_running_or_notify_cancel()
+        return True
 
     def result(self, timeout=None):
         return super().result(self._wait(timeout))
@@ -65,7 +76,7 @@ class Future(concurrent.futures.Future):
     def _vial_resolve(self, ok, value):
         # On the delivery thread. A future the caller cancelled stays cancelled.
         if self._vial_cancelling and isinstance(value, Cancelled):
-            super().cancel()
+            self._cancel_and_notify()
             return
         try:
             if ok:
