@@ -81,3 +81,27 @@ except KeyboardInterrupt:
     assert code == 0, output
     assert output == "interrupted; call still pending: True\ncancelled: True\n"
     assert time.monotonic() - sent < 10
+
+
+def test_exit_while_daemon_threads_still_submit_is_clean():
+    # At exit the interpreter ends daemon threads as they next take the GIL: a thread coming
+    # back from vial (which waits with the GIL released) must be let go, not abort the process.
+    code, output, seconds = run_python(PRELUDE + """
+import threading
+pool = vial.Pool(workers=2)
+
+def submit():
+    while True:
+        future = pool.run_async("_return(1)")
+        pool.stats()
+        future.cancel()
+
+threads = [threading.Thread(target=submit, daemon=True) for _ in range(3)]
+for t in threads:
+    t.start()
+vial_calls = pool.run_async("_return('running')").result(30)
+print(vial_calls, flush=True)
+""")
+    assert code == 0, output
+    assert output == "['running']\n"
+    assert seconds < 15
