@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "python/gil_released.h"
 #include "python/outcome_object.h"
 #include "python/py_value.h"
 #include "python/result_delivery.h"
@@ -13,7 +14,7 @@ namespace py = pybind11;
 namespace vial::python {
 
 bool CallHandle::cancel() {
-  py::gil_scoped_release released;
+  GilReleased released;
   return future_.cancel();
 }
 
@@ -46,7 +47,7 @@ py::object CallHandle::take(std::optional<double> seconds) {
   for (;;) {
     bool ready;
     {
-      py::gil_scoped_release released;
+      GilReleased released;
       auto slice = kSignalCheckInterval;
       if (limited)
         slice = std::min(slice, std::chrono::ceil<std::chrono::milliseconds>(
@@ -66,7 +67,7 @@ PythonRunner::PythonRunner(PoolOptions options) {
   options.callback_executor = ResultDelivery::get().executor();
   std::unique_ptr<Pool> pool;
   {
-    py::gil_scoped_release released;
+    GilReleased released;
     pool = std::make_unique<Pool>(std::move(options));
   }
   pool_ = pool.get();
@@ -77,7 +78,7 @@ PythonRunner::PythonRunner(const std::string& address, ClientOptions options) {
   options.callback_executor = ResultDelivery::get().executor();
   std::unique_ptr<Client> client;
   {
-    py::gil_scoped_release released;
+    GilReleased released;
     client = Client::connect(address, std::move(options));
   }
   client_ = client.get();
@@ -85,7 +86,9 @@ PythonRunner::PythonRunner(const std::string& address, ClientOptions options) {
 }
 
 PythonRunner::~PythonRunner() {
-  py::gil_scoped_release released;
+  // With the GIL held: a thread that released it here could not be let go at exit (see
+  // GilReleased). The package closes every runner before dropping it (close(), __del__, atexit),
+  // so this only finishes what close() did; and nothing in a shutdown waits for the GIL.
   runner_.reset();
 }
 
@@ -109,7 +112,7 @@ CallHandle PythonRunner::submit(const std::string& source, const py::dict& varia
   // Shared, not moved: std::function wants a copyable callback.
   auto target = std::make_shared<SharedRef>(future);
   auto taken = std::make_shared<std::atomic<bool>>(false);
-  py::gil_scoped_release released;
+  GilReleased released;
   Future call = runner_->run_async(source, std::move(vars), options);
   call.then([target = std::move(target), taken](const Result& result) {
     deliver(*target, *taken, result);
@@ -120,7 +123,7 @@ CallHandle PythonRunner::submit(const std::string& source, const py::dict& varia
 py::dict PythonRunner::stats() const {
   PoolStats s;
   {
-    py::gil_scoped_release released;
+    GilReleased released;
     s = runner_->stats();
   }
   py::dict d;
@@ -152,13 +155,13 @@ py::dict PythonRunner::stats() const {
 }
 
 void PythonRunner::close(std::optional<double> grace) {
-  py::gil_scoped_release released;
+  GilReleased released;
   runner_->shutdown(grace);
 }
 
 bool PythonRunner::waitReady(double seconds) const {
   if (!pool_) return false;
-  py::gil_scoped_release released;
+  GilReleased released;
   return pool_->wait_ready(std::chrono::milliseconds(static_cast<long long>(seconds * 1000)));
 }
 
@@ -168,7 +171,7 @@ std::size_t PythonRunner::size() const {
 
 std::string PythonRunner::ping() const {
   if (!client_) throw ConnectError("ping is for a connection to vial serve, not a pool");
-  py::gil_scoped_release released;
+  GilReleased released;
   return client_->ping();
 }
 

@@ -41,7 +41,7 @@ class PythonRunner {
   explicit PythonRunner(PoolOptions options);
   /// A client of the server at `address`.
   PythonRunner(const std::string& address, ClientOptions options);
-  /// Shuts the pool down (or disconnects) with the GIL released.
+  /// Shuts the pool down (or disconnects) if close() has not, with the GIL held.
   ~PythonRunner();
 
   /// Runs `source` with `variables`; when the call resolves, calls

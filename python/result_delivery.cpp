@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "pool/log.h"
+#include "python/gil_released.h"
 
 namespace py = pybind11;
 
@@ -72,7 +73,7 @@ void ResultDelivery::run() {
 }
 
 void ResultDelivery::stop() {
-  py::gil_scoped_release released;  // the thread needs the GIL to finish its last batch
+  GilReleased released;  // the thread needs the GIL to finish its last batch
   {
     std::unique_lock lock(mutex_);
     stopping_ = true;

@@ -138,6 +138,13 @@ class _Runner:
         Cancelled. Idempotent."""
         self._native.close(grace)
 
+    def __del__(self):
+        # Closing here, in a method that releases the GIL, leaves the native object's
+        # destructor nothing to wait for (it holds the GIL: see python/gil_released.h).
+        native = getattr(self, "_native", None)
+        if native is not None:
+            native.close(None)
+
     def __enter__(self):
         return self
 
