@@ -105,3 +105,37 @@ print(vial_calls, flush=True)
     assert code == 0, output
     assert output == "['running']\n"
     assert seconds < 15
+
+
+def test_exit_while_done_callbacks_keep_submitting_is_prompt():
+    # Each call's done-callback makes the next: after the pool closes, each resolves Cancelled at
+    # once and makes another. vial's last delivery at exit must end all the same.
+    code, output, seconds = run_python(PRELUDE + """
+pool = vial.Pool(workers=1)
+
+def again(_):
+    pool.run_async("_return(1)").add_done_callback(again)
+
+pool.run_async("_return(1)").add_done_callback(again)
+print(pool.run_async("_return('chain running')").result(30), flush=True)
+""", timeout=20)
+    assert code == 0, output
+    assert output == "['chain running']\n"
+    assert seconds < 15
+
+
+def test_exit_while_daemon_threads_submit_in_a_tight_loop_is_prompt():
+    code, output, seconds = run_python(PRELUDE + """
+import threading
+pool = vial.Pool(workers=2)
+
+def submit():
+    while True:
+        pool.run_async("_return(1)")
+
+for _ in range(3):
+    threading.Thread(target=submit, daemon=True).start()
+print(pool.run_async("_return('submitting')").result(30), flush=True)
+""", timeout=20)
+    assert code == 0, output
+    assert seconds < 15
