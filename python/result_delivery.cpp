@@ -27,14 +27,16 @@ Executor ResultDelivery::executor() {
 void ResultDelivery::post(std::function<void()> task) {
   {
     std::lock_guard lock(mutex_);
-    if (!stopped_) {
+    if (!stopping_) {
       bool wasEmpty = tasks_.empty();
       tasks_.push_back(std::move(task));
       if (wasEmpty) wake_.notify_one();
       return;
     }
   }
-  // Stopped: the interpreter is exiting. The task may hold Python references that cannot be
+  // Stopping: the interpreter is exiting, and only the tasks posted before stop() still run (a
+  // done-callback that submits again, or a thread submitting to a closed pool, would otherwise
+  // keep the thread busy for ever). The task may hold Python references that cannot be
   // released without the GIL, so it is leaked on purpose rather than destroyed here.
   new std::function<void()>(std::move(task));
 }
@@ -51,11 +53,7 @@ void ResultDelivery::run() {
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return !tasks_.empty() || stopping_; });
-      if (tasks_.empty()) {
-        stopped_ = true;
-        wake_.notify_all();
-        return;
-      }
+      if (tasks_.empty()) return;  // stopping, and everything posted before has run
       batch.swap(tasks_);
     }
     py::gil_scoped_acquire gil;

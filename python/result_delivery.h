@@ -26,12 +26,13 @@ class ResultDelivery {
   static ResultDelivery& get();
 
   /// Where pools and clients made from Python run their callbacks: each task runs on the
-  /// delivery thread with the GIL held, and is destroyed there too. Tasks posted after stop()
-  /// are dropped without running (the interpreter is going away).
+  /// delivery thread with the GIL held, and is destroyed there too. Tasks posted once stop()
+  /// has begun are dropped without running (the interpreter is going away).
   Executor executor();
 
-  /// Runs the waiting tasks, then ends the thread; later tasks are dropped. For the interpreter's
-  /// exit (atexit), before finalizing makes the GIL unsafe to take. Call with the GIL held.
+  /// Runs the tasks already waiting, then ends the thread; tasks posted meanwhile or later
+  /// (by those tasks too) are dropped. For the interpreter's exit (atexit), before finalizing
+  /// makes the GIL unsafe to take. Call with the GIL held.
   void stop();
 
   /// Python's thread identifier of the delivery thread (threading.get_ident() there), 0 before it
@@ -47,7 +48,6 @@ class ResultDelivery {
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
-  bool stopped_ = false;
   std::atomic<unsigned long> ident_{0};
   std::thread thread_;
 };
