@@ -139,3 +139,36 @@ print(pool.run_async("_return('submitting')").result(30), flush=True)
 """, timeout=20)
     assert code == 0, output
     assert seconds < 15
+
+
+FORK = PRELUDE + """
+import os, sys
+pool = vial.Pool(workers=1)
+print(pool.run_async("_return('parent before')").result(30)[0], flush=True)
+pid = os.fork()
+if pid == 0:
+    try:
+        pool.run_async("_return(1)")
+        print("child: the inherited pool took a call", flush=True)
+    except RuntimeError as e:
+        print("child: RuntimeError:", "fork" in str(e), flush=True)
+    pool.close()
+    with vial.Pool(workers=1) as fresh:
+        print("child:", fresh.run_async("_return('fresh pool')").result(20)[0], flush=True)
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print("child exit code", os.waitstatus_to_exitcode(status), flush=True)
+print(pool.run_async("_return('parent after')").result(30)[0], flush=True)
+"""
+
+
+def test_forked_child_cannot_use_the_parents_pool_but_can_make_its_own_and_exit_cleanly():
+    code, output, _ = run_python(FORK, timeout=40)
+    assert code == 0, output
+    assert output.splitlines() == [
+        "parent before",
+        "child: RuntimeError: True",
+        "child: fresh pool",
+        "child exit code 0",
+        "parent after",
+    ], output
