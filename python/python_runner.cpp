@@ -14,6 +14,7 @@ namespace py = pybind11;
 namespace vial::python {
 
 bool CallHandle::cancel() {
+  madeHere_.require("this call");
   GilReleased released;
   return future_.cancel();
 }
@@ -39,6 +40,7 @@ constexpr std::chrono::milliseconds kSignalCheckInterval{50};
 }  // namespace
 
 py::object CallHandle::take(std::optional<double> seconds) {
+  madeHere_.require("this call");
   auto deadline = std::chrono::steady_clock::now();
   bool limited = seconds && std::isfinite(*seconds);
   if (limited)
@@ -86,10 +88,19 @@ PythonRunner::PythonRunner(const std::string& address, ClientOptions options) {
 }
 
 PythonRunner::~PythonRunner() {
+  if (!madeHere_.inThisProcess()) {
+    (void)runner_.release();  // the parent's: its threads are not here to be joined
+    return;
+  }
   // With the GIL held: a thread that released it here could not be let go at exit (see
   // GilReleased). The package closes every runner before dropping it (close(), __del__, atexit),
   // so this only finishes what close() did; and nothing in a shutdown waits for the GIL.
   runner_.reset();
+}
+
+Runner& PythonRunner::runner() const {
+  madeHere_.require(pool_ ? "this vial pool" : "this connection to vial serve");
+  return *runner_;
 }
 
 namespace {
@@ -107,13 +118,14 @@ CallHandle PythonRunner::submit(const std::string& source, const py::dict& varia
                                 std::optional<double> procTimeout,
                                 std::optional<double> softTimeout,
                                 std::optional<double> queueTimeout, py::object future) {
+  Runner& runner = this->runner();
   Vars vars = varsFromPython(variables);
   CallOptions options{procTimeout, softTimeout, queueTimeout};
   // Shared, not moved: std::function wants a copyable callback.
   auto target = std::make_shared<SharedRef>(future);
   auto taken = std::make_shared<std::atomic<bool>>(false);
   GilReleased released;
-  Future call = runner_->run_async(source, std::move(vars), options);
+  Future call = runner.run_async(source, std::move(vars), options);
   call.then([target = std::move(target), taken](const Result& result) {
     deliver(*target, *taken, result);
   });
@@ -121,10 +133,11 @@ CallHandle PythonRunner::submit(const std::string& source, const py::dict& varia
 }
 
 py::dict PythonRunner::stats() const {
+  Runner& runner = this->runner();
   PoolStats s;
   {
     GilReleased released;
-    s = runner_->stats();
+    s = runner.stats();
   }
   py::dict d;
   d["sandboxed"] = s.sandboxed;
@@ -155,11 +168,13 @@ py::dict PythonRunner::stats() const {
 }
 
 void PythonRunner::close(std::optional<double> grace) {
+  if (!madeHere_.inThisProcess()) return;
   GilReleased released;
   runner_->shutdown(grace);
 }
 
 bool PythonRunner::waitReady(double seconds) const {
+  runner();
   if (!pool_) return false;
   GilReleased released;
   return pool_->wait_ready(std::chrono::milliseconds(static_cast<long long>(seconds * 1000)));
@@ -170,6 +185,7 @@ std::size_t PythonRunner::size() const {
 }
 
 std::string PythonRunner::ping() const {
+  runner();
   if (!client_) throw ConnectError("ping is for a connection to vial serve, not a pool");
   GilReleased released;
   return client_->ping();

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "client/vial.h"
+#include "python/made_here.h"
 
 namespace vial::python {
 
@@ -21,27 +22,31 @@ class CallHandle {
   CallHandle(Future future, std::shared_ptr<std::atomic<bool>> taken)
       : future_(std::move(future)), taken_(std::move(taken)) {}
   /// vial::Future::cancel (GIL released): false if the call had already resolved.
+  /// RuntimeError in a forked child.
   bool cancel();
   /// Waits up to `seconds` (None: no limit) with the GIL released, in slices that let Python
   /// handle signals (Ctrl-C) between them. Resolved and not yet taken by the delivery thread:
   /// (ok, value) as outcomeObject gives it, for the caller to resolve its future with.
   /// Resolved and taken by the delivery thread: None (its result is being set). Still
-  /// pending after `seconds`: False.
+  /// pending after `seconds`: False. RuntimeError in a forked child.
   pybind11::object take(std::optional<double> seconds);
 
  private:
   Future future_;
   // Whoever sets it first (the delivery thread or a waiting thread) resolves the Python future.
   std::shared_ptr<std::atomic<bool>> taken_;
+  MadeHere madeHere_;
 };
 
+/// Every method but close() raises RuntimeError in a forked child (python/made_here.h).
 class PythonRunner {
  public:
   /// An in-process pool (`options` from keywords: python/pool_options.h).
   explicit PythonRunner(PoolOptions options);
   /// A client of the server at `address`.
   PythonRunner(const std::string& address, ClientOptions options);
-  /// Shuts the pool down (or disconnects) if close() has not, with the GIL held.
+  /// Shuts the pool down (or disconnects) if close() has not, with the GIL held; in a forked
+  /// child, leaves the parent's pool alone (leaked: see python/made_here.h).
   ~PythonRunner();
 
   /// Runs `source` with `variables`; when the call resolves, calls
@@ -53,7 +58,7 @@ class PythonRunner {
 
   /// PoolStats as a dict.
   pybind11::dict stats() const;
-  /// Pool::shutdown / Client::shutdown, GIL released.
+  /// Pool::shutdown / Client::shutdown, GIL released. Nothing in a forked child.
   void close(std::optional<double> grace);
   /// Pool::wait_ready (false for a client, which has no workers of its own).
   bool waitReady(double seconds) const;
@@ -63,9 +68,13 @@ class PythonRunner {
   std::string ping() const;
 
  private:
+  /// runner_, unless this is a forked child (RuntimeError).
+  Runner& runner() const;
+
   std::unique_ptr<Runner> runner_;
   Pool* pool_ = nullptr;      // runner_ when it is a pool
   Client* client_ = nullptr;  // runner_ when it is a client
+  MadeHere madeHere_;
 };
 
 }  // namespace vial::python

@@ -13,8 +13,14 @@ namespace vial::python {
 
 ResultDelivery& ResultDelivery::get() {
   // Never destroyed: the thread must not be joined by a static destructor after the
-  // interpreter is gone (stop() ends it at exit).
-  static ResultDelivery* delivery = new ResultDelivery();
+  // interpreter is gone (stop() ends it at exit). A forked child leaves the parent's be (its
+  // thread is not there, its lock may be held) and makes its own; the GIL orders the makers.
+  static std::atomic<ResultDelivery*> current{nullptr};
+  ResultDelivery* delivery = current.load(std::memory_order_acquire);
+  if (!delivery || !delivery->madeHere_.inThisProcess()) {
+    delivery = new ResultDelivery();
+    current.store(delivery, std::memory_order_release);
+  }
   return *delivery;
 }
 

@@ -17,12 +17,14 @@
 #include <thread>
 
 #include "pool/options.h"
+#include "python/made_here.h"
 
 namespace vial::python {
 
 class ResultDelivery {
  public:
-  /// The process's delivery thread, started on first use.
+  /// The process's delivery thread, started on first use (with the GIL held: making a pool or
+  /// client, asking for threadIdent()). A forked child starts one of its own.
   static ResultDelivery& get();
 
   /// Where pools and clients made from Python run their callbacks: each task runs on the
@@ -49,6 +51,7 @@ class ResultDelivery {
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
   std::atomic<unsigned long> ident_{0};
+  MadeHere madeHere_;
   std::thread thread_;
 };
 

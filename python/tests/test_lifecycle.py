@@ -145,6 +145,7 @@ FORK = PRELUDE + """
 import os, sys
 pool = vial.Pool(workers=1)
 print(pool.run_async("_return('parent before')").result(30)[0], flush=True)
+pending = pool.run_async("import time\\ntime.sleep(0.5)")
 pid = os.fork()
 if pid == 0:
     try:
@@ -152,6 +153,12 @@ if pid == 0:
         print("child: the inherited pool took a call", flush=True)
     except RuntimeError as e:
         print("child: RuntimeError:", "fork" in str(e), flush=True)
+    for name, use in [("stats", pool.stats), ("cancel", pending.cancel),
+                      ("result", lambda: pending.result(5))]:
+        try:
+            use()
+        except RuntimeError:
+            print("child:", name, "refused", flush=True)
     pool.close()
     with vial.Pool(workers=1) as fresh:
         print("child:", fresh.run_async("_return('fresh pool')").result(20)[0], flush=True)
@@ -159,6 +166,7 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 print("child exit code", os.waitstatus_to_exitcode(status), flush=True)
 print(pool.run_async("_return('parent after')").result(30)[0], flush=True)
+pending.result(30)
 """
 
 
@@ -168,6 +176,9 @@ def test_forked_child_cannot_use_the_parents_pool_but_can_make_its_own_and_exit_
     assert output.splitlines() == [
         "parent before",
         "child: RuntimeError: True",
+        "child: stats refused",
+        "child: cancel refused",
+        "child: result refused",
         "child: fresh pool",
         "child exit code 0",
         "parent after",

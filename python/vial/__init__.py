@@ -15,6 +15,10 @@ tuple, dict with str keys. Anything else raises TypeError at the call, naming wh
 Failures raise subclasses of vial.Error: PythonError, Timeout, WorkerCrashed, Rejected,
 Cancelled, Unavailable, Overloaded (and ConnectError from connect()).
 
+os.fork(): a forked child cannot use its parent's pools or connections (RuntimeError; close()
+does nothing there, and calls pending at the fork never resolve in the child); it may make its
+own.
+
 Threads: every method may be called from any thread; waits release the GIL. Results arrive on
 vial's delivery thread, so concurrent.futures done-callbacks run there; ``await pool.run`` resumes
 on the caller's event loop; vial.twisted's at_return/at_err run in the reactor thread.
@@ -76,6 +80,16 @@ class Sandbox(dict):
 
 _live = weakref.WeakSet()
 _live_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    # A lock another thread held at the fork stays held in the child. The parent's pools there
+    # refuse calls (RuntimeError) and their close() does nothing: python/made_here.h.
+    global _live_lock
+    _live_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Runner:
