@@ -169,6 +169,10 @@ def test_close_ends_the_connection_and_later_calls_fail(server):
     connection.close()  # idempotent
     error = connection.run_async("_return(1)").exception(BOUND)
     assert isinstance(error, (vial.Cancelled, vial.Unavailable))
+    with pytest.raises(vial.ConnectError):
+        connection.stats()
+    with pytest.raises(vial.ConnectError):
+        connection.ping()
 
 
 # ---- connecting ----------------------------------------------------------------------------------
@@ -217,6 +221,8 @@ def test_server_killed_mid_call_makes_pending_and_later_calls_unavailable(privat
         assert type(later) is vial.Unavailable
         with pytest.raises(vial.ConnectError):
             connection.ping()
+        with pytest.raises(vial.ConnectError):
+            connection.stats()
         connection.close()
     finally:
         server.stop()
