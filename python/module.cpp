@@ -34,13 +34,14 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "vial's C++ library, as the vial package uses it; use `import vial` instead.";
   routeLogsToPython();
 
-  // Raised by connect(); the package re-raises it as vial.ConnectError.
-  static py::exception<vial::ConnectError> connectError(m, "ConnectError", PyExc_ConnectionError);
+  // vial::ConnectError (connect(), ping(), stats() of a connection) is vial.ConnectError, a
+  // vial.Error, whichever method raises it.
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const vial::ConnectError& e) {
-      connectError(e.what());
+      py::object type = py::module_::import("vial._errors").attr("ConnectError");
+      PyErr_SetString(type.ptr(), e.what());
     }
   });
 

@@ -13,7 +13,7 @@ Values crossing to the workers and back: None, bool, int (any size), float, str,
 tuple, dict with str keys. Anything else raises TypeError at the call, naming where it sits.
 
 Failures raise subclasses of vial.Error: PythonError, Timeout, WorkerCrashed, Rejected,
-Cancelled, Unavailable, Overloaded (and ConnectError from connect()).
+Cancelled, Unavailable, Overloaded (and ConnectError from a connection to `vial serve`).
 
 os.fork(): a forked child cannot use its parent's pools or connections (RuntimeError; close()
 does nothing there, and calls pending at the fork never resolve in the child); it may make its
@@ -140,7 +140,8 @@ class _Runner:
         return await asyncio.wrap_future(self.run_async(source, variables, **kwargs))
 
     def stats(self):
-        """What the pool (or the server's pool) is doing and has done, as a dict: workers_live,
+        """What the pool (or the server's pool) is doing and has done, as a dict (a connection
+        raises ConnectError when the server does not answer): workers_live,
         workers_idle, workers_busy, queued, running, submitted, ok, python_error, timeout,
         worker_crashed, rejected, cancelled, unavailable, overloaded, spawns, latency_p50_ms, ..."""
         return self._native.stats()
@@ -226,20 +227,14 @@ class Connection(_Runner):
 
     def ping(self):
         """"vial 0.1.0, server pid 1234"; raises ConnectError when the server is gone."""
-        try:
-            return self._native.ping()
-        except _native.ConnectError as e:
-            raise ConnectError(str(e)) from None
+        return self._native.ping()
 
 
 def connect(address="", *, token="", connect_timeout=10.0):
     """Connects to a `vial serve` daemon: "unix:/path" (default: the server's default socket) or
     "tcp:HOST:PORT" with the server's ``token``. Raises vial.ConnectError saying what to do when
     it cannot reach the server or the login is refused."""
-    try:
-        return Connection(_native.Runner(address, token, float(connect_timeout)))
-    except _native.ConnectError as e:
-        raise ConnectError(str(e)) from None
+    return Connection(_native.Runner(address, token, float(connect_timeout)))
 
 
 @atexit.register
