@@ -75,6 +75,8 @@ def test_positional_argument_is_a_type_error():
     ({"sandbox": {"memory": 1}}, TypeError, "sandbox has no field 'memory'"),
     ({"sandbox": {"max_tasks": -1}}, ValueError, "sandbox max_tasks must not be negative"),
     ({"user_id": -1}, ValueError, "user_id must not be negative"),
+    ({"sys_path": "/opt/lib"}, TypeError, "sys_path must be a list of str, not a single str"),
+    ({"sys_path": ["/ok", 1]}, TypeError, "sys_path must be a list of str, not list ['/ok', 1]"),
 ])
 def test_bad_value_is_refused_with_readable_text(keywords, error, text):
     with pytest.raises(error) as caught:
