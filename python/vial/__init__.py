@@ -192,11 +192,10 @@ class Pool(_Runner):
                  shutdown_grace=None, inherit_sys_path=True):
         options = {name: value for name, value in locals().items()
                    if name not in ("self", "inherit_sys_path", "__class__")}
-        paths = list(sys_path or [])
-        if inherit_sys_path:
-            paths += [os.path.abspath(p) if p else os.getcwd()
-                      for p in sys.path if isinstance(p, str)]
-        options["sys_path"] = paths
+        if inherit_sys_path and _is_list_of_str(sys_path or []):
+            # (Anything else goes to vial as given, to be refused by name.)
+            options["sys_path"] = list(sys_path or []) + [
+                os.path.abspath(p) if p else os.getcwd() for p in sys.path if isinstance(p, str)]
         if worker_path is None and not os.environ.get("VIAL_WORKER"):
             options["worker_path"] = _installed_worker()
         super().__init__(_native.Runner(options))
@@ -220,6 +219,10 @@ def _installed_worker():
         return None
     path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), WORKER))
     return path if os.access(path, os.X_OK) else None
+
+
+def _is_list_of_str(value):
+    return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
 
 
 class Connection(_Runner):
