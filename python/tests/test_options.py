@@ -85,6 +85,33 @@ def test_bad_value_is_refused_with_readable_text(keywords, error, text):
     assert "\n" not in str(caught.value)
 
 
+class Unprintable:
+    def __repr__(self):
+        raise ZeroDivisionError("repr")
+
+
+def test_bad_value_whose_repr_raises_is_still_a_type_error():
+    with pytest.raises(TypeError, match="workers must be an int, not test_options.Unprintable"):
+        vial.Pool(workers=Unprintable())
+
+
+def test_bad_value_with_a_huge_repr_gives_a_short_message():
+    with pytest.raises(TypeError) as caught:
+        vial.Pool(workers=list(range(100_000)))
+    assert str(caught.value).startswith("workers must be an int, not list [0, 1, 2")
+    assert len(str(caught.value)) < 200
+
+
+def test_int_too_large_is_a_value_error_saying_so():
+    with pytest.raises(ValueError, match="workers is too large"):
+        vial.Pool(workers=2**70)
+
+
+def test_str_with_a_lone_surrogate_is_a_value_error_saying_so():
+    with pytest.raises(ValueError, match="setup_source holds a lone surrogate"):
+        vial.Pool(setup_source="x = '\udc80'")
+
+
 def test_environment_as_pairs_reaches_the_workers():
     with vial.Pool(workers=1, environment=[("A", "1"), ("B", "2")]) as pool:
         assert run_once(pool, "import os\n_return(os.environ['A'] + os.environ['B'])") == ["12"]
