@@ -12,7 +12,24 @@ namespace vial::python {
 
 namespace {
 
-// `value` as T, or TypeError naming the keyword and what it takes.
+// repr(value) for a message: at most about 60 bytes, cut at a character, and never raising.
+std::string shortRepr(py::handle value) {
+  constexpr std::size_t kLongest = 60;
+  PyObject* repr = PyObject_Repr(value.ptr());
+  if (!repr) {
+    PyErr_Clear();
+    return "(whose repr() failed)";
+  }
+  std::string text = worker::strOf(repr);
+  Py_DECREF(repr);
+  if (text.size() <= kLongest) return text;
+  std::size_t cut = kLongest;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "...";
+}
+
+// `value` as T, or TypeError naming the keyword and what it takes (ValueError for an int or a
+// str of the right type that T cannot hold).
 template <class T>
 T as(const std::string& name, py::handle value, const char* expected) {
   // bool is an int to Python; only a bool keyword takes one.
@@ -22,9 +39,14 @@ T as(const std::string& name, py::handle value, const char* expected) {
       return value.cast<T>();
     } catch (const py::cast_error&) {
     }
+    if constexpr (std::is_arithmetic_v<T>)
+      if (PyLong_Check(value.ptr())) throw py::value_error(name + " is too large");
+    if constexpr (std::is_same_v<T, std::string>)
+      if (PyUnicode_Check(value.ptr()))
+        throw py::value_error(name + " holds a lone surrogate and cannot be encoded as UTF-8");
   }
   throw py::type_error(name + " must be " + expected + ", not " + worker::typeName(value.ptr()) +
-                       " " + py::repr(value).cast<std::string>());
+                       " " + shortRepr(value));
 }
 
 std::size_t count(const std::string& name, py::handle v) {
