@@ -95,3 +95,24 @@ def test_soft_timeout_not_below_proc_timeout_is_rejected(pool):
 def test_limit_that_is_not_a_positive_number_is_rejected(pool, keyword, value):
     with pytest.raises(vial.Rejected, match=keyword):
         pool.run_async("_return(1)", **{keyword: value}).result(BOUND)
+
+
+@pytest.mark.parametrize("keyword", vial.RESERVED_KEYWORDS)
+@pytest.mark.parametrize("value", ["5", [5], True])
+def test_limit_that_is_not_a_number_is_a_type_error_naming_it(pool, keyword, value):
+    with pytest.raises(TypeError) as caught:
+        pool.run_async("_return(1)", **{keyword: value})
+    assert str(caught.value) == (
+        f"{keyword} must be a number of seconds or None, not {type(value).__name__}")
+
+
+def test_source_with_a_lone_surrogate_is_a_value_error(pool):
+    with pytest.raises(ValueError, match="source: str holds a lone surrogate"):
+        pool.run_async("_return('\udc80')")
+
+
+def test_source_that_is_a_str_subclass_runs(pool):
+    class Source(str):
+        pass
+
+    assert pool.run_async(Source("_return(1)")).result(BOUND) == [1]
