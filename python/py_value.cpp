@@ -115,6 +115,14 @@ Value valueFromPython(py::handle o, const std::string& where) {
   }
 }
 
+std::string textFromPython(py::handle s, const std::string& where) {
+  try {
+    return utf8Of(s.ptr());
+  } catch (const ConversionProblem& e) {
+    raise(e, where);
+  }
+}
+
 Vars varsFromPython(const py::dict& variables) {
   Vars vars;
   vars.reserve(variables.size());
@@ -122,12 +130,7 @@ Vars varsFromPython(const py::dict& variables) {
     if (!PyUnicode_Check(name.ptr()))
       throw py::type_error("a variable's name must be a str, not '" + worker::typeName(name.ptr()) +
                            "'");
-    std::string text;
-    try {
-      text = utf8Of(name.ptr());
-    } catch (const ConversionProblem& e) {
-      raise(e, "a variable's name");
-    }
+    std::string text = textFromPython(name, "a variable's name");
     Value v = valueFromPython(value, "variable '" + text + "'");
     vars.emplace_back(std::move(text), std::move(v));
   }

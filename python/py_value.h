@@ -17,6 +17,9 @@ namespace vial::python {
 /// ("variable 'items'[1]['k']: unsupported type 'set' (vial sends None, bool, ...)").
 Value valueFromPython(pybind11::handle o, const std::string& where);
 
+/// `s` (a str) as UTF-8. ValueError "`where`: str holds a lone surrogate ..." if it cannot be.
+std::string textFromPython(pybind11::handle s, const std::string& where);
+
 /// The variables of a call from a dict with str keys.
 Vars varsFromPython(const pybind11::dict& variables);
 

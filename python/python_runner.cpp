@@ -114,18 +114,20 @@ void deliver(const SharedRef& future, std::atomic<bool>& taken, const Result& re
 
 }  // namespace
 
-CallHandle PythonRunner::submit(const std::string& source, const py::dict& variables,
+CallHandle PythonRunner::submit(py::handle source, const py::dict& variables,
                                 std::optional<double> procTimeout,
                                 std::optional<double> softTimeout,
                                 std::optional<double> queueTimeout, py::object future) {
   Runner& runner = this->runner();
+  if (!PyUnicode_Check(source.ptr())) throw py::type_error("source must be a str");
+  std::string text = textFromPython(source, "source");
   Vars vars = varsFromPython(variables);
   CallOptions options{procTimeout, softTimeout, queueTimeout};
   // Shared, not moved: std::function wants a copyable callback.
   auto target = std::make_shared<SharedRef>(future);
   auto taken = std::make_shared<std::atomic<bool>>(false);
   GilReleased released;
-  Future call = runner.run_async(source, std::move(vars), options);
+  Future call = runner.run_async(std::move(text), std::move(vars), options);
   call.then([target = std::move(target), taken](const Result& result) {
     deliver(*target, *taken, result);
   });

@@ -51,8 +51,9 @@ class PythonRunner {
 
   /// Runs `source` with `variables`; when the call resolves, calls
   /// `future._vial_resolve(ok, value)` on the delivery thread, ok and value as outcomeObject
-  /// gives them. Raises TypeError / ValueError for variables vial cannot send.
-  CallHandle submit(const std::string& source, const pybind11::dict& variables,
+  /// gives them. Raises TypeError / ValueError for variables vial cannot send, ValueError for
+  /// source that is not valid Unicode.
+  CallHandle submit(pybind11::handle source, const pybind11::dict& variables,
                     std::optional<double> procTimeout, std::optional<double> softTimeout,
                     std::optional<double> queueTimeout, pybind11::object future);
 

@@ -29,6 +29,7 @@ For Evennia's run_async (callbacks, Deferreds, a Twisted reactor) see vial.twist
 import asyncio
 import atexit
 import math
+import numbers
 import os
 import sys
 import threading
@@ -120,17 +121,12 @@ class _Runner:
             variables = kwargs
         if not isinstance(source, str):
             raise TypeError(f"source must be a str, not {type(source).__name__}")
-        for name, limit in (("proc_timeout", proc_timeout), ("soft_timeout", soft_timeout),
-                            ("queue_timeout", queue_timeout)):
-            if limit is not None and (isinstance(limit, bool)
-                                      or not isinstance(limit, (int, float))):
-                raise TypeError(f"{name} takes seconds (int or float) or None, not "
-                                f"{type(limit).__name__}")
         if not isinstance(variables, dict):
             variables = dict(variables)
+        limits = [_seconds(name, value) for name, value in zip(
+            RESERVED_KEYWORDS, (proc_timeout, soft_timeout, queue_timeout))]
         future = Future()
-        future._vial_call = self._native.submit(source, variables, proc_timeout, soft_timeout,
-                                                queue_timeout, future)
+        future._vial_call = self._native.submit(source, variables, *limits, future)
         return future
 
     async def run(self, source, variables=None, /, **kwargs):
@@ -219,6 +215,19 @@ def _installed_worker():
         return None
     path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), WORKER))
     return path if os.access(path, os.X_OK) else None
+
+
+def _seconds(keyword, value):
+    """A per-call limit as vial takes it: None or a float (vial rejects the bad numbers)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{keyword} must be a number of seconds or None, not "
+                        f"{type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{keyword} is too large") from None
 
 
 def _is_list_of_str(value):
