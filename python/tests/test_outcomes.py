@@ -237,3 +237,19 @@ def test_outcomes_are_counted_in_stats():
         pool.run_async("1/0").exception(BOUND)
         stats = pool.stats()
     assert stats["ok"] == 1 and stats["python_error"] == 1 and stats["submitted"] == 2
+
+
+def test_failure_whose_text_has_line_breaks_and_escapes_still_reads_as_one_line(pool):
+    error = outcome(pool, "raise ValueError('first\\nsecond \\x1b[31mred')")
+    assert "\n" not in str(error) and "\x1b" not in str(error), repr(str(error))
+    assert str(error).startswith("ValueError: first")
+    assert error.message == "first\nsecond \x1b[31mred", "the field keeps the text as it was"
+
+
+def test_unavailable_with_a_start_up_traceback_reads_as_one_line():
+    with vial.Pool(workers=1, setup_source="raise RuntimeError('no setup')",
+                   start_timeout=5) as pool:
+        error = outcome(pool, "_return(1)")
+    assert "\n" not in str(error), repr(str(error))
+    assert "no setup" in str(error)
+    assert "Traceback" in error.reason and "\n" in error.reason
