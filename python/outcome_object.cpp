@@ -2,6 +2,7 @@
 
 #include <variant>
 
+#include "pool/log.h"
 #include "python/py_value.h"
 
 namespace py = pybind11;
@@ -27,6 +28,12 @@ py::object text(const std::string& s) {
   return py::reinterpret_steal<py::object>(o);
 }
 
+// str() of the exception: describe() made one line that is safe to print (text the code chose
+// may hold line breaks and terminal escapes, shown as \x0a...). Its fields keep the text as is.
+py::object description(const Result& result) {
+  return text(printable(result.describe()));
+}
+
 }  // namespace
 
 std::pair<bool, py::object> outcomeObject(const Result& result) {
@@ -35,16 +42,16 @@ std::pair<bool, py::object> outcomeObject(const Result& result) {
     py::object operator()(const Ok&) const { return py::none(); }  // handled below
     py::object operator()(const PythonError& e) const {
       return errorClass("PythonError")(
-          text(result.describe()), "type"_a = text(e.type), "message"_a = text(e.message),
+          description(result), "type"_a = text(e.type), "message"_a = text(e.message),
           "traceback"_a = text(e.traceback), "stdout"_a = text(e.output.stdout_text),
           "stderr"_a = text(e.output.stderr_text));
     }
     py::object operator()(const Timeout& t) const {
-      return errorClass("Timeout")(text(result.describe()), "limit"_a = t.limit_seconds,
+      return errorClass("Timeout")(description(result), "limit"_a = t.limit_seconds,
                                    "worker_pid"_a = t.worker_pid, "in_queue"_a = t.in_queue);
     }
     py::object operator()(const WorkerCrashed& c) const {
-      return errorClass("WorkerCrashed")(text(result.describe()), "worker_pid"_a = c.worker_pid,
+      return errorClass("WorkerCrashed")(description(result), "worker_pid"_a = c.worker_pid,
                                          "exit_code"_a = optionalInt(c.exit_code),
                                          "signal"_a = optionalInt(c.signal),
                                          "cause"_a = text(c.cause));
@@ -57,10 +64,10 @@ std::pair<bool, py::object> outcomeObject(const Result& result) {
     py::object operator()(const Overloaded& o) const { return withReason("Overloaded", o.reason); }
     py::object operator()(const CppException& e) const {
       // Only C++ callables (vial::ThreadRunner) end so; never a Python pool's call.
-      return errorClass("Error")(text(result.describe()));
+      return errorClass("Error")(description(result));
     }
     py::object withReason(const char* name, const std::string& reason) const {
-      return errorClass(name)(text(result.describe()), "reason"_a = text(reason));
+      return errorClass(name)(description(result), "reason"_a = text(reason));
     }
   };
   if (const Ok* ok = result.get_if<Ok>()) return {true, valuesToPython(ok->values)};

@@ -2,7 +2,8 @@
 
 Every outcome of a call other than success is one of these, raised by ``future.result()`` or
 ``await pool.run(...)``. All are subclasses of :class:`vial.Error`; each carries the outcome's
-fields as attributes, and ``str(e)`` is one line for people.
+fields as attributes, and ``str(e)`` is one line for people (line breaks and other control
+characters in it shown as ``\x0a``...; the fields keep the text as it was).
 """
 
 import concurrent.futures
