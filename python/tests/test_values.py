@@ -26,6 +26,10 @@ def made_in_worker(pool, expression):
     return pool.run_async(f"_return({expression})").result(BOUND)[0]
 
 
+def made_in_worker_source(pool, source):
+    return pool.run_async(source).result(BOUND)[0]
+
+
 def nested_lists(depth):
     """A list whose innermost list sits `depth` levels below it."""
     outer = inner = []
@@ -100,6 +104,17 @@ def test_no_return_gives_empty_list(pool):
 def test_values_made_in_the_worker_arrive_as_python_values(pool):
     assert made_in_worker(pool, "(None, True, 10**30, 0.5, 'é', b'\\0', [], {'k': ()})") == (
         None, True, 10**30, 0.5, "é", b"\0", [], {"k": ()})
+
+
+def test_nesting_of_200_levels_crosses_both_ways(pool):
+    # The deepest nesting vial sends as a variable comes back through _return too.
+    value = nested_lists(200)
+    assert round_trip(pool, value) == value
+
+
+def test_nesting_of_200_levels_made_in_the_worker_reaches_the_host(pool):
+    source = "v = []\nfor _ in range(200):\n    v = [v]\n_return(v)"
+    assert made_in_worker_source(pool, source) == nested_lists(200)
 
 
 # ---- subclasses: accepted as their base type, as the worker does (worker/py_convert.cpp) ---------
