@@ -6,6 +6,7 @@
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
+#include "protocol/limits.h"
 #include "tests/support/call_executor_fixture.h"
 
 namespace vial::worker {
@@ -95,6 +96,15 @@ TEST_F(PyConvertTest, UnsupportedReturnValuesFailTheCallNamingTypeAndPlace) {
   expectUnsupported(run("x = []\nx.append(x)\n_return(x)"), "nested deeper than");
   // The interpreter is fine afterwards.
   EXPECT_TRUE(run("_return(1)").ok());
+}
+
+TEST_F(PyConvertTest, AReturnedValueMayBeNestedAsDeepAsAVariable) {
+  Value deepest = List{};
+  for (int i = 0; i < kMaxValueDepth; ++i) deepest = List{deepest};
+  Result r = run("_return(v)", {{"v", deepest}});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.values().at(0), deepest);
+  expectUnsupported(run("_return([v])", {{"v", deepest}}), "nested deeper than");
 }
 
 TEST_F(PyConvertTest, NonUtf8TextVariableIsRejectedWithItsPath) {

@@ -201,7 +201,8 @@ void fromPython(PyObject* o, wire::Value::Builder out) {
 }
 
 void itemsFromPython(PyObject* sequence, capnp::List<wire::Value>::Builder out) {
-  itemsFromPythonAt(sequence, out, 0);
+  // Each item is a value of its own, at depth 0 as a variable is (and as the wire reads it).
+  itemsFromPythonAt(sequence, out, -1);
 }
 
 }  // namespace vial::worker

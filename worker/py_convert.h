@@ -41,8 +41,9 @@ PyRef toPython(wire::Value::Reader in);
 /// Writes a Python object as a wire value. Throws ConversionError.
 void fromPython(PyObject* o, wire::Value::Builder out);
 
-/// Writes each item of `sequence` (a list or tuple, out.size() items). Throws ConversionError,
-/// its place starting with the item's index.
+/// Writes each item of `sequence` (a list or tuple, out.size() items), each a value of its own
+/// (nested up to kMaxValueDepth below it). Throws ConversionError, its place starting with the
+/// item's index.
 void itemsFromPython(PyObject* sequence, capnp::List<wire::Value>::Builder out);
 
 /// The name of `o`'s type, qualified by its module unless a builtin:
