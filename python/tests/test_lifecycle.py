@@ -183,3 +183,18 @@ def test_forked_child_cannot_use_the_parents_pool_but_can_make_its_own_and_exit_
         "child exit code 0",
         "parent after",
     ], output
+
+
+def test_exit_waits_for_running_calls_at_most_the_longest_grace_not_the_sum():
+    code, output, seconds = run_python(PRELUDE + """
+pools = [vial.Pool(workers=1, shutdown_grace=2) for _ in range(3)]
+running = [p.run_async("import time\\ntime.sleep(30)") for p in pools]
+import time
+deadline = time.monotonic() + 20
+while sum(p.stats()["running"] for p in pools) < 3 and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("running", sum(p.stats()["running"] for p in pools), flush=True)
+""")
+    assert code == 0, output
+    assert output == "running 3\n"
+    assert 2 <= seconds < 5, f"exit took {seconds:.1f} s with three pools of 2 s grace"
