@@ -251,13 +251,22 @@ def connect(address="", *, token="", connect_timeout=10.0):
 
 @atexit.register
 def _close_all():
-    # Before the interpreter finalizes: close every pool (their pending calls resolve), then end
+    # Before the interpreter finalizes: close every pool (their pending calls resolve), all at
+    # once so that the exit waits for the longest shutdown_grace rather than their sum, then end
     # the delivery thread, which must not take the GIL once finalizing has begun.
     with _live_lock:
         runners = list(_live)
-    for runner in runners:
-        try:
-            runner.close()
-        except Exception:
-            pass
+    closers = [threading.Thread(target=_close_quietly, args=(runner,), name="vial close")
+               for runner in runners]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join()
     _native.stop_delivery()
+
+
+def _close_quietly(runner):
+    try:
+        runner.close()
+    except Exception:
+        pass
