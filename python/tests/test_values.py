@@ -176,6 +176,17 @@ def test_unsupported_type_deep_inside_names_where_it_sits(pool):
     assert str(caught.value).startswith("variable 'items'[1][1]['k'][1]: unsupported type 'set'")
 
 
+@pytest.mark.parametrize("key", ["it's", "nul\0inside", "line\nbreak", "é"])
+def test_place_under_an_awkward_key_is_quoted_as_python_would(pool, key):
+    caught = refusal(pool, items={key: {1}})
+    assert str(caught.value).startswith(f"variable 'items'[{key!r}]: unsupported type 'set'")
+
+
+def test_awkward_variable_name_is_quoted_as_python_would(pool):
+    caught = refusal(pool, **{"odd\0name": {1}})
+    assert str(caught.value).startswith("variable 'odd\\x00name': unsupported type 'set'")
+
+
 def test_dict_with_int_key_is_a_type_error(pool):
     caught = refusal(pool, items={"ok": {1: "x"}})
     assert caught.type is TypeError
@@ -188,9 +199,11 @@ def test_lone_surrogate_is_a_value_error(pool):
     assert "variable 'text'[1]: str holds a lone surrogate" in str(caught.value)
 
 
-def test_lone_surrogate_in_a_dict_key_is_a_value_error(pool):
-    caught = refusal(pool, d={"\udc80": 1})
+def test_lone_surrogate_in_a_dict_key_is_a_value_error_naming_the_key(pool):
+    caught = refusal(pool, d={"ok": {"\udc80": 1}})
     assert caught.type is ValueError
+    assert str(caught.value) == ("variable 'd'['ok']: dict key '\\udc80' holds a lone surrogate "
+                                 "and cannot be encoded as UTF-8")
 
 
 def test_nesting_deeper_than_200_levels_is_a_value_error(pool):
@@ -199,12 +212,13 @@ def test_nesting_deeper_than_200_levels_is_a_value_error(pool):
     assert "nested deeper than 200 levels" in str(caught.value)
 
 
-def test_self_containing_list_is_a_value_error(pool):
+def test_self_containing_list_is_a_value_error_in_a_short_message(pool):
     loop = [1]
     loop.append(loop)
     caught = refusal(pool, loop=loop)
     assert caught.type is ValueError
-    assert "(a cycle?)" in str(caught.value)
+    assert str(caught.value) == ("variable 'loop'[1][1][1][1][1]...[1][1][1] (201 levels down): "
+                                 "nested deeper than 200 levels (a cycle?)")
 
 
 def test_variable_name_that_is_not_a_str_is_a_type_error(pool):
