@@ -1,5 +1,6 @@
 #include "python/py_value.h"
 
+#include <deque>
 #include <string>
 #include <utility>
 
@@ -15,12 +16,27 @@ namespace {
 constexpr const char* kSupportedTypes =
     "None, bool, int, float, str, bytes, list, tuple and dict with str keys";
 
-// What went wrong and where, from the outermost container in; worded as TypeError or
-// ValueError once it reaches the top.
+// What went wrong and where: the steps ("[1]", "['k']") from the outermost container in,
+// each added as the problem passes up through it; worded as TypeError or ValueError at the top.
 struct ConversionProblem {
   bool typeError;
   std::string problem;
-  std::string place;
+  std::deque<std::string> steps = {};
+
+  // The steps as Python would index the value; past a dozen (a cycle), the first and last few.
+  std::string place() const {
+    constexpr std::size_t kFirst = 5, kLast = 3;
+    std::string place;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      if (steps.size() > 12 && i == kFirst) {
+        place += "...";
+        i = steps.size() - kLast;
+      }
+      place += steps[i];
+    }
+    if (steps.size() > 12) place += " (" + std::to_string(steps.size()) + " levels down)";
+    return place;
+  }
 };
 
 std::string utf8Of(PyObject* s) {
@@ -28,9 +44,23 @@ std::string utf8Of(PyObject* s) {
   const char* utf8 = PyUnicode_AsUTF8AndSize(s, &size);
   if (!utf8) {
     PyErr_Clear();
-    throw ConversionProblem{false, "str holds a lone surrogate and cannot be encoded as UTF-8", ""};
+    throw ConversionProblem{false, "str holds a lone surrogate and cannot be encoded as UTF-8"};
   }
   return std::string(utf8, size);
+}
+
+// repr() of a str (a key, a variable's name) for a message: quoted and escaped as Python
+// writes it, so a quote, a NUL, a line break or a lone surrogate reads unambiguously. str's
+// own repr, never a subclass's.
+std::string reprOf(PyObject* s) {
+  PyObject* repr = PyUnicode_Type.tp_repr(s);
+  if (!repr) {
+    PyErr_Clear();
+    return "<str>";
+  }
+  std::string text = worker::strOf(repr);
+  Py_DECREF(repr);
+  return text;
 }
 
 Value fromPythonAt(PyObject* o, int depth);
@@ -43,7 +73,7 @@ Sequence itemsFromPython(PyObject* sequence, Py_ssize_t size, int depth) {
     try {
       items.push_back(fromPythonAt(PySequence_Fast_GET_ITEM(sequence, i), depth + 1));
     } catch (ConversionProblem& e) {
-      e.place = "[" + std::to_string(i) + "]" + e.place;
+      e.steps.push_front("[" + std::to_string(i) + "]");
       throw;
     }
   }
@@ -53,7 +83,7 @@ Sequence itemsFromPython(PyObject* sequence, Py_ssize_t size, int depth) {
 Value fromPythonAt(PyObject* o, int depth) {
   if (depth > kMaxValueDepth)
     throw ConversionProblem{
-        false, "nested deeper than " + std::to_string(kMaxValueDepth) + " levels (a cycle?)", ""};
+        false, "nested deeper than " + std::to_string(kMaxValueDepth) + " levels (a cycle?)"};
   if (o == Py_None) return Value();
   if (PyBool_Check(o)) return Value(o == Py_True);
   if (PyLong_Check(o)) {
@@ -64,7 +94,7 @@ Value fromPythonAt(PyObject* o, int depth) {
     py::object digits = py::reinterpret_steal<py::object>(PyNumber_ToBase(o, 10));
     if (!digits) {
       PyErr_Clear();
-      throw ConversionProblem{false, "int could not be formatted", ""};
+      throw ConversionProblem{false, "int could not be formatted"};
     }
     return Value(BigInt{utf8Of(digits.ptr())});
   }
@@ -83,24 +113,31 @@ Value fromPythonAt(PyObject* o, int depth) {
     while (PyDict_Next(o, &pos, &key, &value)) {
       if (!PyUnicode_Check(key))
         throw ConversionProblem{
-            true, "dict key of type '" + worker::typeName(key) + "' (keys must be str)", ""};
-      std::string k = utf8Of(key);
+            true, "dict key of type '" + worker::typeName(key) + "' (keys must be str)"};
+      std::string k;
+      try {
+        k = utf8Of(key);
+      } catch (ConversionProblem& e) {
+        e.problem = "dict key " + reprOf(key) +
+                    " holds a lone surrogate and cannot be encoded "
+                    "as UTF-8";
+        throw;
+      }
       try {
         dict.emplace_back(k, fromPythonAt(value, depth + 1));
       } catch (ConversionProblem& e) {
-        e.place = "['" + k + "']" + e.place;
+        e.steps.push_front("[" + reprOf(key) + "]");
         throw;
       }
     }
     return Value(std::move(dict));
   }
   throw ConversionProblem{
-      true, "unsupported type '" + worker::typeName(o) + "' (vial sends " + kSupportedTypes + ")",
-      ""};
+      true, "unsupported type '" + worker::typeName(o) + "' (vial sends " + kSupportedTypes + ")"};
 }
 
 [[noreturn]] void raise(const ConversionProblem& e, const std::string& where) {
-  std::string message = where + e.place + ": " + e.problem;
+  std::string message = where + e.place() + ": " + e.problem;
   if (e.typeError) throw py::type_error(message);
   throw py::value_error(message);
 }
@@ -131,7 +168,7 @@ Vars varsFromPython(const py::dict& variables) {
       throw py::type_error("a variable's name must be a str, not '" + worker::typeName(name.ptr()) +
                            "'");
     std::string text = textFromPython(name, "a variable's name");
-    Value v = valueFromPython(value, "variable '" + text + "'");
+    Value v = valueFromPython(value, "variable " + reprOf(name.ptr()));
     vars.emplace_back(std::move(text), std::move(v));
   }
   return vars;

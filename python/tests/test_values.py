@@ -217,7 +217,7 @@ def test_self_containing_list_is_a_value_error_in_a_short_message(pool):
     loop.append(loop)
     caught = refusal(pool, loop=loop)
     assert caught.type is ValueError
-    assert str(caught.value) == ("variable 'loop'[1][1][1][1][1]...[1][1][1] (201 levels down): "
+    assert str(caught.value) == ("variable 'loop'[1][1][1][1][1]...[1][1][0] (201 levels down): "
                                  "nested deeper than 200 levels (a cycle?)")
 
 
