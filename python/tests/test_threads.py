@@ -4,8 +4,12 @@ thread, where they may chain further calls but not wait for them."""
 
 import concurrent.futures
 import gc
+import os
+import tempfile
 import threading
 import weakref
+
+import pytest
 
 import vial
 from conftest import BOUND, eventually
@@ -88,11 +92,41 @@ def test_many_threads_submitting_at_once_each_get_their_own_results_once(pool):
         "some done-callback ran more than once or never")
 
 
-def test_done_callbacks_run_on_the_delivery_thread_not_the_callers(pool):
+class Gate:
+    """Calls that wait (bounded) until open() is called: their done-callbacks are surely added
+    before they resolve, so they run where vial delivers, not at once in the adding thread."""
+
+    def __init__(self):
+        self._directory = tempfile.TemporaryDirectory()
+        self._path = os.path.join(self._directory.name, "open")
+
+    def call(self, pool, returning=1):
+        return pool.run_async(
+            "import os, time\ndeadline = time.monotonic() + 30\n"
+            "while not os.path.exists(path) and time.monotonic() < deadline:\n"
+            "    time.sleep(0.002)\n_return(value)", path=self._path, value=returning)
+
+    def open(self):
+        open(self._path, "w").close()
+
+    def close(self):
+        self._directory.cleanup()
+
+
+@pytest.fixture
+def gate():
+    g = Gate()
+    yield g
+    g.open()
+    g.close()
+
+
+def test_done_callbacks_run_on_the_delivery_thread_not_the_callers(pool, gate):
     threads = []
-    futures = [pool.run_async("import time\ntime.sleep(0.2)\n_return(1)") for _ in range(4)]
+    futures = [gate.call(pool) for _ in range(4)]
     for future in futures:
         future.add_done_callback(lambda f: threads.append(threading.get_ident()))
+    gate.open()
     concurrent.futures.wait(futures, timeout=BOUND)
     assert eventually(lambda: len(threads) == 4)
     assert set(threads) == {vial._native.delivery_thread_ident()}
@@ -110,7 +144,7 @@ def test_done_callback_may_submit_another_call(pool):
     assert chained.result(BOUND) == [2]
 
 
-def test_waiting_for_another_call_in_a_done_callback_raises_instead_of_hanging(pool):
+def test_waiting_for_another_call_in_a_done_callback_raises_instead_of_hanging(pool, gate):
     raised = concurrent.futures.Future()
 
     def waits(_):
@@ -121,7 +155,8 @@ def test_waiting_for_another_call_in_a_done_callback_raises_instead_of_hanging(p
         except RuntimeError as e:
             raised.set_result(e)
 
-    pool.run_async("_return(1)").add_done_callback(waits)
+    gate.call(pool).add_done_callback(waits)
+    gate.open()
     error = raised.result(BOUND)
     assert isinstance(error, RuntimeError), "result() waited in the delivery thread"
     assert "add_done_callback" in str(error)
