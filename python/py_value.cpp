@@ -15,6 +15,7 @@ namespace {
 
 constexpr const char* kSupportedTypes =
     "None, bool, int, float, str, bytes, list, tuple and dict with str keys";
+constexpr const char* kLoneSurrogate = " holds a lone surrogate and cannot be encoded as UTF-8";
 
 // What went wrong and where: the steps ("[1]", "['k']") from the outermost container in,
 // each added as the problem passes up through it; worded as TypeError or ValueError at the top.
@@ -44,7 +45,7 @@ std::string utf8Of(PyObject* s) {
   const char* utf8 = PyUnicode_AsUTF8AndSize(s, &size);
   if (!utf8) {
     PyErr_Clear();
-    throw ConversionProblem{false, "str holds a lone surrogate and cannot be encoded as UTF-8"};
+    throw ConversionProblem{false, std::string("str") + kLoneSurrogate};
   }
   return std::string(utf8, size);
 }
@@ -118,9 +119,7 @@ Value fromPythonAt(PyObject* o, int depth) {
       try {
         k = utf8Of(key);
       } catch (ConversionProblem& e) {
-        e.problem = "dict key " + reprOf(key) +
-                    " holds a lone surrogate and cannot be encoded "
-                    "as UTF-8";
+        e.problem = "dict key " + reprOf(key) + kLoneSurrogate;
         throw;
       }
       try {
