@@ -248,3 +248,25 @@ def test_stats_from_four_threads_while_calls_run(pool):
         p.join(BOUND)
     concurrent.futures.wait(futures, timeout=BOUND)
     assert not errors
+
+
+def test_pool_whose_last_reference_goes_in_a_done_callback_closes_there(gate):
+    # The pool is closed (and waited for) on the delivery thread itself: nothing it waits for
+    # may need that thread.
+    dropped_on = []
+
+    def make():
+        pool = vial.Pool(workers=2, shutdown_grace=0.2)
+        held = {"pool": pool}
+
+        def drop(_):
+            held.clear()  # the last reference: vial.Pool.__del__ closes it here
+            dropped_on.append(threading.get_ident())
+
+        gate.call(pool).add_done_callback(drop)
+        return pool.run_async("import time\ntime.sleep(30)")
+
+    pending = make()
+    gate.open()
+    assert isinstance(pending.exception(BOUND), vial.Error)
+    assert dropped_on == [vial._native.delivery_thread_ident()]

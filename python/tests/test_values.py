@@ -152,6 +152,78 @@ def test_subclass_made_in_worker_arrives_as_its_base_type(pool):
     assert back == 5 and type(back) is int
 
 
+class Hostile(str):
+    """A str whose every method a conversion might call raises."""
+
+    def __str__(self):
+        raise RuntimeError("__str__")
+
+    def __repr__(self):
+        raise RuntimeError("__repr__")
+
+    def encode(self, *args):
+        raise RuntimeError("encode")
+
+
+class HostileInt(int):
+    def __index__(self):
+        raise RuntimeError("__index__")
+
+    def __int__(self):
+        raise RuntimeError("__int__")
+
+    def __repr__(self):
+        raise RuntimeError("__repr__")
+
+
+class HostileList(list):
+    def __iter__(self):
+        raise RuntimeError("__iter__")
+
+    def __len__(self):
+        raise RuntimeError("__len__")
+
+    def __getitem__(self, i):
+        raise RuntimeError("__getitem__")
+
+
+class HostileDict(dict):
+    def __iter__(self):
+        raise RuntimeError("__iter__")
+
+    def keys(self):
+        raise RuntimeError("keys")
+
+
+def test_subclasses_whose_methods_raise_are_read_without_calling_them(pool):
+    value = HostileList([Hostile("s"), HostileInt(10**30), HostileDict({Hostile("k"): 1})])
+    assert round_trip(pool, value) == ["s", 10**30, {"k": 1}]
+
+
+def test_hostile_str_as_a_variable_name_and_as_source(pool):
+    assert pool.run_async(Hostile("_return(x)"), {Hostile("x"): 1}).result(BOUND) == [1]
+
+
+class Unnameable(type):
+    def __getattribute__(cls, name):
+        raise RuntimeError(name)
+
+
+class Opaque(metaclass=Unnameable):
+    pass
+
+
+def test_refusal_of_a_type_whose_names_cannot_be_read_still_names_it(pool):
+    caught = refusal(pool, v=[Opaque()])
+    assert caught.type is TypeError
+    assert "variable 'v'[0]: unsupported type 'Opaque'" in str(caught.value)
+
+
+def test_int_of_fifty_thousand_digits_crosses_both_ways(pool):
+    big = -(10**50_000 + 7)
+    assert round_trip(pool, big) == big
+
+
 # ---- what vial refuses at the call ---------------------------------------------------------------
 
 def refusal(pool, **variables):
