@@ -240,3 +240,9 @@ def test_many_calls_pending_when_the_server_dies_all_resolve(private_dir):
         connection.close()
     finally:
         server.stop()
+
+
+def test_exception_message_with_a_nul_arrives_whole_through_the_server(client):
+    with pytest.raises(vial.PythonError) as caught:
+        client.run_async("raise ValueError('before\\0after')").result(BOUND)
+    assert caught.value.message == "before\0after"

@@ -253,3 +253,16 @@ def test_unavailable_with_a_start_up_traceback_reads_as_one_line():
     assert "\n" not in str(error), repr(str(error))
     assert "no setup" in str(error)
     assert "Traceback" in error.reason and "\n" in error.reason
+
+
+def test_exception_message_with_a_nul_arrives_whole(pool):
+    error = outcome(pool, "raise ValueError('before\\0after')")
+    assert error.message == "before\0after"
+    assert error.traceback.endswith("ValueError: before\0after\n")
+    assert str(error) == "ValueError: before\\x00after"
+
+
+def test_rejected_reason_naming_a_nul_arrives_whole(pool):
+    error = outcome(pool, "_return(1)", {"bad\0name": 1})
+    assert type(error) is vial.Rejected
+    assert error.reason.startswith("variable name 'bad\0name' is not a Python identifier")
