@@ -152,9 +152,9 @@ void toWire(const Outcome& outcome, wire::Outcome::Builder out) {
     void operator()(const PythonError& e) {
       output(e.output);
       auto g = out.initPythonError();
-      g.setType(e.type);
-      g.setMessage(e.message);
-      g.setTraceback(e.traceback);
+      g.setType(textOf(e.type));
+      g.setMessage(textOf(e.message));
+      g.setTraceback(textOf(e.traceback));
     }
     void operator()(const Timeout& t) {
       auto g = out.initTimeout();
@@ -167,13 +167,13 @@ void toWire(const Outcome& outcome, wire::Outcome::Builder out) {
       g.setWorkerPid(c.worker_pid);
       g.setExitCode(c.exit_code.value_or(-1));
       g.setSignal(c.signal.value_or(0));
-      g.setCause(c.cause);
+      g.setCause(textOf(c.cause));
     }
-    void operator()(const Rejected& r) { out.setRejected(r.reason); }
-    void operator()(const Cancelled& c) { out.setCancelled(c.reason); }
-    void operator()(const Unavailable& u) { out.setUnavailable(u.reason); }
-    void operator()(const Overloaded& o) { out.setOverloaded(o.reason); }
-    void operator()(const CppException& e) { out.setRejected(e.type + ": " + e.message); }
+    void operator()(const Rejected& r) { out.setRejected(textOf(r.reason)); }
+    void operator()(const Cancelled& c) { out.setCancelled(textOf(c.reason)); }
+    void operator()(const Unavailable& u) { out.setUnavailable(textOf(u.reason)); }
+    void operator()(const Overloaded& o) { out.setOverloaded(textOf(o.reason)); }
+    void operator()(const CppException& e) { out.setRejected(textOf(e.type + ": " + e.message)); }
   };
   std::visit(Visitor{out}, outcome);
 }

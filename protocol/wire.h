@@ -25,6 +25,13 @@ class ConversionError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// `s` as Text, NULs and all. Write every std::string to the wire through it: KJ's implicit
+/// conversion goes through c_str() and stops at the first NUL (an exception's message, a reason
+/// naming a bad variable name, would arrive cut there).
+inline capnp::Text::Reader textOf(const std::string& s) {
+  return capnp::Text::Reader(s.data(), s.size());
+}
+
 /// `where` starts the message of a ConversionError, e.g. "variable 'items'".
 void toWire(const Value& value, wire::Value::Builder out, const std::string& where);
 Value fromWire(wire::Value::Reader in);

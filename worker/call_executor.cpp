@@ -73,8 +73,8 @@ void setUnsendable(wire::Outcome::Builder out, const ConversionError& e) {
                         (inner.empty() ? "" : " at " + inner) + ": " + e.problem();
   auto error = out.initPythonError();
   error.setType("TypeError");
-  error.setMessage(message);
-  error.setTraceback("TypeError: " + message + "\n");
+  error.setMessage(textOf(message));
+  error.setTraceback(textOf("TypeError: " + message + "\n"));
 }
 
 }  // namespace
@@ -234,8 +234,8 @@ std::optional<std::string> CallExecutor::injectVariables(
 void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Builder out) {
   auto source = params.getSource();
   if (const void* nul = std::memchr(source.begin(), '\0', source.size())) {
-    out.setRejected("source contains a NUL byte at offset " +
-                    std::to_string(static_cast<const char*>(nul) - source.begin()));
+    out.setRejected(textOf("source contains a NUL byte at offset " +
+                           std::to_string(static_cast<const char*>(nul) - source.begin())));
     return;
   }
 
@@ -260,7 +260,7 @@ void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Bu
   PyDict_SetItemString(globals.get(), "_return", returnFunction.get());
 
   if (auto rejected = injectVariables(params.getVariables(), globals.get())) {
-    out.setRejected(*rejected);
+    out.setRejected(textOf(*rejected));
     return;
   }
 
@@ -278,9 +278,9 @@ void CallExecutor::run(wire::Worker::RunParams::Reader params, wire::Outcome::Bu
   if (!ran) {
     ExceptionReport exception = takeException(std::string_view(source.begin(), source.size()));
     auto error = out.initPythonError();
-    error.setType(exception.type);
-    error.setMessage(exception.message);
-    error.setTraceback(exception.traceback);
+    error.setType(textOf(exception.type));
+    error.setMessage(textOf(exception.message));
+    error.setTraceback(textOf(exception.traceback));
   } else {
     // Built aside first: a value that cannot be sent must leave no half-written list behind.
     auto orphanage = capnp::Orphanage::getForMessageContaining(out);

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "protocol/limits.h"
+#include "protocol/wire.h"
 #include "util/describe.h"
 #include "worker/call_executor.h"
 #include "worker/interpreter.h"
@@ -152,8 +153,8 @@ void WorkerService::execute(RunContext& context) {
                           ", over vial's limit of " + formatWholeMebibytes(kMaxMessageBytes) +
                           " per message";
     error.setType("vial.ResultTooLarge");
-    error.setMessage(message);
-    error.setTraceback("vial.ResultTooLarge: " + message + "\n");
+    error.setMessage(textOf(message));
+    error.setTraceback(textOf("vial.ResultTooLarge: " + message + "\n"));
     outcome = tooLarge;
   }
   // Room for the whole answer in one segment: the outcome, leftRunning and the results struct.
