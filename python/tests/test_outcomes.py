@@ -74,6 +74,21 @@ def test_system_exit_is_a_python_error_and_the_worker_lives_on(pool):
     assert pool.run_async("_return(1)").result(BOUND) == [1]
 
 
+def test_exception_whose_str_raises_is_still_a_python_error_naming_its_type(pool):
+    error = outcome(pool, "class Sulky(Exception):\n    def __str__(self):\n"
+                          "        raise RuntimeError('no')\nraise Sulky()")
+    assert error.type == "__main__.Sulky"
+    assert str(error) == "__main__.Sulky: <str() failed>"
+    assert pool.run_async("_return('worker fine')").result(BOUND) == ["worker fine"]
+
+
+def test_exception_whose_type_hides_its_names_is_still_a_python_error(pool):
+    error = outcome(pool, "class Hidden(type):\n    def __getattribute__(cls, name):\n"
+                          "        raise RuntimeError(name)\n"
+                          "class E(Exception, metaclass=Hidden):\n    pass\nraise E('x')")
+    assert (error.type, error.message) == ("E", "x")
+
+
 # ---- Timeout -------------------------------------------------------------------------------------
 
 def test_call_past_its_own_proc_timeout_is_a_timeout_and_its_worker_is_killed(pool):
