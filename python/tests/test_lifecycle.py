@@ -198,3 +198,23 @@ print("running", sum(p.stats()["running"] for p in pools), flush=True)
     assert code == 0, output
     assert output == "running 3\n"
     assert 2 <= seconds < 5, f"exit took {seconds:.1f} s with three pools of 2 s grace"
+
+
+def test_ctrl_c_while_blocked_in_wait_ready_raises_keyboard_interrupt_promptly():
+    child = start_python(PRELUDE + """
+vial.set_log_level("off")  # its failures to start a worker are the point
+pool = vial.Pool(workers=1, worker_path="/etc/hostname")  # never ready
+print("waiting", flush=True)
+try:
+    pool.wait_ready(20)
+    print("wait_ready returned", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+""")
+    assert child.stdout.readline() == "waiting\n"
+    time.sleep(0.2)  # into wait_ready (a SIGINT just before it would be just as valid)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    code, output = finish_python(child, timeout=30)
+    assert (code, output) == (0, "interrupted\n")
+    assert time.monotonic() - sent < 3, "Ctrl-C waited for wait_ready's timeout"
