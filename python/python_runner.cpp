@@ -178,8 +178,20 @@ void PythonRunner::close(std::optional<double> grace) {
 bool PythonRunner::waitReady(double seconds) const {
   runner();
   if (!pool_) return false;
-  GilReleased released;
-  return pool_->wait_ready(std::chrono::milliseconds(static_cast<long long>(seconds * 1000)));
+  // In slices, so that Ctrl-C (a signal handler raising) ends the wait within one.
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(seconds));
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    {
+      GilReleased released;
+      if (pool_->wait_ready(std::clamp(left, std::chrono::milliseconds(0), kSignalCheckInterval)))
+        return true;
+    }
+    if (Clock::now() >= deadline) return false;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
 }
 
 std::size_t PythonRunner::size() const {
