@@ -145,8 +145,9 @@ class _Runner:
     def close(self, grace=None):
         """Pool: stops taking calls (later ones raise Cancelled), cancels queued calls, lets
         running ones finish for up to ``grace`` seconds (default: shutdown_grace), then kills the
-        workers and returns when they are gone. Connection: disconnects; pending calls raise
-        Cancelled. Idempotent."""
+        workers and returns when they are gone (Ctrl-C is seen once it returns). Connection:
+        disconnects; pending calls raise Cancelled. Idempotent. A pool collected unclosed is
+        closed then, and at the interpreter's exit every open pool is closed, all at once."""
         self._native.close(grace)
 
     def __del__(self):
