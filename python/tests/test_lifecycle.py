@@ -218,3 +218,18 @@ except KeyboardInterrupt:
     code, output = finish_python(child, timeout=30)
     assert (code, output) == (0, "interrupted\n")
     assert time.monotonic() - sent < 3, "Ctrl-C waited for wait_ready's timeout"
+
+
+def test_exit_while_daemon_threads_wait_in_result_is_clean():
+    # They wait in vial (GIL released) while the exit closes the pool, and wake as it
+    # finalizes: CPython must be able to end them there.
+    code, output, seconds = run_python(PRELUDE + """
+import threading
+pool = vial.Pool(workers=4, shutdown_grace=0.5)
+futures = [pool.run_async("import time\\ntime.sleep(60)") for _ in range(8)]
+for future in futures:
+    threading.Thread(target=future.exception, daemon=True).start()
+print("leaving", flush=True)
+""")
+    assert (code, output) == (0, "leaving\n"), output
+    assert seconds < 15

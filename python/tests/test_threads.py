@@ -269,4 +269,6 @@ def test_pool_whose_last_reference_goes_in_a_done_callback_closes_there(gate):
     pending = make()
     gate.open()
     assert isinstance(pending.exception(BOUND), vial.Error)
+    # (The waiting thread may take that outcome while close() is still returning.)
+    assert eventually(lambda: dropped_on), "the done-callback never returned from close()"
     assert dropped_on == [vial._native.delivery_thread_ident()]
