@@ -88,7 +88,10 @@ void ResultDelivery::stop() {
 
 SharedRef::~SharedRef() {
   if (!o_) return;
-  if (PyGILState_Check()) {
+  // Released at once only on the delivery thread, which destroys callbacks inside its batches,
+  // GIL held; anywhere else the release is handed to it. (PyGILState_Check cannot decide: once
+  // any subinterpreter exists, CPython 3.11 makes it answer "held" on every thread.)
+  if (PyThread_get_thread_ident() == ResultDelivery::get().threadIdent()) {
     Py_DECREF(o_);
     return;
   }

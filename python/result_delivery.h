@@ -55,8 +55,8 @@ class ResultDelivery {
   std::thread thread_;
 };
 
-/// A strong reference to a Python object that may be destroyed on any thread: without the GIL
-/// its release is handed to the delivery thread. Callbacks given to a vial future hold their
+/// A strong reference to a Python object that may be destroyed on any thread: off the delivery
+/// thread its release is handed to the delivery thread. Callbacks given to a vial future hold their
 /// Python objects this way, since vial may drop a callback on its own thread.
 class SharedRef {
  public:
