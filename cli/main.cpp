@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cli/arguments.h"
+#include "protocol/version.h"
 #include "cli/commands.h"
 #include "cli/exit_code.h"
 #include "cli/help.h"
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? kExitUsage : kExitOk;
   }
   if (std::strcmp(argv[1], "--version") == 0) {
-    std::printf("vial %s\n", VIAL_VERSION);
+    std::printf("vial %s\n", vial::version());
     return kExitOk;
   }
   const char* command = argv[1];

@@ -20,6 +20,7 @@
 #include "client/callback_queue.h"
 #include "client/future.h"
 #include "client/thread_runner.h"
+#include "protocol/version.h"
 #include "pool/options.h"
 #include "protocol/result.h"
 #include "protocol/stats.h"

@@ -63,5 +63,5 @@ PYBIND11_MODULE(_native, m) {
   m.def("delivery_thread_ident", [] { return ResultDelivery::get().threadIdent(); });
   m.def("stop_delivery", [] { ResultDelivery::get().stop(); });
   m.def("set_log_level", &vial::set_log_level, "level"_a);
-  m.attr("VERSION") = VIAL_VERSION;
+  m.attr("VERSION") = vial::version();
 }

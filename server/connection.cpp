@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "protocol/version.h"
 #include "protocol/buffered_read_stream.h"
 #include "protocol/limits.h"
 #include "protocol/wire.h"
@@ -77,7 +78,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
 
   kj::Promise<void> ping(PingContext context) override {
     context.getResults().setServerPid(getpid());
-    context.getResults().setVersion(VIAL_VERSION);
+    context.getResults().setVersion(vial::version());
     return kj::READY_NOW;
   }
 

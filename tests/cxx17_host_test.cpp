@@ -11,6 +11,16 @@
 
 namespace {
 
+TEST(Cxx17Host, VersionMacrosAgreeWithTheLibrary) {
+  static_assert(VIAL_VERSION_NUMBER ==
+                10000 * VIAL_VERSION_MAJOR + 100 * VIAL_VERSION_MINOR + VIAL_VERSION_PATCH);
+  std::string expected = std::to_string(VIAL_VERSION_MAJOR) + "." +
+                         std::to_string(VIAL_VERSION_MINOR) + "." +
+                         std::to_string(VIAL_VERSION_PATCH);
+  EXPECT_EQ(expected, VIAL_VERSION_STRING);
+  EXPECT_EQ(std::string(vial::version()), VIAL_VERSION_STRING);
+}
+
 TEST(Cxx17Host, IncludesVialHAndRunsACall) {
   vial::PoolOptions options;
   options.workers = 1;

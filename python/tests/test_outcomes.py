@@ -281,3 +281,8 @@ def test_rejected_reason_naming_a_nul_arrives_whole(pool):
     error = outcome(pool, "_return(1)", {"bad\0name": 1})
     assert type(error) is vial.Rejected
     assert error.reason.startswith("variable name 'bad\0name' is not a Python identifier")
+
+
+def test_version_is_the_librarys():
+    assert vial.__version__ == vial._native.VERSION
+    assert [int(part) for part in vial.__version__.split(".")] >= [0, 1, 0]

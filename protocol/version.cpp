@@ -1,0 +1,7 @@
+#include "protocol/version.h"
+
+namespace vial {
+
+const char* version() { return VIAL_VERSION_STRING; }
+
+}  // namespace vial
