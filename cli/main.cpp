@@ -4,10 +4,10 @@
 #include <cstring>
 
 #include "cli/arguments.h"
-#include "protocol/version.h"
 #include "cli/commands.h"
 #include "cli/exit_code.h"
 #include "cli/help.h"
+#include "protocol/version.h"
 
 int main(int argc, char** argv) {
   using namespace vial::cli;
