@@ -20,11 +20,11 @@
 #include "client/callback_queue.h"
 #include "client/future.h"
 #include "client/thread_runner.h"
-#include "protocol/version.h"
 #include "pool/options.h"
 #include "protocol/result.h"
 #include "protocol/stats.h"
 #include "protocol/value.h"
+#include "protocol/version.h"
 
 namespace vial {
 

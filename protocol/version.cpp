@@ -2,6 +2,8 @@
 
 namespace vial {
 
-const char* version() { return VIAL_VERSION_STRING; }
+const char* version() {
+  return VIAL_VERSION_STRING;
+}
 
 }  // namespace vial

@@ -4,9 +4,9 @@
 
 #include <memory>
 
-#include "protocol/version.h"
 #include "protocol/buffered_read_stream.h"
 #include "protocol/limits.h"
+#include "protocol/version.h"
 #include "protocol/wire.h"
 #include "util/describe.h"
 
