@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace {
 

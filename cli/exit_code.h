@@ -2,7 +2,7 @@
 // exits with (the table in `vial run --help`).
 #pragma once
 
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::cli {
 

@@ -7,7 +7,7 @@
 #include "cli/commands.h"
 #include "cli/exit_code.h"
 #include "cli/help.h"
-#include "protocol/version.h"
+#include "vial/version.h"
 
 int main(int argc, char** argv) {
   using namespace vial::cli;

@@ -2,7 +2,7 @@
 // the result list as one JSON line, or the failure on stderr), or as one JSON object (--json).
 #pragma once
 
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::cli {
 

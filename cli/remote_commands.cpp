@@ -7,7 +7,7 @@
 #include "cli/commands.h"
 #include "cli/exit_code.h"
 #include "cli/help.h"
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::cli {
 

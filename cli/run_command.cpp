@@ -17,7 +17,7 @@
 #include "cli/help.h"
 #include "cli/output.h"
 #include "cli/sandbox_arguments.h"
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::cli {
 

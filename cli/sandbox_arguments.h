@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cli/arguments.h"
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::cli {
 

@@ -10,8 +10,8 @@
 #include "cli/exit_code.h"
 #include "cli/help.h"
 #include "cli/sandbox_arguments.h"
-#include "client/vial.h"
 #include "server/serve.h"
+#include "vial/vial.h"
 
 namespace vial::cli {
 

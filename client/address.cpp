@@ -2,9 +2,9 @@
 
 #include <chrono>
 
-#include "client/vial.h"
 #include "protocol/duration.h"
 #include "util/private_socket.h"
+#include "vial/vial.h"
 
 namespace vial::client {
 

@@ -1,4 +1,4 @@
-#include "client/callback_queue.h"
+#include "vial/callback_queue.h"
 
 #include <optional>
 #include <vector>

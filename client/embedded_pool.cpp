@@ -4,11 +4,11 @@
 #include <stdexcept>
 
 #include "client/loop_thread.h"
-#include "client/vial.h"
 #include "pool/lifecycle_policy.h"
 #include "pool/log.h"
 #include "pool/pool_stats.h"
 #include "pool/worker_pool.h"
+#include "vial/vial.h"
 
 namespace vial {
 

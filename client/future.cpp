@@ -1,4 +1,4 @@
-#include "client/future.h"
+#include "vial/future.h"
 
 #include <condition_variable>
 #include <mutex>

@@ -9,7 +9,6 @@
 
 #include "client/address.h"
 #include "client/loop_thread.h"
-#include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/buffered_read_stream.h"
 #include "protocol/duration.h"
@@ -17,6 +16,7 @@
 #include "protocol/wire.h"
 #include "util/deferred_destruction.h"
 #include "util/private_socket.h"
+#include "vial/vial.h"
 
 namespace vial {
 

@@ -1,4 +1,4 @@
-#include "client/thread_runner.h"
+#include "vial/thread_runner.h"
 
 #include <cxxabi.h>
 

@@ -1,5 +1,5 @@
 // What Pool and Client share: Runner's callback form, open() and the log level.
-#include "client/vial.h"
+#include "vial/vial.h"
 
 #include "pool/log.h"
 

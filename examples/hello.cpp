@@ -10,7 +10,7 @@
 // `_return(1 + 2)` is the list [3].
 #include <iostream>
 
-#include "client/vial.h"
+#include <vial/vial.h>
 
 int main() {
   // vial logs worker starts and exits to stderr at "info"; keep this first example quiet.

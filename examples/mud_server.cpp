@@ -53,7 +53,7 @@
 #include <string_view>
 #include <vector>
 
-#include "client/vial.h"
+#include <vial/vial.h>
 
 namespace {
 

@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
+#include <vial/vial.h>
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "client/vial.h"
+#include <vial/vial.h>
 
 namespace {
 

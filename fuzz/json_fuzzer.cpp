@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);

@@ -10,9 +10,9 @@
 #include <optional>
 #include <string>
 
-#include "pool/options.h"
-#include "protocol/result.h"
-#include "protocol/value.h"
+#include "vial/pool_options.h"
+#include "vial/result.h"
+#include "vial/value.h"
 
 namespace vial::pool {
 

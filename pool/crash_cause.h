@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "protocol/sandbox_options.h"
+#include "vial/sandbox_options.h"
 
 namespace vial::pool {
 

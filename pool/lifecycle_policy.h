@@ -14,7 +14,7 @@
 #include <optional>
 #include <vector>
 
-#include "pool/options.h"
+#include "vial/pool_options.h"
 
 namespace vial::pool {
 

@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial {
 

@@ -1,4 +1,4 @@
-#include "pool/options.h"
+#include "vial/pool_options.h"
 
 #include "protocol/duration.h"
 #include "util/describe.h"

@@ -16,8 +16,8 @@
 
 #include "pool/call.h"
 #include "protocol/limits.h"
-#include "protocol/result.h"
-#include "protocol/stats.h"
+#include "vial/result.h"
+#include "vial/stats.h"
 
 namespace vial::pool {
 

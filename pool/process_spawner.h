@@ -8,9 +8,9 @@
 #include <string>
 
 #include "pool/fork_server.h"
-#include "pool/options.h"
 #include "pool/spawner.h"
 #include "pool/worker_process.h"
+#include "vial/pool_options.h"
 
 namespace vial::pool {
 

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "protocol/sandbox_options.h"
+#include "vial/sandbox_options.h"
 
 namespace vial::pool {
 

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "pool/log.h"
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial::pool {
 

@@ -17,11 +17,11 @@
 #include "pool/call.h"
 #include "pool/call_queue.h"
 #include "pool/lifecycle_policy.h"
-#include "pool/options.h"
 #include "pool/pool_stats.h"
 #include "pool/spawner.h"
 #include "pool/worker_slot.h"
 #include "util/deferred_destruction.h"
+#include "vial/pool_options.h"
 
 namespace vial::pool {
 

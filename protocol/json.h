@@ -1,4 +1,4 @@
-// The one JSON writer of vial; the one reader is parse_json (protocol/value.h), and to_json
+// The one JSON writer of vial; the one reader is parse_json (vial/value.h), and to_json
 // (value.h) is this writer applied to one value. Output is laid out as Python's json.dumps
 // writes it: ", " and ": " separators, floats as Python's repr, NaN/Infinity as Python writes
 // them, text as UTF-8 (ensure_ascii=False), bytes as {"$bytes": "<base64>"}. Every JSON document
@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial {
 

@@ -1,4 +1,4 @@
-#include "protocol/result.h"
+#include "vial/result.h"
 
 #include "util/describe.h"
 

@@ -1,4 +1,4 @@
-#include "protocol/stats.h"
+#include "vial/stats.h"
 
 #include <sstream>
 

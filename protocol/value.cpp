@@ -1,4 +1,4 @@
-#include "protocol/value.h"
+#include "vial/value.h"
 
 #include <cstdio>
 

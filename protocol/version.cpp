@@ -1,4 +1,4 @@
-#include "protocol/version.h"
+#include "vial/version.h"
 
 namespace vial {
 

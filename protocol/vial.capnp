@@ -6,7 +6,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("vial::wire");
 
 struct Value {
-  # One Python value. Mirrors vial::Value (protocol/value.h).
+  # One Python value. Mirrors vial::Value (vial/value.h).
   union {
     none @0 :Void;
     bool @1 :Bool;
@@ -37,7 +37,7 @@ struct Output {
 }
 
 struct Outcome {
-  # One call's outcome: vial::Outcome (protocol/result.h), one struct for both links. A worker
+  # One call's outcome: vial::Outcome (vial/result.h), one struct for both links. A worker
   # answers only ok, pythonError or rejected; the other kinds are decided by the pool. There is
   # no cppException: only C++ callables run in-process (vial::run_async) end in one, and neither
   # a worker nor a server ever has one to send (protocol/wire.h says what the encoder does).
@@ -109,7 +109,7 @@ struct CallOptions {
 }
 
 struct PoolStats {
-  # vial::PoolStats (protocol/stats.h), field for field.
+  # vial::PoolStats (vial/stats.h), field for field.
   workersLive @0 :UInt32;
   workersStarting @1 :UInt32;
   workersIdle @2 :UInt32;

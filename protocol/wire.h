@@ -9,11 +9,11 @@
 
 #include <stdexcept>
 
-#include "protocol/call_options.h"
-#include "protocol/result.h"
-#include "protocol/stats.h"
-#include "protocol/value.h"
 #include "protocol/vial.capnp.h"
+#include "vial/call_options.h"
+#include "vial/result.h"
+#include "vial/stats.h"
+#include "vial/value.h"
 
 namespace vial {
 

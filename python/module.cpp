@@ -3,11 +3,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "client/vial.h"
 #include "python/pool_options.h"
 #include "python/python_logging.h"
 #include "python/python_runner.h"
 #include "python/result_delivery.h"
+#include "vial/vial.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;

@@ -4,7 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
-#include "protocol/result.h"
+#include "vial/result.h"
 
 namespace vial::python {
 

@@ -4,7 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::python {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial::python {
 

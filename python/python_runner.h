@@ -10,8 +10,8 @@
 #include <optional>
 #include <string>
 
-#include "client/vial.h"
 #include "python/made_here.h"
+#include "vial/vial.h"
 
 namespace vial::python {
 

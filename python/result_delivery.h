@@ -16,8 +16,8 @@
 #include <mutex>
 #include <thread>
 
-#include "pool/options.h"
 #include "python/made_here.h"
+#include "vial/pool_options.h"
 
 namespace vial::python {
 

@@ -6,9 +6,9 @@
 
 #include "protocol/buffered_read_stream.h"
 #include "protocol/limits.h"
-#include "protocol/version.h"
 #include "protocol/wire.h"
 #include "util/describe.h"
+#include "vial/version.h"
 
 namespace vial::server {
 

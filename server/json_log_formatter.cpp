@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "protocol/json.h"
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial::server {
 

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "pool/options.h"
+#include "vial/pool_options.h"
 
 namespace vial {
 

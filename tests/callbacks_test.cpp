@@ -10,9 +10,9 @@
 #include <stdexcept>
 #include <thread>
 
-#include "client/vial.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/value_printer.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

@@ -26,9 +26,9 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/file_watch.h"
 #include "tests/support/process_probe.h"
+#include "vial/vial.h"
 
 namespace {
 

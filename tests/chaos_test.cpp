@@ -11,10 +11,10 @@
 #include <map>
 #include <string>
 
-#include "protocol/value.h"
 #include "tests/support/file_watch.h"
 #include "tests/support/net.h"
 #include "tests/support/process_probe.h"
+#include "vial/value.h"
 
 namespace vial {
 namespace {

@@ -16,14 +16,14 @@
 #include <utility>
 #include <vector>
 
-#include "protocol/sandbox_options.h"
-#include "protocol/value.h"
-#include "protocol/version.h"
 #include "tests/support/child_process.h"
 #include "tests/support/json_field.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/recording_worker.h"
 #include "tests/support/run_vial.h"
+#include "vial/sandbox_options.h"
+#include "vial/value.h"
+#include "vial/version.h"
 
 namespace {
 

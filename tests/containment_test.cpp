@@ -17,7 +17,6 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fifo.h"
 #include "tests/support/file_watch.h"
@@ -25,6 +24,7 @@
 #include "tests/support/process_probe.h"
 #include "tests/support/run_vial.h"
 #include "tests/support/value_printer.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

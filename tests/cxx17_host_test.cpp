@@ -7,7 +7,7 @@
 #error "cxx17_host_test must be compiled as C++17"
 #endif
 
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/serve_fixture.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

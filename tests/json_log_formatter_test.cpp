@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "protocol/value.h"
 #include "tests/support/json_field.h"
 #include "tests/support/serve_fixture.h"
+#include "vial/value.h"
 
 namespace {
 

@@ -14,12 +14,12 @@
 #include <set>
 #include <thread>
 
-#include "client/vial.h"
 #include "tests/support/fifo.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/value_printer.h"
 #include "tests/support/worker_pid.h"
 #include "util/unique_fd.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

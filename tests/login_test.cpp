@@ -24,9 +24,9 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "protocol/wire.h"
 #include "tests/support/serve_fixture.h"
+#include "vial/vial.h"
 
 namespace {
 

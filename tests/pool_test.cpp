@@ -13,7 +13,6 @@
 #include <future>
 #include <thread>
 
-#include "client/vial.h"
 #include "pool/log.h"
 #include "protocol/limits.h"
 #include "tests/support/child_process.h"
@@ -22,6 +21,7 @@
 #include "tests/support/run_vial.h"
 #include "tests/support/value_printer.h"
 #include "tests/support/worker_pid.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

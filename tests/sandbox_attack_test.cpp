@@ -23,12 +23,12 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/net.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/run_vial.h"
 #include "tests/support/sandbox_serve.h"
 #include "tests/support/value_printer.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

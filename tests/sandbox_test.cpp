@@ -39,7 +39,6 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/child_process.h"
 #include "tests/support/file_watch.h"
 #include "tests/support/loopback.h"
@@ -48,6 +47,7 @@
 #include "tests/support/run_vial.h"
 #include "tests/support/sandbox_serve.h"
 #include "tests/support/value_printer.h"
+#include "vial/vial.h"
 
 namespace vial {
 namespace {

@@ -18,11 +18,11 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "protocol/wire.h"
 #include "server/connection.h"
 #include "tests/support/net.h"
 #include "tests/support/serve_fixture.h"
+#include "vial/vial.h"
 
 namespace {
 

@@ -23,10 +23,10 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
-#include "protocol/value.h"
 #include "tests/support/json_field.h"
 #include "tests/support/serve_fixture.h"
+#include "vial/value.h"
+#include "vial/vial.h"
 
 namespace {
 

@@ -20,10 +20,10 @@
 #include <thread>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/recording_worker.h"
 #include "tests/support/serve_fixture.h"
 #include "tests/support/value_printer.h"
+#include "vial/vial.h"
 
 namespace {
 

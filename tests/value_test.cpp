@@ -10,10 +10,10 @@
 #include "protocol/duration.h"
 #include "protocol/json.h"
 #include "protocol/limits.h"
-#include "protocol/value.h"
 #include "protocol/wire.h"
 #include "tests/support/value_printer.h"
 #include "util/describe.h"
+#include "vial/value.h"
 
 namespace vial {
 namespace {

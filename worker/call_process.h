@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "protocol/sandbox_options.h"
 #include "util/unique_fd.h"
+#include "vial/sandbox_options.h"
 
 namespace vial::worker {
 

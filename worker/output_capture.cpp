@@ -4,7 +4,7 @@
 #include <string_view>
 
 #include "protocol/limits.h"
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial::worker {
 

@@ -24,8 +24,8 @@
 #include <optional>
 #include <string>
 
-#include "protocol/sandbox_options.h"
 #include "protocol/vial.capnp.h"
+#include "vial/sandbox_options.h"
 #include "worker/call_process.h"
 
 namespace vial::worker {

@@ -3,7 +3,7 @@
 
 #include <string_view>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial::testing {
 

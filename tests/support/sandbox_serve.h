@@ -25,12 +25,12 @@
 #include <utility>
 #include <vector>
 
-#include "client/vial.h"
 #include "tests/support/child_process.h"
 #include "tests/support/file_watch.h"
 #include "tests/support/net.h"
 #include "tests/support/process_probe.h"
 #include "tests/support/run_vial.h"
+#include "vial/vial.h"
 
 namespace vial::testing {
 

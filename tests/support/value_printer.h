@@ -3,7 +3,7 @@
 
 #include <ostream>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial {
 

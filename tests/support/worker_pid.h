@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "client/vial.h"
+#include "vial/vial.h"
 
 namespace vial::testing {
 

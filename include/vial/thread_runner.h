@@ -7,7 +7,7 @@
 #include <memory>
 #include <type_traits>
 
-#include "client/future.h"
+#include "vial/future.h"
 
 namespace vial {
 

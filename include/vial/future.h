@@ -5,8 +5,8 @@
 #include <functional>
 #include <memory>
 
-#include "pool/options.h"
-#include "protocol/result.h"
+#include "vial/pool_options.h"
+#include "vial/result.h"
 
 namespace vial {
 

@@ -1,4 +1,4 @@
-// Options of a pool and of one call. Plain C++: part of the public API (client/vial.h).
+// Options of a pool and of one call. Plain C++: part of the public API (vial/vial.h).
 #pragma once
 
 #include <cstddef>
@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include "protocol/call_options.h"
-#include "protocol/sandbox_options.h"
+#include "vial/call_options.h"
+#include "vial/sandbox_options.h"
 
 namespace vial {
 

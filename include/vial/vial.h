@@ -17,14 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "client/callback_queue.h"
-#include "client/future.h"
-#include "client/thread_runner.h"
-#include "pool/options.h"
-#include "protocol/result.h"
-#include "protocol/stats.h"
-#include "protocol/value.h"
-#include "protocol/version.h"
+#include "vial/callback_queue.h"
+#include "vial/future.h"
+#include "vial/pool_options.h"
+#include "vial/result.h"
+#include "vial/stats.h"
+#include "vial/thread_runner.h"
+#include "vial/value.h"
+#include "vial/version.h"
 
 namespace vial {
 

@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "protocol/value.h"
+#include "vial/value.h"
 
 namespace vial {
 

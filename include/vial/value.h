@@ -1,6 +1,6 @@
 // vial::Value: a Python value as plain C++ (None, bool, int, float, str, bytes, list, tuple,
 // dict with str keys). Used for injected variables and for what `_return` gathers.
-// Public (client/vial.h includes it), so C++17: the comparisons are written out, not defaulted.
+// Public (vial/vial.h includes it), so C++17: the comparisons are written out, not defaulted.
 #pragma once
 
 #include <cstdint>

@@ -6,7 +6,7 @@
 #include <functional>
 #include <memory>
 
-#include "client/future.h"
+#include "vial/future.h"
 
 namespace vial {
 

@@ -1,5 +1,5 @@
 // vial::SandboxOptions: the sandbox profile for code you do not trust (PoolOptions::sandbox).
-// Plain C++17, part of the public API (reached through pool/options.h). README, "Running
+// Plain C++17, part of the public API (reached through vial/pool_options.h). README, "Running
 // untrusted code", says what each knob holds back and how; worker/sandbox.h is where it is built.
 #pragma once
 

@@ -1,5 +1,5 @@
 // vial::CallOptions: the limits of one call. Plain C++17, part of the public API (reached through
-// pool/options.h); protocol/wire.h gives it its one wire form.
+// vial/pool_options.h); protocol/wire.h gives it its one wire form.
 #pragma once
 
 #include <optional>
