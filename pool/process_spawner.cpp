@@ -1,6 +1,7 @@
 #include "pool/process_spawner.h"
 
 #include "pool/log.h"
+#include "pool/worker_path.h"
 
 namespace vial::pool {
 

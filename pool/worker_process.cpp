@@ -11,8 +11,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
-#include <filesystem>
 #include <stdexcept>
 #include <system_error>
 
@@ -26,29 +24,6 @@
 #include "util/process_info.h"
 
 namespace vial::pool {
-
-std::string resolveWorkerPath(const std::string& configured) {
-  namespace fs = std::filesystem;
-  auto executable = [](const std::string& p) { return access(p.c_str(), X_OK) == 0; };
-  if (!configured.empty()) {
-    if (executable(configured)) return configured;
-    throw std::runtime_error("vial-worker not found or not executable at '" + configured +
-                             "' (from PoolOptions::worker_path / --worker)");
-  }
-  if (const char* env = std::getenv("VIAL_WORKER"); env && *env) {
-    if (executable(env)) return env;
-    throw std::runtime_error(std::string("vial-worker not found or not executable at '") + env +
-                             "' (from $VIAL_WORKER)");
-  }
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  std::string beside = ec ? "" : (self.parent_path() / "vial-worker").string();
-  if (!beside.empty() && executable(beside)) return beside;
-  if (executable(VIAL_BUILD_WORKER_PATH)) return VIAL_BUILD_WORKER_PATH;
-  throw std::runtime_error("cannot find vial-worker: looked next to the program ('" + beside +
-                           "') and in the build tree ('" VIAL_BUILD_WORKER_PATH
-                           "'); set $VIAL_WORKER or PoolOptions::worker_path");
-}
 
 WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options,
                              ForkServer* forkServer)

@@ -31,10 +31,6 @@
 
 namespace vial::pool {
 
-/// The worker executable to start, resolved from `configured` (may be empty): see
-/// PoolOptions::worker_path. Throws std::runtime_error naming every place looked at.
-std::string resolveWorkerPath(const std::string& configured);
-
 class WorkerProcess final : public WorkerHandle {
  public:
   /// Starts a worker in a session of its own, dying with this thread (PR_SET_PDEATHSIG), with

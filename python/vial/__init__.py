@@ -208,8 +208,8 @@ class Pool(_Runner):
 
 
 def _installed_worker():
-    """The vial-worker installed with this package (cmake --install), or None in a build tree
-    (the library then finds the build's own)."""
+    """The vial-worker that goes with this package: where cmake wrote it in _install_paths.py
+    (the build's own in a build tree, the installed one after cmake --install), or None."""
     try:
         from ._install_paths import WORKER
     except ImportError:
