@@ -1,5 +1,6 @@
 #include "vial/pool_options.h"
 
+#include "pool/log.h"
 #include "protocol/duration.h"
 #include "util/describe.h"
 
@@ -33,6 +34,30 @@ std::optional<std::string> invalidSandbox(const SandboxOptions& s) {
   return std::nullopt;
 }
 
+bool hasNul(const std::string& text) {
+  return text.find('\0') != std::string::npos;
+}
+
+// Why a text that reaches a worker as a C string (its command line, environment, a path, or
+// Python source) cannot: a NUL would silently cut it short there.
+std::optional<std::string> invalidStartTexts(const PoolOptions& o) {
+  for (const auto& [name, value] : o.environment) {
+    if (name.empty() || hasNul(name) || name.find('=') != std::string::npos)
+      return "environment: the name '" + printable(name) +
+             "' is not a variable name (empty, or contains '=' or a NUL byte)";
+    if (hasNul(value)) return "environment: the value of " + name + " contains a NUL byte";
+  }
+  if (hasNul(o.working_directory)) return "working_directory contains a NUL byte";
+  for (const std::string& path : o.sys_path)
+    if (hasNul(path)) return "sys_path: an entry contains a NUL byte";
+  for (const std::string& module : o.preload_modules)
+    if (hasNul(module)) return "preload_modules: a name contains a NUL byte";
+  if (hasNul(o.setup_source))
+    return "setup_source contains a NUL byte (Python source cannot; use \\x00 in a literal)";
+  if (hasNul(o.worker_path)) return "worker_path contains a NUL byte";
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> invalid_pool_options(const PoolOptions& o) {
@@ -42,6 +67,7 @@ std::optional<std::string> invalid_pool_options(const PoolOptions& o) {
   if (!invalid) invalid = invalidSeconds("max_idle", o.max_idle, true);
   if (!invalid) invalid = invalidSeconds("shutdown_grace", o.shutdown_grace, true);
   if (!invalid) invalid = invalidSandbox(o.sandbox);
+  if (!invalid) invalid = invalidStartTexts(o);
   if (!invalid && o.soft_timeout) {
     invalid = invalid_soft_timeout(*o.soft_timeout, effective_proc_timeout(o));
     if (invalid && !o.proc_timeout)

@@ -208,6 +208,48 @@ std::string verdict(const PoolOptions& options) {
   return invalid_pool_options(options).value_or("(valid)");
 }
 
+// Each of these reaches a worker as a C string, where a NUL would cut it short without a word:
+// setup code "x = 1\0raise SystemExit" would run as "x = 1".
+TEST(PoolOptionsCheck, TextsWithANulByteAreRefusedNamingTheOption) {
+  using namespace std::string_literals;
+  const std::string nul = "a\0b"s;
+  std::vector<std::pair<std::string, std::function<void(PoolOptions&)>>> cases = {
+      {"setup_source", [&](PoolOptions& o) { o.setup_source = "x = 1\0raise SystemExit"s; }},
+      {"environment: the name",
+       [&](PoolOptions& o) {
+         o.environment = {{nul, "v"}};
+       }},
+      {"environment: the value of NAME",
+       [&](PoolOptions& o) {
+         o.environment = {{"NAME", nul}};
+       }},
+      {"working_directory", [&](PoolOptions& o) { o.working_directory = "/tmp" + nul; }},
+      {"sys_path",
+       [&](PoolOptions& o) {
+         o.sys_path = {"/ok", nul};
+       }},
+      {"preload_modules", [&](PoolOptions& o) { o.preload_modules = {nul}; }},
+      {"worker_path", [&](PoolOptions& o) { o.worker_path = nul; }},
+  };
+  for (const auto& [option, set] : cases) {
+    PoolOptions options = withWorkers(1);
+    set(options);
+    EXPECT_EQ(verdict(options).rfind(option, 0), 0u) << option << ": " << verdict(options);
+  }
+}
+
+TEST(PoolOptionsCheck, AnEnvironmentNameWithAnEqualsSignOrNoNameIsRefused) {
+  for (const std::string name : {"A=B", ""}) {
+    PoolOptions options = withWorkers(1);
+    options.environment = {{name, "v"}};
+    EXPECT_NE(verdict(options).find("is not a variable name"), std::string::npos)
+        << "'" << name << "': " << verdict(options);
+  }
+  PoolOptions options = withWorkers(1);
+  options.environment = {{"NAME", "a=b c"}};
+  EXPECT_EQ(verdict(options), "(valid)");
+}
+
 TEST(SandboxOptionsCheck, TheDefaultProfileIsValid) {
   EXPECT_EQ(verdict(sandboxed()), "(valid)");
 }

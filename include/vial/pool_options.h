@@ -55,7 +55,7 @@ struct PoolOptions {
   std::optional<unsigned> user_id;
   std::optional<unsigned> group_id;
   /// Path of vial-worker. Empty: $VIAL_WORKER, else `vial-worker` next to the running program,
-  /// else the one in vial's build tree.
+  /// else the installed one (libexec/vial/, found relative to libvial.so or the program).
   std::string worker_path;
   /// New workers are forked from a fork server: one more vial-worker process, its interpreter
   /// started once, forks each in about a millisecond (an exec and an interpreter start take
