@@ -164,7 +164,8 @@ Sandbox, for code you do not trust (README, "Running untrusted code"):
                        private scratch directory new for every call, and is held to the limits
                        below; --timeout defaults to 10. If the kernel lacks what it needs, no
                        worker starts (the log names what is missing): never unsandboxed
-  --sandbox-memory MIB memory each process of a call may have (default 512, at least 32); past
+  --sandbox-memory MIB
+                       memory each process of a call may have (default 512, at least 32); past
                        it, allocations raise MemoryError
   --sandbox-scratch MIB
                        what a call may write in its scratch directory (default 64, at least 1)
