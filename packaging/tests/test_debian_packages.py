@@ -44,7 +44,10 @@ def contents(deb):
 def test_each_package_holds_its_part(debs):
     vial = contents(debs["vial"])
     for path in ("/usr/bin/vial", "/usr/libexec/vial/vial-worker", "/usr/lib/libvial.so.0.1.0",
-                 "/usr/lib/systemd/user/vial.service", "/usr/lib/systemd/user/vial.socket"):
+                 "/usr/lib/systemd/user/vial.service", "/usr/lib/systemd/user/vial.socket",
+                 "/usr/share/man/man1/vial.1", "/usr/share/man/man1/vial-run.1",
+                 "/usr/share/man/man1/vial-serve.1", "/usr/share/man/man1/vial-stats.1",
+                 "/usr/share/man/man1/vial-ping.1"):
         assert path in vial, f"{path} not in vial: {sorted(vial)}"
     dev = contents(debs["libvial-dev"])
     for path in ("/usr/include/vial/vial.h", "/usr/include/vial/version.h",
@@ -136,6 +139,7 @@ dpkg -i /debs/vial_*.deb /debs/libvial-dev_*.deb /debs/python3-vial_*.deb >/dev/
 echo "== status $(dpkg-query -W -f='${Status}\n' vial libvial-dev python3-vial | tr '\n' ' ')"
 printf 'val = testvar + 5\n_return(val)\n_return(val + 5)\n' > /tmp/example.py
 echo "== run $(vial run --var testvar=3 /tmp/example.py)"
+echo "== man $(MANWIDTH=80 man vial-run 2>&1 | grep -c -- --timeout)"
 echo "== worker $(vial run -c 'import os; _return(os.readlink("/proc/self/exe"))')"
 echo "== python $(python3 2>&1 -c 'import vial
 with vial.Pool(workers=1) as pool: print(pool.run_async("_return(2 * 21)").result())')"
@@ -160,6 +164,7 @@ echo "== cmake $(./b/hello)"
                  if line.startswith("== "))
     assert lines["status"].split() == ["install", "ok", "installed"] * 3, result.stdout
     assert lines["run"].endswith("[8, 13]"), result.stdout
+    assert int(lines["man"]) >= 1, "man vial-run does not show --timeout:\n" + result.stdout
     assert lines["worker"] == '["/usr/libexec/vial/vial-worker"]', result.stdout
     assert lines["python"] == "[42]", result.stdout
     assert lines["pkg-config"] == f"[3] {VERSION}", result.stdout

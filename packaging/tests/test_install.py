@@ -63,7 +63,8 @@ def test_the_tree_has_each_part_where_a_debian_system_looks_for_it(prefix):
     expected = [
         "bin/vial", "libexec/vial/vial-worker", "include/vial/vial.h", "include/vial/version.h",
         "include/vial/value.h", "include/vial/pool_options.h", "lib/systemd/user/vial.service",
-        "lib/systemd/user/vial.socket",
+        "lib/systemd/user/vial.socket", "share/man/man1/vial.1", "share/man/man1/vial-run.1",
+        "share/man/man1/vial-serve.1", "share/man/man1/vial-stats.1", "share/man/man1/vial-ping.1",
     ]
     missing = [p for p in expected if not (prefix / p).exists()]
     assert not missing, f"not installed: {missing}"
