@@ -60,6 +60,7 @@ void printResultAsJson(const Result& result, double elapsedMs) {
   std::snprintf(elapsed, sizeof elapsed, "%.3f", elapsedMs);
   out << ", \"elapsed_ms\": " << elapsed;
   if (!result.ok()) {
+    out << ", \"never_started\": " << (result.never_started() ? "true" : "false");
     out << ", \"error\": {\"message\": " << jsonString(result.describe());
     if (auto* e = result.get_if<PythonError>())
       out << ", \"type\": " << jsonString(e->type)

@@ -83,7 +83,7 @@ Future Pool::run_async(std::string source, Vars vars, CallOptions options) {
       [call = std::move(call)](WorkerPoolService& service) mutable {
         service.workers.submit(std::move(call));
       },
-      [resolve] { resolve(Result(Cancelled{"the pool is shut down"})); });
+      [resolve] { resolve(Result::unstarted(Cancelled{"the pool is shut down"})); });
   return promise.future();
 }
 

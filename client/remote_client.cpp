@@ -87,10 +87,10 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
       request.setSource(capnp::Text::Reader(source.data(), source.size()));
       toWire(vars, request.initVariables(vars.size()));
     } catch (const ConversionError& e) {
-      promise.resolve(Rejected{e.what()});
+      promise.resolve(Result::unstarted(Rejected{e.what()}));
       return;
     } catch (const kj::Exception& e) {
-      promise.resolve(Rejected{tooLargeToEncode(e)});
+      promise.resolve(Result::unstarted(Rejected{tooLargeToEncode(e)}));
       return;
     }
     toWire(callOptions, request.initOptions());
@@ -98,7 +98,7 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
                     .then(
                         [promise](capnp::Response<wire::PoolService::RunResults>&& response) {
                           try {
-                            promise.resolve(fromWire(response.getOutcome()));
+                            promise.resolve(resultFromWire(response.getOutcome()));
                           } catch (const std::exception& e) {
                             promise.resolve(Unavailable{std::string("bad answer: ") + e.what()});
                           }
@@ -263,7 +263,9 @@ Future Client::run_async(std::string source, Vars vars, CallOptions options) {
   impl_->loop.post(
       [id, source = std::move(source), vars = std::move(vars), options,
        promise](Connection& connection) { connection.send(id, source, vars, options, promise); },
-      [promise] { promise.resolve(Unavailable{"not connected to the vial server"}); });
+      [promise] {
+        promise.resolve(Result::unstarted(Unavailable{"not connected to the vial server"}));
+      });
   return promise.future();
 }
 

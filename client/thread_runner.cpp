@@ -55,7 +55,8 @@ struct ThreadRunner::Impl {
     }
     wake.notify_all();
     for (auto& task : dropped)
-      task.promise.resolve(Cancelled{"the thread runner shut down before the callable ran"});
+      task.promise.resolve(
+          Result::unstarted(Cancelled{"the thread runner shut down before the callable ran"}));
     for (auto& t : workers) t.join();
   }
 
@@ -65,12 +66,13 @@ struct ThreadRunner::Impl {
     {
       std::lock_guard lock(mutex);
       if (stopping) {
-        promise.resolve(Cancelled{"the thread runner is shut down"});
+        promise.resolve(Result::unstarted(Cancelled{"the thread runner is shut down"}));
         return future;
       }
       if (queue.size() >= maxQueue) {
-        promise.resolve(Overloaded{"the queue of callables waiting for a thread is full (" +
-                                   std::to_string(maxQueue) + ", max_queue)"});
+        promise.resolve(
+            Result::unstarted(Overloaded{"the queue of callables waiting for a thread is full (" +
+                                         std::to_string(maxQueue) + ", max_queue)"}));
         return future;
       }
       queue.push_back(Task{std::move(callable), promise});

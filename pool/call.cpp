@@ -16,4 +16,12 @@ void Call::resolveOnce(Outcome outcome) {
   callback(Result(std::move(outcome)));
 }
 
+void Call::resolveUnstarted(Outcome outcome) {
+  if (requeuedUnstarted) return resolveOnce(std::move(outcome));
+  if (!resolve) return;
+  auto callback = std::move(resolve);
+  resolve = nullptr;
+  callback(Result::unstarted(std::move(outcome)));
+}
+
 }  // namespace vial::pool

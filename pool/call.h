@@ -39,6 +39,11 @@ struct Call {
 
   /// Invokes `resolve` with `outcome` unless it has been invoked already.
   void resolveOnce(Outcome outcome);
+  /// resolveOnce for a call the pool knows has not started and never will (queued, refused, or
+  /// sent ahead and taken back): its Result says never_started. Except for a call requeued after
+  /// its worker died with it seemingly unstarted (requeuedUnstarted): there the pool went by the
+  /// worker's page, which the code could have written over, so it claims nothing.
+  void resolveUnstarted(Outcome outcome);
   /// Resolved already (or dropped: a call whose caller is gone).
   bool resolved() const { return !resolve; }
 };

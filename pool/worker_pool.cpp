@@ -188,26 +188,26 @@ void WorkerPool::onQueueTimeout(std::uint64_t id, double limit) {
   takeBackSentAhead(id);  // sent ahead and not started: it is still waiting
   auto expired = queue_.take(id);
   if (!expired) return;
-  expired->resolveOnce(Timeout{limit, 0, true});
+  expired->resolveUnstarted(Timeout{limit, 0, true});
   dispatchQueued();
 }
 
 void WorkerPool::failQueued(const std::function<Outcome()>& outcome) {
   queueDeadlines_.clear();
-  for (auto& call : queue_.takeAll()) call.resolveOnce(outcome());
+  for (auto& call : queue_.takeAll()) call.resolveUnstarted(outcome());
   publish();
 }
 
 // ---- calls ----------------------------------------------------------------------------------
 
 void WorkerPool::submit(Call call) {
-  if (shuttingDown_) return call.resolveOnce(Cancelled{"the pool is shut down"});
-  if (auto invalid = invalidCall(call, options_)) return call.resolveOnce(Rejected{*invalid});
+  if (shuttingDown_) return call.resolveUnstarted(Cancelled{"the pool is shut down"});
+  if (auto invalid = invalidCall(call, options_)) return call.resolveUnstarted(Rejected{*invalid});
   if (spawnFailures_ > 0 && noWorkerComing())
-    return call.resolveOnce(Unavailable{"no worker could be started: " + lastSpawnError_});
+    return call.resolveUnstarted(Unavailable{"no worker could be started: " + lastSpawnError_});
   if (auto full = queue_.whyFull(call.group, options_.max_queue, options_.max_queue_per_client,
                                  sentAhead(call.group)))
-    return call.resolveOnce(*full);
+    return call.resolveUnstarted(*full);
   if (call.id == 0) call.id = newCallId();
 
   if (auto limit = call.options.queue_timeout; limit && !unlimited(*limit))
@@ -220,7 +220,7 @@ void WorkerPool::submit(Call call) {
 void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
   takeBackSentAhead(id);  // sent ahead and not started: as good as queued
   if (auto dropped = takeQueued(id)) {
-    dropped->resolveOnce(Cancelled{"cancelled by the caller before it ran"});
+    dropped->resolveUnstarted(Cancelled{"cancelled by the caller before it ran"});
     dispatchQueued();
     return;
   }
@@ -230,7 +230,8 @@ void WorkerPool::cancel(std::uint64_t id, bool evenIfRunning) {
     for (std::size_t i = 0; i < calls.size(); ++i) {
       if (calls[i].id != id) continue;
       if (i > 0 && (w->state() == WorkerState::Dying || !w->handle().claims().shared())) {
-        // Without a shared page it cannot be taken back, and may still run.
+        // Without a shared page it cannot be taken back, and may still run (and a dying worker
+        // may still be running the calls before it): not said never to start.
         calls[i].resolveOnce(Cancelled{"cancelled by the caller before it started"});
         return;
       }
@@ -264,7 +265,7 @@ void WorkerPool::cancelGroup(std::uint64_t group, const std::string& reason,
   }
   for (auto& call : queue_.takeGroup(group)) {
     queueDeadlines_.erase(call.id);
-    call.resolveOnce(Cancelled{reason});
+    call.resolveUnstarted(Cancelled{reason});
   }
   if (!letRunningFinish) {
     std::vector<std::uint64_t> running;
@@ -398,7 +399,7 @@ bool WorkerPool::takeBackForIdle() {
 void WorkerPool::dispatch(WorkerSlot& worker, Call call) {
   auto request = worker.handle().worker().runRequest(messageSize(runWords(call.source, call.vars)));
   double soft = call.options.soft_timeout.value_or(options_.soft_timeout.value_or(0));
-  if (auto rejected = encodeRun(call, soft, request)) return call.resolveOnce(*rejected);
+  if (auto rejected = encodeRun(call, soft, request)) return call.resolveUnstarted(*rejected);
   std::uint64_t id = call.id;
   request.setSequence(worker.send(std::move(call)));
   if (worker.inFlight().size() == 1) armFirstCallTimer(worker);
@@ -773,7 +774,7 @@ void WorkerPool::settle(std::uint64_t workerId) {
     Call call = std::move(calls[i]);
     if (call.resolved()) continue;  // cancelled meanwhile
     if (shuttingDown_)
-      call.resolveOnce(Cancelled{"the pool is shutting down; the call never started"});
+      call.resolveUnstarted(shutdownRefusal_);
     else
       enqueue(std::move(call), true);
   }
@@ -809,13 +810,13 @@ void WorkerPool::checkWaiter() {
   }
 }
 
-kj::Promise<void> WorkerPool::shutdown(double grace) {
+kj::Promise<void> WorkerPool::shutdown(double grace, Outcome refusal) {
   shuttingDown_ = true;
-  failQueued([] { return Cancelled{"the pool is shutting down; the call never started"}; });
+  shutdownRefusal_ = std::move(refusal);
+  failQueued([this] { return shutdownRefusal_; });
   // Calls sent ahead that have not started are as good as queued.
   for (auto& worker : workers_)
-    for (Call& call : worker->takeBack(0))
-      call.resolveOnce(Cancelled{"the pool is shutting down; the call never started"});
+    for (Call& call : worker->takeBack(0)) call.resolveUnstarted(shutdownRefusal_);
   publish();
   auto nothingRunning = [this]() { return workload_.running == 0; };
   return waitUntil(nothingRunning, grace)

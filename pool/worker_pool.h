@@ -49,9 +49,10 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   /// `letRunningFinish`.
   void cancelGroup(std::uint64_t group, const std::string& reason, bool letRunningFinish);
 
-  /// Stops taking calls; queued calls resolve Cancelled; running calls get `grace` seconds,
-  /// then their workers are killed and they resolve Cancelled. All workers are gone after.
-  kj::Promise<void> shutdown(double grace);
+  /// Stops taking calls; queued calls (and those sent ahead and not started) resolve `refusal`,
+  /// never started; running calls get `grace` seconds, then their workers are killed and they
+  /// resolve Cancelled. All workers are gone after.
+  kj::Promise<void> shutdown(double grace, Outcome refusal = Cancelled{kShutdownRefusal});
 
  private:
   /// Resolves `fulfiller` once `condition` holds (checked at every publish()).
@@ -62,6 +63,8 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   /// How long a dead worker's connection may stay open, or a worker that closed its connection
   /// may stay alive, before the pool stops waiting for the other half of its death.
   static constexpr kj::Duration kDeathGrace = 1 * kj::SECONDS;
+  static constexpr const char* kShutdownRefusal =
+      "the pool is shutting down; the call never started";
   /// How long the answer of a call the worker has gone past (its page says it started the next)
   /// may take before a kill meant for that call goes ahead anyway.
   static constexpr kj::Duration kAnswerGrace = 1 * kj::SECONDS;
@@ -145,6 +148,7 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   bool retryScheduled_ = false;
   bool rssRecycling_ = true;  // off once a fresh worker is already above the limit
   bool shuttingDown_ = false;
+  Outcome shutdownRefusal_ = Cancelled{kShutdownRefusal};  // for the calls that never started
   kj::Maybe<Waiter> waiter_;
   kj::Maybe<kj::Promise<void>> slowWatch_;  // watchSlowCalls()
   // Continuations of the pool itself (retry, reaping, settling); dropped first by the destructor.

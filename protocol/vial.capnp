@@ -66,6 +66,10 @@ struct Outcome {
     unavailable @14 :Text;
     overloaded @15 :Text;
   }
+  neverStarted @17 :Bool;
+  # The call provably never began running, so sending it again cannot run it twice
+  # (Result::never_started). Set by the pool and by `vial serve`, never by a worker; a peer built
+  # before this field reads it as false ("may have started").
 }
 
 struct SetupOutcome {

@@ -217,6 +217,16 @@ Outcome fromWire(wire::Outcome::Reader in) {
                         " (the two ends built from different schemas?)");
 }
 
+void toWire(const Result& result, wire::Outcome::Builder out) {
+  toWire(result.outcome(), out);
+  out.setNeverStarted(result.never_started());
+}
+
+Result resultFromWire(wire::Outcome::Reader in) {
+  Outcome outcome = fromWire(in);
+  return in.getNeverStarted() ? Result::unstarted(std::move(outcome)) : Result(std::move(outcome));
+}
+
 Outcome workerOutcomeFromWire(wire::Outcome::Reader in) {
   switch (in.which()) {
     case wire::Outcome::OK:

@@ -46,10 +46,10 @@ Vars fromWire(capnp::List<wire::Variable>::Reader in);
 /// "type: message" as the reason, so that the receiving side still gets a failure that says what
 /// happened.
 void toWire(const Outcome& outcome, wire::Outcome::Builder out);
-inline void toWire(const Result& result, wire::Outcome::Builder out) {
-  toWire(result.outcome(), out);
-}
 Outcome fromWire(wire::Outcome::Reader in);
+/// An outcome with its never_started flag (neverStarted), as `vial serve` answers a client.
+void toWire(const Result& result, wire::Outcome::Builder out);
+Result resultFromWire(wire::Outcome::Reader in);
 
 /// A worker's answer to a call: fromWire, except that only the kinds a worker decides (Ok,
 /// PythonError, Rejected) are accepted; any other is a ConversionError.

@@ -71,7 +71,9 @@ std::pair<bool, py::object> outcomeObject(const Result& result) {
     }
   };
   if (const Ok* ok = result.get_if<Ok>()) return {true, valuesToPython(ok->values)};
-  return {false, std::visit(ToPython{result}, result.outcome())};
+  py::object error = std::visit(ToPython{result}, result.outcome());
+  error.attr("never_started") = py::bool_(result.never_started());
+  return {false, error};
 }
 
 }  // namespace vial::python

@@ -9,8 +9,8 @@
 namespace vial::python {
 
 /// For a successful call, (True, list of values); otherwise (False, exception instance):
-/// PythonError, Timeout, WorkerCrashed, Rejected, Cancelled, Unavailable or Overloaded.
-/// Needs the GIL.
+/// PythonError, Timeout, WorkerCrashed, Rejected, Cancelled, Unavailable or Overloaded, its
+/// `never_started` attribute set from Result::never_started(). Needs the GIL.
 std::pair<bool, pybind11::object> outcomeObject(const Result& result);
 
 }  // namespace vial::python

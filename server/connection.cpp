@@ -28,7 +28,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     try {
       call.vars = fromWire(params.getVariables());
     } catch (const std::exception& e) {
-      return reply(context, Rejected{e.what()});
+      return reply(context, Result::unstarted(Rejected{e.what()}));
     }
     call.options = fromWire(params.getOptions());
     context.releaseParams();

@@ -97,6 +97,12 @@ class Result {
  public:
   Result() : outcome_(Cancelled{"no outcome"}) {}
   Result(Outcome outcome) : outcome_(std::move(outcome)) {}
+  /// The outcome of a call that provably never began running: never_started() is true.
+  static Result unstarted(Outcome outcome) {
+    Result result(std::move(outcome));
+    result.never_started_ = true;
+    return result;
+  }
   /// From any one outcome type: `Result r = vial::Timeout{0.5, pid};`
   template <class T, std::enable_if_t<std::is_constructible_v<Outcome, T&&> &&
                                           !std::is_same_v<std::decay_t<T>, Outcome> &&
@@ -107,6 +113,14 @@ class Result {
   const Outcome& outcome() const { return outcome_; }
   bool ok() const { return std::holds_alternative<Ok>(outcome_); }
 
+  /// True when the call provably never began running anywhere, so sending it again (to this
+  /// server later, or to another) cannot run it twice: refused with Overloaded (queue full),
+  /// Timeout in the queue, Unavailable from a draining server or a pool with no worker, Cancelled
+  /// while queued or by a shutdown before it started, Rejected by the pool before sending it to a
+  /// worker (sending it again is safe but pointless), or never sent by a Client. False whenever
+  /// the call may have started, even if it did not: a result, a proc_timeout, a crash, a call
+  /// cancelled or cut off while it may have been running, an answer lost with its connection.
+  bool never_started() const { return never_started_; }
   /// The `_return` values of a successful call; throws CallFailed(describe()) otherwise.
   const std::vector<Value>& values() const;
 
@@ -129,6 +143,7 @@ class Result {
 
  private:
   Outcome outcome_;
+  bool never_started_ = false;
 };
 
 }  // namespace vial

@@ -122,6 +122,26 @@ def test_call_waiting_past_its_queue_timeout_is_a_timeout_in_queue():
         blocker.result(BOUND)
 
 
+def test_a_call_that_timed_out_in_the_queue_says_it_never_started():
+    with vial.Pool(workers=1, calls_in_flight_per_worker=1) as pool, \
+            tempfile.TemporaryDirectory() as scratch:
+        started = os.path.join(scratch, "started")
+        blocker = pool.run_async("open(path, 'w').close()\nimport time\ntime.sleep(1)",
+                                 path=started)
+        assert eventually(lambda: os.path.exists(started)), "the first call never started"
+        error = outcome(pool, "_return(1)", queue_timeout=0.1)
+        assert type(error) is vial.Timeout and error.in_queue is True
+        assert error.never_started is True
+        assert pickle.loads(pickle.dumps(error)).never_started is True
+        blocker.result(BOUND)
+
+
+def test_a_call_that_raised_may_have_started(pool):
+    error = outcome(pool, "raise ValueError('x')")
+    assert type(error) is vial.PythonError
+    assert error.never_started is False
+
+
 # ---- WorkerCrashed -------------------------------------------------------------------------------
 
 def test_os_exit_is_a_worker_crash_with_its_exit_code(pool):

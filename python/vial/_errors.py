@@ -10,7 +10,16 @@ import concurrent.futures
 
 
 class Error(Exception):
-    """A vial call did not succeed. ``str(e)`` says how, in one line."""
+    """A vial call did not succeed. ``str(e)`` says how, in one line.
+
+    ``never_started`` is True when the call provably never began running, so that sending it
+    again (later, or to another server) cannot run it twice: refused as Overloaded, timed out in
+    the queue, refused by a draining server, cancelled while queued or by a shutdown before it
+    started, rejected before it was sent to a worker. It is False whenever the call may have
+    started: a result, a proc_timeout, a crash, a call cut off while it may have been running.
+    """
+
+    never_started = False
 
     def __init__(self, description="", **fields):
         super().__init__(description)
