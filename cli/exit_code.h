@@ -11,6 +11,7 @@ constexpr int kExitRaised = 1;       ///< the code raised (or the host's C++ thr
 constexpr int kExitUsage = 2;        ///< a wrong command line, or input the call refused
 constexpr int kExitCrashed = 3;      ///< the worker died under the code
 constexpr int kExitUnavailable = 4;  ///< no worker, no server, or the call was never run
+constexpr int kExitDraining = 5;     ///< vial ping: the server answered, but it is draining
 constexpr int kExitTimedOut = 124;   ///< as timeout(1) exits
 
 /// The exit status for a call that ended in `result`.

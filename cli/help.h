@@ -45,7 +45,8 @@ Options:
   --workers N        worker processes in the pool (default: 1)
   --json             print one JSON object instead of the code's output and result line:
                        {"outcome": "ok", "returns": [...], "stdout": "...", "stderr": "...",
-                        "elapsed_ms": 1.2}  (failures add "error": {...})
+                        "elapsed_ms": 1.2}  (failures add "error": {...} and "never_started":
+                        true when the call provably never began running: safe to send again)
   --worker PATH      the vial-worker executable (default: $VIAL_WORKER, else next to vial)
   --no-fork-server   exec every worker (default: workers are forked from a fork server, one
                      more vial-worker whose Python is started once; README, "Architecture")
@@ -83,7 +84,8 @@ Exit status:
   2    usage error or invalid input (bad --var, unreadable file, bad variable name, bad UTF-8)
   3    the worker crashed (stderr names the exit code or signal, and with --sandbox the
        limit it points to)
-  4    no worker could be started, or the server could not be reached (stderr says why)
+  4    no worker could be started, or the server could not be reached, is overloaded or
+       is draining (stderr says why)
   124  timed out (stderr says after how long; the worker and its processes were killed)
 
 Examples:
@@ -176,8 +178,11 @@ Sandbox, for code you do not trust (README, "Running untrusted code"):
                        let calls read PATH too, a file or a directory given from / (repeatable)
   The --sandbox-* knobs need --sandbox.
 
-SIGTERM/SIGINT: stop accepting, let running calls finish up to --grace, resolve the rest as
-cancelled, exit 0. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
+SIGTERM/SIGINT: drain. The server keeps its socket and connections open; vial ping says
+"draining" (exit 5) and vial stats too; new calls, and the calls still queued, are refused at
+once as unavailable and never started (a client may send them elsewhere); running calls finish
+within --grace (then their workers are killed and they resolve cancelled); it exits 0. A second
+SIGTERM/SIGINT stops it at once. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
 vial::Client::connect(ADDR). On a unix socket they send nothing unless the server runs as
 themselves or root and its directory is theirs (the default path: mode 0700) or root's.
 
@@ -203,7 +208,9 @@ inline constexpr const char* kPingHelp = R"(vial ping - check that a vial server
 Usage:
   vial ping [--connect ADDR] [--token-file FILE]
 
-Exit status 0 when the server answered (its version and pid are printed), 4 when not.
+Prints the server's version and pid, and "draining" once it got SIGTERM. Exit status 0 when
+the server answered, 5 when it answered but is draining (it refuses new calls: not ready), 4
+when it could not be reached or did not answer.
 )";
 
 }  // namespace vial::cli

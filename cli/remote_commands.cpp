@@ -42,10 +42,10 @@ ConnectArguments parseConnectArguments(int argc, char** argv, bool allowJson) {
   return args;
 }
 
-// One question to a running server: the help, or the answer `ask` prints; a server that
-// cannot be reached or does not answer exits kExitUnavailable, saying why.
+// One question to a running server: the help, or the answer `ask` prints, exiting as `ask`
+// says; a server that cannot be reached or does not answer exits kExitUnavailable, saying why.
 int askServer(const char* command, const char* help, const ConnectArguments& args,
-              const std::function<void(Client&)>& ask) {
+              const std::function<int(Client&)>& ask) {
   if (args.help) {
     std::fputs(help, stdout);
     return kExitOk;
@@ -53,8 +53,7 @@ int askServer(const char* command, const char* help, const ConnectArguments& arg
   set_log_level("warn");
   try {
     auto client = Client::connect(args.address, args.token);
-    ask(*client);
-    return kExitOk;
+    return ask(*client);
   } catch (const ConnectError& e) {
     std::fprintf(stderr, "vial %s: %s\n", command, e.what());
     return kExitUnavailable;
@@ -68,12 +67,17 @@ int statsCommand(int argc, char** argv) {
   return askServer("stats", kStatsHelp, args, [&](Client& client) {
     PoolStats stats = client.stats();
     std::fputs(args.json ? (stats.to_json() + "\n").c_str() : stats.to_table().c_str(), stdout);
+    return kExitOk;
   });
 }
 
 int pingCommand(int argc, char** argv) {
-  return askServer("ping", kPingHelp, parseConnectArguments(argc, argv, false),
-                   [](Client& client) { std::printf("%s\n", client.ping().c_str()); });
+  return askServer("ping", kPingHelp, parseConnectArguments(argc, argv, false), [](Client& client) {
+    PingReply reply = client.ping_reply();
+    std::printf("%s\n", reply.describe().c_str());
+    // Not ready: a readiness probe (`vial ping`) takes a draining server out of rotation.
+    return reply.draining ? kExitDraining : kExitOk;
+  });
 }
 
 }  // namespace vial::cli

@@ -146,15 +146,15 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
                        .attach(kj::defer([once] { (*once)(std::nullopt); })));
   }
 
-  // `answer("vial 0.1.0, server pid 1234")`, or `answer(nullopt)` when the server does not answer.
-  void askPing(std::function<void(std::optional<std::string>)> answer) {
+  // `answer(reply)`, or `answer(nullopt)` when the server does not answer.
+  void askPing(std::function<void(std::optional<PingReply>)> answer) {
     auto once = answerOnce(std::move(answer));
     requests_->add(pool_.pingRequest()
                        .send()
                        .then(
                            [once](capnp::Response<wire::PoolService::PingResults>&& r) {
-                             (*once)("vial " + std::string(r.getVersion()) + ", server pid " +
-                                     std::to_string(r.getServerPid()));
+                             (*once)(PingReply{std::string(r.getVersion()), r.getServerPid(),
+                                               r.getDraining()});
                            },
                            [once](kj::Exception&&) { (*once)(std::nullopt); })
                        .attach(kj::defer([once] { (*once)(std::nullopt); })));
@@ -282,12 +282,21 @@ PoolStats Client::stats() const {
   return *stats;
 }
 
+std::string PingReply::describe() const {
+  return "vial " + version + ", server pid " + std::to_string(server_pid) +
+         (draining ? "; draining" : "");
+}
+
 std::string Client::ping() const {
-  auto answer = std::make_shared<std::promise<std::optional<std::string>>>();
+  return ping_reply().describe();
+}
+
+PingReply Client::ping_reply() const {
+  auto answer = std::make_shared<std::promise<std::optional<PingReply>>>();
   auto future = answer->get_future();
   impl_->loop.post(
       [answer](Connection& connection) {
-        connection.askPing([answer](std::optional<std::string> r) { answer->set_value(r); });
+        connection.askPing([answer](std::optional<PingReply> r) { answer->set_value(r); });
       },
       [answer] { answer->set_value(std::nullopt); });
   auto reply = future.get();

@@ -88,6 +88,12 @@ void PoolStatsRecorder::setSandboxed(bool sandboxed) {
   stats_.sandboxed = sandboxed;
 }
 
+void PoolStatsRecorder::setDraining(bool draining) {
+  std::lock_guard lock(mutex_);
+  stats_.draining = draining;
+  published_.notify_all();
+}
+
 void PoolStatsRecorder::setClients(std::size_t clients) {
   std::lock_guard lock(mutex_);
   stats_.clients = clients;

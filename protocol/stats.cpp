@@ -15,7 +15,7 @@ std::uint64_t PoolStats::resolved() const {
 std::string PoolStats::to_json() const {
   JsonWriter json;
   json.beginObject();
-  json.key("sandboxed").value(sandboxed);
+  json.key("sandboxed").value(sandboxed).key("draining").value(draining);
   json.key("workers").beginObject();
   json.key("live").value(workers_live).key("starting").value(workers_starting);
   json.key("idle").value(workers_idle).key("busy").value(workers_busy);
@@ -47,6 +47,7 @@ std::string PoolStats::to_table() const {
   };
   out << "pool\n";
   row("sandboxed", sandboxed ? "yes" : "no");
+  if (draining) row("draining", "yes: new calls are refused; it exits once calls finish");
   out << "workers\n";
   row("live", workers_live);
   row("starting", workers_starting);

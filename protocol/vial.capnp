@@ -138,13 +138,16 @@ struct PoolStats {
   latencyP99Ms @21 :Float64;
   clients @22 :UInt32;
   sandboxed @23 :Bool;
+  draining @24 :Bool;       # vial serve after SIGTERM: new calls refused, exits once calls finish
 }
 
 interface PoolService {
   run @0 (source :Text, variables :List(Variable), options :CallOptions) -> (outcome :Outcome);
   # Cancelling this RPC (dropping its promise) cancels the call.
   stats @1 () -> (stats :PoolStats);
-  ping @2 () -> (serverPid :Int32, version :Text);
+  ping @2 () -> (serverPid :Int32, version :Text, draining :Bool);
+  # draining: the server got SIGTERM; it refuses new calls (Unavailable, never started) and exits
+  # once its running calls have finished (within its --grace).
 }
 
 interface Login {

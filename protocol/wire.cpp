@@ -264,6 +264,7 @@ void toWire(const PoolStats& s, wire::PoolStats::Builder out) {
   out.setLatencyP99Ms(s.latency_p99_ms);
   out.setClients(s.clients);
   out.setSandboxed(s.sandboxed);
+  out.setDraining(s.draining);
 }
 
 PoolStats fromWire(wire::PoolStats::Reader in) {
@@ -292,6 +293,7 @@ PoolStats fromWire(wire::PoolStats::Reader in) {
   s.latency_p99_ms = in.getLatencyP99Ms();
   s.clients = in.getClients();
   s.sandboxed = in.getSandboxed();
+  s.draining = in.getDraining();
   return s;
 }
 

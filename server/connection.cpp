@@ -58,7 +58,10 @@ class PoolServiceImpl final : public wire::PoolService::Server {
     };
     std::uint64_t id = call.id;
     owner_.stats().track(call);
-    owner_.workers().submit(std::move(call));
+    if (owner_.draining())
+      call.resolveUnstarted(Unavailable{kDrainingRefusal});
+    else
+      owner_.workers().submit(std::move(call));
     // If the client cancels the RPC (or goes away), this promise is dropped: cancel the call.
     // With --let-finish a running call is left to finish; only a queued one is dropped.
     bool killRunning = !owner_.letRunningFinish();
@@ -79,6 +82,7 @@ class PoolServiceImpl final : public wire::PoolService::Server {
   kj::Promise<void> ping(PingContext context) override {
     context.getResults().setServerPid(getpid());
     context.getResults().setVersion(vial::version());
+    context.getResults().setDraining(owner_.draining());
     return kj::READY_NOW;
   }
 

@@ -18,12 +18,20 @@
 
 namespace vial::server {
 
+/// Why a draining server refuses a call (new, or queued when the drain began): Unavailable, never
+/// started, so a client may send it to another server.
+inline constexpr const char* kDrainingRefusal =
+    "the server is draining (it got SIGTERM): it starts no more calls and exits once those "
+    "running have finished; this call never started";
+
 /// What a connection needs from the server that accepted it.
 class ConnectionOwner {
  public:
   virtual pool::WorkerPool& workers() = 0;
   virtual pool::PoolStatsRecorder& stats() = 0;
   virtual bool letRunningFinish() const = 0;
+  /// Draining (after SIGTERM): new calls are refused, never started; ping says so.
+  virtual bool draining() const = 0;
   /// Answers not yet handed to the RPC system are counted: the stop sequence waits for them.
   virtual void replyStarted() = 0;
   virtual void replyFinished() = 0;

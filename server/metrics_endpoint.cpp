@@ -104,6 +104,11 @@ class PoolCollector final : public prometheus::Collectable {
     sample(family("vial_sandboxed", "1 when calls run under the sandbox profile (--sandbox).",
                   MetricType::Gauge),
            s.sandboxed ? 1 : 0);
+    sample(family("vial_draining",
+                  "1 once the server got SIGTERM: it refuses new calls and exits when the "
+                  "running ones have finished.",
+                  MetricType::Gauge),
+           s.draining ? 1 : 0);
 
     auto& duration = family("vial_call_duration_seconds",
                             "Calls' time from submission to outcome, queueing included; "

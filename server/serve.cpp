@@ -62,6 +62,15 @@ using server::Peer;
 // reads, and short enough that SIGTERM still ends the server promptly.
 constexpr kj::Duration kReplyLinger = 1 * kj::SECONDS;
 
+// The next SIGTERM or SIGINT.
+kj::Promise<siginfo_t> nextSignal(kj::AsyncIoContext& io) {
+  return io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
+}
+
+const char* signalName(const siginfo_t& info) {
+  return info.si_signo == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
 // The listener, the pool and the connections of one `vial serve`.
 class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorHandler {
  public:
@@ -101,14 +110,18 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
                      .eagerlyEvaluate([](kj::Exception&& e) { logFailure(kj::mv(e)); });
   }
 
-  // Accepts no one new, lets running calls finish for up to `grace` seconds (the pool resolves
-  // the rest Cancelled), then waits until every reply has been written out (kReplyLinger at
-  // most): a reply that has not reached the kernel when its connection closes is lost.
-  kj::Promise<void> stop(double grace) {
-    shuttingDown_ = true;
-    accepting_ = nullptr;  // accept no one new (the loop first, then what it waits on)
-    listener_ = nullptr;   // and the socket file goes
-    return workers_->shutdown(grace).then([this]() {
+  // Drains, as an orchestrator expects of SIGTERM: the server stays reachable (it keeps serving
+  // its connections and accepting new ones, so a readiness probe can still ask), says it is
+  // draining (ping, stats, /metrics), refuses new calls and the queued ones at once as
+  // Unavailable and never started (a balancing client sends them elsewhere rather than have them
+  // wait for a grace they may not fit in), and lets running calls finish for up to `grace`
+  // seconds (the pool resolves the rest Cancelled). Then it waits until every reply has been
+  // written out (kReplyLinger at most): a reply that has not reached the kernel when its
+  // connection closes is lost. The listener closes when the server is destroyed.
+  kj::Promise<void> drain(double grace) {
+    draining_ = true;
+    stats_.setDraining(true);
+    return workers_->shutdown(grace, Unavailable{server::kDrainingRefusal}).then([this]() {
       return repliesHandedOver()
           .then([this]() { return repliesWritten(); })
           .exclusiveJoin(timer().afterDelay(kReplyLinger));
@@ -119,6 +132,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   pool::WorkerPool& workers() override { return *workers_; }
   pool::PoolStatsRecorder& stats() override { return stats_; }
   bool letRunningFinish() const override { return options_.letRunningFinish; }
+  bool draining() const override { return draining_; }
   void replyStarted() override { ++repliesOutstanding_; }
   void replyFinished() override {
     if (--repliesOutstanding_ == 0) {
@@ -156,7 +170,6 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   kj::Timer& timer() { return io_.provider->getTimer(); }
 
   void accepted(kj::Own<kj::AsyncIoStream> stream, Peer peer) {
-    if (shuttingDown_) return;
     std::uint64_t id = nextConnection_++;
     kj::Maybe<LoginGate&> gate;
     if (gate_) gate = *gate_;
@@ -214,7 +227,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   int repliesOutstanding_ = 0;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
   std::uint64_t nextConnection_ = 1;
-  bool shuttingDown_ = false;
+  bool draining_ = false;
   kj::Own<pool::WorkerPool> workers_;
 };
 
@@ -235,13 +248,22 @@ int serve(const ServeOptions& options) {
     auto io = kj::setupAsyncIo();
     Server server(io, options);
     server.listen();
-    auto term = io.unixEventPort.onSignal(SIGTERM);
-    auto interrupt = io.unixEventPort.onSignal(SIGINT);
-    siginfo_t got = term.exclusiveJoin(kj::mv(interrupt)).wait(io.waitScope);
-    log().info("vial serve: {} received; finishing running calls (up to {} s)",
-               got.si_signo == SIGTERM ? "SIGTERM" : "SIGINT", options.pool.shutdown_grace);
-    server.stop(options.pool.shutdown_grace).wait(io.waitScope);
-    log().info("vial serve: stopped");
+    siginfo_t first = nextSignal(io).wait(io.waitScope);
+    log().info(
+        "vial serve: {} received; draining: new calls are refused, running calls finish "
+        "(up to {} s), then it exits",
+        signalName(first), options.pool.shutdown_grace);
+    bool drained = server.drain(options.pool.shutdown_grace)
+                       .then([]() { return true; })
+                       .exclusiveJoin(nextSignal(io).then([](siginfo_t second) {
+                         log().warn("vial serve: {} received while draining; stopping at once",
+                                    signalName(second));
+                         return false;
+                       }))
+                       .wait(io.waitScope);
+    // After a second signal, destroying the server kills the workers of the calls still running
+    // (they resolve Cancelled).
+    if (drained) log().info("vial serve: drained; stopped");
     return 0;
   } catch (const ServeError& e) {
     log().error("vial serve: {}", e.what());

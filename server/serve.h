@@ -43,7 +43,9 @@ class ServeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Runs the server on this thread until SIGTERM or SIGINT; returns the process exit code.
+/// Runs the server on this thread until SIGTERM or SIGINT, then drains: new and queued calls are
+/// refused (Unavailable, never started), running calls finish within pool.shutdown_grace, and it
+/// returns 0; a second signal stops it at once. Returns the process exit code.
 /// Must be called before the process starts any thread (it takes over those signals).
 int serve(const ServeOptions& options);
 

@@ -208,6 +208,7 @@ void expectAgreement(const std::string& address, int port, Scrape& quiet, vial::
             statAt(stats, {"recycled", "rss"}));
   EXPECT_EQ(quiet("vial_worker_reaps_total"), statAt(stats, {"reaped_idle"}));
   EXPECT_EQ(quiet("vial_sandboxed"), statAt(stats, {"sandboxed"}));
+  EXPECT_EQ(quiet("vial_draining"), statAt(stats, {"draining"}));
   EXPECT_EQ(quiet("vial_clients") + 1, statAt(stats, {"clients"}))
       << "vial stats counts its own connection";
 }
@@ -435,6 +436,26 @@ TEST_F(VialServe, MetricsOfAServerWithoutWorkersCountSpawnFailuresAndUnavailable
   EXPECT_EQ(quiet("vial_worker_spawns_total"), 0);
   EXPECT_EQ(quiet("vial_workers_live"), 0);
   expectConsistent(quiet);
+}
+
+TEST_F(VialServe, MetricsSayDrainingOnceTheServerGotSigterm) {
+  Server& server = startUnix({"--metrics", "tcp:127.0.0.1:0", "--grace", "30"}, 1);
+  int port = metricsPort(server);
+  ASSERT_GT(port, 0) << server.describe();
+  EXPECT_EQ(scrape(port)("vial_draining"), 0);
+  // A running call keeps the draining server up until the test releases it.
+  auto client = connectUnix();
+  std::string release = path("release");
+  auto held =
+      client->run_async("import os, time\nwhile not os.path.exists(release): time.sleep(0.01)",
+                        {{"release", release}});
+  ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) { return s.running == 1; }))
+      << server.describe();
+  server.signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return scrape(port)("vial_draining") == 1; })) << server.describe();
+  writeFile(release, "", 0600);
+  ASSERT_TRUE(held.wait_for(10s)) << server.describe();
+  EXPECT_TRUE(held.get().ok()) << describe(held);
 }
 
 // Refusals: the server exits 2 before starting a worker and says why.

@@ -370,8 +370,9 @@ TEST(Json, StatsKeepTheirLayout) {
   s.latency_p50_ms = 1.5;
   s.latency_p99_ms = 12.345678;
   EXPECT_EQ(s.to_json(),
-            R"({"sandboxed": false, "workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, )"
-            R"("queued": 0, "running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
+            R"({"sandboxed": false, "draining": false, )"
+            R"("workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, "queued": 0, )"
+            R"("running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
             R"("python_error": 0, "timeout": 1, "worker_crashed": 0, "rejected": 0, )"
             R"("cancelled": 0, "unavailable": 0, "overloaded": 0}, "spawns": 0, )"
             R"("spawn_failures": 0, "recycled": {"after_calls": 0, "rss": 0}, "reaped_idle": 0, )"

@@ -11,6 +11,9 @@ namespace vial {
 struct PoolStats {
   /// The pool runs its calls under the sandbox profile (PoolOptions::sandbox).
   bool sandboxed = false;
+  /// `vial serve` got SIGTERM: it refuses new calls (Unavailable, never started) and exits once
+  /// its running calls have finished. Always false in-process.
+  bool draining = false;
   // Now.
   std::size_t workers_live = 0;      ///< processes: starting + idle + busy
   std::size_t workers_starting = 0;  ///< spawned, not ready yet

@@ -105,6 +105,17 @@ class ConnectError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// What a `vial serve` daemon says of itself (Client::ping_reply()).
+struct PingReply {
+  std::string version;  ///< the server's vial version
+  int server_pid = 0;
+  /// The server got SIGTERM: it refuses new calls (Unavailable, never started) and exits once its
+  /// running calls have finished. A balancer or readiness probe takes it out of rotation.
+  bool draining = false;
+  /// "vial 0.1.0, server pid 1234", and "; draining" when it is.
+  std::string describe() const;
+};
+
 /// A connection to a `vial serve` daemon, with the same run_async API as Pool. Thread-safe.
 /// If the connection drops, pending and later calls resolve Unavailable.
 class Client : public Runner {
@@ -124,8 +135,10 @@ class Client : public Runner {
   PoolStats stats() const override;
   void shutdown(std::optional<double> grace = std::nullopt) override;
 
-  /// "vial 0.1.0, server pid 1234"; throws ConnectError when the server is gone.
+  /// ping_reply().describe(): "vial 0.1.0, server pid 1234".
   std::string ping() const;
+  /// Asks the server how it is; throws ConnectError when the server is gone.
+  PingReply ping_reply() const;
 
  private:
   struct Impl;
