@@ -253,17 +253,14 @@ int serve(const ServeOptions& options) {
         "vial serve: {} received; draining: new calls are refused, running calls finish "
         "(up to {} s), then it exits",
         signalName(first), options.pool.shutdown_grace);
-    bool drained = server.drain(options.pool.shutdown_grace)
-                       .then([]() { return true; })
-                       .exclusiveJoin(nextSignal(io).then([](siginfo_t second) {
-                         log().warn("vial serve: {} received while draining; stopping at once",
-                                    signalName(second));
-                         return false;
-                       }))
-                       .wait(io.waitScope);
-    // After a second signal, destroying the server kills the workers of the calls still running
-    // (they resolve Cancelled).
-    if (drained) log().info("vial serve: drained; stopped");
+    server.drain(options.pool.shutdown_grace)
+        .exclusiveJoin(nextSignal(io).then([](siginfo_t second) {
+          // Destroying the server then kills the workers of the calls still running.
+          log().warn("vial serve: {} received while draining; stopping at once",
+                     signalName(second));
+        }))
+        .wait(io.waitScope);
+    log().info("vial serve: stopped");
     return 0;
   } catch (const ServeError& e) {
     log().error("vial serve: {}", e.what());

@@ -185,7 +185,6 @@ TEST_F(VialServeDrain, TheServerExitsZeroOnceItsLastCallFinishesWellWithinGrace)
   EXPECT_TRUE(held.get().ok()) << describe(held);
   EXPECT_TRUE(exitedZero(server.waitForExit(10s))) << server.describe();
   EXPECT_LT(secondsSince(released), 10.0) << "it waited for its grace, not for its last call";
-  EXPECT_TRUE(contains(server.log(), "drained")) << server.describe();
 }
 
 TEST_F(VialServeDrain, ASecondSigtermStopsTheServerAtOnce) {
