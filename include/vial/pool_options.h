@@ -54,8 +54,9 @@ struct PoolOptions {
   /// Drop to this uid / gid (supplementary groups cleared) when the host runs as root.
   std::optional<unsigned> user_id;
   std::optional<unsigned> group_id;
-  /// Path of vial-worker. Empty: $VIAL_WORKER, else `vial-worker` next to the running program,
-  /// else the installed one (libexec/vial/, found relative to libvial.so or the program).
+  /// Path of vial-worker. Empty: $VIAL_WORKER (ignored by a setuid or setgid program), else
+  /// `vial-worker` next to the running program, else the installed one (libexec/vial/, found
+  /// relative to libvial.so or the program).
   std::string worker_path;
   /// New workers are forked from a fork server: one more vial-worker process, its interpreter
   /// started once, forks each in about a millisecond (an exec and an interpreter start take

@@ -4,6 +4,7 @@ the CMake package, pkg-config, the `vial` program, the library finding its insta
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,69 @@ def test_the_installed_vial_runs_the_original_example_with_its_own_worker(prefix
         [prefix / "bin/vial", "run", "-c", "import os\n_return(os.readlink('/proc/self/exe'))"],
         env=ENV, timeout=60)
     assert worker.stdout.strip() == f'["{prefix}/libexec/vial/vial-worker"]', worker.stdout
+
+
+def planted_worker(where, marker):
+    """A vial-worker someone else put at `where`: it leaves `marker` behind if it is ever run."""
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 3\n")
+    where.chmod(0o755)
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative-to-cwd"])
+def test_argv0_does_not_choose_the_worker(prefix, tmp_path, relative):
+    """argv[0] is whatever the program's caller says (and a bare name is looked up in a directory
+    the caller chose as its cwd): the installed vial must not look for its worker relative to it,
+    only relative to where it really is."""
+    decoy = tmp_path / "decoy/bin/vial"
+    decoy.parent.mkdir(parents=True)
+    shutil.copy("/bin/true", decoy)
+    marker = tmp_path / "planted-worker-ran"
+    from_libdir = os.path.relpath(prefix / "libexec/vial/vial-worker", libdir(prefix))
+    planted_worker(Path(os.path.normpath(decoy.parent / from_libdir)), marker)
+    result = subprocess.run(["vial" if relative else str(decoy), "run", "-c", "_return(1)"],
+                            executable=prefix / "bin/vial", cwd=decoy.parent, env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert not marker.exists(), "the worker planted relative to argv[0] ran"
+    assert result.returncode == 0 and result.stdout.strip() == "[1]", (
+        result.stdout + result.stderr)
+
+
+@pytest.fixture
+def world_readable(tmp_path):
+    """A directory any user may enter (pytest's own are root's only), removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix="vial-setuid-"))
+    where.chmod(0o755)
+    yield where
+    shutil.rmtree(where)
+
+
+def test_a_setuid_host_ignores_vial_worker(world_readable, example):
+    """$VIAL_WORKER is the caller's to set; a setuid host that honoured it would run the caller's
+    program with the host's privileges."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root (a setuid-root host run by nobody) and setpriv")
+    prefix = world_readable / "usr"
+    run([CMAKE, "--install", BUILD, "--prefix", prefix])
+    env = dict(ENV, PKG_CONFIG_PATH=str(libdir(prefix) / "pkgconfig"))
+    flags = run(["pkg-config", "--cflags", "--libs", "vial"], env=env).stdout.split()
+    host = world_readable / "hello"
+    run(["c++", "-std=c++17", "-O1", example / "hello.cpp", "-o", host, *flags,
+         f"-Wl,-rpath,{libdir(prefix)}"], env=env)
+    host.chmod(0o4755)
+    # The planted worker runs as nobody (as the shell drops the setuid privileges): it leaves
+    # its marker where nobody may write.
+    drop = world_readable / "drop"
+    drop.mkdir(mode=0o777)
+    drop.chmod(0o777)
+    marker = drop / "planted-worker-ran"
+    planted_worker(world_readable / "planted/vial-worker", marker)
+    result = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", host],
+        env=dict(ENV, VIAL_WORKER=str(world_readable / "planted/vial-worker")),
+        capture_output=True, text=True, timeout=60)
+    assert not marker.exists(), "the setuid host ran the worker named by $VIAL_WORKER"
+    assert result.stdout == "[3]\n", result.stdout + result.stderr
 
 
 def test_a_tree_moved_as_one_still_finds_its_worker(prefix, tmp_path):
