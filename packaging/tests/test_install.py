@@ -135,6 +135,24 @@ def test_a_host_built_with_pkg_config_runs_with_no_build_tree(prefix, example, t
     assert result.stdout == "[3]\n", result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("compiler", ["g++", "clang++"])
+@pytest.mark.parametrize("standard", ["c++17", "c++20"])
+def test_a_host_calling_every_public_function_builds_without_warnings_and_links(
+        prefix, tmp_path, compiler, standard):
+    """Whatever a host reaches through include/vial/ is exported by libvial.so (client/vial.map),
+    and the headers are clean for a strict host of either compiler and standard."""
+    if not shutil.which(compiler):
+        pytest.skip(f"{compiler} is not installed")
+    env = dict(ENV, PKG_CONFIG_PATH=str(libdir(prefix) / "pkgconfig"))
+    flags = run(["pkg-config", "--cflags", "--libs", "vial"], env=env).stdout.split()
+    host = tmp_path / "every_function"
+    run([compiler, f"-std={standard}", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1",
+         SOURCE / "packaging/tests/host/every_function.cpp", "-o", host, *flags,
+         f"-Wl,-rpath,{libdir(prefix)}"], env=env)
+    result = run_without_build_tree([host], env=ENV, timeout=60)
+    assert result.stdout == "every function linked and ran\n", result.stdout + result.stderr
+
+
 def test_the_installed_vial_runs_the_original_example_with_its_own_worker(prefix, example):
     result = run_without_build_tree(
         [prefix / "bin/vial", "run", "--var", "testvar=3", example / "original_pool_example.py"],
