@@ -85,7 +85,20 @@ def test_the_tree_has_each_part_where_a_debian_system_looks_for_it(prefix):
 
 def test_the_unit_starts_the_installed_vial(prefix):
     unit = (prefix / "lib/systemd/user/vial.service").read_text()
-    assert f"ExecStart={prefix}/bin/vial serve " in unit, unit
+    assert f'ExecStart="{prefix}/bin/vial" serve ' in unit, unit
+
+
+def test_the_unit_names_vial_under_a_prefix_with_spaces_percent_and_dollar(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze (package systemd) reads the unit as systemd would")
+    # (Not quotes: systemd refuses them in a program's path, and write_service.cmake says so.)
+    odd = tmp_path / "my 100% $HOME prefix"
+    run([CMAKE, "--install", BUILD, "--prefix", odd, "--component", "vial"])
+    units = odd / "lib/systemd/user"
+    # verify checks that ExecStart's program exists and is executable, as systemd parsed it.
+    verify = subprocess.run(["systemd-analyze", "verify", units / "vial.socket",
+                             units / "vial.service"], capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, (units / "vial.service").read_text() + verify.stderr
 
 
 def test_the_library_exports_only_vials_public_api(prefix):
