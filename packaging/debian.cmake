@@ -44,6 +44,12 @@ set(CPACK_DEBIAN_PYTHON_PACKAGE_NAME python3-vial)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_SECTION python)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_DEPENDS
     "vial (= ${PROJECT_VERSION}), python3 (>= 3.11), python3 (<< 3.12)")
+# Byte-compiled at install and cleaned at removal as Debian's own Python packages are
+# (py3compile, py3clean), so removing the package leaves no __pycache__ behind.
+set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_EXTRA
+    ${CMAKE_CURRENT_SOURCE_DIR}/debian/python3-vial/postinst
+    ${CMAKE_CURRENT_SOURCE_DIR}/debian/python3-vial/prerm)
+set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_PYTHON_DESCRIPTION "Python bindings of vial
  import vial: vial.Pool and vial.connect with concurrent.futures and asyncio futures, and
  vial.twisted.run_async, Evennia's run_async on Twisted rebuilt on vial.")

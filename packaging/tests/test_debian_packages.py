@@ -169,3 +169,34 @@ echo "== cmake $(./b/hello)"
     assert lines["python"] == "[42]", result.stdout
     assert lines["pkg-config"] == f"[3] {VERSION}", result.stdout
     assert lines["cmake"] == f"[3] {VERSION}", result.stdout
+
+
+def test_removed_and_purged_they_leave_nothing_behind(debs, root):
+    """Installed (twice: the same version again, as apt does on --reinstall), used as root (whose
+    `import vial` writes __pycache__), then purged: no file or directory of theirs remains, and
+    the dynamic linker's cache has forgotten libvial."""
+    debs_dir = debs["vial"].parent
+    result = in_root(root, debs_dir, r"""
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+unset PYTHONDONTWRITEBYTECODE
+dpkg -i /debs/vial_*.deb /debs/libvial-dev_*.deb /debs/python3-vial_*.deb >/dev/null
+dpkg -i /debs/vial_*.deb /debs/libvial-dev_*.deb /debs/python3-vial_*.deb >/dev/null
+echo "== cached $(ldconfig -p | grep -c 'libvial\.so\.0\.1 ')"
+echo "== python $(cd / && python3 -c 'import vial; print(vial.__version__)')"
+dpkg -L vial libvial-dev python3-vial | sort -u > /tmp/owned
+dpkg --purge python3-vial libvial-dev vial >/dev/null
+echo "== forgotten $(ldconfig -p | grep -c 'libvial\.so\.0\.1 ')"
+left=""
+while read -r path; do
+  case "$path" in /usr/lib/python3/dist-packages/vial*|*/vial|*/vial/*|*libvial*|*vial.*)
+    [ -e "$path" ] && left="$left $path";;
+  esac
+done < /tmp/owned
+echo "== left ${left:-nothing}"
+""")
+    lines = dict(line[3:].split(" ", 1) for line in result.stdout.splitlines()
+                 if line.startswith("== "))
+    assert lines["cached"] == "1", result.stdout
+    assert lines["python"] == VERSION, result.stdout + result.stderr
+    assert lines["forgotten"] == "0", result.stdout
+    assert lines["left"] == "nothing", "left behind after dpkg --purge: " + lines["left"]
