@@ -9,8 +9,8 @@
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME vial)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
-    "run Python snippets in a pool of worker processes, each embedding CPython")
+# No CPACK_PACKAGE_DESCRIPTION_SUMMARY: CPack would make it every package's synopsis, above the
+# package's own. Each description below is the synopsis, then lines CPack indents by one space.
 set(CPACK_PACKAGE_CONTACT "vial developers <vial@localhost>")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
@@ -24,21 +24,27 @@ set(CPACK_DEBIAN_VIAL_PACKAGE_NAME vial)
 set(CPACK_DEBIAN_VIAL_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_VIAL_DESCRIPTION
     "run Python snippets in a pool of worker processes, each embedding CPython
- A parent keeps a pool of worker processes, each embedding CPython; callers send source strings
- plus variables, and every _return(x) the code calls is gathered into the call's result list.
- A per-call timeout kills a hung worker and the pool heals. This package holds the `vial`
- program (vial run, vial serve, vial stats, vial ping), the shared library libvial.so.0.1, the
- vial-worker program they start, systemd user units and the manual pages.")
-# The library's shlibs file, and the ldconfig trigger that comes with it.
-set(CPACK_DEBIAN_VIAL_PACKAGE_GENERATE_SHLIBS ON)
+A parent keeps a pool of worker processes, each embedding CPython; callers
+send source strings plus variables, and every _return(x) the code calls is
+gathered into the call's result list. A per-call timeout kills a hung worker
+and the pool heals. This package holds the `vial` program (vial run, vial
+serve, vial stats, vial ping), the shared library libvial.so.0.1, the
+vial-worker program they start, systemd user units and the manual pages.")
+# The library's shlibs file (CPack has no per-component switch for it; only the vial package
+# holds a library with a SONAME) and dpkg's ldconfig trigger, which CPack does not write.
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY "=")
+set(CPACK_DEBIAN_VIAL_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_SOURCE_DIR}/debian/vial/triggers)
+# Stripped, as Debian ships programs and libraries.
+set(CPACK_STRIP_FILES ON)
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libvial-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "vial (= ${PROJECT_VERSION})")
 set(CPACK_DEBIAN_DEV_DESCRIPTION "development files of vial (C++ library)
- The headers of vial's C++ API (#include <vial/vial.h>), the link-time libvial.so, the CMake
- package (find_package(vial CONFIG REQUIRED), target vial::vial) and vial.pc for pkg-config.")
+The headers of vial's C++ API (#include <vial/vial.h>), the link-time
+libvial.so, the CMake package (find_package(vial CONFIG REQUIRED), target
+vial::vial) and vial.pc for pkg-config.")
 
 set(CPACK_DEBIAN_PYTHON_PACKAGE_NAME python3-vial)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_SECTION python)
@@ -51,7 +57,8 @@ set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_EXTRA
     ${CMAKE_CURRENT_SOURCE_DIR}/debian/python3-vial/prerm)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_PYTHON_DESCRIPTION "Python bindings of vial
- import vial: vial.Pool and vial.connect with concurrent.futures and asyncio futures, and
- vial.twisted.run_async, Evennia's run_async on Twisted rebuilt on vial.")
+import vial: vial.Pool and vial.connect with concurrent.futures and asyncio
+futures, and vial.twisted.run_async, Evennia's run_async on Twisted rebuilt
+on vial.")
 
 include(CPack)

@@ -61,6 +61,34 @@ def test_each_package_holds_its_part(debs):
         assert field(deb, "Version") == VERSION, name
 
 
+def test_each_package_describes_itself_in_debians_format(debs):
+    """Its own synopsis (not one shared by all three), then lines of one leading space that fit
+    80 columns (two spaces would make them verbatim, unwrapped)."""
+    synopses = set()
+    for name, deb in debs.items():
+        synopsis, *body = field(deb, "Description").splitlines()
+        synopses.add(synopsis)
+        assert body and all(line.startswith(" ") and not line.startswith("  ") and len(line) <= 80
+                            for line in body), f"{name}:\n" + "\n".join(body)
+        assert synopsis.strip() not in body[0], f"{name} repeats its synopsis"
+    assert len(synopses) == 3, synopses
+
+
+def test_the_unit_starts_the_packaged_vial(debs, tmp_path):
+    """ExecStart is written at install time; CPack installs into a staging directory, which must
+    not be what the unit names."""
+    run(["dpkg-deb", "--extract", debs["vial"], tmp_path])
+    unit = (tmp_path / "usr/lib/systemd/user/vial.service").read_text()
+    assert 'ExecStart="/usr/bin/vial" serve ' in unit, unit
+
+
+def test_the_library_comes_with_its_shlibs_and_the_ldconfig_trigger(debs, tmp_path):
+    run(["dpkg-deb", "--control", debs["vial"], tmp_path])
+    shlibs = (tmp_path / "shlibs").read_text().split()
+    assert shlibs[:3] == ["libvial", "0.1", "vial"] and f"{VERSION})" in shlibs[-1], shlibs
+    assert "ldconfig" in (tmp_path / "triggers").read_text()
+
+
 def owner_of(library):
     """The package a library file came from (dpkg knows it by the path it installed: /lib/...
     or /usr/lib/..., before or after Debian's merged /usr)."""
