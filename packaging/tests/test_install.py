@@ -240,6 +240,18 @@ def test_a_setuid_host_ignores_vial_worker(world_readable, example):
     assert result.stdout == "[3]\n", result.stdout + result.stderr
 
 
+def test_a_relative_prefix_is_taken_from_the_current_directory(tmp_path):
+    run([CMAKE, "--install", BUILD, "--prefix", "relative"], cwd=tmp_path)
+    prefix = tmp_path / "relative"
+    unit = (prefix / "lib/systemd/user/vial.service").read_text()
+    assert f'ExecStart="{prefix}/bin/vial" serve ' in unit, unit
+    python = run_without_build_tree(
+        ["/usr/bin/python3", "-c", "import vial, os\nwith vial.Pool(workers=1) as pool:\n"
+         "  print(pool.run_async('import os; _return(os.readlink(\"/proc/self/exe\"))').result())"],
+        env=dict(ENV, PYTHONPATH=str(prefix / "lib/python3/dist-packages")), timeout=60)
+    assert python.stdout == f"['{prefix}/libexec/vial/vial-worker']\n", python.stdout
+
+
 def test_a_tree_moved_as_one_still_finds_its_worker(prefix, tmp_path):
     moved = tmp_path / "elsewhere"
     shutil.copytree(prefix, moved, symlinks=True)
