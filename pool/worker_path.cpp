@@ -16,8 +16,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A program this process may run: a directory passes access(X_OK) too (and root passes it for
+// any file with one x bit), so the file's type is checked first.
 bool executable(const std::string& path) {
-  return access(path.c_str(), X_OK) == 0;
+  std::error_code ec;
+  return fs::is_regular_file(path, ec) && access(path.c_str(), X_OK) == 0;
 }
 
 // The kernel's name of a running file: absolute, with symlinks resolved, and " (deleted)" when

@@ -240,6 +240,16 @@ def test_a_setuid_host_ignores_vial_worker(world_readable, example):
     assert result.stdout == "[3]\n", result.stdout + result.stderr
 
 
+def test_a_directory_named_vial_worker_beside_the_program_is_passed_over(prefix, tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(prefix, tree, symlinks=True)
+    (tree / "bin/vial-worker").mkdir()
+    result = subprocess.run([tree / "bin/vial", "run", "-c", "_return(1)"], env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[1]", (
+        result.stdout + result.stderr)
+
+
 def test_a_relative_prefix_is_taken_from_the_current_directory(tmp_path):
     run([CMAKE, "--install", BUILD, "--prefix", "relative"], cwd=tmp_path)
     prefix = tmp_path / "relative"
