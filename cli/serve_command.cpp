@@ -33,6 +33,10 @@ int serveCommand(int argc, char** argv) {
       options.allowRemote = true;
     } else if (arg == "--token-file") {
       options.tokenFile = next();
+    } else if (arg == "--tls-cert") {
+      options.tlsCertFile = next();
+    } else if (arg == "--tls-key") {
+      options.tlsKeyFile = next();
     } else if (arg == "--let-finish") {
       options.letRunningFinish = true;
     } else if (arg == "--login-timeout") {

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "pool/log.h"
+#include "protocol/tls.h"
 #include "server/serve.h"
 #include "util/private_socket.h"
 
@@ -47,11 +48,12 @@ int activatedSocket() {
 
 }  // namespace
 
-TcpAddress parseTcpAddress(const std::string& address, bool allowRemote,
-                           const std::string& option) {
-  std::string hostPort = address.rfind("tcp:", 0) == 0 ? address.substr(4) : "";
+TcpAddress parseTcpAddress(const std::string& address, bool allowRemote, const std::string& option,
+                           const std::string& scheme) {
+  std::string prefix = scheme + ":";
+  std::string hostPort = address.rfind(prefix, 0) == 0 ? address.substr(prefix.size()) : "";
   auto colon = hostPort.rfind(':');
-  if (colon == std::string::npos) throw ServeError("use " + option + " tcp:HOST:PORT");
+  if (colon == std::string::npos) throw ServeError("use " + option + " " + prefix + "HOST:PORT");
   TcpAddress parsed{hostPort.substr(0, colon), hostPort.substr(colon + 1)};
   if (!isLoopback(parsed.host) && !allowRemote)
     throw ServeError(option + ": refusing to listen on '" + parsed.host +
@@ -59,8 +61,25 @@ TcpAddress parseTcpAddress(const std::string& address, bool allowRemote,
   return parsed;
 }
 
-Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote) : io_(io) {
+Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allowRemote,
+                   const TlsFiles& tls)
+    : io_(io) {
   std::string where = address.empty() ? "unix:" + util::defaultSocketPath() : address;
+  bool useTls = where.rfind("tls:", 0) == 0;
+  if (useTls && (tls.cert.empty() || tls.key.empty()))
+    throw ServeError(
+        "--listen tls: needs the server's certificate and private key: pass --tls-cert FILE and "
+        "--tls-key FILE (PEM)");
+  if (!useTls && (!tls.cert.empty() || !tls.key.empty()))
+    throw ServeError("--tls-cert and --tls-key are for --listen tls:HOST:PORT, not '" + where +
+                     "'");
+  if (useTls) {
+    try {
+      tls_ = serverTlsContext(tls.cert, tls.key);
+    } catch (const TlsFileError& e) {
+      throw ServeError(e.what());
+    }
+  }
   auto bindAndListen = [&io](const std::string& kjAddress) {
     return io.provider->getNetwork().parseAddress(kjAddress).wait(io.waitScope)->listen();
   };
@@ -70,7 +89,7 @@ Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allo
     socklen_t length = sizeof bound;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0)
       throw ServeError("LISTEN_FDS is set but fd 3 is not a socket: " + errnoText());
-    needsToken_ = bound.ss_family != AF_UNIX;
+    needsToken_ = bound.ss_family != AF_UNIX || useTls;
     receiver_ =
         io.lowLevelProvider->wrapListenSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     where = "the socket systemd passed (fd 3)";
@@ -85,12 +104,18 @@ Listener::Listener(kj::AsyncIoContext& io, const std::string& address, bool allo
     receiver_ = io.lowLevelProvider->wrapListenSocketFd(
         socket.listener.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     socketFile_ = std::move(socket.file);
-  } else if (where.rfind("tcp:", 0) == 0) {
-    TcpAddress tcp = parseTcpAddress(where, allowRemote, "--listen");
+  } else if (where.rfind("tcp:", 0) == 0 || useTls) {
+    TcpAddress tcp = parseTcpAddress(where, allowRemote, "--listen", useTls ? "tls" : "tcp");
     needsToken_ = true;
     receiver_ = bindAndListen(tcp.host + ":" + tcp.port);
+    if (!useTls && !isLoopback(tcp.host))
+      log().warn(
+          "vial serve: clients' tokens (and their code and results) cross the network "
+          "unencrypted on {}; use --listen tls:{}:{} with --tls-cert and --tls-key",
+          where, tcp.host, tcp.port);
   } else {
-    throw ServeError("--listen takes unix:/path or tcp:HOST:PORT, not '" + where + "'");
+    throw ServeError("--listen takes unix:/path, tcp:HOST:PORT or tls:HOST:PORT, not '" + where +
+                     "'");
   }
   where_ = where;
 }
@@ -114,6 +139,7 @@ kj::Promise<void> Listener::acceptLoop() {
               peer = peerOf(*fd);
             }
             std::string name = peer.name;
+            if (tls_) stream = secured(kj::mv(stream), name);
             KJ_IF_MAYBE (e, kj::runCatchingExceptions(
                                 [&]() { handler_(kj::mv(stream), kj::mv(peer)); })) {
               log().error("dropped the connection from {}: {}", name, e->getDescription().cStr());
@@ -121,6 +147,23 @@ kj::Promise<void> Listener::acceptLoop() {
             return acceptLoop();
           },
           [this](kj::Exception&& e) { return retryAfterFailure(kj::mv(e)); });
+}
+
+// The handshake runs while the connection waits to log in: the login deadline bounds both, and
+// the accept loop never waits for a slow client.
+kj::Own<kj::AsyncIoStream> Listener::secured(kj::Own<kj::AsyncIoStream> stream,
+                                             const std::string& peer) {
+  auto handshake =
+      tls_->wrapServer(kj::mv(stream))
+          .catch_([peer](kj::Exception&& e) -> kj::Own<kj::AsyncIoStream> {
+            // A client that went away before finishing is no news.
+            if (e.getType() == kj::Exception::Type::DISCONNECTED)
+              log().info("TLS handshake with {}: {}", peer, e.getDescription().cStr());
+            else
+              log().warn("TLS handshake with {} failed: {}", peer, e.getDescription().cStr());
+            kj::throwFatalException(kj::mv(e));
+          });
+  return kj::newPromisedStream(kj::mv(handshake));
 }
 
 // Out of fds (EMFILE/ENFILE), of buffers (ENOBUFS) or memory: the connections wait in the

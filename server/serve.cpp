@@ -93,7 +93,8 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   void listen() {
     if (auto invalid = invalidSeconds("login_timeout", options_.loginTimeout))
       throw ServeError(*invalid);
-    listener_ = kj::heap<Listener>(io_, options_.listen, options_.allowRemote);
+    listener_ = kj::heap<Listener>(io_, options_.listen, options_.allowRemote,
+                                   server::TlsFiles{options_.tlsCertFile, options_.tlsKeyFile});
     if (listener_->needsToken())
       gate_ = kj::heap<LoginGate>(timer(), server::readServerToken(options_.tokenFile));
     if (!options_.metrics.empty()) {

@@ -16,13 +16,17 @@ enum class LogFormat {
 };
 
 struct ServeOptions {
-  /// "unix:/path" or "tcp:HOST:PORT". Empty: unix socket at util::defaultSocketPath().
+  /// "unix:/path", "tcp:HOST:PORT" or "tls:HOST:PORT". Empty: unix socket at
+  /// util::defaultSocketPath().
   std::string listen;
-  /// TCP only: allow a non-loopback HOST.
+  /// TCP and TLS only: allow a non-loopback HOST.
   bool allowRemote = false;
-  /// TCP only (required there): file holding the shared secret; must be mode 0600 or stricter
-  /// and owned by the serving user.
+  /// TCP and TLS only (required there): file holding the shared secret; must be mode 0600 or
+  /// stricter and owned by the serving user.
   std::string tokenFile;
+  /// TLS only (required there): the server's certificate chain and its private key, PEM files.
+  std::string tlsCertFile;
+  std::string tlsKeyFile;
   /// When a client disconnects, let its running calls finish instead of killing them (its
   /// queued calls are dropped either way).
   bool letRunningFinish = false;
