@@ -51,8 +51,12 @@ Options:
   --no-fork-server   exec every worker (default: workers are forked from a fork server, one
                      more vial-worker whose Python is started once; README, "Architecture")
   --connect ADDR     run on a `vial serve` server instead of an in-process pool:
-                     unix:/path, or tcp:HOST:PORT with --token-file (see vial serve --help)
-  --token-file FILE  the server's shared secret (TCP)
+                     unix:/path, or tcp:HOST:PORT or tls:HOST:PORT with --token-file (see
+                     vial serve --help)
+  --token-file FILE  the server's shared secret (TCP, TLS)
+  --tls-ca FILE      tls: only: the CA certificates (PEM) the server's certificate must chain
+                     to (default: the system's trust store); it must also name HOST (an IP
+                     address as an IP subjectAltName). The token is sent only once both hold
   -v, --verbose      log worker spawns and exits to stderr
   -h, --help         this text
 
@@ -110,7 +114,14 @@ Listening (locked down by default):
   --listen tcp:HOST:PORT
                        opt-in TCP; HOST must be loopback unless --allow-remote. Always needs
                        --token-file: clients present the token before they can run anything.
-  --allow-remote       allow a non-loopback HOST (for --listen and --metrics)
+  --listen tls:HOST:PORT
+                       TCP encrypted with TLS (TLS 1.2 or later), with --tls-cert and
+                       --tls-key; as tcp: otherwise (loopback unless --allow-remote, always
+                       --token-file). Clients check the certificate before they send the token
+  --tls-cert FILE      the server's certificate (PEM; intermediate CAs after it)
+  --tls-key FILE       its private key (PEM, unencrypted)
+  --allow-remote       allow a non-loopback HOST (for --listen and --metrics); on tcp: the log
+                       warns that tokens cross the network unencrypted: prefer tls:
   --token-file FILE    the shared secret (16 to 1024 characters; the file must be mode 0600)
   --login-timeout SEC  close a connection that has not logged in after SEC seconds (default
                        10); at most 128 connections may wait to log in at once, beyond that the
@@ -184,11 +195,15 @@ once as unavailable and never started (a client may send them elsewhere); runnin
 within --grace (then their workers are killed and they resolve cancelled); it exits 0. A second
 SIGTERM/SIGINT stops it at once. Clients use: vial run --connect ADDR, vial stats, vial ping, or the C++
 vial::Client::connect(ADDR). On a unix socket they send nothing unless the server runs as
-themselves or root and its directory is theirs (the default path: mode 0700) or root's.
+themselves or root and its directory is theirs (the default path: mode 0700) or root's; on
+tls: nothing but the handshake until its certificate chains to their CA (--tls-ca) and names
+the HOST they connect to.
 
 Examples:
   vial serve                                   # unix socket, private to this user
   vial serve --listen tcp:127.0.0.1:7411 --token-file ~/.config/vial/token
+  vial serve --listen tls:0.0.0.0:7411 --allow-remote --token-file ~/.config/vial/token \
+             --tls-cert server.pem --tls-key server.key
   vial serve --sandbox --sandbox-memory 256    # for players' snippets
   vial serve --metrics tcp:127.0.0.1:9464 --log-format json
 )";
@@ -196,7 +211,7 @@ Examples:
 inline constexpr const char* kStatsHelp = R"(vial stats - what a running vial server's pool is doing
 
 Usage:
-  vial stats [--connect ADDR] [--token-file FILE] [--json]
+  vial stats [--connect ADDR] [--token-file FILE] [--tls-ca FILE] [--json]
 
 ADDR defaults to the default unix socket of `vial serve`. Prints workers (live, starting,
 idle, busy), queued and running calls, calls by outcome, spawns, recycles, reaps and latency
@@ -206,7 +221,7 @@ percentiles; --json prints one JSON object instead.
 inline constexpr const char* kPingHelp = R"(vial ping - check that a vial server answers
 
 Usage:
-  vial ping [--connect ADDR] [--token-file FILE]
+  vial ping [--connect ADDR] [--token-file FILE] [--tls-ca FILE]
 
 Prints the server's version and pid, and "draining" once it got SIGTERM. Exit status 0 when
 the server answered, 5 when it answered but is draining (it refuses new calls: not ready), 4

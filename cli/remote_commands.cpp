@@ -13,11 +13,11 @@ namespace vial::cli {
 
 namespace {
 
-// --connect / --token-file (and for stats --json).
+// --connect / --token-file / --tls-ca (and for stats --json).
 struct ConnectArguments {
   bool help = false;  // -h/--help came before anything wrong: print the help, nothing else
   std::string address;
-  std::string token;
+  ClientOptions client;
   bool json = false;
 };
 
@@ -32,7 +32,9 @@ ConnectArguments parseConnectArguments(int argc, char** argv, bool allowJson) {
     } else if (arg == "--connect") {
       args.address = next();
     } else if (arg == "--token-file") {
-      args.token = readTokenOption(next());
+      args.client.token = readTokenOption(next());
+    } else if (arg == "--tls-ca") {
+      args.client.tls_ca = next();
     } else if (arg == "--json" && allowJson) {
       args.json = true;
     } else {
@@ -52,7 +54,7 @@ int askServer(const char* command, const char* help, const ConnectArguments& arg
   }
   set_log_level("warn");
   try {
-    auto client = Client::connect(args.address, args.token);
+    auto client = Client::connect(args.address, args.client);
     return ask(*client);
   } catch (const ConnectError& e) {
     std::fprintf(stderr, "vial %s: %s\n", command, e.what());

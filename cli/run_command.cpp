@@ -33,6 +33,7 @@ struct RunArguments {
   bool verbose = false;
   std::optional<std::string> connect;
   std::string token;
+  std::string tlsCa;
 };
 
 // The code in `file` ("-": stdin).
@@ -97,6 +98,8 @@ RunArguments parseRunArguments(int argc, char** argv) {
       args.connect = next();
     } else if (arg == "--token-file") {
       args.token = readTokenOption(next());
+    } else if (arg == "--tls-ca") {
+      args.tlsCa = next();
     } else if (sandbox.take(arg, in)) {
       // --sandbox or one of its knobs, with its value
     } else if (arg == "-" || arg[0] != '-') {
@@ -111,6 +114,8 @@ RunArguments parseRunArguments(int argc, char** argv) {
     throw UsageError(
         "--sandbox is for the in-process pool: with --connect the server decides its own "
         "profile (start it with vial serve --sandbox)");
+  if (!args.tlsCa.empty() && !args.connect)
+    throw UsageError("--tls-ca is for --connect tls:HOST:PORT");
   checkPoolOptions(args.pool);
   if (!code && !file) throw UsageError("no code given: use -c CODE, FILE or -");
   args.code = file ? readCode(*file) : *code;
@@ -128,7 +133,14 @@ int runCommand(int argc, char** argv) {
   set_log_level(args.verbose ? "info" : "warn");
   std::unique_ptr<Runner> runner;
   try {
-    runner = vial::open(args.connect.value_or("embedded"), args.pool, args.token);
+    if (args.connect) {
+      ClientOptions client;
+      client.token = args.token;
+      client.tls_ca = args.tlsCa;
+      runner = Client::connect(*args.connect, std::move(client));
+    } else {
+      runner = std::make_unique<Pool>(args.pool);
+    }
   } catch (const ConnectError& e) {
     std::fprintf(stderr, "vial run: %s\n", e.what());
     return kExitUnavailable;

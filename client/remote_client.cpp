@@ -28,8 +28,8 @@ class Connection final : public client::LoopService, public kj::TaskSet::ErrorHa
   // Connects and logs in (blocking this thread's event loop); throws when it cannot.
   Connection(kj::AsyncIoContext& io, const std::string& target, const ClientOptions& options)
       : target_(target),
-        stream_(kj::heap<GatheringWriteStream>(
-            kj::heap<BufferedReadStream>(client::connectTo(io, target, options.connect_timeout)))),
+        stream_(kj::heap<GatheringWriteStream>(kj::heap<BufferedReadStream>(
+            client::connectTo(io, target, options.connect_timeout, options.tls_ca)))),
         network_(kj::heap<capnp::TwoPartyVatNetwork>(*stream_, capnp::rpc::twoparty::Side::CLIENT,
                                                      readerOptions())),
         rpc_(kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(

@@ -19,10 +19,12 @@ PythonRunner* makePool(const py::dict& keywords) {
   return new PythonRunner(poolOptionsFromPython(keywords));
 }
 
-PythonRunner* connect(const std::string& address, const std::string& token, double connectTimeout) {
+PythonRunner* connect(const std::string& address, const std::string& token, double connectTimeout,
+                      const std::string& tlsCa) {
   ClientOptions options;
   options.token = token;
   options.connect_timeout = connectTimeout;
+  options.tls_ca = tlsCa;
   return new PythonRunner(address, std::move(options));
 }
 
@@ -51,7 +53,7 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<PythonRunner>(m, "Runner")
       .def(py::init(&makePool), "options"_a)
-      .def(py::init(&connect), "address"_a, "token"_a, "connect_timeout"_a)
+      .def(py::init(&connect), "address"_a, "token"_a, "connect_timeout"_a, "tls_ca"_a)
       .def("submit", &PythonRunner::submit, "source"_a, "variables"_a, "proc_timeout"_a,
            "soft_timeout"_a, "queue_timeout"_a, "future"_a)
       .def("stats", &PythonRunner::stats)

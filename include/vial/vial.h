@@ -91,12 +91,16 @@ class Pool : public Runner {
 
 /// Options of a connection to `vial serve`.
 struct ClientOptions {
-  /// The server's shared secret (TCP); unix sockets need none.
+  /// The server's shared secret (tcp: and tls:); unix sockets need none.
   std::string token;
   /// Where callbacks run (see PoolOptions::callback_executor); empty: the client's thread.
   Executor callback_executor;
   /// Give up connecting after this long (seconds).
   double connect_timeout = 10.0;
+  /// tls:HOST:PORT only: the CA certificates (a PEM file) the server's certificate must chain
+  /// to; empty: the system's trust store. The certificate must also name HOST (an IP address
+  /// as an IP subjectAltName); the token is sent only once it has passed.
+  std::string tls_ca;
 };
 
 /// Thrown by Client::connect when the server cannot be reached or refuses the login.
@@ -120,7 +124,8 @@ struct PingReply {
 /// If the connection drops, pending and later calls resolve Unavailable.
 class Client : public Runner {
  public:
-  /// `address`: "unix:/path" (default: the server's default socket) or "tcp:HOST:PORT".
+  /// `address`: "unix:/path" (default: the server's default socket), "tcp:HOST:PORT" or
+  /// "tls:HOST:PORT" (see ClientOptions::tls_ca).
   /// A unix socket is used only in a directory (not a symlink) of this user's, 0700, for the
   /// default path, or of this user's or root's and not writable by others for an explicit
   /// one; and nothing is sent unless the server runs as this user or root. ConnectError

@@ -243,11 +243,13 @@ class Connection(_Runner):
         return self._native.ping()
 
 
-def connect(address="", *, token="", connect_timeout=10.0):
-    """Connects to a `vial serve` daemon: "unix:/path" (default: the server's default socket) or
-    "tcp:HOST:PORT" with the server's ``token``. Raises vial.ConnectError saying what to do when
-    it cannot reach the server or the login is refused."""
-    return Connection(_native.Runner(address, token, float(connect_timeout)))
+def connect(address="", *, token="", connect_timeout=10.0, tls_ca=""):
+    """Connects to a `vial serve` daemon: "unix:/path" (default: the server's default socket),
+    "tcp:HOST:PORT" or "tls:HOST:PORT" with the server's ``token``. On tls: the server's
+    certificate must chain to a CA in the PEM file ``tls_ca`` (default: the system's trust store)
+    and name HOST before the token is sent. Raises vial.ConnectError saying what to do when it
+    cannot reach the server, the certificate is refused or the login is refused."""
+    return Connection(_native.Runner(address, token, float(connect_timeout), os.fspath(tls_ca)))
 
 
 @atexit.register
