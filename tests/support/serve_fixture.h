@@ -111,8 +111,10 @@ class Server {
   }
 
   // Waits (bounded) until the server logs that it listens (woken by the log file's changes), then
-  // logs in and pings it; false if it exited or never answered. It must log at level info.
-  bool waitReady(const std::string& address, const std::string& token = "") {
+  // logs in (trusting the CA in `tlsCa` on tls:) and pings it; false if it exited or never
+  // answered. It must log at level info.
+  bool waitReady(const std::string& address, const std::string& token = "",
+                 const std::string& tlsCa = "") {
     auto deadline = Clock::now() + kStartBound;
     // An exit is seen at the next change of the log, which a failing server writes its error to.
     bool listening = waitForFile(
@@ -125,6 +127,7 @@ class Server {
     try {
       vial::ClientOptions options;
       options.token = token;
+      options.tls_ca = tlsCa;
       options.connect_timeout =
           std::max(1.0, std::chrono::duration<double>(deadline - Clock::now()).count());
       auto client = vial::Client::connect(address, options);
