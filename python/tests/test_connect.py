@@ -202,6 +202,40 @@ def test_tcp_with_the_right_token_runs_calls_and_a_wrong_one_is_refused(private_
         server.stop()
 
 
+def make_tls_files(directory):
+    """A CA (ca.pem) and a server certificate it signed for localhost and 127.0.0.1 (server.pem,
+    server.key), made with the openssl command line (Debian's openssl; scripts/test installs it)."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True,
+                       timeout=60)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=vial test ca",
+            "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-new", *ec, "-subj", "/CN=vial test server",
+            "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(directory, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", "1", "-days", "2", "-extfile", "server.ext", "-out", "server.pem")
+    return (os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key"))
+
+
+def test_tls_runs_calls_once_the_certificate_is_trusted_and_refuses_an_unknown_ca(private_dir):
+    ca, cert, key = make_tls_files(private_dir)
+    address = f"tls:127.0.0.1:{free_port()}"
+    server = Server(private_dir, address, "--token-file", token_file(private_dir),
+                    "--tls-cert", cert, "--tls-key", key)
+    try:
+        with vial.connect(address, token=TOKEN, tls_ca=ca, connect_timeout=BOUND) as c:
+            assert c.run_async("_return(testvar + 5)\n_return(testvar + 10)",
+                               testvar=3).result(BOUND) == [8, 13]
+        # The system's trust store does not know the test's CA: refused before the token is sent.
+        with pytest.raises(vial.ConnectError, match="not signed by a CA"):
+            vial.connect(address, token=TOKEN, connect_timeout=5)
+    finally:
+        server.stop()
+
+
 # ---- when the server dies ----------------------------------------------------------------------
 
 def test_server_killed_mid_call_makes_pending_and_later_calls_unavailable(private_dir):
