@@ -1,6 +1,13 @@
 #include "client/address.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "protocol/duration.h"
 #include "protocol/tls.h"
@@ -60,6 +67,138 @@ kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& 
                     .timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(connected))
                     .wait(io.waitScope);
   return tls ? stream.attach(kj::mv(tlsClient)) : kj::mv(stream);
+}
+
+}  // namespace vial::client
+
+namespace vial::client {
+
+namespace {
+
+// "tcp:HOST:PORT" split at the last colon; HOST keeps IPv6 brackets ("[::1]").
+std::pair<std::string, std::string> hostAndPort(const std::string& host) {
+  std::string rest = host.substr(4);
+  auto colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size())
+    throw ConnectError("cannot connect to '" + host + "': use tcp:HOST:PORT");
+  return {rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
+std::string unbracketed(const std::string& name) {
+  return name.size() >= 2 && name.front() == '[' && name.back() == ']'
+             ? name.substr(1, name.size() - 2)
+             : name;
+}
+
+bool isNumericIp(const std::string& name) {
+  in6_addr ip6;
+  in_addr ip4;
+  std::string bare = unbracketed(name);
+  return inet_pton(AF_INET, bare.c_str(), &ip4) == 1 ||
+         inet_pton(AF_INET6, bare.c_str(), &ip6) == 1;
+}
+
+// getaddrinfo, blocking: the calling thread is not the loop's.
+Lookup getAddresses(const std::string& name, const std::string& port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int status = getaddrinfo(name.c_str(), port.c_str(), &hints, &found);
+  if (status != 0) return Lookup{{}, "cannot resolve '" + name + "': " + gai_strerror(status)};
+  std::vector<std::string> addresses;
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    std::string address;
+    if (a->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof text);
+      address = "tcp:" + std::string(text) + ":" + port;
+    } else if (a->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, text,
+                sizeof text);
+      address = "tcp:[" + std::string(text) + "]:" + port;
+    } else {
+      continue;
+    }
+    if (std::find(addresses.begin(), addresses.end(), address) == addresses.end())
+      addresses.push_back(address);
+  }
+  freeaddrinfo(found);
+  if (addresses.empty()) return Lookup{{}, "'" + name + "' has no address"};
+  return Lookup{addresses, ""};
+}
+
+}  // namespace
+
+std::vector<std::string> hostsOf(const std::string& address) {
+  if (address.rfind("tcp:", 0) != 0) return {address};
+  std::vector<std::string> hosts;
+  std::size_t from = 4;
+  while (true) {
+    auto comma = address.find(',', from);
+    std::string entry = address.substr(from, comma == std::string::npos ? comma : comma - from);
+    if (entry.rfind("tcp:", 0) == 0) entry = entry.substr(4);  // "tcp:a:1,tcp:b:1" too
+    std::string host = "tcp:" + entry;
+    hostAndPort(host);  // throws for a malformed entry
+    hosts.push_back(host);
+    if (comma == std::string::npos) break;
+    from = comma + 1;
+  }
+  return hosts;
+}
+
+bool needsLookup(const std::string& host) {
+  return host.rfind("tcp:", 0) == 0 && !isNumericIp(hostAndPort(host).first);
+}
+
+kj::Promise<Lookup> lookUp(const std::string& host) {
+  if (!needsLookup(host)) return Lookup{{host}, ""};
+  auto [name, port] = hostAndPort(host);
+  // The answer crosses threads in an Own: a Lookup by value trips a false -Wmaybe-uninitialized
+  // in kj's cross-thread fulfiller (GCC 12).
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<Lookup>>();
+  // Detached: getaddrinfo cannot be interrupted. The fulfiller outlives the loop safely (a
+  // cross-thread fulfiller whose promise is gone does nothing). Held through a shared_ptr: a
+  // kj::Own's destructor may throw, which std::thread's state may not.
+  auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<Lookup>>>>(
+      kj::mv(paf.fulfiller));
+  std::thread([name = name, port = port, fulfiller] {
+    (*fulfiller)->fulfill(kj::heap<Lookup>(getAddresses(unbracketed(name), port)));
+  }).detach();
+  return paf.promise.then([](kj::Own<Lookup> found) { return kj::mv(*found); });
+}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,
+                                                     const std::string& address,
+                                                     double timeoutSeconds,
+                                                     const std::string& tlsCaFile) {
+  bool tls = address.rfind("tls:", 0) == 0;
+  // A unix socket connects (or fails) at once; connectTo also says what is wrong with an address
+  // of no known form, or a CA file given for an unencrypted one, before anything is sent.
+  if (!tls && (address.rfind("tcp:", 0) != 0 || !tlsCaFile.empty()))
+    return kj::evalNow([&] { return connectTo(io, address, timeoutSeconds, tlsCaFile); });
+  return kj::evalNow([&]() -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+    std::string hostPort = address.substr(4);
+    // Made before connecting (an unusable CA file fails here); shared by the handshake and the
+    // encrypted stream, which it must outlive.
+    std::shared_ptr<TlsClient> tlsClient;
+    if (tls) tlsClient = std::make_shared<TlsClient>(tlsCaFile);
+    auto connected = io.provider->getNetwork().parseAddress(hostPort).then(
+        [](kj::Own<kj::NetworkAddress> parsed) {
+          return parsed->connect().attach(kj::mv(parsed));
+        });
+    if (tls) {
+      connected =
+          connected.then([tlsClient, host = hostOf(hostPort)](kj::Own<kj::AsyncIoStream> stream) {
+            return tlsClient->connect(kj::mv(stream), host)
+                .then([tlsClient](kj::Own<kj::AsyncIoStream> encrypted) {
+                  return encrypted.attach(std::shared_ptr<TlsClient>(tlsClient));
+                });
+          });
+    }
+    auto timeout = toNanoseconds(timeoutSeconds) * kj::NANOSECONDS;
+    return io.provider->getTimer().timeoutAfter(timeout, kj::mv(connected));
+  });
 }
 
 }  // namespace vial::client

@@ -1,10 +1,12 @@
 // Where a Client finds `vial serve`: "unix:/path" (or "", the server's default socket),
-// "tcp:HOST:PORT" or "tls:HOST:PORT". Stateless; any thread (connectTo: the thread of `io`).
+// "tcp:HOST:PORT", "tls:HOST:PORT", or a list of TCP hosts "tcp:h1:7411,h2:7411" (each name may
+// have many addresses). Stateless; any thread (connectTo: the thread of `io`).
 #pragma once
 
 #include <kj/async-io.h>
 
 #include <string>
+#include <vector>
 
 namespace vial::client {
 
@@ -20,5 +22,38 @@ std::string fullAddress(const std::string& address);
 /// file, kj::Exception when the connection fails.
 kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& address,
                                      double timeoutSeconds, const std::string& tlsCaFile = "");
+
+}  // namespace vial::client
+
+namespace vial::client {
+
+/// The hosts `address` names, each a one-host address: "tcp:h1:7411,h2:7411" is
+/// {"tcp:h1:7411", "tcp:h2:7411"}; a unix address (or "") is itself. Throws ConnectError for an
+/// empty entry or one without a port.
+std::vector<std::string> hostsOf(const std::string& address);
+
+/// Whether a one-host address needs a DNS lookup: a TCP one whose host is not a numeric IP.
+bool needsLookup(const std::string& host);
+
+/// What a DNS lookup found: the addresses, or (when empty) why none.
+struct Lookup {
+  std::vector<std::string> addresses;
+  std::string failure;
+};
+
+/// Every address a one-host TCP address's name resolves to ("tcp:10.0.0.7:7411", ...: IPv4 and
+/// IPv6, no duplicates, in the resolver's order), looked up by getaddrinfo on a thread of its
+/// own so that the loop never waits on DNS; or why the lookup failed. A unix or numeric address
+/// resolves to itself at once.
+kj::Promise<Lookup> lookUp(const std::string& host);
+
+/// connectTo without blocking the loop for a TCP or TLS address (the TLS handshake included):
+/// resolves with the stream, or rejects when the connection fails or takes longer than
+/// `timeoutSeconds`. (A unix socket connects at once or fails at once, so it is connected here and
+/// now.)
+kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,
+                                                     const std::string& address,
+                                                     double timeoutSeconds,
+                                                     const std::string& tlsCaFile = "");
 
 }  // namespace vial::client

@@ -13,6 +13,10 @@ struct CallOptions {
   std::optional<double> soft_timeout;
   /// Longest wait in the queue (seconds): past it the call resolves Timeout without running.
   std::optional<double> queue_timeout;
+  /// Client only (a Pool ignores it): the call may run twice without harm, so a call lost with
+  /// its host after it was sent is sent again to another host instead of resolving Unavailable
+  /// ("may have run"). Calls that provably never started are re-sent whatever this says.
+  bool idempotent = false;
 };
 
 }  // namespace vial

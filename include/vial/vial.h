@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "vial/backend_stats.h"
 #include "vial/callback_queue.h"
 #include "vial/future.h"
 #include "vial/pool_options.h"
@@ -95,12 +96,21 @@ struct ClientOptions {
   std::string token;
   /// Where callbacks run (see PoolOptions::callback_executor); empty: the client's thread.
   Executor callback_executor;
-  /// Give up connecting after this long (seconds).
+  /// Give up connecting (and logging in) to a host after this long (seconds).
   double connect_timeout = 10.0;
   /// tls:HOST:PORT only: the CA certificates (a PEM file) the server's certificate must chain
   /// to; empty: the system's trust store. The certificate must also name HOST (an IP address
   /// as an IP subjectAltName); the token is sent only once it has passed.
   std::string tls_ca;
+  /// Look up the address's DNS names again this often (seconds) and add or retire hosts to
+  /// match. getaddrinfo gives no TTL, so this is the only bound on how late a change is seen.
+  double resolve_interval = 5.0;
+  /// Ping each host this often (seconds)...
+  double heartbeat_interval = 1.0;
+  /// ...and take it out of rotation once nothing was heard from it for this many intervals (a
+  /// frozen host keeps its TCP connections open: only this notices it). Its calls in flight
+  /// then resolve Unavailable ("may have run").
+  int heartbeat_misses = 3;
 };
 
 /// Thrown by Client::connect when the server cannot be reached or refuses the login.
@@ -120,12 +130,18 @@ struct PingReply {
   std::string describe() const;
 };
 
-/// A connection to a `vial serve` daemon, with the same run_async API as Pool. Thread-safe.
-/// If the connection drops, pending and later calls resolve Unavailable.
+/// A client of one or many `vial serve` hosts, with the same run_async API as Pool. Thread-safe.
+/// Each call goes to the ready host with the fewest calls outstanding. A call that provably
+/// never started (Overloaded, refused by a draining server) is sent again to another host, at
+/// most twice; a call lost with its host after it was sent resolves Unavailable ("may have run",
+/// never_started false) unless CallOptions::idempotent. A lost host is reconnected with backoff;
+/// while no host is ready, calls resolve Unavailable at once.
 class Client : public Runner {
  public:
-  /// `address`: "unix:/path" (default: the server's default socket), "tcp:HOST:PORT" or
-  /// "tls:HOST:PORT" (see ClientOptions::tls_ca).
+  /// `address`: "unix:/path" (default: the server's default socket), "tcp:HOST:PORT" (every
+  /// address the name resolves to is a host), "tcp:HOST:PORT,HOST:PORT,..." (a list), or
+  /// "tls:HOST:PORT" (one host; see ClientOptions::tls_ca).
+  /// Returns once one host has logged in; ConnectError when every host failed, saying why.
   /// A unix socket is used only in a directory (not a symlink) of this user's, 0700, for the
   /// default path, or of this user's or root's and not writable by others for an explicit
   /// one; and nothing is sent unless the server runs as this user or root. ConnectError
@@ -137,13 +153,21 @@ class Client : public Runner {
 
   using Runner::run_async;
   Future run_async(std::string source, Vars vars = {}, CallOptions options = {}) override;
-  PoolStats stats() const override;
   void shutdown(std::optional<double> grace = std::nullopt) override;
 
-  /// ping_reply().describe(): "vial 0.1.0, server pid 1234".
+  /// The sum of the ready hosts' stats: counters and gauges added up, latency percentiles the
+  /// largest of the hosts'. Throws ConnectError when no host answers.
+  PoolStats stats() const override;
+
+  /// ping_reply().describe(): "vial 0.1.0, server pid 1234"; with several hosts one line per
+  /// ready host, "tcp:10.0.0.7:7411: vial 0.1.0, server pid 1234". Throws ConnectError when none
+  /// answers.
   std::string ping() const;
   /// Asks the server how it is; throws ConnectError when the server is gone.
   PingReply ping_reply() const;
+
+  /// Every host: its address, state, calls outstanding, completed and failures.
+  std::vector<BackendStats> backends() const;
 
  private:
   struct Impl;

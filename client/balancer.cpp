@@ -1,0 +1,376 @@
+#include "client/balancer.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "client/address.h"
+#include "pool/log.h"
+#include "protocol/duration.h"
+
+namespace vial::client {
+
+namespace {
+
+// A call with both limits set has an answer within queue_timeout + proc_timeout on its server;
+// past that plus this margin (transfer, a slow server loop) the client stops waiting for it.
+constexpr double kDeadlineMarginSeconds = 2.0;
+
+kj::Duration seconds(double s) {
+  return toNanoseconds(s) * kj::NANOSECONDS;
+}
+
+// Whether a call that never started on one host should be sent to another: refused for want of
+// room or of a worker (Overloaded, a draining server, a pool with no worker). Not a Rejected
+// call, a Timeout in the queue or a Cancelled one: another host would say the same, or the
+// caller's limit has passed.
+bool worthResending(const Result& result) {
+  return result.never_started() && (result.get_if<Overloaded>() || result.get_if<Unavailable>());
+}
+
+// Several hosts' stats as one: counters and gauges summed; the latency percentiles are the
+// largest of the hosts' (the busiest host's tail is what a caller may meet); sandboxed only if
+// every host is.
+PoolStats addedUp(const PoolStats& a, const PoolStats& b) {
+  PoolStats sum = a;
+  sum.sandboxed = a.sandboxed && b.sandboxed;
+  sum.workers_live += b.workers_live;
+  sum.workers_starting += b.workers_starting;
+  sum.workers_idle += b.workers_idle;
+  sum.workers_busy += b.workers_busy;
+  sum.queued += b.queued;
+  sum.running += b.running;
+  sum.submitted += b.submitted;
+  sum.ok += b.ok;
+  sum.python_error += b.python_error;
+  sum.timeout += b.timeout;
+  sum.worker_crashed += b.worker_crashed;
+  sum.rejected += b.rejected;
+  sum.cancelled += b.cancelled;
+  sum.unavailable += b.unavailable;
+  sum.overloaded += b.overloaded;
+  sum.spawns += b.spawns;
+  sum.spawn_failures += b.spawn_failures;
+  sum.recycled_after_calls += b.recycled_after_calls;
+  sum.recycled_for_rss += b.recycled_for_rss;
+  sum.reaped_idle += b.reaped_idle;
+  sum.clients += b.clients;
+  sum.latency_p50_ms = std::max(a.latency_p50_ms, b.latency_p50_ms);
+  sum.latency_p99_ms = std::max(a.latency_p99_ms, b.latency_p99_ms);
+  return sum;
+}
+
+}  // namespace
+
+std::optional<std::size_t> pickBackend(const std::vector<std::size_t>& outstanding,
+                                       std::mt19937& random) {
+  std::size_t n = outstanding.size();
+  if (n == 0) return std::nullopt;
+  if (n > kFullScanLimit) {
+    std::uniform_int_distribution<std::size_t> any(0, n - 1);
+    std::size_t a = any(random), b = any(random);
+    while (b == a) b = any(random);
+    return outstanding[b] < outstanding[a] ? b : a;
+  }
+  std::size_t fewest = *std::min_element(outstanding.begin(), outstanding.end());
+  std::vector<std::size_t> least;
+  for (std::size_t i = 0; i < n; ++i)
+    if (outstanding[i] == fewest) least.push_back(i);
+  std::uniform_int_distribution<std::size_t> tie(0, least.size() - 1);
+  return least[tie(random)];
+}
+
+Balancer::Balancer(kj::AsyncIoContext& io, const std::string& address, const ClientOptions& options)
+    : io_(io),
+      timer_(io.provider->getTimer()),
+      options_(options),
+      hosts_(hostsOf(address)),
+      later_(kj::heap<DeferredDestruction>(*this)),
+      tasks_(*this) {
+  std::string reasons;
+  for (const auto& host : hosts_) {
+    auto answer =
+        timer_.timeoutAfter(seconds(options_.connect_timeout), lookUp(host)).wait(io_.waitScope);
+    if (answer.failure.empty())
+      updateMembers(host, answer.addresses);
+    else
+      reasons += (reasons.empty() ? "" : "; ") + answer.failure;
+  }
+  std::string where = "cannot connect to the vial server at '" + fullAddress(address) + "': ";
+  if (backends_.empty()) throw ConnectError(where + reasons);
+
+  auto attempts = kj::newPromiseAndFulfiller<void>();
+  firstAttempts_ = kj::mv(attempts.fulfiller);
+  attempts.promise.wait(io_.waitScope);
+  firstAttempts_ = nullptr;
+
+  bool anyReady = std::any_of(backends_.begin(), backends_.end(),
+                              [](const auto& b) { return b.second->takesCalls(); });
+  if (!anyReady) throw ConnectError(where + firstFailures_);
+  firstFailures_.clear();
+  if (std::any_of(hosts_.begin(), hosts_.end(), needsLookup)) tasks_.add(reresolveLater());
+}
+
+Balancer::~Balancer() noexcept(false) {
+  auto calls = std::exchange(calls_, {});
+  for (auto& [id, call] : calls) {
+    if (call.on) call.on->cancel(id);
+    call.promise.resolve(closing_ ? Result::unstarted(Cancelled{"the client was closed"})
+                                  : Result(Unavailable{"the client's event loop ended"}));
+  }
+}
+
+void Balancer::loopFailed(const char* why) {
+  log().error("vial client: {}", why);
+}
+
+void Balancer::attempted(Backend& backend, const std::string& failure) {
+  KJ_IF_MAYBE (waiting, firstAttempts_) {
+    if (!failure.empty())
+      firstFailures_ += (firstFailures_.empty() ? "" : "; ") +
+                        (backends_.size() > 1 ? backend.address() + ": " : std::string()) + failure;
+    bool someReady = failure.empty();
+    bool allTried = std::all_of(backends_.begin(), backends_.end(), [](const auto& b) {
+      return b.second->takesCalls() || b.second->failedAttempts() > 0;
+    });
+    if (someReady || allTried) (*waiting)->fulfill();
+  }
+}
+
+void Balancer::submit(std::uint64_t id, std::string source, Vars vars, CallOptions options,
+                      Promise promise) {
+  auto [it, added] = calls_.emplace(id, Call{std::move(source),
+                                             std::move(vars),
+                                             options,
+                                             std::move(promise),
+                                             0,
+                                             {},
+                                             nullptr,
+                                             nullptr});
+  KJ_ASSERT(added, "call ids are unique");
+  if (!dispatch(id, it->second)) {
+    finish(id, Result::unstarted(Unavailable{"no vial server is ready at " + [this] {
+             std::string states;
+             for (const auto& [address, b] : backends_)
+               states += (states.empty() ? "" : ", ") + address + " (" + describe(b->state()) + ")";
+             return states;
+           }()}));
+    return;
+  }
+  auto sent = calls_.find(id);  // unless it could not be encoded, and is resolved already
+  if (sent != calls_.end()) sent->second.deadline = deadlineOf(id, options);
+}
+
+Backend* Balancer::pick(const std::set<std::string>& excluded) {
+  std::vector<Backend*> candidates;
+  std::vector<std::size_t> outstanding;
+  for (auto& [address, backend] : backends_) {
+    if (!backend->takesCalls() || excluded.count(address)) continue;
+    candidates.push_back(backend.get());
+    outstanding.push_back(backend->outstanding());
+  }
+  auto chosen = pickBackend(outstanding, random_);
+  return chosen ? candidates[*chosen] : nullptr;
+}
+
+bool Balancer::dispatch(std::uint64_t id, Call& call) {
+  Backend* backend = pick(call.tried);
+  if (!backend) return false;
+  call.tried.insert(backend->address());
+  if (auto unsent = backend->send(id, call.source, call.vars, call.options)) {
+    finish(id, std::move(*unsent));  // no host could encode it either
+    return true;
+  }
+  call.on = backend;
+  return true;
+}
+
+kj::Promise<void> Balancer::deadlineOf(std::uint64_t id, const CallOptions& options) {
+  if (!options.proc_timeout || !options.queue_timeout || unlimited(*options.proc_timeout) ||
+      unlimited(*options.queue_timeout))
+    return kj::NEVER_DONE;
+  double limit = *options.proc_timeout + *options.queue_timeout + kDeadlineMarginSeconds;
+  return timer_.afterDelay(seconds(limit)).then([this, id, limit] {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    std::string host = it->second.on ? it->second.on->address() : std::string("its server");
+    if (it->second.on) it->second.on->cancel(id);
+    finish(id, Unavailable{"no answer from " + host + " within " + std::to_string(limit) +
+                           " s (queue_timeout + proc_timeout + a margin): the call may have run"});
+  });
+}
+
+void Balancer::finish(std::uint64_t id, Result result) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Promise promise = it->second.promise;
+  // The deadline may be what is running now: it goes on the next turn.
+  later_->add(kj::heap(kj::mv(it->second.deadline)));
+  calls_.erase(it);
+  promise.resolve(std::move(result));
+}
+
+void Balancer::resendOrFinish(std::uint64_t id, Result result) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Call& call = it->second;
+  call.on = nullptr;
+  if (call.resends < kMaxResends && !closing_) {
+    ++call.resends;
+    if (dispatch(id, call)) return;
+  }
+  finish(id, std::move(result));
+}
+
+void Balancer::answered(Backend& backend, std::uint64_t id, Result result) {
+  if (result.never_started() && result.get_if<Overloaded>()) backend.pauseForOverload();
+  if (worthResending(result))
+    resendOrFinish(id, std::move(result));
+  else
+    finish(id, std::move(result));
+  forgetRetired();
+}
+
+void Balancer::lost(Backend&, std::uint64_t id, std::string reason) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Result mayHaveRun = Unavailable{std::move(reason)};
+  if (it->second.options.idempotent)
+    resendOrFinish(id, std::move(mayHaveRun));
+  else
+    finish(id, std::move(mayHaveRun));
+  forgetRetired();
+}
+
+void Balancer::cancel(std::uint64_t id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  if (it->second.on) it->second.on->cancel(id);
+  finish(id, Cancelled{"cancelled by the caller"});
+}
+
+void Balancer::askStats(std::function<void(std::optional<PoolStats>)> answer) {
+  // Summed as the answers arrive; answered when the last one has.
+  struct Sum {
+    std::function<void(std::optional<PoolStats>)> answer;
+    std::size_t waiting = 0;
+    std::optional<PoolStats> total;
+  };
+  auto sum = std::make_shared<Sum>();
+  sum->answer = std::move(answer);
+  std::vector<Backend*> asked;
+  for (auto& [address, backend] : backends_)
+    if (backend->state() == BackendState::kReady || backend->state() == BackendState::kOverloaded)
+      asked.push_back(backend.get());
+  if (asked.empty()) return sum->answer(std::nullopt);
+  sum->waiting = asked.size();
+  for (Backend* backend : asked) {
+    backend->askStats([sum](std::optional<PoolStats> stats) {
+      if (stats) sum->total = sum->total ? addedUp(*sum->total, *stats) : *stats;
+      if (--sum->waiting == 0) sum->answer(sum->total);
+    });
+  }
+}
+
+void Balancer::askPing(std::function<void(std::optional<PingReplies>)> answer) {
+  struct Replies {
+    std::function<void(std::optional<PingReplies>)> answer;
+    std::size_t waiting = 0;
+    PingReplies heard;
+  };
+  auto replies = std::make_shared<Replies>();
+  replies->answer = std::move(answer);
+  std::vector<Backend*> asked;
+  for (auto& [address, backend] : backends_) {
+    BackendState state = backend->state();
+    if (state == BackendState::kReady || state == BackendState::kOverloaded ||
+        state == BackendState::kDraining)
+      asked.push_back(backend.get());
+  }
+  if (asked.empty()) return replies->answer(std::nullopt);
+  replies->waiting = asked.size();
+  for (Backend* backend : asked) {
+    backend->askPing([replies, address = backend->address()](std::optional<PingReply> reply) {
+      if (reply) replies->heard.emplace_back(address, *reply);
+      if (--replies->waiting > 0) return;
+      if (replies->heard.empty()) return replies->answer(std::nullopt);
+      std::sort(replies->heard.begin(), replies->heard.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      replies->answer(std::move(replies->heard));
+    });
+  }
+}
+
+std::vector<BackendStats> Balancer::backends() const {
+  std::vector<BackendStats> all;
+  for (const auto& [address, backend] : backends_) all.push_back(backend->stats());
+  return all;
+}
+
+kj::Promise<void> Balancer::reresolveLater() {
+  return timer_.afterDelay(seconds(options_.resolve_interval)).then([this] {
+    return reresolve().then([this] { return reresolveLater(); });
+  });
+}
+
+kj::Promise<void> Balancer::reresolve() {
+  auto lookups = kj::heapArrayBuilder<kj::Promise<void>>(hosts_.size());
+  for (const auto& host : hosts_) {
+    if (!needsLookup(host)) {
+      lookups.add(kj::READY_NOW);
+      continue;
+    }
+    lookups.add(timer_.timeoutAfter(seconds(options_.connect_timeout), lookUp(host))
+                    .then(
+                        [this, host](Lookup answer) {
+                          if (answer.failure.empty())
+                            updateMembers(host, answer.addresses);
+                          else  // keep the hosts we have: a DNS failure is no news about them
+                            log().warn("vial client: {}", answer.failure);
+                        },
+                        [host](kj::Exception&& e) {
+                          log().warn("vial client: looking up {}: {}", host,
+                                     e.getDescription().cStr());
+                        }));
+  }
+  return kj::joinPromises(lookups.finish());
+}
+
+void Balancer::updateMembers(const std::string& host, const std::vector<std::string>& addresses) {
+  for (const auto& address : addresses) {
+    auto it = backends_.find(address);
+    if (it == backends_.end()) {
+      log().info("vial client: {} lists {}: adding it", host, address);
+      backends_.emplace(address, kj::heap<Backend>(io_, address, host, options_, *this));
+    } else if (it->second->retired() && it->second->origin() == host) {
+      it->second->retire(false);  // listed again before its calls were done: back in rotation
+    }
+  }
+  for (auto& [address, backend] : backends_) {
+    if (backend->origin() != host || backend->retired()) continue;
+    if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) {
+      log().info("vial client: {} no longer lists {}: retiring it", host, address);
+      backend->retire(true);
+    }
+  }
+  forgetRetired();
+}
+
+// A retired backend goes once its last call is answered, on a later turn (its own callbacks may
+// be on the stack).
+void Balancer::forgetRetired() {
+  for (auto it = backends_.begin(); it != backends_.end();) {
+    if (it->second->retired() && it->second->outstanding() == 0) {
+      later_->add(kj::mv(it->second));
+      it = backends_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Balancer::taskFailed(kj::Exception&& e) {
+  log().error("vial client: {}", e.getDescription().cStr());
+}
+
+}  // namespace vial::client
