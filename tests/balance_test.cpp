@@ -1,0 +1,410 @@
+// One Client over several `vial serve` hosts: each call goes to the ready host with the fewest
+// calls outstanding, calls that never started are re-sent elsewhere, a lost or frozen host leaves
+// rotation, and no call's body runs twice unless it is idempotent. Real servers on 127.0.0.1,
+// 127.0.0.2 and 127.0.0.3 (all loopback), each call's body appending its id to its host's log so
+// that executions are counted.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <semaphore>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "client/pick_backend.h"
+#include "tests/support/serve_fixture.h"
+#include "vial/vial.h"
+
+namespace {
+
+using namespace vial::testing;
+using namespace std::chrono_literals;
+
+// The body of every call: its id goes to the log of the host that runs it, then it works.
+const char* kCountedCall = R"PY(
+import os, time
+with open('calls', 'a') as log:   # in its host's own directory
+    log.write(f'{id}\n')
+time.sleep(seconds)
+_return(id)
+)PY";
+
+// How every call of a load ended.
+struct Load {
+  std::vector<vial::Result> results;
+  std::vector<int> resolutions;  // per call: how many times it resolved (must be 1)
+  double seconds = 0;
+};
+
+class Hosts : public VialServe {
+ protected:
+  // Starts a one-worker TCP server on 127.0.0.`host` whose calls log to hostLog(host).
+  Server& startHost(int host, std::vector<std::string> extra = {}, int port = 0) {
+    if (!fileExists(tokenFile())) writeFile(tokenFile(), kToken + "\n", 0600);
+    std::string listen =
+        "tcp:127.0.0." + std::to_string(host) + ":" + std::to_string(port ? port : freePort());
+    extra.insert(extra.begin(), {"--token-file", tokenFile()});
+    std::filesystem::create_directories(hostDir(host));
+    Server& server = launchWrapped({"/usr/bin/env", "-C", hostDir(host)}, listen, extra, 1);
+    EXPECT_TRUE(server.waitReady(listen, kToken)) << server.describe();
+    addresses_[host] = listen;
+    return server;
+  }
+
+  // A host's working directory, where its calls write their ids ("calls").
+  std::string hostDir(int host) const { return path("host" + std::to_string(host)); }
+  std::string hostLog(int host) const { return hostDir(host) + "/calls"; }
+  const std::string& addressOf(int host) { return addresses_[host]; }
+
+  // "tcp:127.0.0.1:P1,127.0.0.2:P2,..." for `hosts`.
+  std::string listOf(const std::vector<int>& hosts) {
+    std::string list;
+    for (int host : hosts) list += (list.empty() ? "" : ",") + addresses_[host];
+    return list;
+  }
+
+  std::unique_ptr<vial::Client> connect(const std::string& address, double heartbeat = 1.0) {
+    vial::ClientOptions options;
+    options.token = kToken;
+    options.connect_timeout = 5;
+    options.heartbeat_interval = heartbeat;
+    return vial::Client::connect(address, options);
+  }
+
+  // The ids each host ran, in its log's order.
+  std::vector<int> ranOn(int host) const {
+    std::vector<int> ids;
+    std::istringstream lines(readFile(hostLog(host)));
+    for (int id; lines >> id;) ids.push_back(id);
+    return ids;
+  }
+
+  // How many times each id ran, over `hosts`.
+  std::map<int, int> executions(const std::vector<int>& hosts) const {
+    std::map<int, int> runs;
+    for (int host : hosts)
+      for (int id : ranOn(host)) ++runs[id];
+    return runs;
+  }
+
+  // Runs `calls` calls of `seconds` each through `client`, `inFlight` at a time (bounded: each
+  // call must resolve within 30 s); `during(resolvedSoFar)` runs after each submission.
+  static Load runLoad(vial::Client& client, int calls, int inFlight, double seconds,
+                      int firstId = 0, const std::function<void(int)>& during = nullptr,
+                      vial::CallOptions options = {}) {
+    // Shared with the callbacks, which may still be finishing when the futures are ready.
+    struct Shared {
+      Load load;
+      std::mutex mutex;
+      std::counting_semaphore<1024> room{0};
+      std::atomic<int> resolved{0};
+    };
+    auto shared = std::make_shared<Shared>();
+    shared->load.results.resize(calls);
+    shared->load.resolutions.assign(calls, 0);
+    shared->room.release(inFlight);
+    std::vector<vial::Future> futures;
+    auto t0 = Clock::now();
+    for (int i = 0; i < calls; ++i) {
+      EXPECT_TRUE(shared->room.try_acquire_for(30s)) << "no call resolved for 30 s";
+      auto future =
+          client.run_async(kCountedCall, {{"id", firstId + i}, {"seconds", seconds}}, options);
+      future.then([shared, i](const vial::Result& r) {
+        {
+          std::lock_guard<std::mutex> lock(shared->mutex);
+          shared->load.results[i] = r;
+          ++shared->load.resolutions[i];
+        }
+        ++shared->resolved;
+        shared->room.release();
+      });
+      futures.push_back(future);
+      if (during) during(shared->resolved.load());
+    }
+    for (auto& f : futures) EXPECT_TRUE(f.wait_for(30s)) << "a call never resolved";
+    std::lock_guard<std::mutex> lock(shared->mutex);
+    Load load = shared->load;
+    load.seconds = secondsSince(t0);
+    return load;
+  }
+
+  static const vial::BackendStats* backendOf(const std::vector<vial::BackendStats>& all,
+                                             const std::string& address) {
+    for (const auto& b : all)
+      if (b.address == address) return &b;
+    return nullptr;
+  }
+
+  static std::string describe(const std::vector<vial::BackendStats>& all) {
+    std::string text;
+    for (const auto& b : all)
+      text += "\n  " + b.address + " " + b.state + " outstanding " + std::to_string(b.outstanding) +
+              " completed " + std::to_string(b.completed) + " failures " +
+              std::to_string(b.failures);
+    return text;
+  }
+
+ private:
+  std::map<int, std::string> addresses_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The choice of host (policy alone)
+
+TEST(PickBackend, TakesTheHostWithTheFewestOutstandingCalls) {
+  std::mt19937 random(7);
+  EXPECT_EQ(vial::client::pickBackend({3, 1, 2}, random), 1u);
+  EXPECT_EQ(vial::client::pickBackend({}, random), std::nullopt);
+}
+
+TEST(PickBackend, BreaksTiesAtRandomSoEveryTiedHostGetsCalls) {
+  std::mt19937 random(7);
+  std::map<std::size_t, int> picks;
+  for (int i = 0; i < 300; ++i) ++picks[*vial::client::pickBackend({2, 5, 2, 2}, random)];
+  EXPECT_EQ(picks.count(1), 0u);
+  for (std::size_t tied : {0u, 2u, 3u}) EXPECT_GT(picks[tied], 60) << "host " << tied;
+}
+
+TEST(PickBackend, WithManyHostsPicksTheLesserOfTwoAndNeverTheBusiest) {
+  std::mt19937 random(7);
+  std::vector<std::size_t> outstanding(20, 3);
+  outstanding[4] = 9;  // the busiest: never the lesser of two distinct picks
+  for (int i = 0; i < 500; ++i) EXPECT_NE(vial::client::pickBackend(outstanding, random), 4u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Balance
+
+TEST_F(Hosts, CallsSpreadEvenlyOverThreeHostsAndCapacityTriples) {
+  for (int host : {1, 2, 3}) startHost(host);
+  constexpr int kCalls = 300, kInFlight = 12;
+  constexpr double kCallSeconds = 0.02;
+
+  auto one = connect(addressOf(1));
+  Load alone = runLoad(*one, 100, kInFlight, kCallSeconds, 100000);
+  double aloneRate = 100 / alone.seconds;
+
+  auto client = connect(listOf({1, 2, 3}));
+  Load load = runLoad(*client, kCalls, kInFlight, kCallSeconds);
+  double rate = kCalls / load.seconds;
+
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_EQ(load.resolutions[i], 1) << "call " << i;
+    ASSERT_TRUE(load.results[i].ok()) << "call " << i << ": " << load.results[i].describe();
+  }
+  auto runs = executions({1, 2, 3});
+  for (int host : {1, 2, 3}) {
+    int share = 0;
+    for (int id : ranOn(host)) share += id < kCalls ? 1 : 0;
+    double percent = 100.0 * share / kCalls;
+    EXPECT_NEAR(percent, 100.0 / 3, 5) << "host " << host << describe(client->backends());
+    std::cout << "[          ] host " << host << ": " << share << " calls (" << percent << "%)\n";
+  }
+  for (int id = 0; id < kCalls; ++id) EXPECT_EQ(runs[id], 1) << "call " << id << " ran";
+  std::cout << "[          ] 20 ms calls, 12 in flight: one host " << aloneRate
+            << " calls/s, three hosts " << rate << " calls/s (" << rate / aloneRate << "x)\n";
+  EXPECT_GT(rate, 2.4 * aloneRate) << "three hosts are not three times one";
+  auto stats = client->stats();
+  EXPECT_EQ(stats.workers_live, 3u) << "stats() sums the hosts' pools";
+  EXPECT_GE(stats.ok, static_cast<std::uint64_t>(kCalls));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failover
+
+TEST_F(Hosts, AHostKilledMidLoadFailsOnlyItsCallsInFlightAndNoBodyRunsTwice) {
+  Server& victim = startHost(2);
+  for (int host : {1, 3}) startHost(host);
+  auto client = connect(listOf({1, 2, 3}));
+  constexpr int kCalls = 300, kInFlight = 12;
+  std::size_t onVictim = 0;
+  int killedAfter = -1;  // calls submitted before the kill
+  int submitted = 0;
+  Load load = runLoad(*client, kCalls, kInFlight, 0.02, 0, [&](int resolved) {
+    ++submitted;
+    if (killedAfter < 0 && resolved >= 100) {
+      auto before = client->backends();
+      onVictim = backendOf(before, addressOf(2))->outstanding;
+      victim.sigkill();
+      killedAfter = submitted;
+    }
+  });
+  ASSERT_GE(killedAfter, 0);
+  int failures = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_EQ(load.resolutions[i], 1) << "call " << i;
+    const auto& r = load.results[i];
+    if (r.ok()) continue;
+    ++failures;
+    EXPECT_LT(i, killedAfter) << "call " << i << ", sent after the kill, failed: " << r.describe();
+    ASSERT_NE(r.get_if<vial::Unavailable>(), nullptr) << r.describe();
+    EXPECT_FALSE(r.never_started()) << r.describe();
+    EXPECT_TRUE(contains(r.describe(), "may have run")) << r.describe();
+  }
+  // A call may have been sent to it between the count and the kill: one in flight more.
+  EXPECT_LE(failures, static_cast<int>(onVictim) + 1)
+      << onVictim << " calls were in flight on the killed host" << describe(client->backends());
+  for (const auto& [id, runs] : executions({1, 2, 3})) EXPECT_EQ(runs, 1) << "call " << id;
+  std::cout << "[          ] " << onVictim << " calls in flight on the killed host, " << failures
+            << " failed\n";
+  auto after = client->backends();
+  EXPECT_NE(backendOf(after, addressOf(2))->state, "ready") << describe(after);
+}
+
+TEST_F(Hosts, AFrozenHostsCallsResolveUnavailableWithinThreeSecondsAndItGetsNoNewCalls) {
+  Server& frozen = startHost(2);
+  for (int host : {1, 3}) startHost(host);
+  auto client = connect(listOf({1, 2, 3}), 0.5);
+  std::vector<vial::Future> first;
+  for (int i = 0; i < 6; ++i)
+    first.push_back(client->run_async(kCountedCall, {{"id", i}, {"seconds", 0.5}}));
+  ASSERT_TRUE(
+      eventually([&] { return backendOf(client->backends(), addressOf(2))->outstanding > 0; }, 5s));
+  frozen.signal(SIGSTOP);
+  struct Thaw {
+    Server& server;
+    ~Thaw() { server.signal(SIGCONT); }
+  } thaw{frozen};
+  auto stoppedAt = Clock::now();
+
+  int lost = 0;
+  for (auto& f : first) {
+    ASSERT_TRUE(f.wait_for(3500ms)) << "a call on the frozen host was still waiting after 3.5 s"
+                                    << describe(client->backends());
+    if (f.get().ok()) continue;
+    ++lost;
+    ASSERT_NE(f.get().get_if<vial::Unavailable>(), nullptr) << f.get().describe();
+    EXPECT_FALSE(f.get().never_started());
+  }
+  double noticed = secondsSince(stoppedAt);
+  EXPECT_GE(lost, 1) << "no call was in flight on the frozen host";
+  EXPECT_LT(noticed, 3.0);
+
+  auto before = backendOf(client->backends(), addressOf(2))->completed;
+  Load load = runLoad(*client, 30, 6, 0.02, 1000);
+  for (int i = 0; i < 30; ++i) EXPECT_TRUE(load.results[i].ok()) << load.results[i].describe();
+  auto after = client->backends();
+  EXPECT_EQ(backendOf(after, addressOf(2))->completed, before) << describe(after);
+  EXPECT_EQ(backendOf(after, addressOf(2))->outstanding, 0u) << describe(after);
+  EXPECT_NE(backendOf(after, addressOf(2))->state, "ready") << describe(after);
+  std::cout << "[          ] " << lost << " calls on the frozen host resolved " << noticed
+            << " s after SIGSTOP\n";
+}
+
+TEST_F(Hosts, OverloadedCallsAreResentToHostsWithRoomAndRunOnce) {
+  Server& small = startHost(1, {"--max-queue", "1"});
+  for (int host : {2, 3}) startHost(host);
+  auto client = connect(listOf({1, 2, 3}));
+  constexpr int kCalls = 120;
+  Load load = runLoad(*client, kCalls, 12, 0.05);
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_EQ(load.resolutions[i], 1);
+    EXPECT_TRUE(load.results[i].ok()) << "call " << i << ": " << load.results[i].describe();
+  }
+  auto runs = executions({1, 2, 3});
+  for (int id = 0; id < kCalls; ++id) EXPECT_EQ(runs[id], 1) << "call " << id << " ran";
+  auto smallStats = connect(addressOf(1))->stats();
+  EXPECT_GT(smallStats.overloaded, 0u)
+      << "the small host never refused a call: nothing was re-sent" << small.describe();
+  std::cout << "[          ] the small host refused " << smallStats.overloaded
+            << " calls, all re-sent\n";
+}
+
+TEST_F(Hosts, AfterAKillIdempotentCallsAreResentAndOthersResolveMayHaveRun) {
+  Server& first = startHost(1);
+  int secondPort = freePort();
+  std::string second = "tcp:127.0.0.2:" + std::to_string(secondPort);
+  // Host 2 is not up yet: both calls go to host 1.
+  auto client = connect(addressOf(1) + "," + second);
+  vial::CallOptions idempotent;
+  idempotent.idempotent = true;
+  auto plain = client->run_async(kCountedCall, {{"id", 1}, {"seconds", 2.0}});
+  auto retried = client->run_async(kCountedCall, {{"id", 2}, {"seconds", 0.1}}, idempotent);
+  ASSERT_TRUE(eventually([&] { return ranOn(1).size() == 1; }, 5s)) << first.describe();
+
+  startHost(2, {}, secondPort);
+  ASSERT_TRUE(
+      eventually([&] { return backendOf(client->backends(), second)->state == "ready"; }, 10s))
+      << describe(client->backends());
+  first.sigkill();
+
+  ASSERT_TRUE(plain.wait_for(5s));
+  ASSERT_TRUE(retried.wait_for(5s));
+  ASSERT_NE(plain.get().get_if<vial::Unavailable>(), nullptr) << plain.get().describe();
+  EXPECT_FALSE(plain.get().never_started());
+  EXPECT_TRUE(contains(plain.get().describe(), "may have run")) << plain.get().describe();
+  EXPECT_TRUE(retried.get().ok()) << retried.get().describe();
+  EXPECT_EQ(ranOn(1), std::vector<int>{1}) << "host 1 ran the plain call only";
+  EXPECT_EQ(ranOn(2), std::vector<int>{2}) << "host 2 ran the re-sent idempotent call";
+}
+
+TEST_F(Hosts, AHostRestartedOnTheSamePortGetsCallsAgain) {
+  Server& restarted = startHost(1);
+  startHost(2);
+  auto client = connect(listOf({1, 2}));
+  restarted.sigkill();
+  ASSERT_TRUE(eventually(
+      [&] { return backendOf(client->backends(), addressOf(1))->state != "ready"; }, 5s));
+  Load during = runLoad(*client, 20, 4, 0.01);
+  for (const auto& r : during.results) EXPECT_TRUE(r.ok()) << r.describe();
+  EXPECT_TRUE(ranOn(1).empty());
+
+  // No ready host: a call resolves at once, never started.
+  startHost(1, {}, portOf(addressOf(1)));
+  ASSERT_TRUE(eventually(
+      [&] { return backendOf(client->backends(), addressOf(1))->state == "ready"; }, 10s))
+      << describe(client->backends());
+  Load after = runLoad(*client, 40, 4, 0.01, 100);
+  for (const auto& r : after.results) EXPECT_TRUE(r.ok()) << r.describe();
+  EXPECT_GE(ranOn(1).size(), 10u) << "the restarted host got few calls"
+                                  << describe(client->backends());
+}
+
+TEST_F(Hosts, WithEveryHostDownACallResolvesAtOnceAsNeverStarted) {
+  Server& a = startHost(1);
+  Server& b = startHost(2);
+  auto client = connect(listOf({1, 2}));
+  a.sigkill();
+  b.sigkill();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto all = client->backends();
+        return std::none_of(all.begin(), all.end(),
+                            [](const vial::BackendStats& s) { return s.state == "ready"; });
+      },
+      5s));
+  auto t0 = Clock::now();
+  auto f = client->run_async("_return(1)");
+  ASSERT_TRUE(f.wait_for(1s));
+  EXPECT_LT(secondsSince(t0), 0.5);
+  ASSERT_NE(f.get().get_if<vial::Unavailable>(), nullptr) << f.get().describe();
+  EXPECT_TRUE(f.get().never_started());
+  EXPECT_THROW(client->stats(), vial::ConnectError);
+}
+
+TEST_F(Hosts, ConnectFailsOnlyWhenEveryHostFailsAndSaysWhyForEach) {
+  int p1 = freePort(), p2 = freePort();
+  std::string list = "tcp:127.0.0.1:" + std::to_string(p1) + ",127.0.0.2:" + std::to_string(p2);
+  try {
+    connect(list);
+    ADD_FAILURE() << "connected to two hosts that are not there";
+  } catch (const vial::ConnectError& e) {
+    EXPECT_TRUE(contains(e.what(), "127.0.0.1:" + std::to_string(p1))) << e.what();
+    EXPECT_TRUE(contains(e.what(), "127.0.0.2:" + std::to_string(p2))) << e.what();
+  }
+  startHost(3);
+  auto client = connect(list + "," + addressOf(3));
+  EXPECT_TRUE(client->run_async("_return(1)").get().ok());
+  EXPECT_EQ(client->backends().size(), 3u);
+}
+
+}  // namespace
