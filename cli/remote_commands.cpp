@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "cli/arguments.h"
 #include "cli/commands.h"
@@ -62,13 +63,46 @@ int askServer(const char* command, const char* help, const ConnectArguments& arg
   }
 }
 
+// Each host of the client: a table for people, after the pool's.
+std::string backendsTable(const std::vector<BackendStats>& backends) {
+  std::string text = "hosts\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "  %-32s %-11s %11s %10s %9s\n", "address", "state",
+                "outstanding", "completed", "failures");
+  text += line;
+  for (const auto& b : backends) {
+    std::snprintf(line, sizeof line, "  %-32s %-11s %11zu %10llu %9llu\n", b.address.c_str(),
+                  b.state.c_str(), b.outstanding, static_cast<unsigned long long>(b.completed),
+                  static_cast<unsigned long long>(b.failures));
+    text += line;
+  }
+  return text;
+}
+
+// The pool's JSON object with a "backends" array added: one object per host.
+std::string withBackendsJson(const std::string& statsJson,
+                             const std::vector<BackendStats>& backends) {
+  std::string list;
+  for (const auto& b : backends)
+    list += std::string(list.empty() ? "" : ",") + "{\"address\":" + to_json(Value(b.address)) +
+            ",\"state\":" + to_json(Value(b.state)) +
+            ",\"outstanding\":" + std::to_string(b.outstanding) +
+            ",\"completed\":" + std::to_string(b.completed) +
+            ",\"failures\":" + std::to_string(b.failures) + "}";
+  auto close = statsJson.rfind('}');
+  return statsJson.substr(0, close) + ",\"backends\":[" + list + "]}";
+}
+
 }  // namespace
 
 int statsCommand(int argc, char** argv) {
   ConnectArguments args = parseConnectArguments(argc, argv, true);
   return askServer("stats", kStatsHelp, args, [&](Client& client) {
     PoolStats stats = client.stats();
-    std::fputs(args.json ? (stats.to_json() + "\n").c_str() : stats.to_table().c_str(), stdout);
+    auto backends = client.backends();
+    std::fputs(args.json ? (withBackendsJson(stats.to_json(), backends) + "\n").c_str()
+                         : (stats.to_table() + backendsTable(backends)).c_str(),
+               stdout);
     return kExitOk;
   });
 }

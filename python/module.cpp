@@ -20,11 +20,15 @@ PythonRunner* makePool(const py::dict& keywords) {
 }
 
 PythonRunner* connect(const std::string& address, const std::string& token, double connectTimeout,
-                      const std::string& tlsCa) {
+                      const std::string& tlsCa, double resolveInterval, double heartbeatInterval,
+                      int heartbeatMisses) {
   ClientOptions options;
   options.token = token;
   options.connect_timeout = connectTimeout;
   options.tls_ca = tlsCa;
+  options.resolve_interval = resolveInterval;
+  options.heartbeat_interval = heartbeatInterval;
+  options.heartbeat_misses = heartbeatMisses;
   return new PythonRunner(address, std::move(options));
 }
 
@@ -53,14 +57,16 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<PythonRunner>(m, "Runner")
       .def(py::init(&makePool), "options"_a)
-      .def(py::init(&connect), "address"_a, "token"_a, "connect_timeout"_a, "tls_ca"_a)
+      .def(py::init(&connect), "address"_a, "token"_a, "connect_timeout"_a, "tls_ca"_a,
+           "resolve_interval"_a, "heartbeat_interval"_a, "heartbeat_misses"_a)
       .def("submit", &PythonRunner::submit, "source"_a, "variables"_a, "proc_timeout"_a,
            "soft_timeout"_a, "queue_timeout"_a, "future"_a)
       .def("stats", &PythonRunner::stats)
       .def("close", &PythonRunner::close, "grace"_a)
       .def("wait_ready", &PythonRunner::waitReady, "seconds"_a)
       .def("size", &PythonRunner::size)
-      .def("ping", &PythonRunner::ping);
+      .def("ping", &PythonRunner::ping)
+      .def("backends", &PythonRunner::backends);
 
   m.def("delivery_thread_ident", [] { return ResultDelivery::get().threadIdent(); });
   m.def("stop_delivery", [] { ResultDelivery::get().stop(); });

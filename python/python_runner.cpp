@@ -206,3 +206,28 @@ std::string PythonRunner::ping() const {
 }
 
 }  // namespace vial::python
+
+namespace vial::python {
+
+pybind11::list PythonRunner::backends() const {
+  runner();
+  if (!client_) throw ConnectError("backends are for a connection to vial serve, not a pool");
+  std::vector<BackendStats> all;
+  {
+    GilReleased released;
+    all = client_->backends();
+  }
+  pybind11::list hosts;
+  for (const auto& b : all) {
+    pybind11::dict host;
+    host["address"] = b.address;
+    host["state"] = b.state;
+    host["outstanding"] = b.outstanding;
+    host["completed"] = b.completed;
+    host["failures"] = b.failures;
+    hosts.append(host);
+  }
+  return hosts;
+}
+
+}  // namespace vial::python

@@ -67,6 +67,8 @@ class PythonRunner {
   std::size_t size() const;
   /// Client::ping; ConnectError for a pool.
   std::string ping() const;
+  /// Client::backends as a list of dicts; ConnectError for a pool.
+  pybind11::list backends() const;
 
  private:
   /// runner_, unless this is a forked child (RuntimeError).

@@ -242,14 +242,24 @@ class Connection(_Runner):
         """"vial 0.1.0, server pid 1234"; raises ConnectError when the server is gone."""
         return self._native.ping()
 
+    def backends(self):
+        """Each host: a dict of address, state ("connecting", "ready", "down", "overloaded",
+        "draining"), outstanding, completed and failures."""
+        return self._native.backends()
 
-def connect(address="", *, token="", connect_timeout=10.0, tls_ca=""):
-    """Connects to a `vial serve` daemon: "unix:/path" (default: the server's default socket),
-    "tcp:HOST:PORT" or "tls:HOST:PORT" with the server's ``token``. On tls: the server's
-    certificate must chain to a CA in the PEM file ``tls_ca`` (default: the system's trust store)
-    and name HOST before the token is sent. Raises vial.ConnectError saying what to do when it
-    cannot reach the server, the certificate is refused or the login is refused."""
-    return Connection(_native.Runner(address, token, float(connect_timeout), os.fspath(tls_ca)))
+
+def connect(address="", *, token="", connect_timeout=10.0, tls_ca="", resolve_interval=5.0,
+            heartbeat_interval=1.0, heartbeat_misses=3):
+    """Connects to `vial serve`: "unix:/path" (default: the server's default socket),
+    "tcp:HOST:PORT" (every address the name resolves to is a host), "tcp:H1:PORT,H2:PORT" or
+    "tls:HOST:PORT", with the servers' ``token``. Each call goes to the ready host with the fewest
+    calls outstanding (see the C++ vial::Client). On tls: the server's certificate must chain to a
+    CA in the PEM file ``tls_ca`` (default: the system's trust store) and name HOST before the
+    token is sent. Raises vial.ConnectError saying what to do when it cannot reach any host, the
+    certificate is refused or the login is refused."""
+    return Connection(_native.Runner(address, token, float(connect_timeout), os.fspath(tls_ca),
+                                     float(resolve_interval), float(heartbeat_interval),
+                                     int(heartbeat_misses)))
 
 
 @atexit.register
