@@ -115,7 +115,7 @@ Balancer::~Balancer() noexcept(false) {
   auto calls = std::exchange(calls_, {});
   for (auto& [id, call] : calls) {
     if (call.on) call.on->cancel(id);
-    call.promise.resolve(closing_ ? Result::unstarted(Cancelled{"the client was closed"})
+    call.promise.resolve(closing_ ? Result(Cancelled{"the client was closed"})
                                   : Result(Unavailable{"the client's event loop ended"}));
   }
 }
