@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -72,12 +73,28 @@ class Hosts : public VialServe {
     return list;
   }
 
+  // Client::connect returns once one host has logged in; the others connect in the background.
   std::unique_ptr<vial::Client> connect(const std::string& address, double heartbeat = 1.0) {
     vial::ClientOptions options;
     options.token = kToken;
     options.connect_timeout = 5;
     options.heartbeat_interval = heartbeat;
     return vial::Client::connect(address, options);
+  }
+
+  // connect(), then wait until every host is ready, so that the calls that follow can go to any
+  // of them (on a loaded machine the last host may log in well after the first).
+  std::unique_ptr<vial::Client> connectToAll(const std::string& address, double heartbeat = 1.0) {
+    auto client = connect(address, heartbeat);
+    bool allReady = eventually(
+        [&] {
+          auto all = client->backends();
+          return std::all_of(all.begin(), all.end(),
+                             [](const vial::BackendStats& s) { return s.state == "ready"; });
+        },
+        10s);
+    EXPECT_TRUE(allReady) << "not every host became ready:" << describe(client->backends());
+    return client;
   }
 
   // The ids each host ran, in its log's order.
@@ -193,7 +210,7 @@ TEST_F(Hosts, CallsSpreadEvenlyOverThreeHostsAndCapacityTriples) {
   Load alone = runLoad(*one, 100, kInFlight, kCallSeconds, 100000);
   double aloneRate = 100 / alone.seconds;
 
-  auto client = connect(listOf({1, 2, 3}));
+  auto client = connectToAll(listOf({1, 2, 3}));
   Load load = runLoad(*client, kCalls, kInFlight, kCallSeconds);
   double rate = kCalls / load.seconds;
 
@@ -224,7 +241,7 @@ TEST_F(Hosts, CallsSpreadEvenlyOverThreeHostsAndCapacityTriples) {
 TEST_F(Hosts, AHostKilledMidLoadFailsOnlyItsCallsInFlightAndNoBodyRunsTwice) {
   Server& victim = startHost(2);
   for (int host : {1, 3}) startHost(host);
-  auto client = connect(listOf({1, 2, 3}));
+  auto client = connectToAll(listOf({1, 2, 3}));
   constexpr int kCalls = 300, kInFlight = 12;
   std::size_t onVictim = 0;
   int killedAfter = -1;  // calls submitted before the kill
@@ -263,7 +280,7 @@ TEST_F(Hosts, AHostKilledMidLoadFailsOnlyItsCallsInFlightAndNoBodyRunsTwice) {
 TEST_F(Hosts, AFrozenHostsCallsResolveUnavailableWithinThreeSecondsAndItGetsNoNewCalls) {
   Server& frozen = startHost(2);
   for (int host : {1, 3}) startHost(host);
-  auto client = connect(listOf({1, 2, 3}), 0.5);
+  auto client = connectToAll(listOf({1, 2, 3}), 0.5);
   std::vector<vial::Future> first;
   for (int i = 0; i < 6; ++i)
     first.push_back(client->run_async(kCountedCall, {{"id", i}, {"seconds", 0.5}}));
@@ -303,7 +320,7 @@ TEST_F(Hosts, AFrozenHostsCallsResolveUnavailableWithinThreeSecondsAndItGetsNoNe
 TEST_F(Hosts, OverloadedCallsAreResentToHostsWithRoomAndRunOnce) {
   Server& small = startHost(1, {"--max-queue", "1"});
   for (int host : {2, 3}) startHost(host);
-  auto client = connect(listOf({1, 2, 3}));
+  auto client = connectToAll(listOf({1, 2, 3}));
   constexpr int kCalls = 120;
   Load load = runLoad(*client, kCalls, 12, 0.05);
   for (int i = 0; i < kCalls; ++i) {
@@ -350,7 +367,7 @@ TEST_F(Hosts, AfterAKillIdempotentCallsAreResentAndOthersResolveMayHaveRun) {
 TEST_F(Hosts, AHostRestartedOnTheSamePortGetsCallsAgain) {
   Server& restarted = startHost(1);
   startHost(2);
-  auto client = connect(listOf({1, 2}));
+  auto client = connectToAll(listOf({1, 2}));
   restarted.sigkill();
   ASSERT_TRUE(eventually(
       [&] { return backendOf(client->backends(), addressOf(1))->state != "ready"; }, 5s));
@@ -372,7 +389,7 @@ TEST_F(Hosts, AHostRestartedOnTheSamePortGetsCallsAgain) {
 TEST_F(Hosts, WithEveryHostDownACallResolvesAtOnceAsNeverStarted) {
   Server& a = startHost(1);
   Server& b = startHost(2);
-  auto client = connect(listOf({1, 2}));
+  auto client = connectToAll(listOf({1, 2}));
   a.sigkill();
   b.sigkill();
   ASSERT_TRUE(eventually(
