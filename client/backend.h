@@ -46,6 +46,7 @@ class Backend final : public kj::TaskSet::ErrorHandler {
   BackendState state() const;
   /// Ready and not paused: may take a new call.
   bool takesCalls() const { return state() == BackendState::kReady; }
+  bool connected() const { return connection_.get() != nullptr; }
   std::size_t outstanding() const { return inFlight_.size(); }
   BackendStats stats() const;
   /// Attempts so far that ended without a login (reset by a good one).

@@ -162,15 +162,25 @@ void Balancer::submit(std::uint64_t id, std::string source, Vars vars, CallOptio
 }
 
 Backend* Balancer::pick(const std::set<std::string>& excluded) {
-  std::vector<Backend*> candidates;
-  std::vector<std::size_t> outstanding;
-  for (auto& [address, backend] : backends_) {
-    if (!backend->takesCalls() || excluded.count(address)) continue;
-    candidates.push_back(backend.get());
-    outstanding.push_back(backend->outstanding());
+  // The ready hosts; when there is none, the connected ones out of rotation for a while
+  // (overloaded, draining): their own answer (Overloaded, a draining refusal) tells the caller
+  // more than "no host is ready", and is what a client of one server always got.
+  for (bool resting : {false, true}) {
+    std::vector<Backend*> candidates;
+    std::vector<std::size_t> outstanding;
+    for (auto& [address, backend] : backends_) {
+      if (excluded.count(address)) continue;
+      BackendState state = backend->state();
+      bool takes = resting ? state == BackendState::kOverloaded ||
+                                 (state == BackendState::kDraining && backend->connected())
+                           : backend->takesCalls();
+      if (!takes) continue;
+      candidates.push_back(backend.get());
+      outstanding.push_back(backend->outstanding());
+    }
+    if (auto chosen = pickBackend(outstanding, random_)) return candidates[*chosen];
   }
-  auto chosen = pickBackend(outstanding, random_);
-  return chosen ? candidates[*chosen] : nullptr;
+  return nullptr;
 }
 
 bool Balancer::dispatch(std::uint64_t id, Call& call) {

@@ -148,6 +148,9 @@ class Hosts : public VialServe {
       if (during) during(shared->resolved.load());
     }
     for (auto& f : futures) EXPECT_TRUE(f.wait_for(30s)) << "a call never resolved";
+    // A future is ready before its callbacks have run: wait for the last of them.
+    EXPECT_TRUE(eventually([&] { return shared->resolved.load() >= calls; }, 10s))
+        << "the callbacks of " << calls - shared->resolved.load() << " resolved calls never ran";
     std::lock_guard<std::mutex> lock(shared->mutex);
     Load load = shared->load;
     load.seconds = secondsSince(t0);
