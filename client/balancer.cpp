@@ -7,6 +7,7 @@
 #include "client/address.h"
 #include "pool/log.h"
 #include "protocol/duration.h"
+#include "util/describe.h"
 
 namespace vial::client {
 
@@ -200,14 +201,19 @@ kj::Promise<void> Balancer::deadlineOf(std::uint64_t id, const CallOptions& opti
       unlimited(*options.queue_timeout))
     return kj::NEVER_DONE;
   double limit = *options.proc_timeout + *options.queue_timeout + kDeadlineMarginSeconds;
-  return timer_.afterDelay(seconds(limit)).then([this, id, limit] {
-    auto it = calls_.find(id);
-    if (it == calls_.end()) return;
-    std::string host = it->second.on ? it->second.on->address() : std::string("its server");
-    if (it->second.on) it->second.on->cancel(id);
-    finish(id, Unavailable{"no answer from " + host + " within " + std::to_string(limit) +
+  // Eager: a kj promise nobody waits on never runs (this one did not, until a test waited on a
+  // frozen host).
+  return timer_.afterDelay(seconds(limit))
+      .then([this, id, limit] {
+        auto it = calls_.find(id);
+        if (it == calls_.end()) return;
+        std::string host = it->second.on ? it->second.on->address() : std::string("its server");
+        if (it->second.on) it->second.on->cancel(id);
+        finish(id,
+               Unavailable{"no answer from " + host + " within " + formatSeconds(limit) +
                            " s (queue_timeout + proc_timeout + a margin): the call may have run"});
-  });
+      })
+      .eagerlyEvaluate(nullptr);
 }
 
 void Balancer::finish(std::uint64_t id, Result result) {

@@ -320,6 +320,33 @@ TEST_F(Hosts, AFrozenHostsCallsResolveUnavailableWithinThreeSecondsAndItGetsNoNe
             << " s after SIGSTOP\n";
 }
 
+// With heartbeats too slow to notice it, a frozen host still cannot hold a call with both limits
+// set: past proc_timeout + queue_timeout + 2 s it resolves Unavailable, "may have run", once.
+TEST_F(Hosts, ACallWithBothLimitsOnAFrozenHostResolvesAtItsClientDeadline) {
+  Server& frozen = startHost(1);
+  vial::ClientOptions options;
+  options.token = kToken;
+  options.heartbeat_interval = 60;  // the deadline, not the heartbeat, must end the wait
+  auto client = vial::Client::connect(addressOf(1), options);
+  frozen.signal(SIGSTOP);
+  struct Thaw {
+    Server& server;
+    ~Thaw() { server.signal(SIGCONT); }
+  } thaw{frozen};
+  vial::CallOptions limits;
+  limits.proc_timeout = 0.5;
+  limits.queue_timeout = 0.5;
+  auto t0 = Clock::now();
+  auto f = client->run_async("_return(1)", {}, limits);
+  ASSERT_TRUE(f.wait_for(10s)) << "a call on a frozen host outlived its client deadline";
+  double took = secondsSince(t0);
+  EXPECT_GE(took, 2.9) << "resolved before proc_timeout + queue_timeout + 2 s";
+  EXPECT_LT(took, 6.0);
+  ASSERT_NE(f.get().get_if<vial::Unavailable>(), nullptr) << f.get().describe();
+  EXPECT_FALSE(f.get().never_started());
+  EXPECT_TRUE(contains(f.get().describe(), "may have run")) << f.get().describe();
+}
+
 TEST_F(Hosts, OverloadedCallsAreResentToHostsWithRoomAndRunOnce) {
   Server& small = startHost(1, {"--max-queue", "1"});
   for (int host : {2, 3}) startHost(host);
