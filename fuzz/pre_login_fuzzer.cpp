@@ -32,6 +32,7 @@ class Owner final : public server::ConnectionOwner {
     KJ_FAIL_ASSERT("the pool was reached without a login");
   }
   bool letRunningFinish() const override { return false; }
+  bool draining() const override { return false; }
   void replyStarted() override {}
   void replyFinished() override {}
   void close(std::uint64_t, const std::string&) override { closed = true; }
