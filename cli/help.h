@@ -160,10 +160,12 @@ Operations:
   --metrics tcp:HOST:PORT
                        serve Prometheus metrics at http://HOST:PORT/metrics (text format):
                        calls by outcome, submitted, queued and running calls, workers by state,
-                       spawns and spawn failures, recycles, reaps, connected clients and a
-                       latency histogram; the same figures as vial stats. HOST is an IPv4
-                       address or localhost, loopback unless --allow-remote; PORT 0 takes a
-                       free port (the log says which). No token: anyone who can reach the port
+                       spawns and spawn failures, recycles, reaps, connected clients, a
+                       latency histogram and vial_saturation, (queued + running) / --workers,
+                       what an autoscaler scales on; the same figures as vial stats. HOST is an
+                       IPv4 address or localhost, loopback unless --allow-remote (in a pod:
+                       tcp:0.0.0.0:9464 --allow-remote); PORT 0 takes a free port (the log says
+                       which). No token: anyone who can reach the port
                        can read them. No unix socket: the HTTP server (Debian's civetweb) is
                        built without them
   --log-level LEVEL    trace, debug, info (default), warn, error, off

@@ -31,7 +31,8 @@ bool worthResending(const Result& result) {
 
 // Several hosts' stats as one: counters and gauges summed; the latency percentiles are the
 // largest of the hosts' (the busiest host's tail is what a caller may meet); sandboxed only if
-// every host is.
+// every host is. The capacities add up too, so the sum's saturation is the hosts' calls in flight
+// over all their workers.
 PoolStats addedUp(const PoolStats& a, const PoolStats& b) {
   PoolStats sum = a;
   sum.sandboxed = a.sandboxed && b.sandboxed;
@@ -39,6 +40,7 @@ PoolStats addedUp(const PoolStats& a, const PoolStats& b) {
   sum.workers_starting += b.workers_starting;
   sum.workers_idle += b.workers_idle;
   sum.workers_busy += b.workers_busy;
+  sum.workers_max += b.workers_max;
   sum.queued += b.queued;
   sum.running += b.running;
   sum.submitted += b.submitted;

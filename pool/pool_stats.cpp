@@ -88,6 +88,11 @@ void PoolStatsRecorder::setSandboxed(bool sandboxed) {
   stats_.sandboxed = sandboxed;
 }
 
+void PoolStatsRecorder::setWorkersMax(std::size_t workers) {
+  std::lock_guard lock(mutex_);
+  stats_.workers_max = workers;
+}
+
 void PoolStatsRecorder::setDraining(bool draining) {
   std::lock_guard lock(mutex_);
   stats_.draining = draining;

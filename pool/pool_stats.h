@@ -62,6 +62,8 @@ class PoolStatsRecorder {
   void count(WorkerEvent event);
   /// Whether the pool is sandboxed: said once, by the pool, when it starts.
   void setSandboxed(bool sandboxed);
+  /// The most workers the pool runs (PoolOptions::workers): said once, by the pool, when it starts.
+  void setWorkersMax(std::size_t workers);
   /// Whether the server is draining (vial serve: said by the server on SIGTERM).
   void setDraining(bool draining);
   /// The clients connected now (vial serve: said by the server as they come and go).

@@ -82,6 +82,7 @@ WorkerPool::WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions o
       tasks_(kj::heap<kj::TaskSet>(errors())),
       later_(kj::heap<DeferredDestruction>(errors())) {
   stats_.setSandboxed(options_.sandbox.enabled);
+  stats_.setWorkersMax(policy_.maxWorkers());  // workers == 0 resolved to the CPUs
   startWorkers();
   if (policy_.reaps()) reapIdle();
 }

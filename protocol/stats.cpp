@@ -12,6 +12,10 @@ std::uint64_t PoolStats::resolved() const {
          overloaded;
 }
 
+double PoolStats::saturation() const {
+  return workers_max ? static_cast<double>(queued + running) / static_cast<double>(workers_max) : 0;
+}
+
 std::string PoolStats::to_json() const {
   JsonWriter json;
   json.beginObject();
@@ -19,8 +23,10 @@ std::string PoolStats::to_json() const {
   json.key("workers").beginObject();
   json.key("live").value(workers_live).key("starting").value(workers_starting);
   json.key("idle").value(workers_idle).key("busy").value(workers_busy);
+  json.key("max").value(workers_max);
   json.endObject();
   json.key("queued").value(queued).key("running").value(running);
+  json.key("saturation").number(saturation(), "%g");
   json.key("submitted").value(submitted).key("resolved").value(resolved());
   json.key("outcomes").beginObject();
   json.key("ok").value(ok).key("python_error").value(python_error);
@@ -53,9 +59,11 @@ std::string PoolStats::to_table() const {
   row("starting", workers_starting);
   row("idle", workers_idle);
   row("busy", workers_busy);
+  row("max", workers_max);
   out << "calls\n";
   row("queued", queued);
   row("running", running);
+  row("saturation", saturation());
   row("submitted", submitted);
   row("resolved", resolved());
   row("ok", ok);

@@ -244,6 +244,7 @@ void toWire(const PoolStats& s, wire::PoolStats::Builder out) {
   out.setWorkersStarting(s.workers_starting);
   out.setWorkersIdle(s.workers_idle);
   out.setWorkersBusy(s.workers_busy);
+  out.setWorkersMax(static_cast<std::uint32_t>(s.workers_max));
   out.setQueued(s.queued);
   out.setRunning(s.running);
   out.setSubmitted(s.submitted);
@@ -273,6 +274,7 @@ PoolStats fromWire(wire::PoolStats::Reader in) {
   s.workers_starting = in.getWorkersStarting();
   s.workers_idle = in.getWorkersIdle();
   s.workers_busy = in.getWorkersBusy();
+  s.workers_max = in.getWorkersMax();
   s.queued = in.getQueued();
   s.running = in.getRunning();
   s.submitted = in.getSubmitted();

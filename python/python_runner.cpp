@@ -147,8 +147,10 @@ py::dict PythonRunner::stats() const {
   d["workers_starting"] = s.workers_starting;
   d["workers_idle"] = s.workers_idle;
   d["workers_busy"] = s.workers_busy;
+  d["workers_max"] = s.workers_max;
   d["queued"] = s.queued;
   d["running"] = s.running;
+  d["saturation"] = s.saturation();
   d["submitted"] = s.submitted;
   d["ok"] = s.ok;
   d["python_error"] = s.python_error;

@@ -82,6 +82,15 @@ class PoolCollector final : public prometheus::Collectable {
                   "replaced ones finishing their last calls.",
                   MetricType::Gauge),
            u(s.workers_live));
+    sample(family("vial_workers_max", "The most worker processes the pool runs (--workers).",
+                  MetricType::Gauge),
+           u(s.workers_max));
+    sample(family("vial_saturation",
+                  "(queued + running calls) / vial_workers_max: the share of this server's "
+                  "capacity its calls ask for now; above 1, calls wait for a worker. Scale on its "
+                  "average over the servers (README, \"On Kubernetes\").",
+                  MetricType::Gauge),
+           s.saturation());
     sample(family("vial_worker_spawns_total", "Workers started since the server started.",
                   MetricType::Counter),
            u(s.spawns));

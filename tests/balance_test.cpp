@@ -235,6 +235,7 @@ TEST_F(Hosts, CallsSpreadEvenlyOverThreeHostsAndCapacityTriples) {
   EXPECT_GT(rate, 2.4 * aloneRate) << "three hosts are not three times one";
   auto stats = client->stats();
   EXPECT_EQ(stats.workers_live, 3u) << "stats() sums the hosts' pools";
+  EXPECT_EQ(stats.workers_max, 3u) << "and their capacities";
   EXPECT_GE(stats.ok, static_cast<std::uint64_t>(kCalls));
 }
 

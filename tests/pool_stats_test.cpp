@@ -54,6 +54,29 @@ TEST(LatencyHistogram, CountAndSumAddUp) {
   EXPECT_DOUBLE_EQ(h.sumSeconds, 0.00005 + 0.003 + 0.003 + 2.0 + 100.0);
 }
 
+TEST(PoolStats, SaturationIsTheCallsInFlightPerWorkerThePoolMayRun) {
+  PoolStats s;
+  EXPECT_EQ(s.saturation(), 0) << "a server too old to say its size reads as not saturated";
+  s.workers_max = 4;
+  EXPECT_EQ(s.saturation(), 0);
+  s.running = 2;
+  EXPECT_DOUBLE_EQ(s.saturation(), 0.5) << "half the workers busy";
+  s.running = 4;
+  s.queued = 6;
+  EXPECT_DOUBLE_EQ(s.saturation(), 2.5) << "queued calls count: they ask for workers too";
+  // Live workers do not matter: a pool grown to 1 of 4 is not saturated by one call.
+  s.workers_live = 1;
+  s.running = 1;
+  s.queued = 0;
+  EXPECT_DOUBLE_EQ(s.saturation(), 0.25);
+}
+
+TEST(PoolStatsRecorder, TheMostWorkersAreWhatThePoolSaid) {
+  PoolStatsRecorder stats;
+  stats.setWorkersMax(3);
+  EXPECT_EQ(stats.snapshot().workers_max, 3u);
+}
+
 TEST(PoolStatsRecorder, TheHistogramCountsEveryResolvedCallOnceWithItsOutcome) {
   PoolStatsRecorder stats;
   resolveTracked(stats, Ok{});

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -141,6 +142,7 @@ double statAt(const vial::Value& stats, std::initializer_list<const char*> path)
     }
   }
   if (at->is<bool>()) return at->as<bool>() ? 1 : 0;
+  if (at->is<double>()) return at->as<double>();
   return static_cast<double>(at->as<std::int64_t>());
 }
 
@@ -200,6 +202,8 @@ void expectAgreement(const std::string& address, int port, Scrape& quiet, vial::
               statAt(stats, {"workers", state}))
         << state;
   EXPECT_EQ(quiet("vial_workers_live"), statAt(stats, {"workers", "live"}));
+  EXPECT_EQ(quiet("vial_workers_max"), statAt(stats, {"workers", "max"}));
+  EXPECT_DOUBLE_EQ(quiet("vial_saturation"), statAt(stats, {"saturation"}));
   EXPECT_EQ(quiet("vial_worker_spawns_total"), statAt(stats, {"spawns"}));
   EXPECT_EQ(quiet("vial_worker_spawn_failures_total"), statAt(stats, {"spawn_failures"}));
   EXPECT_EQ(quiet("vial_worker_recycles_total", "reason=\"after_calls\""),
@@ -436,6 +440,56 @@ TEST_F(VialServe, MetricsOfAServerWithoutWorkersCountSpawnFailuresAndUnavailable
   EXPECT_EQ(quiet("vial_worker_spawns_total"), 0);
   EXPECT_EQ(quiet("vial_workers_live"), 0);
   expectConsistent(quiet);
+}
+
+// What a Kubernetes HorizontalPodAutoscaler computes from a Pods metric (its documented
+// algorithm): ceil(replicas * average / target), left alone within its 10% tolerance, and
+// clamped to [minReplicas, maxReplicas]. deploy/kubernetes's HPA: target 800m, 2 to 20 replicas.
+int desiredReplicas(int replicas, double average, double target = 0.8, int least = 2,
+                    int most = 20) {
+  double ratio = average / target;
+  int desired =
+      std::abs(ratio - 1.0) <= 0.1 ? replicas : static_cast<int>(std::ceil(replicas * ratio));
+  return std::clamp(desired, least, most);
+}
+
+TEST_F(VialServe, SaturationRisesWithTheCallsInFlightAsTheAutoscalerExpectsAndFallsToZeroAfter) {
+  // Two workers, six calls held until released: two run, four wait -> (4 + 2) / 2 = 3.
+  Server& server = startUnix({"--metrics", "tcp:127.0.0.1:0"}, 2);
+  int port = metricsPort(server);
+  ASSERT_GT(port, 0) << server.describe();
+  EXPECT_EQ(scrape(port)("vial_saturation"), 0) << "an idle server";
+  EXPECT_EQ(scrape(port)("vial_workers_max"), 2);
+
+  auto client = connectUnix();
+  std::string release = path("release");
+  std::vector<vial::Future> held;
+  for (int i = 0; i < 6; ++i)
+    held.push_back(
+        client->run_async("import os, time\nwhile not os.path.exists(release): time.sleep(0.01)",
+                          {{"release", release}}));
+  ASSERT_TRUE(statsEventually(*client, [](const vial::PoolStats& s) {
+    return s.running == 2 && s.queued == 4;
+  })) << server.describe();
+  Scrape loaded = scrape(port);
+  EXPECT_DOUBLE_EQ(loaded("vial_saturation"), 3.0) << loaded.body;
+  EXPECT_DOUBLE_EQ(
+      loaded("vial_saturation"),
+      (loaded("vial_calls_queued") + loaded("vial_calls_running")) / loaded("vial_workers_max"));
+  EXPECT_DOUBLE_EQ(statAt(vialStats(unixAddress()), {"saturation"}), 3.0);
+  // Two such servers, both at 3: the autoscaler asks for ceil(2 * 3 / 0.8) = 8 replicas.
+  EXPECT_EQ(desiredReplicas(2, loaded("vial_saturation")), 8);
+
+  writeFile(release, "", 0600);
+  for (auto& f : held) {
+    ASSERT_TRUE(f.wait_for(10s)) << server.describe();
+    EXPECT_TRUE(f.get().ok()) << describe(f);
+  }
+  ASSERT_TRUE(eventually([&] { return scrape(port)("vial_saturation") == 0; }))
+      << server.describe();
+  EXPECT_EQ(statAt(vialStats(unixAddress()), {"saturation"}), 0);
+  // Idle: eight replicas shrink back to the least the HPA keeps.
+  EXPECT_EQ(desiredReplicas(8, 0), 2);
 }
 
 TEST_F(VialServe, MetricsSayDrainingOnceTheServerGotSigterm) {

@@ -363,6 +363,9 @@ TEST(Json, StatsKeepTheirLayout) {
   PoolStats s;
   s.workers_live = 3;
   s.workers_busy = 2;
+  s.workers_max = 4;
+  s.queued = 3;
+  s.running = 2;
   s.submitted = 10;
   s.ok = 9;
   s.timeout = 1;
@@ -371,8 +374,9 @@ TEST(Json, StatsKeepTheirLayout) {
   s.latency_p99_ms = 12.345678;
   EXPECT_EQ(s.to_json(),
             R"({"sandboxed": false, "draining": false, )"
-            R"("workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2}, "queued": 0, )"
-            R"("running": 0, "submitted": 10, "resolved": 10, "outcomes": {"ok": 9, )"
+            R"("workers": {"live": 3, "starting": 0, "idle": 0, "busy": 2, "max": 4}, )"
+            R"("queued": 3, "running": 2, "saturation": 1.25, "submitted": 10, "resolved": 10, )"
+            R"("outcomes": {"ok": 9, )"
             R"("python_error": 0, "timeout": 1, "worker_crashed": 0, "rejected": 0, )"
             R"("cancelled": 0, "unavailable": 0, "overloaded": 0}, "spawns": 0, )"
             R"("spawn_failures": 0, "recycled": {"after_calls": 0, "rss": 0}, "reaped_idle": 0, )"

@@ -19,6 +19,7 @@ struct PoolStats {
   std::size_t workers_starting = 0;  ///< spawned, not ready yet
   std::size_t workers_idle = 0;      ///< ready, no call
   std::size_t workers_busy = 0;      ///< running a call
+  std::size_t workers_max = 0;       ///< the most workers the pool runs (PoolOptions::workers)
   std::size_t queued = 0;            ///< calls waiting for a worker
   std::size_t running = 0;           ///< calls in workers
   // Since the pool started.
@@ -34,6 +35,10 @@ struct PoolStats {
 
   /// Calls resolved so far (the sum of the outcome counters).
   std::uint64_t resolved() const;
+  /// (queued + running) / workers_max: the share of the pool's capacity its calls ask for now,
+  /// what an autoscaler scales on (above 1, calls wait for a worker). 0 when workers_max is 0
+  /// (a server too old to say it).
+  double saturation() const;
   /// One JSON object.
   std::string to_json() const;
   /// A table for people.

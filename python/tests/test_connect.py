@@ -157,6 +157,8 @@ def test_stats_are_the_servers(client):
     client.run_async("_return(1)").result(BOUND)
     stats = client.stats()
     assert stats["workers_live"] == 2 and stats["ok"] >= 1 and stats["clients"] >= 1
+    # Nothing in flight now: the server's two workers are not saturated at all.
+    assert stats["workers_max"] == 2 and stats["saturation"] == 0
 
 
 def test_connection_has_no_pool_size(client):

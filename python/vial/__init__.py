@@ -138,7 +138,8 @@ class _Runner:
     def stats(self):
         """What the pool (or the server's pool) is doing and has done, as a dict (a connection
         raises ConnectError when the server does not answer): workers_live,
-        workers_idle, workers_busy, queued, running, submitted, ok, python_error, timeout,
+        workers_idle, workers_busy, workers_max, queued, running, saturation ((queued +
+        running) / workers_max), submitted, ok, python_error, timeout,
         worker_crashed, rejected, cancelled, unavailable, overloaded, spawns, latency_p50_ms, ..."""
         return self._native.stats()
 
