@@ -139,7 +139,7 @@ struct PoolStats {
   clients @22 :UInt32;
   sandboxed @23 :Bool;
   draining @24 :Bool;       # vial serve after SIGTERM: new calls refused, exits once calls finish
-  workersMax @25 :UInt32;   # the most workers the pool runs; 0 from a server before 0.1.1
+  workersMax @25 :UInt32;   # the most workers the pool runs; 0 from a 0.1.0 server
 }
 
 interface PoolService {
