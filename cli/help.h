@@ -215,8 +215,8 @@ inline constexpr const char* kStatsHelp = R"(vial stats - what a running vial se
 Usage:
   vial stats [--connect ADDR] [--token-file FILE] [--tls-ca FILE] [--json]
 
-ADDR defaults to the default unix socket of `vial serve`; tcp:H1:PORT,H2:PORT (or a name with
-several addresses) asks every host. Prints workers (live, starting, idle, busy), queued and
+ADDR defaults to the default unix socket of `vial serve`; tcp:H1:PORT,H2:PORT or
+tls:H1:PORT,H2:PORT (or a name with several addresses) asks every host. Prints workers (live, starting, idle, busy), queued and
 running calls, calls by outcome, spawns, recycles, reaps and latency percentiles (summed over
 the hosts; latency: the largest host's), then each host: address, state, calls outstanding,
 completed and failures; --json prints one JSON object instead, the hosts under "backends".

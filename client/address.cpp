@@ -28,6 +28,10 @@ std::string hostOf(const std::string& hostPort) {
 
 }  // namespace
 
+std::string certificateNameOf(const std::string& origin) {
+  return origin.rfind("tls:", 0) == 0 ? hostOf(origin.substr(4)) : "";
+}
+
 std::string fullAddress(const std::string& address) {
   return address.empty() ? "unix:" + util::defaultSocketPath() : address;
 }
@@ -75,12 +79,16 @@ namespace vial::client {
 
 namespace {
 
-// "tcp:HOST:PORT" split at the last colon; HOST keeps IPv6 brackets ("[::1]").
+bool isNetwork(const std::string& address) {
+  return address.rfind("tcp:", 0) == 0 || address.rfind("tls:", 0) == 0;
+}
+
+// "tcp:HOST:PORT" (or tls:) split at the last colon; HOST keeps IPv6 brackets ("[::1]").
 std::pair<std::string, std::string> hostAndPort(const std::string& host) {
   std::string rest = host.substr(4);
   auto colon = rest.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size())
-    throw ConnectError("cannot connect to '" + host + "': use tcp:HOST:PORT");
+    throw ConnectError("cannot connect to '" + host + "': use " + host.substr(0, 3) + ":HOST:PORT");
   return {rest.substr(0, colon), rest.substr(colon + 1)};
 }
 
@@ -98,8 +106,8 @@ bool isNumericIp(const std::string& name) {
          inet_pton(AF_INET6, bare.c_str(), &ip6) == 1;
 }
 
-// getaddrinfo, blocking: the calling thread is not the loop's.
-Lookup getAddresses(const std::string& name, const std::string& port) {
+// getaddrinfo, blocking: the calling thread is not the loop's. `scheme` is "tcp" or "tls".
+Lookup getAddresses(const std::string& scheme, const std::string& name, const std::string& port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -112,11 +120,11 @@ Lookup getAddresses(const std::string& name, const std::string& port) {
     std::string address;
     if (a->ai_family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, text, sizeof text);
-      address = "tcp:" + std::string(text) + ":" + port;
+      address = scheme + ":" + std::string(text) + ":" + port;
     } else if (a->ai_family == AF_INET6) {
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, text,
                 sizeof text);
-      address = "tcp:[" + std::string(text) + "]:" + port;
+      address = scheme + ":[" + std::string(text) + "]:" + port;
     } else {
       continue;
     }
@@ -131,14 +139,18 @@ Lookup getAddresses(const std::string& name, const std::string& port) {
 }  // namespace
 
 std::vector<std::string> hostsOf(const std::string& address) {
-  if (address.rfind("tcp:", 0) != 0) return {address};
+  if (!isNetwork(address)) return {address};
+  std::string scheme = address.substr(0, 4);  // "tcp:" or "tls:"
   std::vector<std::string> hosts;
   std::size_t from = 4;
   while (true) {
     auto comma = address.find(',', from);
     std::string entry = address.substr(from, comma == std::string::npos ? comma : comma - from);
-    if (entry.rfind("tcp:", 0) == 0) entry = entry.substr(4);  // "tcp:a:1,tcp:b:1" too
-    std::string host = "tcp:" + entry;
+    if (entry.rfind(scheme, 0) == 0) entry = entry.substr(4);  // "tcp:a:1,tcp:b:1" too
+    if (isNetwork(entry))
+      throw ConnectError("cannot connect to '" + address + "': its hosts are all " +
+                         scheme.substr(0, 3) + ": or none is (" + entry + ")");
+    std::string host = scheme + entry;
     hostAndPort(host);  // throws for a malformed entry
     hosts.push_back(host);
     if (comma == std::string::npos) break;
@@ -148,7 +160,7 @@ std::vector<std::string> hostsOf(const std::string& address) {
 }
 
 bool needsLookup(const std::string& host) {
-  return host.rfind("tcp:", 0) == 0 && !isNumericIp(hostAndPort(host).first);
+  return isNetwork(host) && !isNumericIp(hostAndPort(host).first);
 }
 
 kj::Promise<Lookup> lookUp(const std::string& host) {
@@ -162,8 +174,8 @@ kj::Promise<Lookup> lookUp(const std::string& host) {
   // kj::Own's destructor may throw, which std::thread's state may not.
   auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<Lookup>>>>(
       kj::mv(paf.fulfiller));
-  std::thread([name = name, port = port, fulfiller] {
-    (*fulfiller)->fulfill(kj::heap<Lookup>(getAddresses(unbracketed(name), port)));
+  std::thread([scheme = host.substr(0, 3), name = name, port = port, fulfiller] {
+    (*fulfiller)->fulfill(kj::heap<Lookup>(getAddresses(scheme, unbracketed(name), port)));
   }).detach();
   return paf.promise.then([](kj::Own<Lookup> found) { return kj::mv(*found); });
 }
@@ -171,7 +183,8 @@ kj::Promise<Lookup> lookUp(const std::string& host) {
 kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,
                                                      const std::string& address,
                                                      double timeoutSeconds,
-                                                     const std::string& tlsCaFile) {
+                                                     const std::string& tlsCaFile,
+                                                     const std::string& certificateName) {
   bool tls = address.rfind("tls:", 0) == 0;
   // A unix socket connects (or fails) at once; connectTo also says what is wrong with an address
   // of no known form, or a CA file given for an unencrypted one, before anything is sent.
@@ -188,13 +201,13 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,
           return parsed->connect().attach(kj::mv(parsed));
         });
     if (tls) {
-      connected =
-          connected.then([tlsClient, host = hostOf(hostPort)](kj::Own<kj::AsyncIoStream> stream) {
-            return tlsClient->connect(kj::mv(stream), host)
-                .then([tlsClient](kj::Own<kj::AsyncIoStream> encrypted) {
-                  return encrypted.attach(std::shared_ptr<TlsClient>(tlsClient));
-                });
-          });
+      std::string name = certificateName.empty() ? hostOf(hostPort) : certificateName;
+      connected = connected.then([tlsClient, name](kj::Own<kj::AsyncIoStream> stream) {
+        return tlsClient->connect(kj::mv(stream), name)
+            .then([tlsClient](kj::Own<kj::AsyncIoStream> encrypted) {
+              return encrypted.attach(std::shared_ptr<TlsClient>(tlsClient));
+            });
+      });
     }
     auto timeout = toNanoseconds(timeoutSeconds) * kj::NANOSECONDS;
     return io.provider->getTimer().timeoutAfter(timeout, kj::mv(connected));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "client/address.h"
 #include "pool/log.h"
 #include "protocol/duration.h"
 
@@ -76,7 +77,8 @@ kj::Promise<void> Backend::run() {
   auto answer = [this](std::uint64_t id, Result result, bool lost) {
     callAnswered(id, std::move(result), lost);
   };
-  return ServerConnection::open(io_, address_, options_, answer)
+  // Found under a name (a headless Service): the certificate must name what the user asked for.
+  return ServerConnection::open(io_, address_, options_, answer, certificateNameOf(origin_))
       .then(
           [this](kj::Own<ServerConnection> connection) {
             connection_ = kj::mv(connection);

@@ -31,10 +31,11 @@ std::shared_ptr<std::function<void(std::optional<T>)>> answerOnce(
 kj::Promise<kj::Own<ServerConnection>> ServerConnection::open(kj::AsyncIoContext& io,
                                                               std::string address,
                                                               const ClientOptions& options,
-                                                              Answer answer) {
+                                                              Answer answer,
+                                                              const std::string& certificateName) {
   auto& timer = io.provider->getTimer();
   double timeoutSeconds = options.connect_timeout;
-  return connectLater(io, address, timeoutSeconds, options.tls_ca)
+  return connectLater(io, address, timeoutSeconds, options.tls_ca, certificateName)
       .then([&timer, address, token = options.token, timeoutSeconds,
              answer = std::move(answer)](kj::Own<kj::AsyncIoStream> stream) mutable {
         auto connection = kj::heap<ServerConnection>(address, kj::mv(stream), std::move(answer));

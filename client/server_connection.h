@@ -25,12 +25,14 @@ class ServerConnection final : public kj::TaskSet::ErrorHandler {
   /// the request failed after it was sent (the connection broke: the call may have run).
   using Answer = std::function<void(std::uint64_t id, Result result, bool lost)>;
 
-  /// Connects to the one-host `address` (a tls: one checked against options.tls_ca) and logs in
-  /// with options.token, both within options.connect_timeout.
+  /// Connects to the one-host `address` (a tls: one checked against options.tls_ca, its
+  /// certificate naming `certificateName` when given: see connectLater) and logs in with
+  /// options.token, both within options.connect_timeout.
   /// Rejects with the reason when it cannot (the server's "login refused" included). `answer`
   /// must outlive the connection; it is never called from within send().
   static kj::Promise<kj::Own<ServerConnection>> open(kj::AsyncIoContext& io, std::string address,
-                                                     const ClientOptions& options, Answer answer);
+                                                     const ClientOptions& options, Answer answer,
+                                                     const std::string& certificateName = "");
 
   /// Drops every pending request without calling `answer` for the calls (whoever owns them
   /// resolves them); stats and ping requests answer nothing (nullopt).

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "client/address.h"
 #include "tests/support/serve_fixture.h"
 #include "tests/support/value_printer.h"
 #include "vial/vial.h"
@@ -170,6 +171,43 @@ TEST_F(VialServeTls, HostNameIsCheckedAgainstTheCertificatesDnsNames) {
   vial::Result result = client->run_async("_return(1 + 2)").get();
   EXPECT_EQ(result.values(), (std::vector<vial::Value>{3}))
       << result.describe() << server.describe();
+}
+
+// A tls: name is looked up like a tcp: one (a Kubernetes headless Service: one name, a pod per
+// address), each address becoming a host of its own, and every one of them must still prove the
+// NAME: this certificate lists no IP address, so a host checked against its address would fail.
+TEST_F(VialServeTls, ANameIsLookedUpAndEachAddressIsHeldToTheNamesCertificate) {
+  makeServerCertificate("name-only", "ca", "DNS:localhost");
+  Server& server = launchTls("name-only");
+  auto client = vial::Client::connect(tlsAddress("localhost"), options("ca"));
+  vial::Result result = client->run_async("_return(1 + 2)").get();
+  EXPECT_EQ(result.values(), (std::vector<vial::Value>{3}))
+      << result.describe() << server.describe();
+  bool resolved = false;
+  std::string hosts;
+  for (const auto& backend : client->backends()) {
+    hosts += " " + backend.address + " (" + backend.state + ")";
+    if (backend.address == tlsAddress("127.0.0.1") && backend.state == "ready") resolved = true;
+  }
+  EXPECT_TRUE(resolved) << "localhost was not looked up into tls:127.0.0.1:PORT:" << hosts;
+  // The name still matters: a certificate for another name is refused at the looked-up address.
+  Server& elsewhere = launchTls("elsewhere");
+  std::string message = connectFailure(tlsAddress("localhost"), options("ca"));
+  EXPECT_TRUE(contains(message, "localhost")) << message << elsewhere.describe();
+}
+
+TEST(TlsAddresses, AListIsAllEncryptedOrAllNot) {
+  using vial::client::hostsOf;
+  EXPECT_EQ(hostsOf("tls:a:7411,b:7412"), (std::vector<std::string>{"tls:a:7411", "tls:b:7412"}));
+  EXPECT_EQ(hostsOf("tls:a:7411,tls:b:7412"),
+            (std::vector<std::string>{"tls:a:7411", "tls:b:7412"}));
+  EXPECT_THROW(hostsOf("tls:a:7411,tcp:b:7412"), vial::ConnectError);
+  EXPECT_THROW(hostsOf("tcp:a:7411,tls:b:7412"), vial::ConnectError);
+  EXPECT_TRUE(vial::client::needsLookup("tls:vial.example:7411"));
+  EXPECT_FALSE(vial::client::needsLookup("tls:10.0.0.7:7411"));
+  EXPECT_EQ(vial::client::certificateNameOf("tls:vial.example:7411"), "vial.example");
+  EXPECT_EQ(vial::client::certificateNameOf("tls:[::1]:7411"), "::1");
+  EXPECT_EQ(vial::client::certificateNameOf("tcp:vial.example:7411"), "");
 }
 
 // kj 0.9.2 alone would compare 127.0.0.1 with the certificate's DNS names: it would refuse

@@ -139,8 +139,9 @@ struct PingReply {
 class Client : public Runner {
  public:
   /// `address`: "unix:/path" (default: the server's default socket), "tcp:HOST:PORT" (every
-  /// address the name resolves to is a host), "tcp:HOST:PORT,HOST:PORT,..." (a list), or
-  /// "tls:HOST:PORT" (one host; see ClientOptions::tls_ca).
+  /// address the name resolves to is a host), "tcp:HOST:PORT,HOST:PORT,..." (a list), or the
+  /// same with "tls:" (each host's certificate must name the HOST given, also for the addresses
+  /// a name resolves to; see ClientOptions::tls_ca).
   /// Returns once one host has logged in; ConnectError when every host failed, saying why.
   /// A unix socket is used only in a directory (not a symlink) of this user's, 0700, for the
   /// default path, or of this user's or root's and not writable by others for an explicit
