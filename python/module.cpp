@@ -60,7 +60,7 @@ PYBIND11_MODULE(_native, m) {
       .def(py::init(&connect), "address"_a, "token"_a, "connect_timeout"_a, "tls_ca"_a,
            "resolve_interval"_a, "heartbeat_interval"_a, "heartbeat_misses"_a)
       .def("submit", &PythonRunner::submit, "source"_a, "variables"_a, "proc_timeout"_a,
-           "soft_timeout"_a, "queue_timeout"_a, "future"_a)
+           "soft_timeout"_a, "queue_timeout"_a, "idempotent"_a, "future"_a)
       .def("stats", &PythonRunner::stats)
       .def("close", &PythonRunner::close, "grace"_a)
       .def("wait_ready", &PythonRunner::waitReady, "seconds"_a)

@@ -117,12 +117,13 @@ void deliver(const SharedRef& future, std::atomic<bool>& taken, const Result& re
 CallHandle PythonRunner::submit(py::handle source, const py::dict& variables,
                                 std::optional<double> procTimeout,
                                 std::optional<double> softTimeout,
-                                std::optional<double> queueTimeout, py::object future) {
+                                std::optional<double> queueTimeout, bool idempotent,
+                                py::object future) {
   Runner& runner = this->runner();
   if (!PyUnicode_Check(source.ptr())) throw py::type_error("source must be a str");
   std::string text = textFromPython(source, "source");
   Vars vars = varsFromPython(variables);
-  CallOptions options{procTimeout, softTimeout, queueTimeout};
+  CallOptions options{procTimeout, softTimeout, queueTimeout, idempotent};
   // Shared, not moved: std::function wants a copyable callback.
   auto target = std::make_shared<SharedRef>(future);
   auto taken = std::make_shared<std::atomic<bool>>(false);

@@ -49,13 +49,14 @@ class PythonRunner {
   /// child, leaves the parent's pool alone (leaked: see python/made_here.h).
   ~PythonRunner();
 
-  /// Runs `source` with `variables`; when the call resolves, calls
+  /// Runs `source` with `variables` and the CallOptions the limits and `idempotent` make (a Pool
+  /// ignores idempotent); when the call resolves, calls
   /// `future._vial_resolve(ok, value)` on the delivery thread, ok and value as outcomeObject
   /// gives them. Raises TypeError / ValueError for variables vial cannot send, ValueError for
   /// source that is not valid Unicode.
   CallHandle submit(pybind11::handle source, const pybind11::dict& variables,
                     std::optional<double> procTimeout, std::optional<double> softTimeout,
-                    std::optional<double> queueTimeout, pybind11::object future);
+                    std::optional<double> queueTimeout, bool idempotent, pybind11::object future);
 
   /// PoolStats as a dict.
   pybind11::dict stats() const;

@@ -1,5 +1,6 @@
-"""run_async's own keywords: proc_timeout, soft_timeout and queue_timeout set the call's limits;
-variables of those names go in the dict given as its second argument."""
+"""run_async's own keywords: proc_timeout, soft_timeout and queue_timeout set the call's limits,
+idempotent says it may run twice; variables of those names go in the dict given as its second
+argument."""
 
 import pytest
 
@@ -7,8 +8,11 @@ import vial
 from conftest import BOUND
 
 
+LIMITS = ("proc_timeout", "soft_timeout", "queue_timeout")
+
+
 def test_reserved_keywords_are_documented():
-    assert vial.RESERVED_KEYWORDS == ("proc_timeout", "soft_timeout", "queue_timeout")
+    assert vial.RESERVED_KEYWORDS == LIMITS + ("idempotent",)
 
 
 def test_variables_named_like_reserved_keywords_go_in_the_dict(pool):
@@ -20,6 +24,25 @@ def test_variables_named_like_reserved_keywords_go_in_the_dict(pool):
 def test_reserved_keywords_are_not_variables(pool):
     future = pool.run_async("_return('proc_timeout' in globals())", proc_timeout=5)
     assert future.result(BOUND) == [False]
+
+
+def test_a_variable_named_idempotent_goes_in_the_dict(pool):
+    future = pool.run_async("_return(idempotent)", {"idempotent": "yes"}, idempotent=True)
+    assert future.result(BOUND) == ["yes"]
+
+
+def test_idempotent_runs_a_pools_call_as_usual(pool):
+    # A pool has no other host to re-send to: the flag changes nothing (test_connect.py shows
+    # what it does for a connection).
+    future = pool.run_async("_return('idempotent' in globals())", idempotent=True)
+    assert future.result(BOUND) == [False]
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_idempotent_that_is_not_a_bool_is_a_type_error(pool, value):
+    with pytest.raises(TypeError) as caught:
+        pool.run_async("_return(1)", idempotent=value)
+    assert str(caught.value) == f"idempotent must be True or False, not {type(value).__name__}"
 
 
 def test_dict_and_keywords_together_make_the_variables(pool):
@@ -90,14 +113,14 @@ def test_soft_timeout_not_below_proc_timeout_is_rejected(pool):
         pool.run_async("_return(1)", soft_timeout=2, proc_timeout=1).result(BOUND)
 
 
-@pytest.mark.parametrize("keyword", vial.RESERVED_KEYWORDS)
+@pytest.mark.parametrize("keyword", LIMITS)
 @pytest.mark.parametrize("value", [-1, 0, float("nan")])
 def test_limit_that_is_not_a_positive_number_is_rejected(pool, keyword, value):
     with pytest.raises(vial.Rejected, match=keyword):
         pool.run_async("_return(1)", **{keyword: value}).result(BOUND)
 
 
-@pytest.mark.parametrize("keyword", vial.RESERVED_KEYWORDS)
+@pytest.mark.parametrize("keyword", LIMITS)
 @pytest.mark.parametrize("value", ["5", [5], True])
 def test_limit_that_is_not_a_number_is_a_type_error_naming_it(pool, keyword, value):
     with pytest.raises(TypeError) as caught:

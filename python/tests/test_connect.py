@@ -20,9 +20,10 @@ TOKEN = "correct-horse-battery-staple-0123456789"
 
 
 class Server:
-    """`vial serve --listen LISTEN --workers 2` in a process group of its own, its log in `dir`."""
+    """`vial serve --listen LISTEN --workers 2` in a process group of its own, its log in `dir`;
+    with ``cwd``, the server and its workers run there (calls' relative paths land there)."""
 
-    def __init__(self, directory, listen, *extra):
+    def __init__(self, directory, listen, *extra, cwd=None):
         self.directory = directory
         self.log_path = os.path.join(directory, "server.log")
         self.address = listen
@@ -30,7 +31,7 @@ class Server:
             self.process = subprocess.Popen(
                 [os.path.join(bin_dir(), "vial"), "serve", "--listen", listen, "--workers", "2",
                  "--log-level", "info", *extra],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
         if not eventually(lambda: "listening on" in self.log() or self.process.poll() is not None,
                           bound=15):
             self.stop()
@@ -276,6 +277,69 @@ def test_many_calls_pending_when_the_server_dies_all_resolve(private_dir):
         connection.close()
     finally:
         server.stop()
+
+
+# ---- several hosts: a host killed under its calls ---------------------------------------------
+
+# Every call's body: its id goes to its host's log ("calls" in the host's directory), then it
+# holds its worker until its host's directory has a "release" file (bounded: 30 s).
+HELD_CALL = """
+import os, time
+with open('calls', 'a') as log:
+    log.write(f'{id}\\n')
+for _ in range(3000):
+    if os.path.exists('release'):
+        break
+    time.sleep(0.01)
+_return(id)
+"""
+
+
+def ran_on(directory):
+    """The ids of the calls a host ran (began), in its log's order."""
+    try:
+        with open(os.path.join(directory, "calls")) as f:
+            return [int(line) for line in f]
+    except FileNotFoundError:
+        return []
+
+
+def test_a_killed_hosts_running_calls_fail_may_have_run_unless_idempotent(private_dir):
+    # Host 2 is not up when the client connects, so both calls run on host 1, side by side on its
+    # 2 workers; then host 2 comes up (its calls finish at once) and host 1 is SIGKILLed.
+    token = token_file(private_dir)
+    first, second = (os.path.join(private_dir, name) for name in ("host1", "host2"))
+    for directory in (first, second):
+        os.mkdir(directory)
+    open(os.path.join(second, "release"), "w").close()
+    second_address = f"127.0.0.2:{free_port()}"
+    host1 = Server(first, f"tcp:127.0.0.1:{free_port()}", "--token-file", token, cwd=first)
+    host2 = None
+    try:
+        connection = vial.connect(f"{host1.address},{second_address}", token=TOKEN,
+                                  connect_timeout=BOUND)
+        plain = connection.run_async(HELD_CALL, id=1)
+        retried = connection.run_async(HELD_CALL, id=2, idempotent=True)
+        assert eventually(lambda: sorted(ran_on(first)) == [1, 2], bound=15), (
+            "both calls were not running on host 1: " + host1.log())
+
+        host2 = Server(second, f"tcp:{second_address}", "--token-file", token, cwd=second)
+        assert eventually(lambda: any(b["address"] == f"tcp:{second_address}" and
+                                      b["state"] == "ready" for b in connection.backends()),
+                          bound=15), f"host 2 never became ready: {connection.backends()}"
+        host1.kill()
+
+        error = plain.exception(BOUND)
+        assert type(error) is vial.Unavailable, error
+        assert not error.never_started
+        assert "may have run" in str(error)
+        assert retried.result(BOUND) == [2], "the idempotent call was not re-sent to host 2"
+        assert ran_on(second) == [2], "host 2 ran a call that was not idempotent"
+        connection.close()
+    finally:
+        host1.stop()
+        if host2:
+            host2.stop()
 
 
 def test_exception_message_with_a_nul_arrives_whole_through_the_server(client):

@@ -49,9 +49,10 @@ __version__ = _native.VERSION
 #: A proc_timeout meaning "no limit" (per call: ``proc_timeout=vial.NO_TIMEOUT``).
 NO_TIMEOUT = math.inf
 
-#: Keywords of run_async / run that set the call's limits, not its variables. A variable of one
-#: of these names goes in the dict given as run_async's second argument.
-RESERVED_KEYWORDS = ("proc_timeout", "soft_timeout", "queue_timeout")
+#: Keywords of run_async / run that set how the call runs (its limits; idempotent), not its
+#: variables. A variable of one of these names goes in the dict given as run_async's second
+#: argument.
+RESERVED_KEYWORDS = ("proc_timeout", "soft_timeout", "queue_timeout", "idempotent")
 
 
 def set_log_level(level):
@@ -102,14 +103,20 @@ class _Runner:
             _live.add(self)
 
     def run_async(self, source, variables=None, /, *, proc_timeout=None, soft_timeout=None,
-                  queue_timeout=None, **kwargs):
+                  queue_timeout=None, idempotent=False, **kwargs):
         """Runs ``source`` with the keyword arguments (and ``variables``, a dict, for names that
-        are reserved here: proc_timeout, soft_timeout, queue_timeout) as its global variables.
-        Returns a vial.Future of the list of ``_return`` values.
+        are reserved here: proc_timeout, soft_timeout, queue_timeout, idempotent) as its global
+        variables. Returns a vial.Future of the list of ``_return`` values.
 
         proc_timeout: this call's hard limit in seconds (its worker is killed past it;
         vial.NO_TIMEOUT for none); soft_timeout: vial.SoftTimeout is raised in the code past it;
         queue_timeout: longest wait for a worker. None: the pool's.
+
+        idempotent (a connection from vial.connect only): True says running this call twice is
+        harmless, so a call lost with its host after it was sent (the host died or froze) is sent
+        again to another host instead of failing with vial.Unavailable ("may have run"). Calls
+        that provably never started are sent again whatever it says. An in-process Pool has no
+        hosts to try: there it has no effect.
 
         Raises TypeError / ValueError at once for variables vial cannot send; every other
         failure comes through the future."""
@@ -125,8 +132,10 @@ class _Runner:
             variables = dict(variables)
         limits = [_seconds(name, value) for name, value in zip(
             RESERVED_KEYWORDS, (proc_timeout, soft_timeout, queue_timeout))]
+        if not isinstance(idempotent, bool):
+            raise TypeError(f"idempotent must be True or False, not {type(idempotent).__name__}")
         future = Future()
-        future._vial_call = self._native.submit(source, variables, *limits, future)
+        future._vial_call = self._native.submit(source, variables, *limits, idempotent, future)
         return future
 
     async def run(self, source, variables=None, /, **kwargs):
