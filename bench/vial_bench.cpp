@@ -1,16 +1,15 @@
-// vial-bench: performance figures of an embedded vial::Pool with 2 workers.
+// vial-bench: performance figures of an embedded vial::Pool with 2 workers, of `vial serve`, and
+// of one vial::Client balancing over several `vial serve` hosts.
 //
-//   vial-bench [--quick] [--json] [--verbose]
+//   vial-bench [--quick] [--json] [--verbose] [--only KEY_PART]
+//              [--connect ADDRESS [--token-file FILE] [--tls-ca FILE]]
 //
 // Prints the machine, then one line per figure (or, with --json, one JSON object at the end).
 // bench/peers.py measures the same figures for Python's process pools; bench/README.md says
 // what each figure means. Exits 1 when a call does not give the expected result.
-#include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <sstream>
@@ -28,21 +28,26 @@
 #include <thread>
 #include <vector>
 
+#include "bench/client_figures.h"
+#include "bench/measure.h"
+#include "bench/serve_host.h"
 #include "vial/vial.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace vial::bench;
 
 constexpr std::size_t kWorkers = 2;
 constexpr auto kReadyTimeout = std::chrono::seconds(60);
-constexpr const char* kTinyCall = "_return(1+2)";
 
 struct Settings {
   bool quick = false;
   bool json = false;
   bool verbose = false;
-  std::string only;  // --only: measure just the figures whose key contains this
+  std::string only;     // --only: measure just the figures whose key contains this
+  std::string connect;  // --connect: the client figures against these hosts, and nothing else
+  std::string token_file;
+  std::string tls_ca;
 };
 
 // Iteration counts; --quick uses the smaller ones.
@@ -53,10 +58,15 @@ struct Counts {
   int throughput_calls;
   int timeout_repeats;
   int blob_round_trips;
+  int scale_out_calls_per_host;  // 20 ms calls per host in one scale-out run
+  int scale_out_repeats;
+  int balance_round_trips;  // per turn of the balancing cost figures
+  int balance_burst;
+  int balance_repeats;
 };
 
-constexpr Counts kFull{5, 200, 5000, 20000, 3, 5};
-constexpr Counts kQuick{2, 50, 500, 2000, 1, 2};
+constexpr Counts kFull{5, 200, 5000, 20000, 3, 5, 100, 3, 2000, 10000, 7};
+constexpr Counts kQuick{2, 50, 500, 2000, 1, 2, 24, 1, 300, 2000, 3};
 
 struct Figure {
   std::string key;    // JSON name
@@ -66,40 +76,8 @@ struct Figure {
   int decimals;
 };
 
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-double us_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-}
-
-double median(std::vector<double> samples) {
-  std::sort(samples.begin(), samples.end());
-  std::size_t n = samples.size();
-  return n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
-}
-
-// Nearest-rank percentile of sorted samples.
-double percentile(const std::vector<double>& sorted, double p) {
-  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
-}
-
-void require(bool condition, const std::string& what) {
-  if (!condition) throw std::runtime_error(what);
-}
-
 void require_ready(const vial::Pool& pool) {
   require(pool.wait_ready(kReadyTimeout), "the pool's workers were not ready within 60 s");
-}
-
-// Checks that `result` is exactly [3], the answer of kTinyCall.
-void require_three(const vial::Result& result) {
-  require(result.ok(), "a tiny call failed: " + result.describe());
-  const auto& values = result.values();
-  require(values.size() == 1 && values[0] == vial::Value(3),
-          "a tiny call returned " + result.describe() + " instead of [3]");
 }
 
 vial::PoolOptions pool_options(std::size_t calls_in_flight_per_worker = 1, bool sandboxed = false) {
@@ -131,29 +109,6 @@ double pool_start_ms(int repeats, std::size_t workers = kWorkers) {
   return median(samples);
 }
 
-struct RoundTrip {
-  double p50_us;
-  double p99_us;
-};
-
-// One call at a time: run_async(...).get(), from submission to the result; `gap` of idleness
-// before each call (calls from a host's players arrive apart, not back to back).
-RoundTrip round_trip(vial::Runner& runner, int warmup, int calls,
-                     std::chrono::microseconds gap = std::chrono::microseconds(0)) {
-  for (int i = 0; i < warmup; ++i) require_three(runner.run_async(kTinyCall).get());
-  std::vector<double> samples;
-  samples.reserve(calls);
-  for (int i = 0; i < calls; ++i) {
-    if (gap.count() > 0) std::this_thread::sleep_for(gap);
-    auto start = Clock::now();
-    vial::Result result = runner.run_async(kTinyCall).get();
-    samples.push_back(us_since(start));
-    require_three(result);
-  }
-  std::sort(samples.begin(), samples.end());
-  return {percentile(samples, 50), percentile(samples, 99)};
-}
-
 // On a ready embedded pool, plain or sandboxed.
 RoundTrip pool_round_trip(int warmup, int calls, bool sandboxed,
                           std::chrono::microseconds gap = std::chrono::microseconds(0)) {
@@ -162,82 +117,35 @@ RoundTrip pool_round_trip(int warmup, int calls, bool sandboxed,
   return round_trip(pool, warmup, calls, gap);
 }
 
-// A `vial serve` process (the `vial` next to this program) on a unix socket in a private
-// directory, for as long as it lives; SIGTERM and reaped at the end.
-class Server {
- public:
-  explicit Server(bool sandboxed) {
-    char dir[] = "/tmp/vial-bench-XXXXXX";
-    if (!mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
-    dir_ = dir;
-    address_ = "unix:" + dir_ + "/vial.sock";
-    std::string vial = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "vial";
-    std::vector<std::string> args = {vial,     "serve",     "--listen",
-                                     address_, "--workers", std::to_string(kWorkers)};
-    if (sandboxed) args.push_back("--sandbox");
-    // Bursts of 20,000 calls at once, as the embedded figures: no queue cap gets in the way.
-    for (const char* arg : {"--max-queue", "1000000", "--max-queue-per-client", "0"})
-      args.push_back(arg);
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 2);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    for (int attempt = 0; attempt < 300 && !client_; ++attempt) {
-      try {
-        client_ = vial::Client::connect(address_);
-      } catch (const vial::ConnectError&) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    }
-    require(client_ != nullptr, "vial serve did not come up at " + address_);
-  }
-  ~Server() {
-    client_.reset();
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::filesystem::remove_all(dir_);
-  }
-  vial::Client& client() { return *client_; }
-  /// Another connection to the same server.
-  std::unique_ptr<vial::Client> connect() { return vial::Client::connect(address_); }
-
- private:
-  std::string dir_, address_;
-  pid_t pid_ = -1;
-  std::unique_ptr<vial::Client> client_;
-};
+// The `vial serve` of the serve_* figures: 2 workers on a unix socket; bursts of 20,000 calls at
+// once, as the embedded figures: no queue cap gets in the way.
+ServeHost::Options serve_options(bool sandboxed) {
+  ServeHost::Options options;
+  options.workers = kWorkers;
+  options.sandboxed = sandboxed;
+  options.extra = {"--max-queue", "1000000", "--max-queue-per-client", "0"};
+  return options;
+}
 
 // `calls` tiny calls through a `vial serve` process, spread over `clients` connections, all
 // submitted at once (after a warm-up): calls per second until the last has resolved.
 double serve_throughput(int calls, int clients) {
-  Server server(false);
+  ServeHost server(serve_options(false));
   std::vector<std::unique_ptr<vial::Client>> connections;
-  for (int c = 0; c < clients; ++c) connections.push_back(server.connect());
+  std::vector<vial::Runner*> runners;
+  for (int c = 0; c < clients; ++c) {
+    connections.push_back(server.connect());
+    runners.push_back(connections.back().get());
+  }
   for (auto& client : connections)
     for (int i = 0; i < 10; ++i) require_three(client->run_async(kTinyCall).get());
-  std::vector<vial::Future> futures;
-  futures.reserve(calls);
-  auto start = Clock::now();
-  for (int i = 0; i < calls; ++i)
-    futures.push_back(connections[static_cast<std::size_t>(i % clients)]->run_async(kTinyCall));
-  for (const auto& future : futures) future.get();
-  double seconds = ms_since(start) / 1000;
-  for (const auto& future : futures) require_three(future.get());
-  return calls / seconds;
+  return calls_at_once(runners, calls);
 }
 
 RoundTrip serve_round_trip(int warmup, int calls, bool sandboxed,
                            std::chrono::microseconds gap = std::chrono::microseconds(0)) {
-  Server server(sandboxed);
-  return round_trip(server.client(), warmup, calls, gap);
+  ServeHost server(serve_options(sandboxed));
+  return round_trip(*server.connect(), warmup, calls, gap);
 }
 
 // All `calls` submitted at once to a ready, warmed-up pool; timed from the first submission to
@@ -461,11 +369,16 @@ class Report {
     figures_.push_back(std::move(figure));
   }
 
-  void print_json(const Settings& settings, int nproc, const std::string& model) const {
+  // "connect": --connect's address, or null for the bench's own hosts; "load_average": the
+  // 1-minute load average when the run began.
+  void print_json(const Settings& settings, int nproc, const std::string& model,
+                  double loadAverage) const {
     std::printf(
         "{\"program\": \"vial\", \"quick\": %s, \"nproc\": %d, \"cpu_model\": %s, "
-        "\"workers\": %zu, \"figures\": {",
-        settings.quick ? "true" : "false", nproc, json_string(model).c_str(), kWorkers);
+        "\"workers\": %zu, \"load_average\": %s, \"connect\": %s, \"figures\": {",
+        settings.quick ? "true" : "false", nproc, json_string(model).c_str(), kWorkers,
+        fixed(loadAverage, 2).c_str(),
+        settings.connect.empty() ? "null" : json_string(settings.connect).c_str());
     for (std::size_t i = 0; i < figures_.size(); ++i) {
       const Figure& f = figures_[i];
       std::printf("%s%s: %s", i ? ", " : "", json_string(f.key).c_str(),
@@ -487,8 +400,126 @@ void quiet_vial_logger(bool verbose) {
 }
 
 int usage(const char* program) {
-  std::fprintf(stderr, "usage: %s [--quick] [--json] [--verbose] [--only KEY_PART]\n", program);
+  std::fprintf(stderr,
+               "usage: %s [--quick] [--json] [--verbose] [--only KEY_PART]\n"
+               "          [--connect ADDRESS [--token-file FILE] [--tls-ca FILE]]\n",
+               program);
   return 2;
+}
+
+// The 1-minute load average now (/proc/loadavg), or -1: figures of a busy machine say so.
+double load_average() {
+  std::ifstream loadavg("/proc/loadavg");
+  double one = -1;
+  loadavg >> one;
+  return one;
+}
+
+// A token file's token: its first line (vial serve reads it so too).
+std::string read_token(const std::string& path) {
+  std::ifstream file(path);
+  require(file.good(), "cannot read the token file " + path);
+  std::string token;
+  std::getline(file, token);
+  return token;
+}
+
+// Whether a figure's key is one of the client figures, the only ones --connect measures.
+bool is_client_figure(const std::string& key) {
+  return key.rfind("scaleout_", 0) == 0 || key.rfind("balance_", 0) == 0;
+}
+
+// The scale-out and balancing-cost figures (bench/client_figures.h): against the hosts of
+// --connect, or against `vial serve` hosts started here: 3 one-worker hosts on 127.0.0.1-3 (tcp:,
+// one token) for the scale-out, a 2-worker one on 127.0.0.1 for the balancing cost.
+void client_figures(const Settings& settings, const Counts& n, Report& report,
+                    const std::function<bool(std::initializer_list<const char*>)>& want) {
+  bool scaleOut =
+      want({"scaleout_hosts", "scaleout_one_host_calls_per_s", "scaleout_all_hosts_calls_per_s",
+            "scaleout_speedup", "scaleout_share_host", "scaleout_share_max_off_even_points"});
+  bool balance = want({"balance_plain_roundtrip_p50_us", "balance_client_roundtrip_p50_us",
+                       "balance_added_p50_us", "balance_plain_throughput_calls_per_s",
+                       "balance_client_throughput_calls_per_s", "balance_throughput_ratio"});
+  if (!scaleOut && !balance) return;
+
+  vial::ClientOptions options;
+  std::string list, single, balanced;
+  std::vector<std::unique_ptr<ServeHost>> hosts;
+  if (!settings.connect.empty()) {
+    if (!settings.token_file.empty()) options.token = read_token(settings.token_file);
+    options.tls_ca = settings.tls_ca;
+    list = settings.connect;
+    single = balanced = first_host(list, options);
+  } else {
+    options.token = random_token();
+    if (scaleOut) {
+      for (const char* ip : {"127.0.0.1", "127.0.0.2", "127.0.0.3"}) {
+        ServeHost::Options host;
+        host.workers = 1;
+        host.tcp_ip = ip;
+        host.token = options.token;
+        hosts.push_back(std::make_unique<ServeHost>(host));
+        // "tcp:127.0.0.1:P1,127.0.0.2:P2,127.0.0.3:P3"
+        list += list.empty() ? hosts.back()->address() : "," + hosts.back()->address().substr(4);
+      }
+      single = hosts.front()->address();
+    }
+  }
+
+  if (scaleOut) {
+    ScaleOut figures =
+        scale_out(list, single, options, n.scale_out_calls_per_host, n.scale_out_repeats);
+    hosts.clear();
+    std::string all = std::to_string(figures.hosts) + " hosts";
+    std::string load = ": 20 ms calls, " + std::to_string(kScaleOutInFlight) +
+                       " in flight (median of " + std::to_string(n.scale_out_repeats) + ")";
+    report.add({"scaleout_hosts", "scale-out: hosts", static_cast<double>(figures.hosts), "", 0});
+    report.add({"scaleout_one_host_calls_per_s", "1 host" + load, figures.one_host_calls_per_s,
+                "calls/s", 1});
+    report.add({"scaleout_all_hosts_calls_per_s", all + load, figures.all_hosts_calls_per_s,
+                "calls/s", 1});
+    report.add({"scaleout_speedup", all + " / 1 host",
+                figures.all_hosts_calls_per_s / figures.one_host_calls_per_s, "x", 2});
+    double even = 100.0 / static_cast<double>(figures.hosts), off = 0;
+    for (std::size_t i = 0; i < figures.shares.size(); ++i) {
+      const auto& [address, percent] = figures.shares[i];
+      std::string host = "host" + std::to_string(i + 1);
+      report.add(
+          {"scaleout_share_" + host + "_percent", host + "'s share: " + address, percent, "%", 1});
+      off = std::max(off, std::abs(percent - even));
+    }
+    report.add({"scaleout_share_max_off_even_points",
+                "largest share's distance from " + fixed(even, 1) + "%", off, "points", 1});
+  }
+
+  if (balance) {
+    std::unique_ptr<ServeHost> server;
+    if (settings.connect.empty()) {
+      ServeHost::Options host = serve_options(false);
+      host.tcp_ip = "127.0.0.1";
+      host.token = options.token;
+      server = std::make_unique<ServeHost>(host);
+      balanced = server->address();
+    }
+    BalancingCost cost = balancing_cost(balanced, options, n.balance_round_trips, n.balance_burst,
+                                        n.balance_repeats);
+    std::string of = " (median of " + std::to_string(n.balance_repeats) + ")";
+    std::string rt = ": round trip p50" + of;
+    std::string burst = ": " + std::to_string(n.balance_burst) + " calls, " +
+                        std::to_string(kBalanceChunk) + " at once" + of;
+    report.add(
+        {"balance_plain_roundtrip_p50_us", "plain connection" + rt, cost.plain_p50_us, "us", 0});
+    report.add(
+        {"balance_client_roundtrip_p50_us", "balancing Client" + rt, cost.client_p50_us, "us", 0});
+    report.add({"balance_added_p50_us", "balancing Client - plain connection: p50",
+                cost.client_p50_us - cost.plain_p50_us, "us", 0});
+    report.add({"balance_plain_throughput_calls_per_s", "plain connection" + burst,
+                cost.plain_calls_per_s, "calls/s", 0});
+    report.add({"balance_client_throughput_calls_per_s", "balancing Client" + burst,
+                cost.client_calls_per_s, "calls/s", 0});
+    report.add({"balance_throughput_ratio", "balancing Client / plain connection: throughput",
+                cost.client_calls_per_s / cost.plain_calls_per_s, "x", 3});
+  }
 }
 
 }  // namespace
@@ -504,27 +535,42 @@ int main(int argc, char** argv) {
       settings.verbose = true;
     } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
       settings.only = argv[++i];
+    } else if (std::strcmp(argv[i], "--connect") == 0 && i + 1 < argc) {
+      settings.connect = argv[++i];
+    } else if (std::strcmp(argv[i], "--token-file") == 0 && i + 1 < argc) {
+      settings.token_file = argv[++i];
+    } else if (std::strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc) {
+      settings.tls_ca = argv[++i];
     } else {
       return usage(argv[0]);
     }
   }
+  if (settings.connect.empty() && !(settings.token_file.empty() && settings.tls_ca.empty()))
+    return usage(argv[0]);
   quiet_vial_logger(settings.verbose);
   const Counts& n = settings.quick ? kQuick : kFull;
   const int nproc = cpu_count();
   const std::string model = cpu_model();
+  const double loadAverage = load_average();
   if (!settings.json) {
-    std::printf("vial-bench%s: %zu workers; machine: nproc %d, %s\n",
-                settings.quick ? " (quick)" : "", kWorkers, nproc, model.c_str());
+    std::printf("vial-bench%s: %zu workers; machine: nproc %d, %s; load average %.2f\n",
+                settings.quick ? " (quick)" : "", kWorkers, nproc, model.c_str(), loadAverage);
+    if (!settings.connect.empty())
+      std::printf("  the client figures only, against %s\n", settings.connect.c_str());
     std::fflush(stdout);
   }
 
   Report report(settings.json);
   // --only: a measurement runs when one of the keys it reports contains the filter.
-  auto want = [&](std::initializer_list<const char*> keys) {
-    for (const char* key : keys)
-      if (std::string(key).find(settings.only) != std::string::npos) return true;
-    return false;
-  };
+  // --connect: only the client figures.
+  std::function<bool(std::initializer_list<const char*>)> want =
+      [&](std::initializer_list<const char*> keys) {
+        for (const char* key : keys)
+          if (std::string(key).find(settings.only) != std::string::npos &&
+              (settings.connect.empty() || is_client_figure(key)))
+            return true;
+        return false;
+      };
   try {
     if (want({"start_ready_ms"}))
       report.add({"start_ready_ms",
@@ -635,10 +681,12 @@ int main(int argc, char** argv) {
       report.add({"blob_10mib_roundtrip_ms",
                   "10 MiB str in and out (median of " + std::to_string(n.blob_round_trips) + ")",
                   blob_round_trip_ms(n.blob_round_trips), "ms", 1});
+
+    client_figures(settings, n, report, want);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vial-bench: %s\n", e.what());
     return 1;
   }
-  if (settings.json) report.print_json(settings, nproc, model);
+  if (settings.json) report.print_json(settings, nproc, model, loadAverage);
   return 0;
 }
