@@ -1,5 +1,7 @@
 #include "bench/client_figures.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -58,6 +60,14 @@ std::unique_ptr<Client> connect_to_all(const std::string& address, const ClientO
   }
 }
 
+// CPU time (user + system) of this whole process so far, in seconds.
+double process_cpu_seconds() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 std::map<std::string, std::uint64_t> completed_by_host(const Client& client) {
   std::map<std::string, std::uint64_t> completed;
   for (const auto& b : client.backends()) completed[b.address] = b.completed;
@@ -112,23 +122,43 @@ BalancingCost balancing_cost(const std::string& address, const ClientOptions& op
                              int round_trips, int burst, int repeats) {
   PlainClient plain(address, options);
   auto client = Client::connect(address, options);
-  std::vector<Runner*> both = {&plain, client.get()};
-  std::vector<double> plainP50, clientP50, plainRate, clientRate;
+  Runner* both[2] = {&plain, client.get()};  // [0] plain, [1] the Client
   for (Runner* runner : both) calls_at_once({runner}, kBalanceChunk, kBalanceChunk);  // warm up
+  std::vector<double> p50[2], rate[2], cpuPerCall[2];
   for (int r = 0; r < repeats; ++r) {
-    bool plainFirst = r % 2 == 0;
-    for (int turn = 0; turn < 2; ++turn) {
-      bool isPlain = (turn == 0) == plainFirst;
-      Runner& runner = isPlain ? static_cast<Runner&>(plain) : *client;
-      (isPlain ? plainP50 : clientP50).push_back(round_trip(runner, 100, round_trips).p50_us);
+    // One call through each in turn (which goes first alternates), so that both see the same
+    // moments of a busy machine.
+    std::vector<double> samples[2];
+    for (int i = 0; i < round_trips; ++i) {
+      for (int turn = 0; turn < 2; ++turn) {
+        int which = (turn + i) % 2;
+        auto start = Clock::now();
+        Result result = both[which]->run_async(kTinyCall).get();
+        samples[which].push_back(us_since(start));
+        require_three(result);
+      }
     }
-    for (int turn = 0; turn < 2; ++turn) {
-      bool isPlain = (turn == 0) == plainFirst;
-      Runner* runner = isPlain ? static_cast<Runner*>(&plain) : client.get();
-      (isPlain ? plainRate : clientRate).push_back(calls_at_once({runner}, burst, kBalanceChunk));
+    // The same for the chunks of the burst: each side's time (and this process's CPU time: the
+    // caller's thread and the loop threads) is the sum of its chunks'.
+    double seconds[2] = {0, 0}, cpu[2] = {0, 0};
+    for (int first = 0, c = 0; first < burst; first += kBalanceChunk, ++c) {
+      int chunk = std::min(kBalanceChunk, burst - first);
+      for (int turn = 0; turn < 2; ++turn) {
+        int which = (turn + c) % 2;
+        double cpuBefore = process_cpu_seconds();
+        seconds[which] += chunk / calls_at_once({both[which]}, chunk);
+        cpu[which] += process_cpu_seconds() - cpuBefore;
+      }
+    }
+    for (int which = 0; which < 2; ++which) {
+      std::sort(samples[which].begin(), samples[which].end());
+      p50[which].push_back(percentile(samples[which], 50));
+      rate[which].push_back(burst / seconds[which]);
+      cpuPerCall[which].push_back(cpu[which] / burst * 1e6);
     }
   }
-  return {median(plainP50), median(clientP50), median(plainRate), median(clientRate)};
+  return {median(p50[0]),  median(p50[1]),        median(rate[0]),
+          median(rate[1]), median(cpuPerCall[0]), median(cpuPerCall[1])};
 }
 
 }  // namespace vial::bench

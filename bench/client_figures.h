@@ -41,6 +41,9 @@ struct BalancingCost {
   double client_p50_us = 0;  // the same through a Client
   double plain_calls_per_s = 0;
   double client_calls_per_s = 0;
+  /// The bench process's CPU time (all its threads) per call of the throughput runs, in us.
+  double plain_cpu_us_per_call = 0;
+  double client_cpu_us_per_call = 0;
 };
 
 /// Tiny calls of the balancing cost's throughput go in chunks of this many: under the default
@@ -49,9 +52,10 @@ struct BalancingCost {
 inline constexpr int kBalanceChunk = 500;
 
 /// On the one host `address`: a PlainClient (bench/plain_client.h) and a Client of that host
-/// alone, both connected throughout, take turns (which goes first alternates): `round_trips`
-/// tiny calls one at a time (p50), then `burst` tiny calls in chunks of kBalanceChunk
-/// (calls/s); `repeats` turns.
+/// alone, both connected throughout, take turns call by call (which goes first alternates), so
+/// that a busy machine's moments fall on both alike: `round_trips` tiny calls one at a time
+/// each (p50), then `burst` tiny calls each, in chunks of kBalanceChunk taking turns chunk by
+/// chunk (calls/s: `burst` / the sum of its chunks' times). `repeats` times; medians.
 BalancingCost balancing_cost(const std::string& address, const ClientOptions& options,
                              int round_trips, int burst, int repeats);
 

@@ -439,7 +439,8 @@ void client_figures(const Settings& settings, const Counts& n, Report& report,
             "scaleout_speedup", "scaleout_share_host", "scaleout_share_max_off_even_points"});
   bool balance = want({"balance_plain_roundtrip_p50_us", "balance_client_roundtrip_p50_us",
                        "balance_added_p50_us", "balance_plain_throughput_calls_per_s",
-                       "balance_client_throughput_calls_per_s", "balance_throughput_ratio"});
+                       "balance_client_throughput_calls_per_s", "balance_throughput_ratio",
+                       "balance_plain_cpu_us_per_call", "balance_client_cpu_us_per_call"});
   if (!scaleOut && !balance) return;
 
   vial::ClientOptions options;
@@ -519,6 +520,10 @@ void client_figures(const Settings& settings, const Counts& n, Report& report,
                 cost.client_calls_per_s, "calls/s", 0});
     report.add({"balance_throughput_ratio", "balancing Client / plain connection: throughput",
                 cost.client_calls_per_s / cost.plain_calls_per_s, "x", 3});
+    report.add({"balance_plain_cpu_us_per_call", "plain connection: this process's CPU per call",
+                cost.plain_cpu_us_per_call, "us", 1});
+    report.add({"balance_client_cpu_us_per_call", "balancing Client: this process's CPU per call",
+                cost.client_cpu_us_per_call, "us", 1});
   }
 }
 
