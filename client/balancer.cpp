@@ -75,12 +75,19 @@ std::optional<std::size_t> pickBackend(const std::vector<std::size_t>& outstandi
     while (b == a) b = any(random);
     return outstanding[b] < outstanding[a] ? b : a;
   }
-  std::size_t fewest = *std::min_element(outstanding.begin(), outstanding.end());
-  std::vector<std::size_t> least;
-  for (std::size_t i = 0; i < n; ++i)
-    if (outstanding[i] == fewest) least.push_back(i);
-  std::uniform_int_distribution<std::size_t> tie(0, least.size() - 1);
-  return least[tie(random)];
+  // One pass, no allocation (this runs for every call): the k-th host tied for the fewest so far
+  // replaces the pick with probability 1/k, so each tied host is equally likely.
+  std::size_t chosen = 0, ties = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (ties > 0 && outstanding[i] > outstanding[chosen]) continue;
+    if (ties == 0 || outstanding[i] < outstanding[chosen]) {
+      chosen = i;
+      ties = 1;
+    } else if (std::uniform_int_distribution<std::size_t>(0, ties++)(random) == 0) {
+      chosen = i;
+    }
+  }
+  return chosen;
 }
 
 Balancer::Balancer(kj::AsyncIoContext& io, const std::string& address, const ClientOptions& options)
@@ -160,6 +167,7 @@ void Balancer::submit(std::uint64_t id, std::string source, Vars vars, CallOptio
            }()}));
     return;
   }
+  if (!hasDeadline(options)) return;
   auto sent = calls_.find(id);  // unless it could not be encoded, and is resolved already
   if (sent != calls_.end()) sent->second.deadline = deadlineOf(id, options);
 }
@@ -169,10 +177,12 @@ Backend* Balancer::pick(const std::set<std::string>& excluded) {
   // (overloaded, draining): their own answer (Overloaded, a draining refusal) tells the caller
   // more than "no host is ready", and is what a client of one server always got.
   for (bool resting : {false, true}) {
-    std::vector<Backend*> candidates;
-    std::vector<std::size_t> outstanding;
+    auto& candidates = candidates_;
+    auto& outstanding = outstanding_;
+    candidates.clear();
+    outstanding.clear();
     for (auto& [address, backend] : backends_) {
-      if (excluded.count(address)) continue;
+      if (!excluded.empty() && excluded.count(address)) continue;
       BackendState state = backend->state();
       bool takes = resting ? state == BackendState::kOverloaded ||
                                  (state == BackendState::kDraining && backend->connected())
@@ -189,7 +199,6 @@ Backend* Balancer::pick(const std::set<std::string>& excluded) {
 bool Balancer::dispatch(std::uint64_t id, Call& call) {
   Backend* backend = pick(call.tried);
   if (!backend) return false;
-  call.tried.insert(backend->address());
   if (auto unsent = backend->send(id, call.source, call.vars, call.options)) {
     finish(id, std::move(*unsent));  // no host could encode it either
     return true;
@@ -198,10 +207,12 @@ bool Balancer::dispatch(std::uint64_t id, Call& call) {
   return true;
 }
 
+bool Balancer::hasDeadline(const CallOptions& options) {
+  return options.proc_timeout && options.queue_timeout && !unlimited(*options.proc_timeout) &&
+         !unlimited(*options.queue_timeout);
+}
+
 kj::Promise<void> Balancer::deadlineOf(std::uint64_t id, const CallOptions& options) {
-  if (!options.proc_timeout || !options.queue_timeout || unlimited(*options.proc_timeout) ||
-      unlimited(*options.queue_timeout))
-    return kj::NEVER_DONE;
   double limit = *options.proc_timeout + *options.queue_timeout + kDeadlineMarginSeconds;
   // Eager: a kj promise nobody waits on never runs (this one did not, until a test waited on a
   // frozen host).
@@ -223,7 +234,9 @@ void Balancer::finish(std::uint64_t id, Result result) {
   if (it == calls_.end()) return;
   Promise promise = it->second.promise;
   // The deadline may be what is running now: it goes on the next turn.
-  later_->add(kj::heap(kj::mv(it->second.deadline)));
+  KJ_IF_MAYBE (deadline, it->second.deadline) {
+    later_->add(kj::heap(kj::mv(*deadline)));
+  }
   calls_.erase(it);
   promise.resolve(std::move(result));
 }
@@ -232,6 +245,8 @@ void Balancer::resendOrFinish(std::uint64_t id, Result result) {
   auto it = calls_.find(id);
   if (it == calls_.end()) return;
   Call& call = it->second;
+  // Recorded only now, on the rare path: the first attempt of a call excludes nothing.
+  if (call.on) call.tried.insert(call.on->address());
   call.on = nullptr;
   if (call.resends < kMaxResends && !closing_) {
     ++call.resends;

@@ -69,9 +69,10 @@ class Balancer final : public LoopService,
     CallOptions options;
     Promise promise;
     int resends = 0;
-    std::set<std::string> tried;  // the hosts it was sent to
+    std::set<std::string> tried;  // the hosts it was sent to before `on`
     Backend* on = nullptr;        // where it is now
-    kj::Promise<void> deadline = nullptr;
+    // Only for a call with both limits set (see deadlineOf).
+    kj::Maybe<kj::Promise<void>> deadline;
   };
 
   // Sends `call` to the best host it has not tried; false when there is none.
@@ -82,6 +83,8 @@ class Balancer final : public LoopService,
   // idempotent) when it may; otherwise resolves it with `result`.
   void resendOrFinish(std::uint64_t id, Result result);
   Backend* pick(const std::set<std::string>& excluded);
+  // Whether a call has a client-side deadline: when both its limits are set and finite.
+  static bool hasDeadline(const CallOptions& options);
   kj::Promise<void> deadlineOf(std::uint64_t id, const CallOptions& options);
 
   // Re-resolution of DNS names: every resolve_interval, backends are added for new addresses and
@@ -98,6 +101,9 @@ class Balancer final : public LoopService,
   std::mt19937 random_{std::random_device{}()};
   std::map<std::string, kj::Own<Backend>> backends_;  // by resolved address
   std::map<std::uint64_t, Call> calls_;
+  // pick()'s scratch, kept between calls so that picking allocates nothing.
+  std::vector<Backend*> candidates_;
+  std::vector<std::size_t> outstanding_;
   // While the constructor waits for the first attempts: what it waits on, and why each failed.
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> firstAttempts_;
   std::string firstFailures_;
