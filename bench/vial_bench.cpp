@@ -471,7 +471,7 @@ void client_figures(const Settings& settings, const Counts& n, Report& report,
     ScaleOut figures =
         scale_out(list, single, options, n.scale_out_calls_per_host, n.scale_out_repeats);
     hosts.clear();
-    std::string all = std::to_string(figures.hosts) + " hosts";
+    std::string all = std::to_string(figures.hosts) + (figures.hosts == 1 ? " host" : " hosts");
     std::string load = ": 20 ms calls, " + std::to_string(kScaleOutInFlight) +
                        " in flight (median of " + std::to_string(n.scale_out_repeats) + ")";
     report.add({"scaleout_hosts", "scale-out: hosts", static_cast<double>(figures.hosts), "", 0});
