@@ -78,7 +78,7 @@ vial run --connect tls:localhost:7411 --token-file /run/vial/token --tls-ca /etc
 call=$!
 i=0
 until vial stats --connect tls:localhost:7411 --token-file /run/vial/token \
-        --tls-ca /etc/vial/tls/ca.crt --json 2>/dev/null | grep -q '"running":1' || [ $i -ge 50 ]; do
+        --tls-ca /etc/vial/tls/ca.crt --json 2>/dev/null | grep -q '"running": [1-9]' || [ $i -ge 50 ]; do
   i=$((i + 1)); sleep 0.1
 done
 kill -TERM $server
