@@ -31,7 +31,7 @@ set --
 # --variant=apt: the Essential packages (a shell and coreutils, which the probes and the token's
 # init container use) plus apt; docs, man pages and locales are left out, and apt's lists and
 # caches removed, as in Debian's own slim images.
-mmdebstrap --mode=root --variant=apt --format=tar \
+mmdebstrap --mode=root --variant=apt --format=tar --skip=essential/unlink \
   --include="$deb" \
   --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
   "$@" \
@@ -39,6 +39,5 @@ mmdebstrap --mode=root --variant=apt --format=tar \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --customize-hook='chroot "$1" groupadd --system --gid 10001 vial' \
   --customize-hook='chroot "$1" useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin vial' \
-  --customize-hook='mkdir -p "$1/run/vial" "$1/etc/vial/tls" "$1/etc/vial/secret" && chown 10001:10001 "$1/run/vial"' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
   bookworm "$out" "$sources"
