@@ -12,7 +12,7 @@
 #                deb822 or one-line format)
 # Needs root (mmdebstrap --mode=root) and Debian's mmdebstrap.
 # VIAL_ROOTFS_CACHE=DIR keeps the downloaded .debs in DIR between runs (the test does): about
-# 190 MB fetched once, then only what changed.
+# 50 MB fetched once, then only what changed.
 set -eu
 deb=$(realpath "$1")
 out=$2
