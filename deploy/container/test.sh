@@ -10,14 +10,14 @@
 #
 # It takes minutes (mmdebstrap downloads ~50 MB of Debian packages and unpacks a 160 MB root;
 # cpack ~45 s): 293 s here with a cold Essential set, 194 s with BUILD/deploy/rootfs-cache warm.
-# So it runs only with VIAL_TEST_CONTAINER=1 and skips otherwise (exit 77).
+# It runs in the suite (CI runs it); VIAL_SKIP_CONTAINER=1 skips it (exit 77) for a quicker
+# local loop.
 # Usage: test.sh BUILD_DIR
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
-if [ "${VIAL_TEST_CONTAINER:-}" != 1 ]; then
-  echo "deploy.container: skipped: set VIAL_TEST_CONTAINER=1 to build the root filesystem" \
-       "(downloads Debian packages: minutes on a fresh machine)"
+if [ "${VIAL_SKIP_CONTAINER:-}" = 1 ]; then
+  echo "deploy.container: skipped (VIAL_SKIP_CONTAINER=1)"
   exit 77
 fi
 [ "$(id -u)" = 0 ] || { echo "deploy.container: needs root (mmdebstrap --mode=root, unshare)"; exit 1; }
