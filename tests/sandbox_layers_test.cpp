@@ -846,6 +846,12 @@ TEST_F(Seccomp, I386SystemCallsKillTheProcess) {
     return outcome(result);
   };
   auto without = inChild(attack);
+  // A kernel built without CONFIG_IA32_EMULATION, or booted with ia32_emulation=0 (as some VMs'
+  // are), has no i386 entry: int 0x80 is a general-protection fault, SIGSEGV, filter or not.
+  // There is then nothing to cross, and nothing to show.
+  if (without.killedBy(SIGSEGV))
+    GTEST_SKIP() << "this kernel has no i386 system-call entry (int 0x80 raises SIGSEGV without "
+                    "the filter): the filter's i386 rule cannot be exercised here";
   ASSERT_TRUE(without.exitedNormally()) << "without the filter: " << without.describe();
   auto with = inChild([&] {
     install();
