@@ -8,20 +8,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
-#include <semaphore>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "client/pick_backend.h"
+#include "tests/support/counted_calls.h"
 #include "tests/support/serve_fixture.h"
 #include "vial/vial.h"
 
@@ -30,23 +27,7 @@ namespace {
 using namespace vial::testing;
 using namespace std::chrono_literals;
 
-// The body of every call: its id goes to the log of the host that runs it, then it works.
-const char* kCountedCall = R"PY(
-import os, time
-with open('calls', 'a') as log:   # in its host's own directory
-    log.write(f'{id}\n')
-time.sleep(seconds)
-_return(id)
-)PY";
-
-// How every call of a load ended.
-struct Load {
-  std::vector<vial::Result> results;
-  std::vector<int> resolutions;  // per call: how many times it resolved (must be 1)
-  double seconds = 0;
-};
-
-class Hosts : public VialServe {
+class Hosts : public CountedCalls {
  protected:
   // Starts a one-worker TCP server on 127.0.0.`host` whose calls log to hostLog(host).
   Server& startHost(int host, std::vector<std::string> extra = {}, int port = 0) {
@@ -61,9 +42,6 @@ class Hosts : public VialServe {
     return server;
   }
 
-  // A host's working directory, where its calls write their ids ("calls").
-  std::string hostDir(int host) const { return path("host" + std::to_string(host)); }
-  std::string hostLog(int host) const { return hostDir(host) + "/calls"; }
   const std::string& addressOf(int host) { return addresses_[host]; }
 
   // "tcp:127.0.0.1:P1,127.0.0.2:P2,..." for `hosts`.
@@ -71,106 +49,6 @@ class Hosts : public VialServe {
     std::string list;
     for (int host : hosts) list += (list.empty() ? "" : ",") + addresses_[host];
     return list;
-  }
-
-  // Client::connect returns once one host has logged in; the others connect in the background.
-  std::unique_ptr<vial::Client> connect(const std::string& address, double heartbeat = 1.0) {
-    vial::ClientOptions options;
-    options.token = kToken;
-    options.connect_timeout = 5;
-    options.heartbeat_interval = heartbeat;
-    return vial::Client::connect(address, options);
-  }
-
-  // connect(), then wait until every host is ready, so that the calls that follow can go to any
-  // of them (on a loaded machine the last host may log in well after the first).
-  std::unique_ptr<vial::Client> connectToAll(const std::string& address, double heartbeat = 1.0) {
-    auto client = connect(address, heartbeat);
-    bool allReady = eventually(
-        [&] {
-          auto all = client->backends();
-          return std::all_of(all.begin(), all.end(),
-                             [](const vial::BackendStats& s) { return s.state == "ready"; });
-        },
-        10s);
-    EXPECT_TRUE(allReady) << "not every host became ready:" << describe(client->backends());
-    return client;
-  }
-
-  // The ids each host ran, in its log's order.
-  std::vector<int> ranOn(int host) const {
-    std::vector<int> ids;
-    std::istringstream lines(readFile(hostLog(host)));
-    for (int id; lines >> id;) ids.push_back(id);
-    return ids;
-  }
-
-  // How many times each id ran, over `hosts`.
-  std::map<int, int> executions(const std::vector<int>& hosts) const {
-    std::map<int, int> runs;
-    for (int host : hosts)
-      for (int id : ranOn(host)) ++runs[id];
-    return runs;
-  }
-
-  // Runs `calls` calls of `seconds` each through `client`, `inFlight` at a time (bounded: each
-  // call must resolve within 30 s); `during(resolvedSoFar)` runs after each submission.
-  static Load runLoad(vial::Client& client, int calls, int inFlight, double seconds,
-                      int firstId = 0, const std::function<void(int)>& during = nullptr,
-                      vial::CallOptions options = {}) {
-    // Shared with the callbacks, which may still be finishing when the futures are ready.
-    struct Shared {
-      Load load;
-      std::mutex mutex;
-      std::counting_semaphore<1024> room{0};
-      std::atomic<int> resolved{0};
-    };
-    auto shared = std::make_shared<Shared>();
-    shared->load.results.resize(calls);
-    shared->load.resolutions.assign(calls, 0);
-    shared->room.release(inFlight);
-    std::vector<vial::Future> futures;
-    auto t0 = Clock::now();
-    for (int i = 0; i < calls; ++i) {
-      EXPECT_TRUE(shared->room.try_acquire_for(30s)) << "no call resolved for 30 s";
-      auto future =
-          client.run_async(kCountedCall, {{"id", firstId + i}, {"seconds", seconds}}, options);
-      future.then([shared, i](const vial::Result& r) {
-        {
-          std::lock_guard<std::mutex> lock(shared->mutex);
-          shared->load.results[i] = r;
-          ++shared->load.resolutions[i];
-        }
-        ++shared->resolved;
-        shared->room.release();
-      });
-      futures.push_back(future);
-      if (during) during(shared->resolved.load());
-    }
-    for (auto& f : futures) EXPECT_TRUE(f.wait_for(30s)) << "a call never resolved";
-    // A future is ready before its callbacks have run: wait for the last of them.
-    EXPECT_TRUE(eventually([&] { return shared->resolved.load() >= calls; }, 10s))
-        << "the callbacks of " << calls - shared->resolved.load() << " resolved calls never ran";
-    std::lock_guard<std::mutex> lock(shared->mutex);
-    Load load = shared->load;
-    load.seconds = secondsSince(t0);
-    return load;
-  }
-
-  static const vial::BackendStats* backendOf(const std::vector<vial::BackendStats>& all,
-                                             const std::string& address) {
-    for (const auto& b : all)
-      if (b.address == address) return &b;
-    return nullptr;
-  }
-
-  static std::string describe(const std::vector<vial::BackendStats>& all) {
-    std::string text;
-    for (const auto& b : all)
-      text += "\n  " + b.address + " " + b.state + " outstanding " + std::to_string(b.outstanding) +
-              " completed " + std::to_string(b.completed) + " failures " +
-              std::to_string(b.failures);
-    return text;
   }
 
  private:
