@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "client/address.h"
+#include "tests/support/certificates.h"
 #include "tests/support/serve_fixture.h"
 #include "tests/support/value_printer.h"
 #include "vial/vial.h"
@@ -23,16 +24,13 @@ using namespace std::chrono_literals;
 // A connection that fails must fail well within this: no hang until a kernel timeout.
 constexpr auto kFailBound = 5s;
 
-const std::string kOpenssl = "/usr/bin/openssl";
 const std::string kExampleCode = "val = testvar + 5\n_return(val)\n_return(val + 5)";
 
 class VialServeTls : public VialServe {
  protected:
   void SetUp() override {
     VialServe::SetUp();
-    ASSERT_EQ(access(kOpenssl.c_str(), X_OK), 0)
-        << kOpenssl << " is missing: the tests make their certificates with it (Debian: openssl, "
-        << "which scripts/test installs)";
+    ASSERT_EQ(opensslMissing(), "");
     makeCa("ca");
     makeCa("other-ca");
     makeServerCertificate("server", "ca", "DNS:localhost,IP:127.0.0.1");
@@ -40,30 +38,11 @@ class VialServeTls : public VialServe {
     writeFile(tokenFile(), kToken + "\n", 0600);
   }
 
-  // `openssl ARGS...` in the test's directory; the test fails if it does.
-  void openssl(std::vector<std::string> args) {
-    args.insert(args.begin(), kOpenssl);
-    RunResult r = runProgram(args);
-    ASSERT_EQ(r.exitCode, 0) << r;
-  }
-
-  // NAME.pem and NAME.key: a self-signed CA (EC P-256, quick to make).
-  void makeCa(const std::string& name) {
-    openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-days", "2", "-subj", "/CN=vial test " + name, "-keyout", path(name + ".key"), "-out",
-             path(name + ".pem")});
-  }
-
-  // NAME.pem and NAME.key: a server certificate `ca` signed, for the subjectAltName `names`.
+  // NAME.pem and NAME.key in the test's directory (tests/support/certificates.h).
+  void makeCa(const std::string& name) { vial::testing::makeCa(dir(), name); }
   void makeServerCertificate(const std::string& name, const std::string& ca,
                              const std::string& names) {
-    writeFile(path(name + ".ext"), "subjectAltName=" + names + "\n", 0600);
-    openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-subj", "/CN=vial test server", "-keyout", path(name + ".key"), "-out",
-             path(name + ".csr")});
-    openssl({"x509", "-req", "-in", path(name + ".csr"), "-CA", path(ca + ".pem"), "-CAkey",
-             path(ca + ".key"), "-set_serial", std::to_string(serial_++), "-days", "2", "-extfile",
-             path(name + ".ext"), "-out", path(name + ".pem")});
+    vial::testing::makeServerCertificate(dir(), name, ca, names);
   }
 
   // The flags of a TLS server presenting certificate NAME.
@@ -136,7 +115,6 @@ class VialServeTls : public VialServe {
 
  private:
   int port_ = 0;
-  int serial_ = 1;
 };
 
 // ---------------------------------------------------------------------------------------------
