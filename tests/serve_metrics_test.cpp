@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tests/support/json_field.h"
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/serve_fixture.h"
 #include "vial/value.h"
 #include "vial/vial.h"
@@ -33,80 +34,6 @@ namespace {
 
 using namespace vial::testing;
 using namespace std::chrono_literals;
-
-// How long one scrape may take, connection to last byte.
-constexpr auto kScrapeBound = 10s;
-
-// One scrape of /metrics: every sample by its name and labels as written
-// ("vial_calls_total{outcome=\"ok\"}"), and the families that have HELP and TYPE lines.
-struct Scrape {
-  std::string status;  // the HTTP status line
-  std::string body;
-  std::map<std::string, double> samples;
-  std::set<std::string> helped, typed;
-
-  // The sample `name{labels}`; fails the test (and reads 0) when it is missing.
-  double operator()(const std::string& name, const std::string& labels = "") const {
-    std::string key = labels.empty() ? name : name + "{" + labels + "}";
-    auto it = samples.find(key);
-    EXPECT_NE(it, samples.end()) << "no sample " << key << " in\n" << body;
-    return it == samples.end() ? 0 : it->second;
-  }
-
-  // vial's own samples (not the exposer's exposer_* ones), without `except`.
-  std::map<std::string, double> vialSamples(const std::string& except = "") const {
-    std::map<std::string, double> out;
-    for (const auto& [key, value] : samples)
-      if (key.rfind("vial_", 0) == 0 && key != except) out.emplace(key, value);
-    return out;
-  }
-};
-
-// The text exposition format: "# HELP name text", "# TYPE name type", "name{labels} value".
-Scrape parse(std::string status, std::string body) {
-  Scrape s{std::move(status), std::move(body), {}, {}, {}};
-  std::istringstream lines(s.body);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind("# HELP ", 0) == 0) {
-      s.helped.insert(line.substr(7, line.find(' ', 7) - 7));
-    } else if (line.rfind("# TYPE ", 0) == 0) {
-      s.typed.insert(line.substr(7, line.find(' ', 7) - 7));
-    } else if (!line.empty() && line[0] != '#') {
-      auto space = line.rfind(' ');
-      s.samples[line.substr(0, space)] = std::strtod(line.c_str() + space + 1, nullptr);
-    }
-  }
-  return s;
-}
-
-// GET http://127.0.0.1:`port`/metrics, read to the end (HTTP/1.0: the server closes).
-Scrape scrape(int port) {
-  int fd = connectLoopback(port);
-  if (fd < 0) {
-    ADD_FAILURE() << "cannot connect to the metrics port " << port << ": " << std::strerror(errno);
-    return {};
-  }
-  std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(request.size()));
-  std::string response;
-  auto deadline = Clock::now() + kScrapeBound;
-  char buffer[65536];
-  while (Clock::now() < deadline) {
-    pollfd readable{fd, POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (::poll(&readable, 1, static_cast<int>(std::max(left, 1ms).count())) <= 0) continue;
-    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    if (n <= 0) break;
-    response.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  auto headerEnd = response.find("\r\n\r\n");
-  EXPECT_NE(headerEnd, std::string::npos) << "no whole HTTP response: " << response;
-  if (headerEnd == std::string::npos) return {};
-  return parse(response.substr(0, response.find("\r\n")), response.substr(headerEnd + 4));
-}
 
 // The port a server logged for its metrics ("metrics at http://127.0.0.1:PORT/metrics").
 int metricsPort(const Server& server) {
