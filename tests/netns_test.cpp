@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
@@ -26,8 +27,11 @@
 
 #include "tests/support/certificates.h"
 #include "tests/support/counted_calls.h"
+#include "tests/support/json_field.h"
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/netns.h"
 #include "tests/support/serve_fixture.h"
+#include "vial/value.h"
 #include "vial/vial.h"
 
 namespace {
@@ -331,6 +335,78 @@ TEST_F(NetworkHosts, CallsAnOverloadedHostRefusesAreResentElsewhereAndRunOnce) {
       << "the small host never refused a call: nothing was re-sent" << small.describe();
   printFigures("overloaded", {{"refused_and_resent", static_cast<double>(smallStats.overloaded)},
                               {"failed", static_cast<double>(failures)}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Each host's saturation gauge, scraped across the network, against `vial stats --connect`
+
+constexpr int kMetricsPort = 9464;
+
+// `vial stats --connect tcp:HOST:7411 --json`'s saturation, run from the client's namespace.
+double statsSaturation(const std::string& address, const std::string& tokenFile) {
+  RunResult r = runVial({"stats", "--connect", address, "--token-file", tokenFile, "--json"});
+  EXPECT_EQ(r.exitCode, 0) << r;
+  try {
+    const vial::Value* saturation = field(vial::parse_json(r.out), "saturation");
+    EXPECT_NE(saturation, nullptr) << "no saturation in" << r;
+    if (saturation && saturation->is<double>()) return saturation->as<double>();
+    if (saturation && saturation->is<std::int64_t>())  // JSON's 4 reads back as an integer
+      return static_cast<double>(saturation->as<std::int64_t>());
+    ADD_FAILURE() << "saturation is no number in" << r;
+    return -1;
+  } catch (const std::invalid_argument& e) {
+    ADD_FAILURE() << "vial stats --json printed no JSON: " << e.what() << r;
+    return -1;
+  }
+}
+
+TEST_F(NetworkHosts, EachHostsSaturationGaugeAgreesWithVialStatsRisesUnderLoadAndFallsAfter) {
+  if (!inTestNetwork(3)) return;
+  const TestNetwork::Plan& net = testNetwork();
+  for (int host : {1, 2, 3})
+    startHost(host, {"--metrics", "tcp:" + net.hostIp(host) + ":" + std::to_string(kMetricsPort)});
+  listInDns({1, 2, 3});
+  auto client = connectByName(3);
+  auto saturation = [&](int host) {
+    return scrape(kMetricsPort, net.hostIp(host))("vial_saturation");
+  };
+  for (int host : {1, 2, 3}) {
+    EXPECT_EQ(saturation(host), 0) << "host " << host << " is idle";
+    EXPECT_EQ(statsSaturation(addressOf(host), tokenFile()), 0) << "host " << host;
+  }
+
+  // Twelve calls held until released, four a host (the fewest outstanding): on each host one
+  // runs and three wait, (3 + 1) / 1 worker = 4.
+  std::string release = path("release");
+  std::vector<vial::Future> held;
+  for (int i = 0; i < 12; ++i)
+    held.push_back(
+        client->run_async("import os, time\nwhile not os.path.exists(release): time.sleep(0.01)",
+                          {{"release", release}}));
+  std::vector<std::pair<std::string, double>> figures;
+  for (int host : {1, 2, 3}) {
+    ASSERT_TRUE(eventually([&] { return saturation(host) == 4; }, 10s))
+        << "host " << host << "'s gauge says " << saturation(host) << describe(client->backends());
+    // Held calls keep both still: the scrape and the stats command must agree exactly.
+    EXPECT_DOUBLE_EQ(statsSaturation(addressOf(host), tokenFile()), saturation(host))
+        << "host " << host;
+    figures.emplace_back("loaded_h" + std::to_string(host), saturation(host));
+  }
+  // The balancing client's figure is the hosts' calls over their capacity added up.
+  EXPECT_DOUBLE_EQ(client->stats().saturation(), 4.0);
+
+  writeFile(release, "", 0600);
+  for (auto& f : held) {
+    ASSERT_TRUE(f.wait_for(10s)) << describe(client->backends());
+    EXPECT_TRUE(f.get().ok()) << vial::testing::describe(f);
+  }
+  for (int host : {1, 2, 3}) {
+    ASSERT_TRUE(eventually([&] { return saturation(host) == 0; }, 10s))
+        << "host " << host << "'s gauge stays at " << saturation(host);
+    EXPECT_EQ(statsSaturation(addressOf(host), tokenFile()), 0) << "host " << host;
+    figures.emplace_back("after_h" + std::to_string(host), saturation(host));
+  }
+  printFigures("saturation", figures);
 }
 
 // ---------------------------------------------------------------------------------------------
