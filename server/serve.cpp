@@ -62,6 +62,14 @@ using server::Peer;
 // reads, and short enough that SIGTERM still ends the server promptly.
 constexpr kj::Duration kReplyLinger = 1 * kj::SECONDS;
 
+// How long a draining server whose calls are done stays up for clients still connected. A
+// client keeps sending calls until it hears the server is draining (its next ping, each second
+// by default, or a refusal); a call that reaches a server that has exited resets the connection
+// and resolves "may have run" although it never ran. Staying up two pings' time, refusing such
+// calls as never started (a balancing client sends them elsewhere), closes that window; the
+// server leaves as soon as its last client has closed its connection.
+constexpr kj::Duration kClientsLinger = 2 * kj::SECONDS;
+
 // The next SIGTERM or SIGINT.
 kj::Promise<siginfo_t> nextSignal(kj::AsyncIoContext& io) {
   return io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
@@ -116,17 +124,21 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   // draining (ping, stats, /metrics), refuses new calls and the queued ones at once as
   // Unavailable and never started (a balancing client sends them elsewhere rather than have them
   // wait for a grace they may not fit in), and lets running calls finish for up to `grace`
-  // seconds (the pool resolves the rest Cancelled). Then it waits until every reply has been
-  // written out (kReplyLinger at most): a reply that has not reached the kernel when its
-  // connection closes is lost. The listener closes when the server is destroyed.
+  // seconds (the pool resolves the rest Cancelled). Then it stays up, refusing, while clients
+  // are connected (kClientsLinger at most), and waits until every reply has been written out
+  // (kReplyLinger at most): a reply that has not reached the kernel when its connection closes
+  // is lost. The listener closes when the server is destroyed.
   kj::Promise<void> drain(double grace) {
     draining_ = true;
     stats_.setDraining(true);
-    return workers_->shutdown(grace, Unavailable{server::kDrainingRefusal}).then([this]() {
-      return repliesHandedOver()
-          .then([this]() { return repliesWritten(); })
-          .exclusiveJoin(timer().afterDelay(kReplyLinger));
-    });
+    return workers_->shutdown(grace, Unavailable{server::kDrainingRefusal})
+        .then(
+            [this]() { return noConnections().exclusiveJoin(timer().afterDelay(kClientsLinger)); })
+        .then([this]() {
+          return repliesHandedOver()
+              .then([this]() { return repliesWritten(); })
+              .exclusiveJoin(timer().afterDelay(kReplyLinger));
+        });
   }
 
   // ConnectionOwner
@@ -156,6 +168,12 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
     closed_->add(kj::mv(it->second));
     connections_.erase(it);
     stats_.setClients(connections_.size());
+    if (connections_.empty()) {
+      KJ_IF_MAYBE (f, connectionsGone_) {
+        (*f)->fulfill();
+        connectionsGone_ = nullptr;
+      }
+    }
   }
 
   void loggedIn(std::uint64_t id) override { waitingForLogin_.erase(id); }
@@ -198,6 +216,14 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
     return kj::mv(done.promise);
   }
 
+  // Resolves once no client is connected: at once when none is.
+  kj::Promise<void> noConnections() {
+    if (connections_.empty()) return kj::READY_NOW;
+    auto gone = kj::newPromiseAndFulfiller<void>();
+    connectionsGone_ = kj::mv(gone.fulfiller);
+    return kj::mv(gone.promise);
+  }
+
   // Resolves once no connection is writing. An RPC system writes a reply in a later turn than
   // the one it was handed over in, and a message queued behind another's write starts only when
   // that write completes: so look again once every queued event has run, until no connection
@@ -227,6 +253,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   kj::Maybe<kj::Promise<void>> accepting_;
   int repliesOutstanding_ = 0;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> repliesDone_;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> connectionsGone_;
   std::uint64_t nextConnection_ = 1;
   bool draining_ = false;
   kj::Own<pool::WorkerPool> workers_;
