@@ -524,4 +524,69 @@ TEST_F(NetworkHosts, TlsRefusesAWrongCaOrHostnameBeforeTheTokenLeavesTheClient) 
                 {"wrong_name_bytes", static_cast<double>(elsewhere.received().size())}});
 }
 
+// tls: under one name, as a client reaches deploy/kubernetes's headless Service: every address the
+// name lists is a host of its own, held to a certificate for the NAME (the hosts' certificates
+// list no address). An impostor listed under the name, with a certificate from the same CA for
+// another name, is refused at the handshake and sent nothing, while the real hosts share the
+// calls.
+TEST_F(NetworkHosts, TlsHostsUnderOneNameShareTheCallsAndAnImpostorAmongThemGetsNothing) {
+  if (!inTestNetwork(3)) return;
+  ASSERT_EQ(opensslMissing(), "");
+  makeCa(dir(), "ca");
+  makeServerCertificate(dir(), "server", "ca", "DNS:" + kName);
+  makeServerCertificate(dir(), "elsewhere", "ca", "DNS:elsewhere.test");
+  writeFile(tokenFile(), kToken + "\n", 0600);
+  const std::string address = "tls:" + kName + ":7411";
+  const TestNetwork::Plan& net = testNetwork();
+  for (int host : {1, 2}) {
+    std::filesystem::create_directories(hostDir(host));
+    std::vector<std::string> wrapper = net.inNamespace(net.hostNamespace(host));
+    wrapper.insert(wrapper.end(), {"/usr/bin/env", "-C", hostDir(host)});
+    Server& server = launchWrapped(wrapper, "tls:" + net.hostIp(host) + ":7411",
+                                   {"--allow-remote", "--token-file", tokenFile(), "--tls-cert",
+                                    path("server.pem"), "--tls-key", path("server.key")},
+                                   1);
+    ASSERT_TRUE(waitForText(server.logPath(), "vial serve: listening on", 10s))
+        << server.describe();
+  }
+  Impostor impostor(dir(), "elsewhere", 3, 7411);
+  listInDns({1, 2, 3});
+
+  vial::ClientOptions options;
+  options.token = kToken;
+  options.tls_ca = path("ca.pem");
+  options.connect_timeout = 5;
+  options.resolve_interval = kResolveInterval;
+  auto client = vial::Client::connect(address, options);
+  ASSERT_TRUE(eventually(
+      [&] {
+        int ready = 0;
+        for (const auto& b : client->backends()) ready += b.state == "ready" ? 1 : 0;
+        return ready == 2;
+      },
+      10s))
+      << describe(client->backends());
+  constexpr int kCalls = 300;
+  Load load = runLoad(*client, kCalls, 12, 0.02);
+  for (int i = 0; i < kCalls; ++i)
+    ASSERT_TRUE(load.results[i].ok()) << "call " << i << ": " << load.results[i].describe();
+  expectEachCallResolvedOnceAndRanAtMostOnce(load, {1, 2});
+  std::vector<std::pair<std::string, double>> figures;
+  for (int host : {1, 2}) {
+    double percent = 100.0 * static_cast<double>(ranOn(host).size()) / kCalls;
+    EXPECT_NEAR(percent, 50, 8) << "host " << host << describe(client->backends());
+    figures.emplace_back("share_h" + std::to_string(host), percent);
+  }
+  bool refused = false;
+  for (const auto& b : client->backends())
+    if (b.address == "tls:" + net.hostIp(3) + ":7411") refused = b.state != "ready";
+  EXPECT_TRUE(refused) << "the impostor's address is not a host held out of rotation:"
+                       << describe(client->backends());
+  EXPECT_TRUE(impostor.said("handshake failed")) << impostor.log();
+  EXPECT_EQ(impostor.received(), "") << "the impostor listed under " << kName << " received bytes\n"
+                                     << impostor.log();
+  figures.emplace_back("impostor_bytes", static_cast<double>(impostor.received().size()));
+  printFigures("tls_balance", figures);
+}
+
 }  // namespace
