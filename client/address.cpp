@@ -1,8 +1,10 @@
 #include "client/address.h"
 
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <resolv.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -136,6 +138,34 @@ Lookup getAddresses(const std::string& scheme, const std::string& name, const st
   return Lookup{addresses, ""};
 }
 
+// The least TTL of `name`'s A and AAAA records, asked of the DNS servers of /etc/resolv.conf
+// (with its search domains, as getaddrinfo would); none when neither query is answered (a name
+// only in /etc/hosts, no DNS server, or no such records). Blocking, like getAddresses. A
+// resolver state of its own: res_nsearch with it is safe on any thread.
+std::optional<double> dnsTtl(const std::string& name) {
+  struct __res_state state = {};
+  if (res_ninit(&state) != 0) return std::nullopt;
+  state.retrans = 1;  // seconds per try: an unanswered query must not hold a thread for long
+  state.retry = 1;
+  std::optional<std::uint32_t> least;
+  for (ns_type type : {ns_t_a, ns_t_aaaa}) {
+    unsigned char answer[4096];
+    int length = res_nsearch(&state, name.c_str(), ns_c_in, type, answer, sizeof answer);
+    if (length < 0) continue;
+    ns_msg message;
+    if (ns_initparse(answer, std::min(length, static_cast<int>(sizeof answer)), &message) != 0)
+      continue;
+    for (int i = 0; i < ns_msg_count(message, ns_s_an); ++i) {
+      ns_rr record;
+      if (ns_parserr(&message, ns_s_an, i, &record) != 0 || ns_rr_type(record) != type) continue;
+      least = std::min(least.value_or(ns_rr_ttl(record)), ns_rr_ttl(record));
+    }
+  }
+  res_nclose(&state);
+  if (!least) return std::nullopt;
+  return static_cast<double>(*least);
+}
+
 }  // namespace
 
 std::vector<std::string> hostsOf(const std::string& address) {
@@ -178,6 +208,20 @@ kj::Promise<Lookup> lookUp(const std::string& host) {
     (*fulfiller)->fulfill(kj::heap<Lookup>(getAddresses(scheme, unbracketed(name), port)));
   }).detach();
   return paf.promise.then([](kj::Own<Lookup> found) { return kj::mv(*found); });
+}
+
+kj::Promise<std::optional<double>> ttlOf(const std::string& host) {
+  if (!needsLookup(host)) return std::optional<double>();
+  std::string name = unbracketed(hostAndPort(host).first);
+  // As lookUp: the answer crosses threads in an Own; the thread is detached.
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<std::optional<double>>>();
+  auto fulfiller =
+      std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<std::optional<double>>>>>(
+          kj::mv(paf.fulfiller));
+  std::thread([name, fulfiller] {
+    (*fulfiller)->fulfill(kj::heap<std::optional<double>>(dnsTtl(name)));
+  }).detach();
+  return paf.promise.then([](kj::Own<std::optional<double>> ttl) { return *ttl; });
 }
 
 kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,

@@ -6,6 +6,7 @@
 
 #include <kj/async-io.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,12 @@ struct Lookup {
 /// by getaddrinfo on a thread of its own so that the loop never waits on DNS; or why the lookup
 /// failed. A unix or numeric address resolves to itself at once.
 kj::Promise<Lookup> lookUp(const std::string& host);
+
+/// How long the DNS says the addresses of a one-host address's name hold: the least TTL of its A
+/// and AAAA records (getaddrinfo gives none, so the DNS is asked directly, on a thread of its
+/// own, each query given 1 s and one retry); none for a unix or numeric address, a name only in
+/// /etc/hosts, or no answer. Kept apart from lookUp so that a slow answer delays nothing.
+kj::Promise<std::optional<double>> ttlOf(const std::string& host);
 
 /// connectTo without blocking the loop for a TCP or TLS address (the TLS handshake included):
 /// resolves with the stream, or rejects when the connection fails or takes longer than

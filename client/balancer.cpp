@@ -16,6 +16,9 @@ namespace {
 // A call with both limits set has an answer within queue_timeout + proc_timeout on its server;
 // past that plus this margin (transfer, a slow server loop) the client stops waiting for it.
 constexpr double kDeadlineMarginSeconds = 2.0;
+// A DNS TTL shortens the time between look-ups down to this, not below: a TTL of 0 (an answer
+// not to be cached at all) must not make the client ask without pause.
+constexpr double kLeastReresolveSeconds = 0.5;
 
 kj::Duration seconds(double s) {
   return toNanoseconds(s) * kj::NANOSECONDS;
@@ -118,7 +121,10 @@ Balancer::Balancer(kj::AsyncIoContext& io, const std::string& address, const Cli
                               [](const auto& b) { return b.second->takesCalls(); });
   if (!anyReady) throw ConnectError(where + firstFailures_);
   firstFailures_.clear();
-  if (std::any_of(hosts_.begin(), hosts_.end(), needsLookup)) tasks_.add(reresolveLater());
+  if (std::any_of(hosts_.begin(), hosts_.end(), needsLookup)) {
+    for (const auto& host : hosts_) askTtl(host);
+    startReresolving();
+  }
 }
 
 Balancer::~Balancer() noexcept(false) {
@@ -340,8 +346,36 @@ std::vector<BackendStats> Balancer::backends() const {
   return all;
 }
 
+double Balancer::reresolveDelay() const {
+  double delay = options_.resolve_interval;
+  for (const auto& [host, ttl] : ttls_)
+    delay = std::min(delay, std::max(ttl, kLeastReresolveSeconds));
+  return delay;
+}
+
+void Balancer::askTtl(const std::string& host) {
+  if (!needsLookup(host) || !askingTtl_.insert(host).second) return;
+  tasks_.add(ttlOf(host).then(
+      [this, host](std::optional<double> ttl) {
+        askingTtl_.erase(host);
+        double before = reresolveDelay();
+        if (ttl)
+          ttls_[host] = *ttl;
+        else
+          ttls_.erase(host);
+        if (reresolveDelay() < before) startReresolving();  // the wait under way is too long
+      },
+      [this, host](kj::Exception&&) { askingTtl_.erase(host); }));
+}
+
+void Balancer::startReresolving() {
+  reresolving_ = reresolveLater().eagerlyEvaluate([](kj::Exception&& e) {
+    log().error("vial client: re-resolving: {}", e.getDescription().cStr());
+  });
+}
+
 kj::Promise<void> Balancer::reresolveLater() {
-  return timer_.afterDelay(seconds(options_.resolve_interval)).then([this] {
+  return timer_.afterDelay(seconds(reresolveDelay())).then([this] {
     return reresolve().then([this] { return reresolveLater(); });
   });
 }
@@ -353,6 +387,7 @@ kj::Promise<void> Balancer::reresolve() {
       lookups.add(kj::READY_NOW);
       continue;
     }
+    askTtl(host);
     lookups.add(timer_.timeoutAfter(seconds(options_.connect_timeout), lookUp(host))
                     .then(
                         [this, host](Lookup answer) {

@@ -87,10 +87,16 @@ class Balancer final : public LoopService,
   static bool hasDeadline(const CallOptions& options);
   kj::Promise<void> deadlineOf(std::uint64_t id, const CallOptions& options);
 
-  // Re-resolution of DNS names: every resolve_interval, backends are added for new addresses and
-  // retired for addresses no longer listed.
+  // Re-resolution of DNS names: every resolve_interval, or sooner when the DNS gives a shorter
+  // TTL (at least kLeastReresolveSeconds), backends are added for new addresses and retired for
+  // addresses no longer listed.
   kj::Promise<void> reresolveLater();
   kj::Promise<void> reresolve();
+  // Asks for `host`'s TTL in the background (once at a time), for the next delay; a TTL shorter
+  // than the one known restarts the wait for the next look-up.
+  void askTtl(const std::string& host);
+  void startReresolving();
+  double reresolveDelay() const;
   void updateMembers(const std::string& host, const std::vector<std::string>& addresses);
   void forgetRetired();
 
@@ -101,6 +107,9 @@ class Balancer final : public LoopService,
   std::mt19937 random_{std::random_device{}()};
   std::map<std::string, kj::Own<Backend>> backends_;  // by resolved address
   std::map<std::uint64_t, Call> calls_;
+  // The last TTL the DNS gave for each looked-up host, and the hosts whose TTL is being asked.
+  std::map<std::string, double> ttls_;
+  std::set<std::string> askingTtl_;
   // pick()'s scratch, kept between calls so that picking allocates nothing.
   std::vector<Backend*> candidates_;
   std::vector<std::size_t> outstanding_;
@@ -109,7 +118,9 @@ class Balancer final : public LoopService,
   std::string firstFailures_;
   bool closing_ = false;
   kj::Own<DeferredDestruction> later_;  // deadlines and backends done with this turn
-  kj::TaskSet tasks_;                   // re-resolution
+  kj::TaskSet tasks_;                   // TTL questions
+  // The re-resolution loop; replaced (its wait cut short) when a shorter TTL arrives.
+  kj::Promise<void> reresolving_ = nullptr;
 };
 
 }  // namespace vial::client

@@ -22,6 +22,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -261,6 +262,31 @@ TEST_F(NetworkHosts, AHostAddedToDnsMidLoadGetsCallsWithinTheResolveIntervalAndT
                             {"share_h4_after_join", share},
                             {"resolve_interval_s", kResolveInterval},
                             {"ttl_s", kTtl}});
+}
+
+// The rule is a look-up every min(TTL, 5 s): with a resolve_interval of 30 s, only the
+// TTL dnsmasq gives (1 s) can make the client see a new host within seconds.
+TEST_F(NetworkHosts, TheDnsTtlShortensTheTimeBetweenLookUps) {
+  if (!inTestNetwork(2)) return;
+  for (int host : {1, 2}) startHost(host);
+  listInDns({1});
+  auto client = connectToAll(kAddress, 1.0, 30.0, 1);
+  // The client asks for the TTL beside its first look-up; give that answer a moment to arrive.
+  std::this_thread::sleep_for(1s);
+  listInDns({1, 2});
+  auto listed = Clock::now();
+  bool seen = eventually(
+      [&] {
+        const vial::BackendStats* second = backendOf(client->backends(), addressOf(2));
+        return second && second->state == "ready";
+      },
+      10s);
+  double delay = secondsSince(listed);
+  ASSERT_TRUE(seen) << "host 2 never became a host of the client's" << describe(client->backends());
+  EXPECT_LT(delay, kTtl + 2.0) << "host 2 joined " << delay << " s after DNS listed it: the TTL ("
+                               << kTtl << " s) did not shorten the 30 s resolve_interval";
+  EXPECT_TRUE(client->run_async("_return(1)").get().ok());
+  printFigures("ttl", {{"joined_after_dns_s", delay}, {"ttl_s", kTtl}, {"resolve_interval_s", 30}});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -102,8 +102,9 @@ struct ClientOptions {
   /// to; empty: the system's trust store. The certificate must also name HOST (an IP address
   /// as an IP subjectAltName); the token is sent only once it has passed.
   std::string tls_ca;
-  /// Look up the address's DNS names again this often (seconds) and add or retire hosts to
-  /// match. getaddrinfo gives no TTL, so this is the only bound on how late a change is seen.
+  /// Look up the address's DNS names again this often (seconds), or as often as the DNS's TTL
+  /// for them says when that is shorter (but not more than twice a second), and add or retire
+  /// hosts to match.
   double resolve_interval = 5.0;
   /// Ping each host this often (seconds)...
   double heartbeat_interval = 1.0;
