@@ -491,11 +491,15 @@ void WorkerPool::killFor(WorkerSlot& worker, std::size_t index, KillReason why) 
   std::uint32_t sequence = worker.inFlight()[index].sequence;
   // Nothing after the call may start before the kill lands.
   if (index + 1 < worker.inFlight().size() && requeueFrom(worker, index + 1)) dispatchQueued();
-  std::optional<std::uint32_t> started = worker.handle().claims().started();
-  if (!started || !CallClaims::after(*started, sequence)) return kill(worker, std::move(why));
-  // The worker has answered the call and started the next one: the answer is on its way (it is
-  // written before the next call starts). Should it not come (the code may have written over
-  // the page), the kill goes ahead.
+  const CallClaims& claims = worker.handle().claims();
+  std::optional<std::uint32_t> started = claims.started();
+  std::optional<std::uint32_t> answered = claims.answered();
+  bool answerComing = (started && CallClaims::after(*started, sequence)) ||
+                      (answered && !CallClaims::after(sequence, *answered));
+  if (!answerComing) return kill(worker, std::move(why));
+  // The worker has answered the call (its page says so, or it started the next one, which it
+  // does only once the answer is written): the answer is on its way. Should it not come (the
+  // code may have written over the page), the kill goes ahead.
   WorkerSlot* w = &worker;  // the continuation is the slot's: it cannot outlive it
   std::uint64_t id = why.callId;
   worker.watch(timer_.afterDelay(kAnswerGrace).then([this, w, id, why = std::move(why)]() mutable {

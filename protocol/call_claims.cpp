@@ -80,4 +80,13 @@ std::optional<std::uint32_t> CallClaims::started() const {
   return startedOf(word().load(std::memory_order_acquire));
 }
 
+void CallClaims::answered(std::uint32_t sequence) {
+  if (word_) answeredWord().store(sequence, std::memory_order_release);
+}
+
+std::optional<std::uint32_t> CallClaims::answered() const {
+  if (!word_) return std::nullopt;
+  return static_cast<std::uint32_t>(answeredWord().load(std::memory_order_acquire));
+}
+
 }  // namespace vial

@@ -64,6 +64,12 @@ class CallClaims {
   std::optional<std::uint32_t> revokeAfter(std::uint32_t keep);
   /// The sequence of the call the worker started last (0: none), or nothing without a page.
   std::optional<std::uint32_t> started() const;
+  /// Worker side: call `sequence` is finished and its answer handed to the connection. (A second
+  /// word of the page: a call that finished within its limit, but whose answer the pool reads
+  /// only after the limit has passed, is not killed for it, even when no call started after it.)
+  void answered(std::uint32_t sequence);
+  /// Pool side: the sequence the worker answered last (0: none), or nothing without a page.
+  std::optional<std::uint32_t> answered() const;
 
   /// a is after b, modulo 2^32 (sequences wrap).
   static bool after(std::uint32_t a, std::uint32_t b) {
@@ -80,6 +86,9 @@ class CallClaims {
   }
   static std::uint32_t startedOf(std::uint64_t word) { return static_cast<std::uint32_t>(word); }
   std::atomic_ref<std::uint64_t> word() const { return std::atomic_ref<std::uint64_t>(*word_); }
+  std::atomic_ref<std::uint64_t> answeredWord() const {
+    return std::atomic_ref<std::uint64_t>(word_[1]);
+  }
 
   util::UniqueFd fd_;
   std::uint64_t* word_ = nullptr;

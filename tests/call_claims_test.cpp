@@ -90,4 +90,14 @@ TEST(CallClaims, WithoutAPageNothingIsTakenBack) {
 }
 
 }  // namespace
+TEST(CallClaims, TheLastAnsweredCallIsWhatTheWorkerSaid) {
+  CallClaims pool = CallClaims::create();
+  ASSERT_GE(pool.fd(), 0);
+  CallClaims worker = CallClaims::adopt(dup(pool.fd()));
+  EXPECT_EQ(pool.answered(), 0u) << "nothing answered yet";
+  worker.answered(7);
+  EXPECT_EQ(pool.answered(), 7u);
+  EXPECT_EQ(pool.started(), 0u) << "answering is not starting";
+}
+
 }  // namespace vial

@@ -475,9 +475,12 @@ TEST_F(Containment, ACallFinishingAsItsTimeoutExpiresNeverTakesTheNextCallDown) 
   ASSERT_TRUE(pool) << "the pool\'s workers did not start";
   // Quick, so that the calls behind it are not taken back as calls waiting behind a slow one.
   Future first = pool->run_async("_return('first')");
-  first.then([](const Result&) { std::this_thread::sleep_for(600ms); });  // on the pool's loop
+  // On the pool's loop, longer than the limit below: when the loop resumes, the answer and the
+  // expired timer are both waiting. The limit is far above the call's 0.1 s, so that a loaded
+  // machine does not make the call itself late.
+  first.then([](const Result&) { std::this_thread::sleep_for(1500ms); });
   CallOptions limited;
-  limited.proc_timeout = 0.3;
+  limited.proc_timeout = 1.0;
   Future finishing =
       pool->run_async("import time\ntime.sleep(0.1)\n_return('in time')", {}, limited);
   Future behind = pool->run_async("import time\ntime.sleep(1)\n_return('behind')");

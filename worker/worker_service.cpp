@@ -117,7 +117,8 @@ kj::Promise<void> WorkerService::answersWritten() {
 }
 
 void WorkerService::execute(RunContext& context) {
-  if (!claims_.claim(context.getParams().getSequence())) {
+  std::uint32_t sequence = context.getParams().getSequence();  // the params are released early
+  if (!claims_.claim(sequence)) {
     // Taken back by the pool before it started: it runs elsewhere.
     context.releaseParams();
     context.getResults().setRevoked(true);
@@ -163,6 +164,7 @@ void WorkerService::execute(RunContext& context) {
   auto results = context.getResults(size);
   results.setOutcome(outcome);
   results.setLeftRunning(left);  // "" when nothing was left running
+  claims_.answered(sequence);
 }
 
 }  // namespace vial::worker
