@@ -44,7 +44,7 @@ const char* describe(BackendState state) {
 Backend::Backend(kj::AsyncIoContext& io, std::string address, std::string origin,
                  const ClientOptions& options, Events& events)
     : io_(io),
-      timer_(io.provider->getTimer()),
+      timer_(freshTimer(io.provider->getTimer())),
       address_(std::move(address)),
       origin_(std::move(origin)),
       options_(options),

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "client/server_connection.h"
+#include "util/fresh_timer.h"
 #include "vial/backend_stats.h"
 #include "vial/vial.h"
 
@@ -83,7 +84,7 @@ class Backend final : public kj::TaskSet::ErrorHandler {
   void callAnswered(std::uint64_t id, Result result, bool lost);
 
   kj::AsyncIoContext& io_;
-  kj::Timer& timer_;
+  FreshTimer timer_;
   const std::string address_;
   const std::string origin_;
   const ClientOptions& options_;

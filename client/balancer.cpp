@@ -95,7 +95,7 @@ std::optional<std::size_t> pickBackend(const std::vector<std::size_t>& outstandi
 
 Balancer::Balancer(kj::AsyncIoContext& io, const std::string& address, const ClientOptions& options)
     : io_(io),
-      timer_(io.provider->getTimer()),
+      timer_(freshTimer(io.provider->getTimer())),
       options_(options),
       hosts_(hostsOf(address)),
       later_(kj::heap<DeferredDestruction>(*this)),

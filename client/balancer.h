@@ -18,6 +18,7 @@
 #include "client/loop_thread.h"
 #include "client/pick_backend.h"
 #include "util/deferred_destruction.h"
+#include "util/fresh_timer.h"
 #include "vial/vial.h"
 
 namespace vial::client {
@@ -101,7 +102,7 @@ class Balancer final : public LoopService,
   void forgetRetired();
 
   kj::AsyncIoContext& io_;
-  kj::Timer& timer_;
+  FreshTimer timer_;  // a call's deadline counts from when it is armed
   const ClientOptions options_;
   const std::vector<std::string> hosts_;
   std::mt19937 random_{std::random_device{}()};

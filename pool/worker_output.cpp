@@ -13,7 +13,7 @@
 namespace vial::pool {
 
 WorkerOutput::WorkerOutput(kj::AsyncIoContext& io, int fd, std::function<int()> pid)
-    : timer_(io.provider->getTimer()),
+    : timer_(freshTimer(io.provider->getTimer())),
       fd_(fd),
       stream_(io.lowLevelProvider->wrapInputFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
       pid_(std::move(pid)) {

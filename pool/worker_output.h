@@ -20,6 +20,7 @@
 #include <string>
 
 #include "protocol/limits.h"
+#include "util/fresh_timer.h"
 
 namespace vial::pool {
 
@@ -41,7 +42,7 @@ class WorkerOutput {
   void refill();
   void noteSuppressedLater();
 
-  kj::Timer& timer_;
+  FreshTimer timer_;
   int fd_;
   kj::Own<kj::AsyncInputStream> stream_;
   std::function<int()> pid_;

@@ -65,16 +65,17 @@ PoolOptions checked(PoolOptions options) {
 
 WorkerPool::WorkerPool(kj::Timer& timer, Spawner& spawner, PoolOptions options,
                        PoolStatsRecorder& stats)
-    : WorkerPool(timer, kj::Own<Spawner>(&spawner, kj::NullDisposer::instance), std::move(options),
-                 stats) {}
+    : WorkerPool(timer, timer, kj::Own<Spawner>(&spawner, kj::NullDisposer::instance),
+                 std::move(options), stats) {}
 
 WorkerPool::WorkerPool(kj::AsyncIoContext& io, PoolOptions options, PoolStatsRecorder& stats)
     // Copied, not moved: the order in which the arguments are evaluated is unspecified.
-    : WorkerPool(io.provider->getTimer(), kj::heap<ProcessSpawner>(io, options), options, stats) {}
+    : WorkerPool(io.provider->getTimer(), kj::systemPreciseMonotonicClock(),
+                 kj::heap<ProcessSpawner>(io, options), options, stats) {}
 
-WorkerPool::WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions options,
-                       PoolStatsRecorder& stats)
-    : timer_(timer),
+WorkerPool::WorkerPool(kj::Timer& timer, const kj::MonotonicClock& clock, kj::Own<Spawner> spawner,
+                       PoolOptions options, PoolStatsRecorder& stats)
+    : timer_(timer, clock),
       spawner_(kj::mv(spawner)),
       options_(checked(std::move(options))),
       policy_(options_),

@@ -21,6 +21,7 @@
 #include "pool/spawner.h"
 #include "pool/worker_slot.h"
 #include "util/deferred_destruction.h"
+#include "util/fresh_timer.h"
 #include "vial/pool_options.h"
 
 namespace vial::pool {
@@ -69,8 +70,9 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   /// may take before a kill meant for that call goes ahead anyway.
   static constexpr kj::Duration kAnswerGrace = 1 * kj::SECONDS;
 
-  WorkerPool(kj::Timer& timer, kj::Own<Spawner> spawner, PoolOptions options,
-             PoolStatsRecorder& stats);
+  // `clock` is the one `timer` follows (see FreshTimer).
+  WorkerPool(kj::Timer& timer, const kj::MonotonicClock& clock, kj::Own<Spawner> spawner,
+             PoolOptions options, PoolStatsRecorder& stats);
 
   void taskFailed(kj::Exception&& e) override;
   kj::TaskSet::ErrorHandler& errors() { return *this; }
@@ -133,7 +135,7 @@ class WorkerPool final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> waitUntil(std::function<bool()> condition, double boundSeconds);
   void checkWaiter();
 
-  kj::Timer& timer_;
+  FreshTimer timer_;          // deadlines count from when they are armed, however long the turn
   kj::Own<Spawner> spawner_;  // owned with the convenience constructor only
   PoolOptions options_;
   LifecyclePolicy policy_;

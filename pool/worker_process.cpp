@@ -27,7 +27,7 @@ namespace vial::pool {
 
 WorkerProcess::WorkerProcess(kj::AsyncIoContext& io, const SpawnOptions& options,
                              ForkServer* forkServer)
-    : timer_(io.provider->getTimer()), claims_(CallClaims::create()) {
+    : timer_(freshTimer(io.provider->getTimer())), claims_(CallClaims::create()) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair for a worker");

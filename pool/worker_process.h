@@ -28,6 +28,7 @@
 #include "pool/worker_output.h"
 #include "protocol/call_claims.h"
 #include "protocol/vial.capnp.h"
+#include "util/fresh_timer.h"
 
 namespace vial::pool {
 
@@ -75,7 +76,7 @@ class WorkerProcess final : public WorkerHandle {
   bool waitForExit(std::chrono::milliseconds bound);
   ExitStatus reap();
 
-  kj::Timer& timer_;
+  FreshTimer timer_;
   CallClaims claims_;
   pid_t guardPid_ = -1;
   pid_t workerPid_ = -1;

@@ -25,6 +25,7 @@
 #include "server/metrics_endpoint.h"
 #include "server/token.h"
 #include "util/deferred_destruction.h"
+#include "util/fresh_timer.h"
 
 namespace vial {
 
@@ -84,6 +85,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
  public:
   Server(kj::AsyncIoContext& io, const ServeOptions& options)
       : io_(io),
+        timer_(freshTimer(io.provider->getTimer())),
         options_(options),
         closed_(kj::heap<DeferredDestruction>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {}
 
@@ -186,7 +188,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
     log().error("server task failed: {}", e.getDescription().cStr());
   }
 
-  kj::Timer& timer() { return io_.provider->getTimer(); }
+  kj::Timer& timer() { return timer_; }
 
   void accepted(kj::Own<kj::AsyncIoStream> stream, Peer peer) {
     std::uint64_t id = nextConnection_++;
@@ -242,6 +244,7 @@ class Server final : public server::ConnectionOwner, private kj::TaskSet::ErrorH
   }
 
   kj::AsyncIoContext& io_;
+  FreshTimer timer_;  // a login's deadline counts from when it is armed
   const ServeOptions& options_;
   pool::PoolStatsRecorder stats_;
   kj::Own<Listener> listener_;

@@ -493,6 +493,30 @@ TEST_F(Containment, ACallFinishingAsItsTimeoutExpiresNeverTakesTheNextCallDown) 
   EXPECT_EQ(behind.get().values(), std::vector<Value>{"behind"});
 }
 
+// The same with the calls behind taken back (the first call is slow): the call with the limit is
+// sent again only once the blocked loop resumes, in a turn that began 1.5 s before. Its limit
+// counts from then, not from the loop's last look at the clock (before the block), which kj's
+// timer would have used: the call would be killed at once, 1.5 s "late" when sent.
+TEST_F(Containment, ACallSentAfterALongTurnGetsItsWholeLimit) {
+  if (!inOwnNet()) return;
+  auto pool = readyPool(1, 3);
+  ASSERT_TRUE(pool) << "the pool\'s workers did not start";
+  // Slow: the pool takes the calls sent ahead behind it back (kSlowCall), to send them again.
+  Future first = pool->run_async("import time\ntime.sleep(0.2)\n_return('first')");
+  first.then([](const Result&) { std::this_thread::sleep_for(1500ms); });
+  CallOptions limited;
+  limited.proc_timeout = 1.0;
+  Future limitedCall =
+      pool->run_async("import time\ntime.sleep(0.2)\n_return('in time')", {}, limited);
+  Future behind = pool->run_async("_return('behind')");
+  ASSERT_TRUE(behind.wait_for(20s));
+  EXPECT_EQ(first.get().values(), std::vector<Value>{"first"}) << first.get().describe();
+  ASSERT_TRUE(limitedCall.get().ok())
+      << "the call sent after the long turn: " << limitedCall.get().describe();
+  EXPECT_EQ(limitedCall.get().values(), std::vector<Value>{"in time"});
+  ASSERT_TRUE(behind.get().ok()) << "the call behind it: " << behind.get().describe();
+}
+
 // Found by review: when the code fills the process limit, starting the replacement worker fails
 // in vfork(), and Boost's launcher then returned pid -1, which the pool passed to kill() and
 // waitpid(): SIGKILL to every process it could signal. Now the failed start is logged and
