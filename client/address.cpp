@@ -13,6 +13,7 @@
 
 #include "protocol/duration.h"
 #include "protocol/tls.h"
+#include "util/fresh_timer.h"
 #include "util/private_socket.h"
 #include "vial/vial.h"
 
@@ -69,7 +70,7 @@ kj::Own<kj::AsyncIoStream> connectTo(kj::AsyncIoContext& io, const std::string& 
           return client.connect(kj::mv(stream), host);
         });
   }
-  auto stream = io.provider->getTimer()
+  auto stream = freshTimer(io.provider->getTimer())
                     .timeoutAfter(timeout.count() * kj::MILLISECONDS, kj::mv(connected))
                     .wait(io.waitScope);
   return tls ? stream.attach(kj::mv(tlsClient)) : kj::mv(stream);
@@ -254,7 +255,7 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,
       });
     }
     auto timeout = toNanoseconds(timeoutSeconds) * kj::NANOSECONDS;
-    return io.provider->getTimer().timeoutAfter(timeout, kj::mv(connected));
+    return freshTimer(io.provider->getTimer()).timeoutAfter(timeout, kj::mv(connected));
   });
 }
 

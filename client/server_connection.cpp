@@ -9,6 +9,7 @@
 #include "protocol/duration.h"
 #include "protocol/gathering_write_stream.h"
 #include "protocol/wire.h"
+#include "util/fresh_timer.h"
 
 namespace vial::client {
 
@@ -39,7 +40,8 @@ kj::Promise<kj::Own<ServerConnection>> ServerConnection::open(kj::AsyncIoContext
       .then([&timer, address, token = options.token, timeoutSeconds,
              answer = std::move(answer)](kj::Own<kj::AsyncIoStream> stream) mutable {
         auto connection = kj::heap<ServerConnection>(address, kj::mv(stream), std::move(answer));
-        auto loggedIn = connection->logIn(timer, token, timeoutSeconds);
+        FreshTimer fresh = freshTimer(timer);  // logIn arms its deadline at once
+        auto loggedIn = connection->logIn(fresh, token, timeoutSeconds);
         return loggedIn.then(
             [connection = kj::mv(connection)]() mutable { return kj::mv(connection); });
       });
