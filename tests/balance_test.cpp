@@ -134,6 +134,9 @@ TEST_F(Hosts, AHostKilledMidLoadFailsOnlyItsCallsInFlightAndNoBodyRunsTwice) {
       auto before = client->backends();
       onVictim = backendOf(before, addressOf(2))->outstanding;
       victim.sigkill();
+      // "After" is once the client can know: a call sent before it has read the closed
+      // connection may go to the dead host (seenDown).
+      EXPECT_TRUE(seenDown(*client, addressOf(2))) << describe(client->backends());
       killedAfter = submitted;
     }
   });

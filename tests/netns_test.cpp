@@ -156,6 +156,8 @@ TEST_F(NetworkHosts, AHostKilledMidLoadAndDroppedFromDnsFailsOnlyItsCallsInFligh
     if (killedAfter >= 0 || resolved < 150) return;
     onVictim = backendOf(client->backends(), addressOf(2))->outstanding;
     victim.sigkill();
+    // "After" is once the client can know (seenDown).
+    EXPECT_TRUE(seenDown(*client, addressOf(2))) << describe(client->backends());
     killedAfter = submitted;
     listInDns({1, 3});
   });

@@ -148,6 +148,21 @@ class CountedCalls : public VialServe {
     return nullptr;
   }
 
+  /// Whether `client` takes the host at `address` for not ready within `bound`, as it does once it
+  /// has read the host's closed connection. Until then a call may still go to a host that is
+  /// dead, and fail "may have run": the client cannot tell a call the host never read from one it
+  /// ran.
+  static bool seenDown(vial::Client& client, const std::string& address,
+                       std::chrono::milliseconds bound = std::chrono::seconds(5)) {
+    return eventually(
+        [&] {
+          auto all = client.backends();
+          const vial::BackendStats* backend = backendOf(all, address);
+          return backend && backend->state != "ready";
+        },
+        bound);
+  }
+
   /// One line per host: for failure messages.
   static std::string describe(const std::vector<vial::BackendStats>& all) {
     std::string text;
