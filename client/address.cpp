@@ -167,6 +167,23 @@ std::optional<double> dnsTtl(const std::string& name) {
   return static_cast<double>(*least);
 }
 
+// `blocking()` (a look-up getaddrinfo or the resolver cannot be told to give up) on a detached
+// thread, its answer resolving the promise on the calling loop. The fulfiller outlives the loop
+// safely (a cross-thread fulfiller whose promise is gone does nothing). The answer crosses
+// threads in an Own: a Lookup by value trips a false -Wmaybe-uninitialized in kj's cross-thread
+// fulfiller (GCC 12). The fulfiller is held through a shared_ptr: a kj::Own's destructor may
+// throw, which std::thread's state may not.
+template <typename T, typename Blocking>
+kj::Promise<T> onAThreadOfItsOwn(Blocking blocking) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<T>>();
+  auto fulfiller =
+      std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<T>>>>(kj::mv(paf.fulfiller));
+  std::thread([blocking = std::move(blocking), fulfiller] {
+    (*fulfiller)->fulfill(kj::heap<T>(blocking()));
+  }).detach();
+  return paf.promise.then([](kj::Own<T> answer) { return kj::mv(*answer); });
+}
+
 }  // namespace
 
 std::vector<std::string> hostsOf(const std::string& address) {
@@ -197,32 +214,15 @@ bool needsLookup(const std::string& host) {
 kj::Promise<Lookup> lookUp(const std::string& host) {
   if (!needsLookup(host)) return Lookup{{host}, ""};
   auto [name, port] = hostAndPort(host);
-  // The answer crosses threads in an Own: a Lookup by value trips a false -Wmaybe-uninitialized
-  // in kj's cross-thread fulfiller (GCC 12).
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<Lookup>>();
-  // Detached: getaddrinfo cannot be interrupted. The fulfiller outlives the loop safely (a
-  // cross-thread fulfiller whose promise is gone does nothing). Held through a shared_ptr: a
-  // kj::Own's destructor may throw, which std::thread's state may not.
-  auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<Lookup>>>>(
-      kj::mv(paf.fulfiller));
-  std::thread([scheme = host.substr(0, 3), name = name, port = port, fulfiller] {
-    (*fulfiller)->fulfill(kj::heap<Lookup>(getAddresses(scheme, unbracketed(name), port)));
-  }).detach();
-  return paf.promise.then([](kj::Own<Lookup> found) { return kj::mv(*found); });
+  return onAThreadOfItsOwn<Lookup>([scheme = host.substr(0, 3), name = name, port = port] {
+    return getAddresses(scheme, unbracketed(name), port);
+  });
 }
 
 kj::Promise<std::optional<double>> ttlOf(const std::string& host) {
   if (!needsLookup(host)) return std::optional<double>();
-  std::string name = unbracketed(hostAndPort(host).first);
-  // As lookUp: the answer crosses threads in an Own; the thread is detached.
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<std::optional<double>>>();
-  auto fulfiller =
-      std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<kj::Own<std::optional<double>>>>>(
-          kj::mv(paf.fulfiller));
-  std::thread([name, fulfiller] {
-    (*fulfiller)->fulfill(kj::heap<std::optional<double>>(dnsTtl(name)));
-  }).detach();
-  return paf.promise.then([](kj::Own<std::optional<double>> ttl) { return *ttl; });
+  return onAThreadOfItsOwn<std::optional<double>>(
+      [name = unbracketed(hostAndPort(host).first)] { return dnsTtl(name); });
 }
 
 kj::Promise<kj::Own<kj::AsyncIoStream>> connectLater(kj::AsyncIoContext& io,
